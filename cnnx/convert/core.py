@@ -1,0 +1,161 @@
+"""Generic torch state_dict -> Flax variables conversion.
+
+A family describes only how its module paths are named (`TorchMapping`: regex renames from
+torch module paths to cnnx module paths, plus tensors to skip or convert by hand); the layout
+changes are the same for every family and live here:
+
+  conv weight   (O, I/groups, kh, kw) -> kernel (kh, kw, I/groups, O)
+  linear weight (O, I)                -> kernel (I, O)
+  norm weight / bias                  -> scale / bias            (params)
+  running_mean / running_var          -> mean / var              (batch_stats)
+  num_batches_tracked                 -> dropped
+
+Conversion is strict: every cnnx variable must be filled exactly once with a tensor of the
+right shape, and every torch tensor must be used or explicitly skipped; otherwise a
+`ConversionError` lists what did not fit.
+"""
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from flax import traverse_util
+
+from cnnx.errors import CnnxError
+
+
+class ConversionError(CnnxError, ValueError):
+    """A state_dict does not fit the model it is converted into."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TorchMapping:
+    """How one family's torch names map onto cnnx names.
+
+    Attributes:
+      renames: (pattern, replacement) regex pairs applied in order to the torch module path
+        (the key without its last component, dots kept); the result uses '/' between cnnx
+        module names.
+      skip: regexes of full torch keys to ignore (e.g. auxiliary heads a variant lacks).
+      custom: optional function (key, array) -> list of (cnnx path tuple, array) or None; when
+        it returns a list, that tensor is placed as given and the generic rules are skipped.
+    """
+
+    renames: Sequence[tuple[str, str]] = ()
+    skip: Sequence[str] = ()
+    custom: Callable[[str, np.ndarray], list[tuple[tuple[str, ...], np.ndarray]] | None] | None = (
+        None
+    )
+
+    def module_path(self, torch_module: str) -> str:
+        path = torch_module
+        for pattern, repl in self.renames:
+            path = re.sub(pattern, repl, path)
+        return path.replace(".", "/")
+
+
+_MAPPINGS: dict[str, TorchMapping] = {}
+
+
+def register_mapping(family: str, mapping: TorchMapping) -> TorchMapping:
+    """Registers the torch naming rules of a model family (one call per family module)."""
+    _MAPPINGS[family] = mapping
+    return mapping
+
+
+def get_mapping(family: str) -> TorchMapping:
+    import cnnx.convert  # noqa: F401  (imports every family's rules)
+
+    if family not in _MAPPINGS:
+        raise ConversionError(
+            f"No torch conversion rules for model family {family!r}; families with rules: "
+            f"{', '.join(sorted(_MAPPINGS))}."
+        )
+    return _MAPPINGS[family]
+
+
+def to_numpy(tensor: Any) -> np.ndarray:
+    """A torch tensor (any device/dtype), numpy array or array-like as a float32/int numpy array."""
+    if hasattr(tensor, "detach"):
+        tensor = tensor.detach().cpu()
+        if str(tensor.dtype) == "torch.bfloat16":
+            tensor = tensor.float()
+        tensor = tensor.numpy()
+    return np.asarray(tensor)
+
+
+def _place(key: str, array: np.ndarray, module: tuple[str, ...], targets: Mapping):
+    """Generic placement of one torch tensor under a cnnx module path."""
+    leaf = key.rsplit(".", 1)[-1]
+    has = lambda col, name: (col, *module, name) in targets  # noqa: E731
+    if leaf == "weight":
+        if has("params", "kernel"):
+            if array.ndim == 4:
+                array = array.transpose(2, 3, 1, 0)
+            elif array.ndim == 2:
+                array = array.T
+            return [(("params", *module, "kernel"), array)]
+        if has("params", "scale"):
+            return [(("params", *module, "scale"), array)]
+    elif leaf == "bias" and has("params", "bias"):
+        return [(("params", *module, "bias"), array)]
+    elif leaf == "running_mean":
+        return [(("batch_stats", *module, "mean"), array)]
+    elif leaf == "running_var":
+        return [(("batch_stats", *module, "var"), array)]
+    return [(("params", *module, leaf), array)]
+
+
+def convert_state_dict(
+    state_dict: Mapping[str, Any], mapping: TorchMapping, abstract_variables: Mapping
+) -> tuple[dict, list[str]]:
+    """Converts a state_dict to match `abstract_variables` (shapes from `jax.eval_shape`).
+
+    Returns:
+      (variables as nested dicts of numpy arrays, list of skipped torch keys).
+
+    Raises:
+      ConversionError: listing unmatched tensors, shape mismatches and unfilled variables.
+    """
+    targets = traverse_util.flatten_dict(dict(abstract_variables))
+    filled: dict[tuple[str, ...], np.ndarray] = {}
+    skipped, unmatched, mismatched, duplicated = [], [], [], []
+    for key, tensor in state_dict.items():
+        if key.endswith("num_batches_tracked") or any(re.search(p, key) for p in mapping.skip):
+            skipped.append(key)
+            continue
+        array = to_numpy(tensor)
+        placed = mapping.custom(key, array) if mapping.custom else None
+        if placed is None:
+            module = tuple(p for p in mapping.module_path(key.rsplit(".", 1)[0]).split("/") if p)
+            placed = _place(key, array, module, targets)
+        for path, value in placed:
+            if path not in targets:
+                unmatched.append(f"{key} -> {'/'.join(path)}")
+            elif tuple(targets[path].shape) != tuple(value.shape):
+                mismatched.append(
+                    f"{key} {tuple(value.shape)} -> {'/'.join(path)} {tuple(targets[path].shape)}"
+                )
+            elif path in filled:
+                duplicated.append(f"{key} -> {'/'.join(path)}")
+            else:
+                filled[path] = value.astype(targets[path].dtype)
+    missing = sorted("/".join(p) for p in targets if p not in filled)
+    problems = []
+    for title, items in (
+        ("torch tensors with no cnnx variable", unmatched),
+        ("shape mismatches", mismatched),
+        ("cnnx variables filled twice", duplicated),
+        ("cnnx variables left unfilled", missing),
+    ):
+        if items:
+            shown = "\n    ".join(items[:20]) + ("\n    ..." if len(items) > 20 else "")
+            problems.append(f"  {title} ({len(items)}):\n    {shown}")
+    if problems:
+        raise ConversionError(
+            "The state_dict does not fit the model (is it the same architecture and number of "
+            "classes? pass num_classes=... to match its head):\n" + "\n".join(problems)
+        )
+    return traverse_util.unflatten_dict(filled), skipped

@@ -1,0 +1,25 @@
+"""Errors that reach the user.
+
+Everything raised on purpose by cnnx for bad input derives from `CnnxError`; the command-line
+entry points print its message (which always says what to do) and exit without a traceback.
+"""
+
+
+class CnnxError(Exception):
+    """Base class of the errors cnnx raises on purpose, with a message for the user."""
+
+
+class ConfigError(CnnxError, ValueError):
+    """A configuration value, model name or override is invalid."""
+
+
+class DataError(CnnxError):
+    """A dataset is missing, unreadable, or does not fit the configuration."""
+
+
+class CheckpointError(CnnxError):
+    """A checkpoint cannot be restored (missing, corrupt, or of another model)."""
+
+
+class TrainingDiverged(CnnxError):
+    """The loss became NaN or infinite; the last good checkpoint was kept."""

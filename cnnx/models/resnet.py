@@ -1,0 +1,290 @@
+"""ResNet (He et al., "Deep Residual Learning for Image Recognition", 2015).
+
+ImageNet models follow torchvision's layout (Table 1 of the paper; "v1.5": the stride of a
+bottleneck sits in its 3×3 convolution, `stride_in_1x1=True` restores the paper's v1) so
+torchvision weights convert one to one and parameter counts match exactly. `groups` and
+`width_per_group` give ResNeXt and Wide ResNet from the same blocks.
+
+CIFAR models follow §4.2: a 3×3 stem with 16 filters, three stages of n basic blocks with
+16/32/64 filters (6n + 2 layers), global average pooling and a 10-way classifier. Shortcuts are
+the paper's option A (identity; strided subsampling and zero-padded channels when the shape
+changes), so they add no parameters; `shortcut=False` gives the plain networks of §4.1/Table 6.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from cnnx.layers import ClassifierHead, ConvNormAct, DropPath, drop_path_rates
+from cnnx.models.registry import register_family
+from cnnx.models.scaling import round_filters, round_repeats
+
+
+class BasicBlock(nn.Module):
+    """Two 3×3 convolutions with a shortcut (ResNet-18/34 and the CIFAR ResNets)."""
+
+    features: int
+    strides: int = 1
+    projection: bool = False
+    shortcut: str = "projection"  # 'projection' (conv 1×1), 'zero_pad' (option A), 'none'
+    drop_path_rate: float = 0.0
+    zero_init_residual: bool = False
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        y = ConvNormAct(self.features, 3, self.strides, dtype=self.dtype, name="conv1")(
+            x, train=train
+        )
+        y = ConvNormAct(
+            self.features,
+            3,
+            act=None,
+            zero_init_norm=self.zero_init_residual,
+            dtype=self.dtype,
+            name="conv2",
+        )(y, train=train)
+        if self.shortcut == "none":
+            return nn.relu(y)
+        y = DropPath(self.drop_path_rate)(y, train=train)
+        return nn.relu(y + _shortcut(self, x, y.shape[-1], train))
+
+
+class Bottleneck(nn.Module):
+    """1×1 reduce, 3×3 (grouped for ResNeXt), 1×1 expand ×4, with a shortcut."""
+
+    features: int
+    strides: int = 1
+    projection: bool = False
+    groups: int = 1
+    width_per_group: int = 64
+    stride_in_1x1: bool = False
+    shortcut: str = "projection"
+    drop_path_rate: float = 0.0
+    zero_init_residual: bool = False
+    dtype: Any = jnp.float32
+    expansion: int = 4
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        width = int(self.features * (self.width_per_group / 64.0)) * self.groups
+        s1, s3 = (self.strides, 1) if self.stride_in_1x1 else (1, self.strides)
+        y = ConvNormAct(width, 1, s1, dtype=self.dtype, name="conv1")(x, train=train)
+        y = ConvNormAct(width, 3, s3, groups=self.groups, dtype=self.dtype, name="conv2")(
+            y, train=train
+        )
+        y = ConvNormAct(
+            self.features * self.expansion,
+            1,
+            act=None,
+            zero_init_norm=self.zero_init_residual,
+            dtype=self.dtype,
+            name="conv3",
+        )(y, train=train)
+        if self.shortcut == "none":
+            return nn.relu(y)
+        y = DropPath(self.drop_path_rate)(y, train=train)
+        return nn.relu(y + _shortcut(self, x, y.shape[-1], train))
+
+
+def _shortcut(block: nn.Module, x, out_features: int, train: bool):
+    """The identity path of a block, adapted when the block changes shape."""
+    if not block.projection:
+        return x
+    if block.shortcut == "zero_pad":
+        # Option A: subsample by the stride and pad the new channels with zeros.
+        x = x[:, :: block.strides, :: block.strides, :]
+        extra = out_features - x.shape[-1]
+        return jnp.pad(x, [(0, 0), (0, 0), (0, 0), (extra // 2, extra - extra // 2)])
+    return ConvNormAct(
+        out_features, 1, block.strides, act=None, dtype=block.dtype, name="downsample"
+    )(x, train=train)
+
+
+class ResNet(nn.Module):
+    """ImageNet ResNet / ResNeXt / Wide ResNet in torchvision's layout.
+
+    Attributes:
+      block: 'basic' or 'bottleneck'.
+      stage_sizes: blocks per stage (e.g. (3, 4, 6, 3) for ResNet-50).
+      num_classes: classifier outputs; 0 returns pooled features.
+      width_mult: scales every stage's and the stem's channels (`round_filters`).
+      depth_mult: scales every stage's block count (`round_repeats`).
+      groups, width_per_group: ResNeXt cardinality and bottleneck width (Wide ResNet: 128).
+      stride_in_1x1: the paper's v1 (stride in the first 1×1) instead of torchvision's v1.5.
+      shortcut: 'projection' (the default), or 'none' for the plain networks.
+      dropout_rate: dropout before the classifier (none in the paper).
+      drop_path_rate: stochastic depth of the last block, linear in block index.
+      zero_init_residual: zero the last BN scale of each block (Goyal et al. 2017).
+      dtype: compute dtype; parameters stay float32.
+    """
+
+    block: str = "bottleneck"
+    stage_sizes: Sequence[int] = (3, 4, 6, 3)
+    num_classes: int = 1000
+    width_mult: float = 1.0
+    depth_mult: float = 1.0
+    stem_width: int = 64
+    groups: int = 1
+    width_per_group: int = 64
+    stride_in_1x1: bool = False
+    shortcut: str = "projection"
+    dropout_rate: float = 0.0
+    drop_path_rate: float = 0.0
+    zero_init_residual: bool = False
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        x = x.astype(self.dtype)
+        stem = round_filters(self.stem_width, self.width_mult)
+        x = ConvNormAct(stem, 7, 2, dtype=self.dtype, name="stem")(x, train=train)
+        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        repeats = [round_repeats(r, self.depth_mult) for r in self.stage_sizes]
+        rates = iter(drop_path_rates(self.drop_path_rate, sum(repeats)))
+        expansion = 1 if self.block == "basic" else 4
+        in_features = stem
+        for i, n in enumerate(repeats):
+            features = round_filters(64 * 2**i, self.width_mult)
+            for j in range(n):
+                strides = 2 if (i > 0 and j == 0) else 1
+                kwargs = dict(
+                    features=features,
+                    strides=strides,
+                    projection=strides != 1 or in_features != features * expansion,
+                    shortcut=self.shortcut,
+                    drop_path_rate=next(rates),
+                    zero_init_residual=self.zero_init_residual,
+                    dtype=self.dtype,
+                    name=f"stage{i + 1}_block{j}",
+                )
+                if self.block == "basic":
+                    block = BasicBlock(**kwargs)
+                else:
+                    block = Bottleneck(
+                        groups=self.groups,
+                        width_per_group=self.width_per_group,
+                        stride_in_1x1=self.stride_in_1x1,
+                        **kwargs,
+                    )
+                x = block(x, train=train)
+                in_features = features * expansion
+        return ClassifierHead(self.num_classes, self.dropout_rate, dtype=self.dtype, name="head")(
+            x, train=train
+        )
+
+
+class CifarResNet(nn.Module):
+    """The 6n+2-layer CIFAR networks of He et al. (2015) §4.2 (residual or plain).
+
+    Attributes:
+      depth: total weighted layers, 6n + 2 (20, 32, 44, 56, 110, 1202).
+      shortcut: 'zero_pad' (option A, the paper's choice for CIFAR), 'projection' (option B),
+        or 'none' (plain network).
+      num_classes, width_mult, depth_mult, dropout_rate, drop_path_rate, dtype: as `ResNet`.
+    """
+
+    depth: int = 20
+    shortcut: str = "zero_pad"
+    num_classes: int = 10
+    width_mult: float = 1.0
+    depth_mult: float = 1.0
+    dropout_rate: float = 0.0
+    drop_path_rate: float = 0.0
+    zero_init_residual: bool = False
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        if (self.depth - 2) % 6:
+            raise ValueError(f"CIFAR ResNet depth must be 6n + 2, got {self.depth}")
+        n = round_repeats((self.depth - 2) // 6, self.depth_mult)
+        x = x.astype(self.dtype)
+        widths = [round_filters(c, self.width_mult) for c in (16, 32, 64)]
+        x = ConvNormAct(widths[0], 3, dtype=self.dtype, name="stem")(x, train=train)
+        rates = iter(drop_path_rates(self.drop_path_rate, 3 * n))
+        in_features = widths[0]
+        for i, features in enumerate(widths):
+            for j in range(n):
+                strides = 2 if (i > 0 and j == 0) else 1
+                x = BasicBlock(
+                    features,
+                    strides,
+                    projection=strides != 1 or in_features != features,
+                    shortcut=self.shortcut,
+                    drop_path_rate=next(rates),
+                    zero_init_residual=self.zero_init_residual,
+                    dtype=self.dtype,
+                    name=f"stage{i + 1}_block{j}",
+                )(x, train=train)
+                in_features = features
+        return ClassifierHead(self.num_classes, self.dropout_rate, dtype=self.dtype, name="head")(
+            x, train=train
+        )
+
+
+_PAPER = "He et al. 2015, Deep Residual Learning for Image Recognition"
+_TV_TOP1 = "torchvision IMAGENET1K_V1 weights"
+
+# name: (block, stage sizes, torchvision param count, torchvision V1 top-1)
+IMAGENET_TABLE = {
+    "resnet18": ("basic", (2, 2, 2, 2), 11_689_512, 69.758),
+    "resnet34": ("basic", (3, 4, 6, 3), 21_797_672, 73.314),
+    "resnet50": ("bottleneck", (3, 4, 6, 3), 25_557_032, 76.130),
+    "resnet101": ("bottleneck", (3, 4, 23, 3), 44_549_160, 77.374),
+    "resnet152": ("bottleneck", (3, 8, 36, 3), 60_192_808, 78.312),
+}
+
+register_family(
+    "resnet",
+    ResNet,
+    {
+        name: dict(
+            kwargs=dict(block=block, stage_sizes=sizes),
+            reference=f"torchvision:{name}",
+            param_count=count,
+            top1=(top1, _TV_TOP1),
+        )
+        for name, (block, sizes, count, top1) in IMAGENET_TABLE.items()
+    },
+    paper=_PAPER,
+    year=2015,
+    test_resolution=32,
+)
+
+# Plain twins of ResNet-18/34 (He et al. 2015, Table 2): the same layers without shortcuts.
+register_family(
+    "resnet",
+    ResNet,
+    {
+        "plain18": dict(kwargs=dict(block="basic", stage_sizes=(2, 2, 2, 2), shortcut="none")),
+        "plain34": dict(kwargs=dict(block="basic", stage_sizes=(3, 4, 6, 3), shortcut="none")),
+    },
+    paper=_PAPER,
+    year=2015,
+)
+
+# CIFAR networks (§4.2, Table 6): 0.27M, 0.46M, 0.66M, 0.85M, 1.7M parameters.
+# depth: exact parameter count (identical for the plain twin: option-A shortcuts are free).
+CIFAR_DEPTHS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
+register_family(
+    "resnet_cifar",
+    CifarResNet,
+    {
+        f"{kind}{d}_cifar": dict(
+            kwargs=dict(depth=d, shortcut="zero_pad" if kind == "resnet" else "none"),
+            param_count=count,
+        )
+        for kind in ("resnet", "plain")
+        for d, count in CIFAR_DEPTHS.items()
+    },
+    paper=_PAPER + " §4.2",
+    year=2015,
+    resolution=32,
+    crop_pct=1.0,
+    num_classes=10,
+    min_resolution=8,
+    test_resolution=16,
+)

@@ -1,0 +1,25 @@
+"""Test setup: 8 fake CPU devices (for sharding tests), set before jax is imported."""
+
+import os
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # torch and tf: stay on the CPU
+
+import jax
+import pytest
+
+jax.config.update("jax_platforms", "cpu")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hide_gpus_from_tf():
+    """tf.data must never grab an accelerator that jax uses."""
+    try:
+        import tensorflow as tf
+
+        tf.config.set_visible_devices([], "GPU")
+    except Exception:
+        pass

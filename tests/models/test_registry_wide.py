@@ -1,0 +1,118 @@
+"""Registry-wide tests, parameterised over every registered model."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnnx import models
+from cnnx.errors import ConfigError
+from tests.models.helpers import abstract_variables, count_params
+
+ALL_MODELS = models.list_models()
+# Above this many parameters the train-step test uses a thinner, shallower member of the same
+# family (every layer type still runs); the full model is covered by `jax.eval_shape` tests.
+FULL_SIZE_LIMIT = 15_000_000
+REDUCED = dict(width_mult=0.25, depth_mult=0.01)
+
+
+def _outputs_logits(out):
+    return out[0] if isinstance(out, tuple) else out
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_param_count_matches_spec(name):
+    spec = models.get_spec(name)
+    n = count_params(abstract_variables(name))
+    if spec.param_count is not None:
+        assert n == spec.param_count
+    # Resolution does not change the parameter count.
+    bigger = max(spec.test_resolution * 2, spec.resolution if n < 50e6 else 0)
+    assert count_params(abstract_variables(name, resolution=bigger)) == n
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_forward_and_gradients(name):
+    spec = models.get_spec(name)
+    full = count_params(abstract_variables(name)) <= FULL_SIZE_LIMIT
+    overrides = {"num_classes": 7} | ({} if full else REDUCED)
+    model = models.create(name, **overrides)
+    r = spec.test_resolution
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, r, r, spec.in_chans))
+    labels = jnp.array([1, 3])
+    variables = model.init(jax.random.PRNGKey(0), x, train=False)
+    params = variables["params"]
+    batch_stats = variables.get("batch_stats", {})
+
+    @jax.jit
+    def step(params, batch_stats):
+        def loss_fn(p):
+            out, updates = model.apply(
+                {"params": p, "batch_stats": batch_stats},
+                x,
+                train=True,
+                mutable=["batch_stats"],
+                rngs={"dropout": jax.random.PRNGKey(2)},
+            )
+            logits = _outputs_logits(out)
+            onehot = jax.nn.one_hot(labels, 7)
+            loss = -jnp.mean(jnp.sum(onehot * jax.nn.log_softmax(logits), -1))
+            if isinstance(out, tuple):
+                loss += sum(-jnp.mean(jnp.sum(onehot * jax.nn.log_softmax(a), -1)) for a in out[1])
+            return loss, (logits, updates)
+
+        (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        eval_out = model.apply({"params": params, "batch_stats": batch_stats}, x, train=False)
+        return loss, logits, updates, grads, eval_out
+
+    loss, logits, updates, grads, eval_out = step(params, batch_stats)
+    assert logits.shape == (2, 7)
+    assert not isinstance(eval_out, tuple), "eval mode must return logits only"
+    assert eval_out.shape == (2, 7)
+    assert np.isfinite(np.asarray(loss))
+    assert np.all(np.isfinite(np.asarray(eval_out)))
+    # Every parameter receives a gradient.
+    flat = jax.tree_util.tree_flatten_with_path(grads)[0]
+    dead = [jax.tree_util.keystr(k) for k, g in flat if not np.any(np.asarray(g) != 0)]
+    assert not dead, f"parameters without gradient: {dead[:10]}"
+    # Train mode updates batch statistics; eval mode leaves them alone (it is not mutable).
+    if batch_stats:
+        before = jax.tree.leaves(batch_stats)
+        after = jax.tree.leaves(updates["batch_stats"])
+        assert any(not np.allclose(a, b) for a, b in zip(before, after))
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_feature_mode(name):
+    spec = models.get_spec(name)
+    model = models.create(name, num_classes=0)
+    r = spec.test_resolution
+    out = jax.eval_shape(
+        lambda: model.init_with_output(
+            jax.random.PRNGKey(0), jnp.zeros((2, r, r, spec.in_chans)), train=False
+        )[0]
+    )
+    assert len(out.shape) == 2 and out.shape[0] == 2
+
+
+def test_spec_fields_are_sane():
+    for name in ALL_MODELS:
+        spec = models.get_spec(name)
+        assert spec.min_resolution <= spec.test_resolution <= spec.resolution, name
+        assert 0 < spec.crop_pct <= 1.0, name
+        assert spec.paper, f"{name} has no paper reference"
+
+
+def test_unknown_name_suggests_close_matches():
+    with pytest.raises(ConfigError, match="resnet50"):
+        models.get_spec("resnet05")
+
+
+def test_unknown_option_is_rejected():
+    with pytest.raises(ConfigError, match="width_mult"):
+        models.create("resnet18", widht_mult=2.0)
+
+
+def test_list_models_pattern_and_family():
+    assert "resnet50" in models.list_models("resnet*")
+    assert all(models.get_spec(n).family == "lenet" for n in models.list_models(family="lenet"))
