@@ -1,0 +1,15 @@
+"""Architecture analysis: summary tables, FLOPs, depth, memory, receptive field, speed.
+
+Import the submodule you need (`from cnnx.analysis import summary`); this package imports
+nothing itself, so `import cnnx.analysis` stays cheap.
+
+  trace            the jaxpr walk every other tool reads (layers, depth, receptive fields)
+  summary          per-layer table and totals; text / markdown / csv / json
+  flops            MACs per layer and in total; torchvision's published figures
+  depth            conventional depth (conv + fc layers on the longest path)
+  receptive_field  receptive field size, jump and start per layer
+  memory           parameter and activation bytes; compiled peak of inference / train steps
+  speed            images/s of inference and train steps
+  filters          first-layer filters as a PNG grid
+  zoo              the at-a-glance table of all registered models
+"""

@@ -1,0 +1,57 @@
+"""Shared command-line plumbing for train.py / eval.py: friendly flag and override errors."""
+
+import difflib
+import re
+import sys
+
+from absl import flags
+
+
+def _suggest(argv: list[str], message: str) -> str:
+    """Names the bad `--config.a.b` override and suggests the closest existing key."""
+    match = re.search(r"'([^']+)'", message)
+    bad = match.group(1) if match else ""
+    for arg in argv:
+        if not arg.startswith("--config.") or bad not in arg:
+            continue
+        path = arg[len("--config.") :].split("=", 1)[0]
+        config = _load_config(argv)
+        section, keys = config, []
+        for part in path.split(".")[:-1]:
+            section = section.get(part) if section is not None and hasattr(section, "get") else None
+        if section is not None and hasattr(section, "keys"):
+            keys = list(section.keys())
+        close = difflib.get_close_matches(path.split(".")[-1], keys, n=3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        known = f" Valid keys there: {', '.join(sorted(keys))}." if keys else ""
+        return f"unknown config override --config.{path}.{hint}{known}"
+    return f"invalid flags: {message}"
+
+
+def _load_config(argv: list[str]):
+    """Loads the --config file named on the command line (for suggestions only)."""
+    import importlib.util
+
+    for arg in argv:
+        if arg.startswith("--config="):
+            path, _, config_arg = arg[len("--config=") :].partition(":")
+            try:
+                spec = importlib.util.spec_from_file_location("_cnnx_config", path)
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                return module.get_config(config_arg) if config_arg else module.get_config()
+            except Exception:
+                return None
+    return None
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """`app.run` flags parser that turns override errors into one clear line and exit 2."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e}\nPass --helpfull to see all flags.", file=sys.stderr)
+        sys.exit(2)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        print(f"error: {_suggest(argv, str(e))}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,32 @@
+"""A tiny, fast training config shared by the training tests."""
+
+from cnnx.train.config import base_config
+
+
+def tiny_config(**overrides):
+    """LeNet-5 on digits: 8-example-per-device batches, a few steps, everything on."""
+    c = base_config()
+    c.model.name = "lenet5"
+    c.data.source = "digits"
+    c.data.image_size = 32
+    c.data.train_pp = "random_crop(padding=2)|normalize"
+    c.data.eval_pp = "resize|normalize"
+    c.data.mean = (0.5,)
+    c.data.std = (0.5,)
+    c.data.cache = True
+    c.data.shuffle_buffer = 512
+    c.data.eval_split = "test[:100]"
+    c.optim.base_lr = 0.4
+    c.optim.nesterov = True
+    c.schedule.name = "cosine"
+    c.schedule.warmup_epochs = 0.0
+    c.train.batch_size = 32
+    c.train.num_steps = 12
+    c.train.log_every_steps = 1
+    c.eval.batch_size = 64
+    c.ckpt.every_steps = 4
+    c.ckpt.asynchronous = False
+    for key, value in overrides.items():
+        section, name = key.split(".")
+        c[section][name] = value
+    return c

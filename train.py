@@ -1,0 +1,63 @@
+"""Train a cnnx model.
+
+    python train.py --config=configs/default.py --workdir=workdirs/lenet5
+    python train.py --config=configs/resnet.py:50 --config.train.batch_size=1024 --workdir=DIR
+
+Several processes (one per host): every process runs the same command; on Cloud TPU, SLURM
+or Open MPI jax.distributed is set up automatically, elsewhere pass --coordinator_address,
+--num_processes and --process_id.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "configs/default.py", "Config file (path[:arg]).", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, logs and results go here.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Index of this process.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from cnnx.errors import CnnxError
+    from cnnx.train import distributed, logs
+
+    logs.configure()
+
+    distributed.maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    import tensorflow as tf
+
+    tf.config.set_visible_devices([], "GPU")  # tf.data only; accelerators belong to jax
+    from cnnx.train.loop import train_and_evaluate
+
+    workdir = _WORKDIR.value or os.path.join("workdirs", _CONFIG.value.model.name)
+    try:
+        results = train_and_evaluate(_CONFIG.value, workdir)
+    except CnnxError as e:
+        logging.flush()
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if results["status"] == "preempted":
+        print(f"Preempted at step {results['step']}; checkpoint saved in {workdir}.")
+        return 143
+    print(
+        f"{results['model']}: eval top-1 {results['eval/top1']:.2f}%  "
+        f"top-5 {results['eval/top5']:.2f}%  loss {results['eval/loss']:.4f}  "
+        f"({results['step']} steps, {results['wall_time_s']:.0f} s)  -> {workdir}/results.json"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    from cnnx.cli import parse_flags
+
+    app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags)
