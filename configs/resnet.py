@@ -41,5 +41,5 @@ def get_config(arg: str | None = "50"):
     c.eval.batch_size = 1000
     c.ckpt.every_steps = 2000
     if "smoke" in parts[1:]:
-        smoke(c, image_size=64)
+        smoke(c, image_size=32)
     return c

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cnnx.analysis.filters import filters_grid, first_conv_kernel  # noqa: E402
+from cnnx.analysis.filters import filters_grid, first_conv_kernel
 
 
 def load_checkpoint_params(path: str):

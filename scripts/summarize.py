@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cnnx.analysis import summary  # noqa: E402
+from cnnx.analysis import summary
 
 
 def main(argv=None) -> int:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cnnx import models  # noqa: E402
-from cnnx.analysis import zoo  # noqa: E402
+from cnnx import models
+from cnnx.analysis import zoo
 
 
 def main(argv=None) -> int:
@@ -57,7 +57,10 @@ def main(argv=None) -> int:
         written += zoo.plots(rows, args.plots_dir or out.parent)
     if args.readme:
         readme = Path(args.readme)
-        readme.write_text(zoo.splice(readme.read_text(), table))
+        try:
+            readme.write_text(zoo.splice(readme.read_text(), table))
+        except ValueError as e:
+            raise SystemExit(f"{readme}: {e}") from None
         written.append(readme)
     for path in written:
         print(path)

@@ -43,8 +43,8 @@ class CompiledMemory:
         return self.argument + self.output + self.temp - self.alias
 
 
-def _analyse(fn, args) -> CompiledMemory:
-    m = jax.jit(fn).lower(*args).compile().memory_analysis()
+def _analyse(fn, args, donate=()) -> CompiledMemory:
+    m = jax.jit(fn, donate_argnums=donate).lower(*args).compile().memory_analysis()
     return CompiledMemory(
         int(m.argument_size_in_bytes),
         int(m.output_size_in_bytes),
@@ -69,7 +69,9 @@ def compiled_memory(
     infer_args, train_args = steps.abstract_args(model, input_shape, num_classes)
     return {
         "inference": _analyse(steps.inference_fn(model), infer_args),
-        "train": _analyse(steps.train_step_fn(model), train_args),
+        # The variables are donated, as the trainer donates its state: updated parameters
+        # may reuse the old ones' buffers (counted in `alias`).
+        "train": _analyse(steps.train_step_fn(model), train_args, donate=(0,)),
     }
 
 

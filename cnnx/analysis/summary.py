@@ -238,7 +238,7 @@ def to_text(s: Summary) -> str:
 
     sep = "-" * len(line(cells[0]))
     body = [line(cells[0]), sep] + [line(r) for r in cells[1:-1]] + [sep, line(cells[-1])]
-    return "\n".join(body + [""] + _footer(s)) + "\n"
+    return "\n".join([*body, "", *_footer(s)]) + "\n"
 
 
 def to_markdown(s: Summary) -> str:

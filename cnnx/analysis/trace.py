@@ -126,7 +126,6 @@ class Trace:
 
 
 _WEIGHTED = ("conv", "dwconv", "fc")
-_POOLS = ("maxpool", "avgpool", "gpool")
 
 
 def _merge(infos: Sequence[Info], out_aval, in_avals) -> Info:
@@ -134,16 +133,21 @@ def _merge(infos: Sequence[Info], out_aval, in_avals) -> Info:
     data = [(i, a) for i, a in zip(infos, in_avals) if i.data]
     if not data:
         return CONST
-    depth = max(i.depth for i, _ in data)
-    depth_pool = max(i.depth_pool for i, _ in data)
     shape = getattr(out_aval, "shape", ())
+    main = data
+    if len(shape) == 4:
+        # Follow inputs with the same spatial size (elementwise ops, norms, concatenation):
+        # a broadcast gate (B, 1, 1, C), as in squeeze-excite, scales the main path but is
+        # not on it, so neither its layers (depth) nor its field count.
+        main = [(i, a) for i, a in data if len(a.shape) == 4 and a.shape[1:3] == shape[1:3]]
+        main = main or data
+    depth = max(i.depth for i, _ in main)
+    depth_pool = max(i.depth_pool for i, _ in main)
     fields = [i.rf for i, _ in data if i.rf is not None]
     rf = GLOBAL if fields else None
     if len(shape) == 4:
-        # Follow inputs with the same spatial size (elementwise ops, norms, concatenation);
-        # broadcast gates (B, 1, 1, C) and the like do not change the field. Anything that
-        # reshapes the map (flatten, transpose, tokens) makes it global.
-        same = [i.rf for i, a in data if len(a.shape) == 4 and a.shape[1:3] == shape[1:3]]
+        # Anything that reshapes the map (flatten, transpose, tokens) makes the field global.
+        same = [i.rf for i, a in main if len(a.shape) == 4 and a.shape[1:3] == shape[1:3]]
         rfs = [r for r in same if isinstance(r, RF)]
         if rfs and GLOBAL not in same:
             rf = max(rfs, key=lambda r: r.size)
@@ -219,11 +223,11 @@ class _Walker:
         p = eqn.params
         prim = eqn.primitive.name
         if prim == "scan":
-            inner = p["jaxpr"]
-            outs = self.run(inner.jaxpr, ins, scope, repeat * int(p["length"]))
-            return [_scan_out(o, i) for o, i in zip(outs, ins[p["num_consts"] :])] + outs[
-                p["num_carry"] :
-            ]
+            length, n_consts, n_carry = int(p["length"]), p["num_consts"], p["num_carry"]
+            outs = self.run(p["jaxpr"].jaxpr, ins, scope, repeat * length)
+            carry_in = ins[n_consts : n_consts + n_carry]
+            carry = [_scan_carry(o, i, length) for o, i in zip(outs[:n_carry], carry_in)]
+            return carry + outs[n_carry:]
         if prim == "cond":
             branch_outs = [self.run(b.jaxpr, ins[1:], scope, repeat) for b in p["branches"]]
             # Rows of every branch are kept; values take the deepest branch.
@@ -348,13 +352,21 @@ class _Walker:
         return Info(True, x_info.depth, x_info.depth_pool + 1, GLOBAL)
 
 
-def _scan_out(out: Info, carry_in: Info) -> Info:
-    return out if out.data or not carry_in.data else carry_in
+def _scan_carry(out: Info, carry_in: Info, length: int) -> Info:
+    """A scan's carry after `length` passes: the body's depth gain, `length` times."""
+    if not out.data:
+        return out
+    base = carry_in if carry_in.data else Info(True)
+    return dataclasses.replace(
+        out,
+        depth=base.depth + (out.depth - base.depth) * length,
+        depth_pool=base.depth_pool + (out.depth_pool - base.depth_pool) * length,
+    )
 
 
 def _nhwc(shape: tuple[int, ...], spec: Sequence[int]) -> tuple[int, ...]:
     """Shape without batch, spatial dims first and channels last (H, W, C)."""
-    return tuple(shape[d] for d in spec[2:]) + (shape[spec[1]],)
+    return (*(shape[d] for d in spec[2:]), shape[spec[1]])
 
 
 def _module_path(scope: str) -> str:
@@ -366,14 +378,14 @@ def _module_path(scope: str) -> str:
 def attach_params(layers: list[Layer], params) -> int:
     """Gives each row its module's parameters (first row per module); returns those left over.
 
-    Weights are leaves with two or more dimensions (kernels), biases the one-dimensional
-    leaves of the same module. Parameters of modules without a row (norms, embeddings, the
-    LeNet subsampling coefficients) are counted as left over.
+    Biases are the module's `bias` leaves, weights all its other leaves (kernels; stacked
+    along a leading axis inside `nn.scan`). Parameters of modules without a row (norms,
+    embeddings, the LeNet subsampling coefficients) are counted as left over.
     """
     by_module: dict[str, list[Any]] = {}
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
         keys = [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
-        by_module.setdefault("/".join(keys[:-1]), []).append(leaf)
+        by_module.setdefault("/".join(keys[:-1]), []).append((keys[-1], leaf))
     used = set()
     counts: dict[tuple[str, str], int] = {}
     for layer in layers:
@@ -387,14 +399,16 @@ def attach_params(layers: list[Layer], params) -> int:
         if layer.kind not in _WEIGHTED or layer.name in used or layer.name not in by_module:
             continue
         used.add(layer.name)
-        for leaf in by_module[layer.name]:
-            n = math.prod(leaf.shape)
-            if len(leaf.shape) >= 2:
-                layer.weights += n
+        for key, leaf in by_module[layer.name]:
+            if key == "bias":
+                layer.biases += math.prod(leaf.shape)
             else:
-                layer.biases += n
+                layer.weights += math.prod(leaf.shape)
     return sum(
-        math.prod(leaf.shape) for m, leaves in by_module.items() if m not in used for leaf in leaves
+        math.prod(leaf.shape)
+        for m, leaves in by_module.items()
+        if m not in used
+        for _, leaf in leaves
     )
 
 

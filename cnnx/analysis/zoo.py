@@ -90,9 +90,9 @@ def markdown(rows: Sequence[ZooRow]) -> str:
             str(r.year or ""),
             str(r.resolution),
             f"{r.params / 1e6:,.2f}",
-            f"{r.gmacs:,.3f}",
+            f"{r.gmacs:,.3f}" if r.gmacs >= 0.01 else f"{r.gmacs:.2g}",
             str(r.depth),
-            f"{r.activation_mb:,.1f}",
+            f"{r.activation_mb:,.1f}" if r.activation_mb >= 0.1 else f"{r.activation_mb:.2g}",
         ]
         if has_speed:
             sp = r.speed
@@ -144,9 +144,9 @@ def plots(rows: Sequence[ZooRow], out_dir: str | Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     pts = [r for r in rows if r.top1 and not r.error]
     paths = []
-    for key, label, fname in (
-        ("gmacs", "GMACs (multiply-accumulates, 10⁹) per image", "zoo_top1_vs_gmacs.png"),
-        ("params", "parameters (M)", "zoo_top1_vs_params.png"),
+    for key, title, label, fname in (
+        ("gmacs", "GMACs", "GMACs (multiply-accumulates, 10⁹) per image", "zoo_top1_vs_gmacs.png"),
+        ("params", "parameters", "parameters (M)", "zoo_top1_vs_params.png"),
     ):
         fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
         xs = [r.gmacs if key == "gmacs" else r.params / 1e6 for r in pts]
@@ -159,7 +159,7 @@ def plots(rows: Sequence[ZooRow], out_dir: str | Path) -> list[Path]:
         ax.set_xlabel(label)
         ax.set_ylabel("published ImageNet top-1 (%)")
         ax.grid(alpha=0.3)
-        ax.set_title(f"ImageNet top-1 vs {key} ({len(pts)} models)")
+        ax.set_title(f"Published ImageNet top-1 vs {title} ({len(pts)} models)")
         path = out_dir / fname
         fig.tight_layout()
         fig.savefig(path)

@@ -1,10 +1,13 @@
 """tf.data input pipelines that feed global `jax.Array`s sharded over the mesh.
 
-Training: each process reads its own shard of the split, shuffles it with a seed derived
-from (seed, epoch), augments each example with a stateless seed derived from (seed, epoch,
-example index), and batches with drop_remainder. The data order is therefore a pure function
-of (seed, epoch): resuming at step s rebuilds epoch s // steps_per_epoch and skips the batches
-already seen, giving exactly the batches an uninterrupted run would have seen.
+Training: the split is shuffled with a seed derived from (seed, epoch) and each example is
+augmented with a stateless seed derived from (seed, epoch, example index); batches drop the
+remainder. The data order is therefore a pure function of (seed, epoch): resuming at step s
+rebuilds epoch s // steps_per_epoch and skips the batches already seen, giving exactly the
+batches an uninterrupted run would have seen. Sources that can list the whole split cheaply
+(digits, synthetic, folders) are shuffled globally and each process keeps its rows of every
+global batch, so 1 process × 8 devices and 2 processes × 4 devices see identical batches;
+TFDS sources are read per process (`tfds.even_splits`), each host reading 1/N of the files.
 
 Evaluation: every example counts exactly once. Each process pads its shard to the same number
 of batches with masked examples (mask 0), so all processes run the same number of steps.
@@ -50,8 +53,10 @@ class TrainInput:
             )
         self.local_batch = self.global_batch // self.process_count
         n = self.source.num_examples(self.split)
-        self.examples_per_process = len(process_slice(n, 0, self.process_count, True))
-        self.steps_per_epoch = self.examples_per_process // self.local_batch
+        self.global_order = self.source.global_order
+        readers = 1 if self.global_order else self.process_count
+        self.examples_per_reader = len(process_slice(n, 0, readers, True))
+        self.steps_per_epoch = self.examples_per_reader // (self.global_batch // readers)
         if self.steps_per_epoch == 0:
             raise ConfigError(
                 f"Split {self.split!r} of {self.source.name} has {n} examples, fewer than one "
@@ -64,8 +69,8 @@ class TrainInput:
         seed = _epoch_seed(self.seed, epoch)
         ds = self.source.dataset(
             self.split,
-            process_index=self.process_index,
-            process_count=self.process_count,
+            process_index=0 if self.global_order else self.process_index,
+            process_count=1 if self.global_order else self.process_count,
             drop_remainder=True,
             seed=seed,
         )
@@ -80,15 +85,24 @@ class TrainInput:
         eseed = _epoch_seed(self.seed, epoch)
         ds = self._raw(epoch).enumerate()
         ds = ds.shuffle(
-            min(self.shuffle_buffer, self.examples_per_process),
+            min(self.shuffle_buffer, self.examples_per_reader),
             seed=eseed,
             reshuffle_each_iteration=False,
         )
-        ds = ds.skip(skip_batches * self.local_batch)
+        if self.global_order:
+            # Every process walks the same global order and keeps its rows of each batch.
+            ds = ds.skip(skip_batches * self.global_batch)
+            lo = self.process_index * self.local_batch
+            ds = ds.batch(self.global_batch, drop_remainder=True)
+            rows = slice(lo, lo + self.local_batch)
+            ds = ds.map(lambda i, e: (i[rows], tf.nest.map_structure(lambda t: t[rows], e)))
+            ds = ds.unbatch()
+        else:
+            ds = ds.skip(skip_batches * self.local_batch)
 
         def prepare(index, example):
             seed = tf.stack([tf.cast(eseed, tf.int64), index])
-            features = self._pp({**example, "seed": seed})
+            features = self._pp({**self.source.load(example), "seed": seed})
             return {"image": features["image"], "label": features["label"]}
 
         ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -138,6 +152,7 @@ class EvalInput:
         )
 
         def prepare(example):
+            example = self.source.load(example)
             features = self._pp({**example, "seed": tf.constant([0, 0], tf.int64)})
             return {
                 "image": features["image"],

@@ -51,10 +51,23 @@ def process_slice(n: int, process_index: int, process_count: int, drop_remainder
 
 @dataclasses.dataclass
 class Source:
-    """Base class: a named dataset with integer labels."""
+    """Base class: a named dataset with integer labels.
+
+    `global_order`: the source can list every example cheaply on every process (in-memory
+    arrays, file lists), so the training pipeline shuffles the whole split identically on all
+    processes and each takes its rows of every global batch: the data order is then the same
+    for any number of processes. TFDS sources read a per-process part of the files instead
+    (each host reads 1/N of ImageNet), so their order depends on the process count.
+    """
 
     name: str
     num_classes: int
+    global_order = True
+
+    def load(self, example: dict) -> dict:
+        """Turns a listed example into {'image', 'label'} (e.g. reads the file); lazy so that
+        only the examples a process keeps are read."""
+        return example
 
     def num_examples(self, split: str) -> int:
         raise NotImplementedError
@@ -172,12 +185,10 @@ class FolderSource(Source):
         entries = entries[mine.start : mine.stop]
         paths = [p for p, _ in entries]
         labels = np.array([c for _, c in entries], np.int32)
-        ds = tf.data.Dataset.from_tensor_slices({"path": paths, "label": labels})
-        return ds.map(
-            lambda e: {"image": tf.io.read_file(e["path"]), "label": e["label"], "path": e["path"]},
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
+        return tf.data.Dataset.from_tensor_slices({"path": paths, "label": labels})
+
+    def load(self, example):
+        return {"image": tf.io.read_file(example["path"]), "label": example["label"]}
 
 
 def _list_classes(directory: str) -> list[str]:
@@ -233,6 +244,7 @@ class TfdsSource(Source):
     builder: object = None
     image_key: str = "image"
     label_key: str = "label"
+    global_order = False
 
     def num_examples(self, split: str) -> int:
         splits = self.builder.info.splits
@@ -299,7 +311,7 @@ def tfds_source(name: str, data_dir: str | None, download: bool) -> TfdsSource:
             )
         builder.download_and_prepare()
     info = builder.info
-    label = info.features.get("label", None)
+    label = info.features["label"] if "label" in info.features.keys() else None
     if label is None or not hasattr(label, "num_classes"):
         raise DataError(f"TFDS dataset {name!r} has no ClassLabel feature named 'label'.")
     return TfdsSource(name=f"tfds:{name}", num_classes=label.num_classes, builder=builder)

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 
-def max_pool(x, kernel_size: int, strides: int, padding: int = 0, ceil_mode: bool = False):
+def max_pool(x, kernel_size: int, strides: int, padding: int = 0, *, ceil_mode: bool = False):
     """`torch.nn.MaxPool2d(kernel_size, strides, padding, ceil_mode)` on an NHWC array.
 
     With `ceil_mode` the output keeps a last, partial window, provided it starts inside the

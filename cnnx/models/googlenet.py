@@ -197,7 +197,11 @@ class GoogLeNet(nn.Module):
             if s == 0:
                 x = max_pool(x, 3, 2, ceil_mode=True)
             elif s == 1:
-                x = max_pool(x, 3, 2, ceil_mode=True) if self.paper else max_pool(x, 2, 2, True)
+                x = (
+                    max_pool(x, 3, 2, ceil_mode=True)
+                    if self.paper
+                    else max_pool(x, 2, 2, ceil_mode=True)
+                )
         logits = ClassifierHead(self.num_classes, self.dropout_rate, dtype=self.dtype, name="head")(
             x, train=train
         )

@@ -1,4 +1,4 @@
-"""MobileNet v1 (Howard et al. 2017) and MobileNet v2 (Sandler et al. 2018).
+"""MobileNet v1 (Howard et al. 2017), v2 (Sandler et al. 2018) and v3 (Howard et al. 2019).
 
 MobileNet v1 ("MobileNets: Efficient Convolutional Neural Networks for Mobile Vision
 Applications", Table 1): a strided 3×3 stem with 32 filters, then 13 depthwise-separable units
@@ -26,6 +26,15 @@ stem, 17 inverted-residual blocks (t, c, n, s below; ReLU6, linear bottlenecks, 
 shortcuts when the shape is kept), a 1×1 conv to 1280 and the classifier. torchvision's
 `mobilenet_v2` layout (3,504,872 parameters); as in torchvision, the last conv is not thinned
 below 1280 for width < 1.
+
+MobileNet v3 (Howard et al. 2019, "Searching for MobileNetV3", Tables 1 and 2): inverted
+residuals with per-block kernel, expansion, squeeze-excite (ReLU, hard-sigmoid gate, squeeze
+width a quarter of the expansion rounded to 8) and ReLU or hard-swish; a 1×1 conv to 6× the
+last width, pooling, then a 1×1 "conv" on the pooled vector (a Dense here, named `pre_logits`,
+1280 / 1024 wide) with hard-swish, dropout and the classifier. torchvision's
+`mobilenet_v3_large` (5,483,032) and `mobilenet_v3_small` (2,542,856) layouts, BatchNorm eps
+1e-3 / momentum 0.01. Blocks are grouped into stages by output resolution; `depth_mult` repeats
+every row of the table (`round_repeats`), the copies with stride 1.
 """
 
 from typing import Any
@@ -52,6 +61,43 @@ V2_STAGES = (
     (6, 160, 3, 2),
     (6, 320, 1, 1),
 )
+
+# MobileNet v3 (Tables 1, 2): stages of rows (kernel, expanded, out, squeeze-excite,
+# hard-swish, stride); the first row of each stage after the first has stride 2.
+V3_LARGE = (
+    ((3, 16, 16, False, False, 1),),
+    ((3, 64, 24, False, False, 2), (3, 72, 24, False, False, 1)),
+    ((5, 72, 40, True, False, 2), (5, 120, 40, True, False, 1), (5, 120, 40, True, False, 1)),
+    (
+        (3, 240, 80, False, True, 2),
+        (3, 200, 80, False, True, 1),
+        (3, 184, 80, False, True, 1),
+        (3, 184, 80, False, True, 1),
+        (3, 480, 112, True, True, 1),
+        (3, 672, 112, True, True, 1),
+    ),
+    ((5, 672, 160, True, True, 2), (5, 960, 160, True, True, 1), (5, 960, 160, True, True, 1)),
+)
+V3_SMALL = (
+    ((3, 16, 16, True, False, 2),),
+    ((3, 72, 24, False, False, 2), (3, 88, 24, False, False, 1)),
+    (
+        (5, 96, 40, True, True, 2),
+        (5, 240, 40, True, True, 1),
+        (5, 240, 40, True, True, 1),
+        (5, 120, 48, True, True, 1),
+        (5, 144, 48, True, True, 1),
+    ),
+    ((5, 288, 96, True, True, 2), (5, 576, 96, True, True, 1), (5, 576, 96, True, True, 1)),
+)
+V3_TABLES = {"large": (V3_LARGE, 1280), "small": (V3_SMALL, 1024)}
+
+
+def _divisible(v: float, divisor: int = 8) -> int:
+    """Nearest multiple of `divisor`, at least 90% of v (torchvision `_make_divisible`); unlike
+    `round_filters` it also rounds at width 1.0 (MobileNet v3's squeeze widths, e.g. 18 -> 16)."""
+    rounded = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * v else rounded
 
 
 class MobileNetV1(nn.Module):
@@ -138,6 +184,67 @@ class MobileNetV2(nn.Module):
         )
 
 
+class MobileNetV3(nn.Module):
+    """MobileNet v3 large / small in torchvision's layout.
+
+    Attributes:
+      arch: 'large' or 'small'.
+      num_classes: classifier outputs; 0 returns the pre-logits features (1280 / 1024).
+      width_mult: scales the stem, every block (expansions included) and the pre-logits layer.
+      depth_mult: repeats every row of the table (`round_repeats`).
+      dropout_rate: dropout before the classifier (torchvision: 0.2).
+      drop_path_rate: stochastic depth of the last block, linear in block index (none in the
+        paper).
+      dtype: compute dtype; parameters stay float32.
+    """
+
+    arch: str = "large"
+    num_classes: int = 1000
+    width_mult: float = 1.0
+    depth_mult: float = 1.0
+    dropout_rate: float = 0.2
+    drop_path_rate: float = 0.0
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        stages, last = V3_TABLES[self.arch]
+        norm = dict(bn_epsilon=1e-3, bn_momentum=0.99, dtype=self.dtype)
+        x = x.astype(self.dtype)
+        stem = round_filters(16, self.width_mult)
+        x = ConvNormAct(stem, 3, 2, act=nn.hard_swish, name="stem", **norm)(x, train=train)
+        copies = round_repeats(1, self.depth_mult)
+        blocks = [
+            (i, row, c) for i, stage in enumerate(stages) for row in stage for c in range(copies)
+        ]
+        index, counts = 0, [0] * len(stages)
+        for i, (k, exp, out, se, hs, s), rep in blocks:
+            expanded = round_filters(exp, self.width_mult)
+            x = InvertedResidual(
+                round_filters(out, self.width_mult),
+                s if rep == 0 else 1,
+                expand_ratio=expanded / x.shape[-1],
+                kernel_size=k,
+                act=nn.hard_swish if hs else nn.relu,
+                se_features=_divisible(expanded // 4) if se else 0,
+                se_act=nn.relu,
+                se_gate=nn.hard_sigmoid,
+                drop_path_rate=self.drop_path_rate * index / len(blocks),
+                name=f"stage{i + 1}_block{counts[i]}",
+                **norm,
+            )(x, train=train)
+            index, counts[i] = index + 1, counts[i] + 1
+        x = ConvNormAct(6 * x.shape[-1], 1, act=nn.hard_swish, name="head_conv", **norm)(
+            x, train=train
+        )
+        x = jnp.mean(x, axis=(1, 2))
+        x = nn.Dense(round_filters(last, self.width_mult), dtype=self.dtype, name="pre_logits")(x)
+        x = nn.hard_swish(x)
+        return ClassifierHead(self.num_classes, self.dropout_rate, dtype=self.dtype, name="head")(
+            x, train=train
+        )
+
+
 _V1_PAPER = "Howard et al. 2017, MobileNets: Efficient CNNs for Mobile Vision Applications"
 # name: (α, exact parameter count, paper top-1 at 224 from Table 6 / Table 8)
 V1_TABLE = {
@@ -183,3 +290,25 @@ register_family(
     min_resolution=32,
     test_resolution=32,
 )
+
+# Large and small are separate families: torchvision numbers their blocks differently, so each
+# needs its own conversion mapping.
+for _arch, _count, _top1 in (("large", 5_483_032, 74.042), ("small", 2_542_856, 67.668)):
+    register_family(
+        f"mobilenet_v3_{_arch}",
+        MobileNetV3,
+        {
+            f"mobilenet_v3_{_arch}": dict(
+                kwargs=dict(arch=_arch),
+                reference=f"torchvision:mobilenet_v3_{_arch}",
+                param_count=_count,
+                top1=(_top1, "torchvision IMAGENET1K_V1 weights"),
+            )
+        },
+        paper="Howard et al. 2019, Searching for MobileNetV3",
+        year=2019,
+        resolution=224,
+        dropout=0.2,
+        min_resolution=32,
+        test_resolution=32,
+    )

@@ -9,6 +9,7 @@ writes its own shards); only array leaves of the `TrainState` are stored.
 import os
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from cnnx.errors import CheckpointError
@@ -72,3 +73,42 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def load_variables(path: str, step: int | None = None, ema: bool = False) -> dict:
+    """Model variables from a checkpoint without rebuilding the training state.
+
+    Args:
+      path: a workdir (with checkpoints/ inside) or the checkpoints directory itself.
+      step: checkpoint step (default: newest).
+      ema: return the EMA weights instead of the raw ones (when the run kept them).
+
+    Returns:
+      `{'params': ..., 'batch_stats': ...}` as numpy arrays on the host.
+    """
+    directory = (
+        os.path.join(path, "checkpoints")
+        if os.path.isdir(os.path.join(path, "checkpoints"))
+        else path
+    )
+    manager = ocp.CheckpointManager(
+        os.path.abspath(directory), item_handlers=ocp.PyTreeCheckpointHandler()
+    )
+    step = manager.latest_step() if step is None else step
+    if step is None:
+        raise CheckpointError(f"No checkpoint found in {directory}.")
+    # Restore every leaf as a host numpy array, whatever mesh it was saved from.
+    metadata = manager.item_metadata(step)
+    tree = getattr(metadata, "tree", metadata)
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+    raw = manager.restore(step, args=ocp.args.PyTreeRestore(restore_args=restore_args))
+    manager.close()
+    prefix = "ema_" if ema else ""
+    if raw.get(f"{prefix}params") is None:
+        raise CheckpointError(f"Checkpoint {step} in {directory} has no {prefix}params.")
+    return {"params": raw[f"{prefix}params"], "batch_stats": raw.get(f"{prefix}batch_stats") or {}}
+
+
+def load_params(path: str, step: int | None = None, ema: bool = False):
+    """The parameters of a checkpoint (see `load_variables`)."""
+    return load_variables(path, step, ema)["params"]

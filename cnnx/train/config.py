@@ -88,6 +88,8 @@ def base_config() -> ml_collections.ConfigDict:
 def smoke(c: ml_collections.ConfigDict, image_size: int | None = None) -> ml_collections.ConfigDict:
     """Turns any recipe into a seconds-long run on synthetic data (the `:smoke` arg)."""
     c.data.source = "synthetic"
+    c.data.train_split = "train"
+    c.data.eval_split = "test"
     c.data.num_classes = 10
     c.data.image_size = image_size
     c.data.cache = True

@@ -5,16 +5,17 @@ import pytest
 
 from cnnx import models
 from cnnx.analysis import receptive_field as rfm
-from cnnx.analysis.depth import depth
-from cnnx.analysis.trace import GLOBAL, RF, attach_params, trace
+from cnnx.analysis.depth import depth, depth_of
+from cnnx.analysis.trace import GLOBAL, RF, attach_params, trace, trace_registered
 
 # name: (depth, depth counting pooling layers)
 DEPTHS = {
-    "lenet5": (5, 7),  # C1 C3 C5 F6 out; + S2 S4 = the paper's 7 layers
     "resnet18": (18, 20),
     "resnet50": (50, 52),  # projection shortcuts sit beside the bottlenecks: not counted
     "alexnet": (8, 11),
     "vgg16": (16, 21),
+    "seresnet50": (50, 52),  # squeeze-excite gates are beside the main path
+    "googlenet": (22, 27),  # the paper's "22 layers deep (27 with pooling)"
 }
 
 
@@ -24,7 +25,12 @@ def test_depth(name):
         pytest.skip(f"{name} is not registered yet")
     # At the spec resolution (224 for VGG-16) the adaptive 7×7 average pool is an identity;
     # at other resolutions it is a pooling layer and the pooled depth grows by one.
-    assert (depth(name), depth(name, True)) == DEPTHS[name]
+    tr = trace_registered(name)
+    assert (depth_of(tr), depth_of(tr, count_pooling=True)) == DEPTHS[name]
+
+
+def test_depth_function():
+    assert depth("lenet5") == 5 and depth("lenet5", count_pooling=True) == 7
 
 
 def test_three_stacked_3x3_give_7x7():

@@ -118,3 +118,28 @@ def test_summarize_script(capsys):
 
     load_script("summarize").main(["--model", "lenet5", "--format", "markdown"])
     assert "| c1 | conv | 1×32×32 | 6 |" in capsys.readouterr().out
+
+
+class _Block(nn.Module):
+    @nn.compact
+    def __call__(self, x, _):
+        return nn.relu(nn.Dense(8, name="d")(x)), None
+
+
+class ScannedNet(nn.Module):
+    """Three dense layers stacked with nn.scan (how transformers often repeat blocks)."""
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        x = jnp.mean(nn.Conv(8, (3, 3), name="stem")(x), axis=(1, 2))
+        blocks = nn.scan(_Block, variable_axes={"params": 0}, split_rngs={"params": True}, length=3)
+        x, _ = blocks(name="layers")(x, None)
+        return nn.Dense(2, name="out")(x)
+
+
+def test_scan_rows_repeat():
+    s = summary.from_trace("scan", trace(ScannedNet(), (2, 8, 8, 3)))
+    row = next(r for r in s.layers if r.name == "layers/d")
+    assert (row.repeat, row.macs, row.weights, row.biases) == (3, 3 * 2 * 8 * 8, 192, 24)
+    assert s.depth == 5  # stem, 3 scanned dense layers, out
+    assert "layers/d (×3)" in summary.to_text(s)

@@ -60,7 +60,11 @@ def test_first_conv_is_the_stem():
     assert path == "stem/conv/kernel" and kernel.shape == (7, 7, 3, 64)
 
 
-def test_show_filters_script(tmp_path):
+def test_show_filters_script(tmp_path, monkeypatch):
+    script = load_script("show_filters")
+    rng = np.random.default_rng(0)
+    ckpt = {"stem": {"conv": {"kernel": rng.normal(size=(7, 7, 3, 8)).astype(np.float32)}}}
+    monkeypatch.setattr(script, "load_checkpoint_params", lambda path: ckpt)
     out = tmp_path / "f.png"
-    load_script("show_filters").main(["--random-init", "lenet5", "--out", str(out)])
-    assert out.read_bytes()[:4] == b"\x89PNG"
+    assert script.main(["--checkpoint", "unused", "--out", str(out)]) == 0
+    assert Image.open(out).size == (3 * 29 + 1, 3 * 29 + 1)  # 8 filters 7×7 ×4, 3×3 grid

@@ -70,14 +70,6 @@ def test_scaling_table_gives_published_widths_and_depths():
         assert sum(round_repeats(r, depth) for *_, r in STAGES) == BLOCKS[suffix], suffix
 
 
-@pytest.mark.parametrize("suffix", list(COUNTS), ids=list(COUNTS))
-def test_param_counts(suffix):
-    for prefix in ("efficientnet", "tf_efficientnet"):
-        name = f"{prefix}_{suffix}"
-        assert models.get_spec(name).param_count == COUNTS[suffix]
-        assert count_params(abstract_variables(name)) == COUNTS[suffix], name
-
-
 @pytest.mark.torch
 @pytest.mark.parametrize("suffix", list(COUNTS), ids=list(COUNTS))
 def test_param_counts_match_references(suffix):
@@ -85,6 +77,10 @@ def test_param_counts_match_references(suffix):
         pytest.skip("needs timm and torchvision")
     for name in (f"efficientnet_{suffix}", f"tf_efficientnet_{suffix}"):
         assert sum(p.numel() for p in _reference(name).parameters()) == COUNTS[suffix], name
+        assert models.get_spec(name).param_count == COUNTS[suffix], name
+    # Padding and epsilon do not change shapes, so one eval_shape covers both layouts (the
+    # registry-wide test traces every registered model against its spec as well).
+    assert count_params(abstract_variables(f"efficientnet_{suffix}")) == COUNTS[suffix]
 
 
 @pytest.mark.torch

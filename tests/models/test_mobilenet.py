@@ -1,4 +1,4 @@
-"""MobileNet v1 (timm layout) and v2 (torchvision layout): counts, parity, mult-adds."""
+"""MobileNet v1 (timm layout), v2 and v3 (torchvision layouts): counts, parity, mult-adds."""
 
 import pytest
 
@@ -23,8 +23,8 @@ def _timm_v1(alpha):
     return _gen_mobilenet_v1("mobilenetv1_100", alpha)
 
 
-def _tv_v2():
-    return torchvision.models.mobilenet_v2()
+def _tv(name):
+    return lambda: getattr(torchvision.models, name)()
 
 
 # name: (torch model factory, exact parameter count)
@@ -33,9 +33,17 @@ REFERENCES = {
     "mobilenetv1_075": (lambda: _timm_v1(0.75), 2_585_560),
     "mobilenetv1_050": (lambda: _timm_v1(0.5), 1_331_592),
     "mobilenetv1_025": (lambda: _timm_v1(0.25), 470_072),
-    "mobilenet_v2": (_tv_v2, 3_504_872),
+    "mobilenet_v2": (_tv("mobilenet_v2"), 3_504_872),
+    "mobilenet_v3_large": (_tv("mobilenet_v3_large"), 5_483_032),
+    "mobilenet_v3_small": (_tv("mobilenet_v3_small"), 2_542_856),
 }
-PARITY = {"mobilenetv1_100": 64, "mobilenet_v2": 64}  # name: resolution
+# name: resolution
+PARITY = {
+    "mobilenetv1_100": 64,
+    "mobilenet_v2": 64,
+    "mobilenet_v3_large": 32,
+    "mobilenet_v3_small": 32,
+}
 # Howard et al. 2017, Tables 6 and 8: α -> published mult-adds (millions) at 224.
 V1_MULT_ADDS = {1.0: 569, 0.75: 325, 0.5: 149, 0.25: 41}
 

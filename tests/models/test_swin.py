@@ -9,6 +9,7 @@ from tests.models.helpers import abstract_variables, count_params, torch_parity
 
 try:  # Imported at collection: torchvision imported after tensorflow (conftest) segfaults.
     import timm
+    import torch
     import torchvision
 except ImportError:
     timm = torch = torchvision = None

@@ -11,6 +11,7 @@ from tests.models.helpers import abstract_variables, count_params, torch_parity
 
 try:  # Imported at collection: torchvision imported after tensorflow (conftest) segfaults.
     import timm
+    import torch
     import torchvision
 except ImportError:
     timm = torch = torchvision = None
@@ -86,16 +87,16 @@ def test_width_mult_keeps_64_wide_heads():
 def test_pos_embed_created_at_image_size_and_resized_at_call():
     params = abstract_variables("vit_ti_16", resolution=32)["params"]
     assert params["pos_embed"].shape == (1, 1 + 14 * 14, 192)
-    model = models.create("vit_ti_16", num_classes=5)
+    model = models.create("vit_ti_16", num_classes=5, depth_mult=0.1)
     x = jax.random.normal(jax.random.PRNGKey(0), (1, 48, 48, 3))
-    variables = model.init(jax.random.PRNGKey(1), x, train=False)
+    variables = jax.jit(lambda: model.init(jax.random.PRNGKey(1), x, train=False))()
     # Running at 48 (3×3 grid) equals resizing the parameters once and building for 48.
     resized = {"params": resize_pos_embed(variables["params"], 3)}
     assert resized["params"]["pos_embed"].shape == (1, 10, 192)
-    small = models.create("vit_ti_16", num_classes=5, image_size=48)
-    np.testing.assert_allclose(
-        model.apply(variables, x, train=False), small.apply(resized, x, train=False), atol=1e-5
-    )
+    small = models.create("vit_ti_16", num_classes=5, depth_mult=0.1, image_size=48)
+    out = jax.jit(lambda v: model.apply(v, x, train=False))(variables)
+    expected = jax.jit(lambda v: small.apply(v, x, train=False))(resized)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
 
 
 def test_resample_keeps_class_token_and_constant_fields():

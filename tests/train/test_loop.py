@@ -13,6 +13,7 @@ import pytest
 from cnnx.errors import ConfigError, TrainingDiverged
 from cnnx.evaluate.checkpoint_eval import restore_state
 from cnnx.train import optim, steps
+from cnnx.train.checkpoint import load_variables
 from cnnx.train.experiment import setup
 from cnnx.train.loop import init_state, make_train_input, train_and_evaluate
 from cnnx.train.mesh import batch_sharding, replicated
@@ -75,6 +76,11 @@ def test_train_and_evaluate_writes_results(tmp_path):
         8,
         12,
     ]
+    # The host-side loader used by analysis scripts sees the same final weights.
+    variables = load_variables(str(tmp_path))
+    _, state = restore_state(tiny_config(), str(tmp_path))
+    for a, b in zip(jax.tree.leaves(variables["params"]), jax.tree.leaves(state.params)):
+        np.testing.assert_array_equal(a, np.asarray(b))
 
 
 def test_sigterm_then_resume_equals_uninterrupted(tmp_path):

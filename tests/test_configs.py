@@ -1,0 +1,50 @@
+"""Every config file loads locked, with each of its args, and runs with its `smoke` arg."""
+
+import glob
+import importlib.util
+import os
+
+import pytest
+
+from cnnx import models
+from cnnx.train.loop import train_and_evaluate
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_FILES = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
+# (file, smoke arg): every config must be runnable in seconds with its smoke arg.
+SMOKE_ARGS = {
+    "default.py": "smoke",
+    "resnet.py": "18,smoke",
+    "resnet_cifar.py": "20,smoke",
+}
+
+
+def load(path, arg=None):
+    spec = importlib.util.spec_from_file_location("cfg", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg) if arg is not None else module.get_config()
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=os.path.basename)
+def test_config_loads_and_names_a_registered_model(path):
+    c = load(path)
+    assert c.model.name in models.list_models()
+    assert set(c.keys()) >= {"model", "data", "optim", "schedule", "train", "eval", "ckpt", "mesh"}
+    doc = open(path).read()
+    assert "python train.py" in doc  # the docstring gives the exact command
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=os.path.basename)
+def test_every_config_has_a_smoke_arg(path):
+    assert os.path.basename(path) in SMOKE_ARGS, "add a smoke arg and list it here"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,arg", sorted(SMOKE_ARGS.items()))
+def test_smoke_run(name, arg, tmp_path):
+    c = load(os.path.join(REPO, "configs", name), arg)
+    c.mesh.data = 8 if c.train.batch_size % 8 == 0 else 1
+    results = train_and_evaluate(c, str(tmp_path))
+    assert results["status"] == "completed"
+    assert results["eval/examples"] > 0

@@ -1,0 +1,26 @@
+"""One process of a multi-process CPU run (spawned by test_multiprocess.py).
+
+usage: python -m tests.train.multiprocess_worker PORT NUM_PROCESSES PROCESS_ID DEVICES WORKDIR
+"""
+
+import os
+import sys
+
+port, num_processes, process_id, devices, workdir = sys.argv[1:6]
+os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+import jax  # noqa: E402
+
+jax.config.update("jax_platforms", "cpu")
+
+from cnnx.train import distributed  # noqa: E402
+
+if int(num_processes) > 1:
+    distributed.maybe_initialize(f"localhost:{port}", int(num_processes), int(process_id))
+
+from cnnx.train.loop import train_and_evaluate  # noqa: E402
+from tests.train.tiny import tiny_config  # noqa: E402
+
+results = train_and_evaluate(tiny_config(**{"train.num_steps": 6}), workdir)
+print("RESULT", jax.process_index(), jax.process_count(), jax.device_count(), results["step"])
