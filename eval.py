@@ -2,6 +2,7 @@
 
     python eval.py --workdir=workdirs/default                       # newest checkpoint
     python eval.py --workdir=DIR --step=600 --split=test --image_size=40 --crop_pct=1.0
+    python eval.py --workdir=DIR --views=tencrop --ensemble=DIR2,DIR3 --confusion_png=cm.png
 
 Uses the config saved in the workdir unless --config is given; prints top-1 / top-5 and
 writes JSON (default <workdir>/eval_<split>_<size>.json).
@@ -23,6 +24,12 @@ _SPLIT = flags.DEFINE_string("split", None, "Split (default: the config's eval s
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Evaluation resolution.")
 _CROP_PCT = flags.DEFINE_float("crop_pct", None, "Centre-crop ratio.")
 _EMA = flags.DEFINE_bool("ema", False, "Evaluate the EMA weights.")
+_VIEWS = flags.DEFINE_string(
+    "views", None, "Test-time views: center, tencrop, multiscale or googlenet, optionally with "
+    "arguments, e.g. 'tencrop(flip=False)' or 'multiscale(scales=(1.0, 1.25))'."
+)
+_ENSEMBLE = flags.DEFINE_list("ensemble", [], "More workdirs whose probabilities are averaged.")
+_CONFUSION = flags.DEFINE_string("confusion_png", None, "Write the confusion matrix here.")
 _OUTPUT = flags.DEFINE_string("output", None, "JSON output path.")
 
 
@@ -43,17 +50,26 @@ def main(argv):
             image_size=_IMAGE_SIZE.value,
             crop_pct=_CROP_PCT.value,
             use_ema=_EMA.value,
+            views=_VIEWS.value,
+            ensemble=tuple(_ENSEMBLE.value),
         )
     except CnnxError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    name = f"eval_{results['split']}_{results['image_size']}.json".replace("/", "_")
+    tag = f"_{_VIEWS.value.split('(')[0]}" if _VIEWS.value else ""
+    tag += f"_ensemble{len(_ENSEMBLE.value) + 1}" if _ENSEMBLE.value else ""
+    name = f"eval_{results['split']}_{results['image_size']}{tag}.json".replace("/", "_")
     out = _OUTPUT.value or os.path.join(_WORKDIR.value, name)
     with open(out, "w") as f:
         json.dump(results, f, indent=2)
+    if _CONFUSION.value:
+        from cnnx.evaluate.multiview import save_confusion_png
+
+        save_confusion_png(results["confusion"], _CONFUSION.value, title=results["model"])
     print(
         f"{results['model']} step {results['step']} on {results['split']} at "
-        f"{results['image_size']} px: top-1 {results['eval/top1']:.2f}%  "
+        f"{results['image_size']} px, {results['views']} view(s), "
+        f"{len(results['members'])} model(s): top-1 {results['eval/top1']:.2f}%  "
         f"top-5 {results['eval/top5']:.2f}%  loss {results['eval/loss']:.4f}  -> {out}"
     )
     return 0

@@ -41,7 +41,12 @@ def main(argv):
 
     workdir = _WORKDIR.value or os.path.join("workdirs", _CONFIG.value.model.name)
     try:
-        results = train_and_evaluate(_CONFIG.value, workdir)
+        if _CONFIG.value.train.fast_linear_probe:
+            from cnnx.train import linear_probe
+
+            results = linear_probe.run(_CONFIG.value, workdir)
+        else:
+            results = train_and_evaluate(_CONFIG.value, workdir)
     except CnnxError as e:
         logging.flush()
         print(f"error: {e}", file=sys.stderr)

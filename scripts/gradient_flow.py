@@ -13,9 +13,9 @@ import sys
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from cnnx.analysis.gradient_flow import layer_gradient_norms  # noqa: E402
+from cnnx.analysis.gradient_flow import layer_gradient_norms
 
 
 def parse_args(argv=None):

@@ -8,8 +8,16 @@ os.environ["XLA_FLAGS"] = (
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # torch and tf: stay on the CPU
 
-import jax
-import pytest
+# torch (with torchvision / timm) must be imported before TensorFlow: the reverse order
+# segfaults in this environment. Import them first, when installed (requirements-dev.txt).
+try:
+    import timm  # noqa: F401
+    import torchvision  # noqa: F401
+except ImportError:
+    pass
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_platforms", "cpu")
 

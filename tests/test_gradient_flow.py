@@ -4,12 +4,14 @@ import importlib.util
 import pathlib
 
 import numpy as np
+import pytest
 
 from cnnx.analysis.gradient_flow import layer_gradient_norms
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "gradient_flow.py"
 
 
+@pytest.mark.slow
 def test_residual_keeps_gradient_norms_healthy():
     res = layer_gradient_norms("resnet110_cifar", resolution=16, batch=8)
     plain = layer_gradient_norms("plain110_cifar", resolution=16, batch=8)

@@ -103,7 +103,8 @@ class TrainInput:
         def prepare(index, example):
             seed = tf.stack([tf.cast(eseed, tf.int64), index])
             features = self._pp({**self.source.load(example), "seed": seed})
-            return {"image": features["image"], "label": features["label"]}
+            # `index` is the example's position in the split (fast linear probes use it).
+            return {"image": features["image"], "label": features["label"], "index": index}
 
         ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         ds = ds.batch(self.local_batch, drop_remainder=True)
@@ -161,8 +162,10 @@ class EvalInput:
             }
 
         ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        spec = ds.element_spec
-        shape = [self.ctx.image_size, self.ctx.image_size, spec["image"].shape[-1]]
+        spec = ds.element_spec["image"].shape
+        # Test-time view ops give (V, S, S, C) per example; the padding matches whatever shape.
+        shape = spec.as_list() if spec.is_fully_defined() else [
+            self.ctx.image_size, self.ctx.image_size, spec[-1]]  # fmt: skip
         pad = tf.data.Dataset.from_tensors(
             {
                 "image": tf.zeros(shape, tf.float32),

@@ -229,3 +229,7 @@ def build(pp: str, ctx: PPContext) -> Callable[[dict], dict]:
 
 def known_ops() -> list[str]:
     return sorted(_OPS)
+
+
+# Registers the augmentation ops (color_jitter, randaugment, ...) whenever preprocess is used.
+from cnnx.data import augment  # noqa: E402, F401

@@ -106,8 +106,18 @@ class ArraySource(Source):
         )
 
 
-def digits_source(holdout: float = 0.2, seed: int = 0) -> ArraySource:
+DIGITS_TASKS = {
+    "digit": np.arange(10),
+    "parity": np.arange(10) % 2,
+    "loop": np.array([1, 0, 0, 0, 1, 0, 1, 0, 1, 1]),
+}
+
+
+def digits_source(holdout: float = 0.2, seed: int = 0, task: str = "digit") -> ArraySource:
     """scikit-learn's bundled handwritten digits: 1,797 8×8 grey images of 10 classes.
+
+    `task` relabels the same images for transfer experiments: 'digit' (10 classes), 'parity'
+    (even / odd), 'loop' (digits drawn with a closed loop, 0 6 8 9 (and 4), vs the rest).
 
     Split deterministically (fixed permutation) into `train` (80%) and `test` (20%, 360
     images); `all` is every image. Pixel values 0..16 are scaled to uint8 0..255. The
@@ -118,12 +128,15 @@ def digits_source(holdout: float = 0.2, seed: int = 0) -> ArraySource:
     d = load_digits()
     images = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
     labels = d.target.astype(np.int32)
+    if task not in DIGITS_TASKS:
+        raise ConfigError(f"Unknown digits task {task!r}; use one of {sorted(DIGITS_TASKS)}.")
+    labels = DIGITS_TASKS[task][labels]
     order = np.random.RandomState(seed).permutation(len(images))
     n_test = round(len(images) * holdout)
     test, train = order[:n_test], order[n_test:]
     return ArraySource(
-        name="digits",
-        num_classes=10,
+        name="digits" if task == "digit" else f"digits:{task}",
+        num_classes=int(labels.max()) + 1,
         images={"train": images[train], "test": images[test], "all": images},
         labels={"train": labels[train], "test": labels[test], "all": labels},
     )
@@ -334,8 +347,8 @@ def get_source(
     image_size: int = 32,
 ) -> Source:
     """Builds a source from its name (see module docstring)."""
-    if spec == "digits":
-        return digits_source()
+    if spec == "digits" or spec.startswith("digits:"):
+        return digits_source(task=spec.partition(":")[2] or "digit")
     if spec == "synthetic":
         return synthetic_source(num_classes=num_classes, image_size=image_size)
     if spec.startswith("folder:"):
@@ -343,6 +356,7 @@ def get_source(
     if spec.startswith("tfds:"):
         return tfds_source(spec[len("tfds:") :], data_dir, download)
     raise ConfigError(
-        f"Unknown data source {spec!r}; use 'digits', 'synthetic', 'folder:<path>' or "
+        f"Unknown data source {spec!r}; use 'digits' ('digits:parity', 'digits:loop'), "
+        "'synthetic', 'folder:<path>' or "
         "'tfds:<name>' (e.g. tfds:imagenet2012)."
     )

@@ -1,4 +1,5 @@
-"""Evaluate a checkpoint of a workdir on a split, at a chosen resolution and crop ratio."""
+"""Evaluate checkpoints of workdirs: any split, resolution, crop ratio, test-time views, and
+ensembles of several runs (probabilities averaged)."""
 
 import json
 import os
@@ -7,10 +8,13 @@ import jax
 import ml_collections
 
 from cnnx.errors import CheckpointError, ConfigError
+from cnnx.evaluate import views as views_lib
+from cnnx.evaluate.multiview import Member, evaluate_members
 from cnnx.train import optim
 from cnnx.train.checkpoint import Checkpointer
+from cnnx.train.config import base_config
 from cnnx.train.experiment import setup
-from cnnx.train.loop import evaluate_state, init_state, make_eval_fn, make_eval_input
+from cnnx.train.loop import init_state, make_eval_input, make_tx
 
 
 def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
@@ -21,7 +25,16 @@ def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
             f"{path} not found: is {workdir!r} a cnnx workdir? Pass --config explicitly."
         )
     with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+        saved = json.load(f)
+    # Start from today's schema so fields added since the run was made get their defaults.
+    config = base_config()
+    for section, values in saved.items():
+        if isinstance(values, dict) and section in config:
+            for key, value in values.items():
+                config[section][key] = tuple(value) if isinstance(value, list) else value
+        else:
+            config[section] = values
+    return config
 
 
 def restore_state(config, workdir: str, step: int | None = None):
@@ -35,11 +48,21 @@ def restore_state(config, workdir: str, step: int | None = None):
         )
     # The optimizer only shapes the template; its values come from the checkpoint.
     schedule = optim.make_schedule(config.schedule, 0.0, 1, 1)
-    tx = optim.make_optimizer(config.optim, schedule)
-    template, _ = init_state(exp, tx, jax.random.PRNGKey(0))
+    template, _ = init_state(exp, make_tx(config, schedule), jax.random.PRNGKey(0))
     state = ckpt.restore(template, step)
     ckpt.close()
     return exp, state
+
+
+def view_pp(views: str | None, eval_pp: str) -> str:
+    """The eval pp string with its resize/crop op replaced by a view op (`tencrop`, ...)."""
+    if not views:
+        return eval_pp
+    if views.split("(")[0].strip() not in views_lib.VIEW_OPS:
+        raise ConfigError(f"Unknown --views={views!r}; use one of {sorted(views_lib.VIEW_OPS)}.")
+    ops = [p.strip() for p in eval_pp.split("|")]
+    kept = [p for p in ops if p.split("(")[0] not in ("resize_crop", "resize", "decode")]
+    return "|".join([views, *kept])
 
 
 def evaluate_checkpoint(
@@ -51,8 +74,10 @@ def evaluate_checkpoint(
     image_size: int | None = None,
     crop_pct: float | None = None,
     use_ema: bool = False,
+    views: str | None = None,
+    ensemble: tuple[str, ...] = (),
 ) -> dict:
-    """Top-1 / top-5 / loss of a checkpoint on a split.
+    """Top-1 / top-5 / loss (and per-class accuracy, confusion) of a checkpoint on a split.
 
     Args:
       config: the training config (e.g. from `load_workdir_config`).
@@ -62,14 +87,27 @@ def evaluate_checkpoint(
       image_size: evaluation resolution (default: the config's).
       crop_pct: centre-crop ratio (default: the config's / model's).
       use_ema: evaluate the EMA weights (when the run kept them).
+      views: test-time views: None (the config's eval preprocessing), 'center', 'tencrop',
+        'multiscale' or 'googlenet'.
+      ensemble: further workdirs (newest checkpoints, their own configs) whose probabilities
+        are averaged with this one's; they must predict the same classes.
     """
     config = ml_collections.ConfigDict(config.to_dict())
     if crop_pct is not None:
         config.data.crop_pct = crop_pct
     exp, state = restore_state(config, workdir, step)
-    eval_input = make_eval_input(exp, split=split, image_size=image_size)
-    eval_fn = make_eval_fn(exp, exp.model.num_classes)
-    results = evaluate_state(exp, state.eval_variables(ema=use_ema), eval_input, eval_fn)
+    members = [Member(workdir, exp.model.apply, state.eval_variables(ema=use_ema))]
+    for other in ensemble:
+        other_exp, other_state = restore_state(load_workdir_config(other), other)
+        if other_exp.model.num_classes != exp.model.num_classes:
+            raise ConfigError(
+                f"Ensemble member {other} predicts {other_exp.model.num_classes} classes, "
+                f"{workdir} predicts {exp.model.num_classes}."
+            )
+        members.append(Member(other, other_exp.model.apply, other_state.eval_variables(use_ema)))
+    pp = view_pp(views, config.data.eval_pp)
+    eval_input = make_eval_input(exp, split=split, image_size=image_size, pp=pp)
+    results = evaluate_members(members, eval_input, exp.mesh)
     results.update(
         {
             "step": int(jax.device_get(state.step)),
@@ -78,6 +116,7 @@ def evaluate_checkpoint(
             "crop_pct": exp.crop_pct,
             "model": exp.spec.name,
             "ema": use_ema,
+            "pp": pp,
         }
     )
     return results

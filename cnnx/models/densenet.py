@@ -24,7 +24,12 @@ Memory: a naive implementation stores every layer's concatenated input, which is
 in depth. `memory_efficient=True` recomputes the concat-BN-ReLU-conv1×1 bottleneck in the
 backward pass (`nn.remat`, i.e. `jax.checkpoint`), as torchvision's `memory_efficient` and
 Pleiss et al. 2017 ("Memory-Efficient Implementation of DenseNets") do; outputs and gradients
-are unchanged.
+are unchanged. Measured with XLA on CPU (jax 0.10), it does not lower the compiled peak: a
+densenet121 training step at 224 px, batch 32 needs 6,155,100,328 bytes of temporaries plus
+51,517,728 of arguments (5.78 GiB) with and without it, although the checkpoint barriers are
+in the program (probably XLA's fusion already recomputes the cheap concat-BN-ReLU producers
+next to their consumers rather than keeping them alive, which torch has to do by hand; not
+verified). The option is kept for parity with torchvision and for other backends.
 """
 
 import math

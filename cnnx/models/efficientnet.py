@@ -69,6 +69,8 @@ class EfficientNet(nn.Module):
       num_classes: classifier outputs; 0 returns pooled features.
       width_mult: scales stem, stage and head channels (`round_filters`).
       depth_mult: scales every stage's block count (`round_repeats`).
+      depth_rounding: 'ceil' (published B1–B7) or 'round' (the compound builder's default, so
+        FLOPs follow α·β²·γ²; see `round_repeats`).
       dropout_rate: dropout before the classifier (0.2 for B0 … 0.5 for B7).
       drop_path_rate: stochastic depth rate reached at the last block (paper: 0.2).
       padding: 'torch' (symmetric, torchvision) or 'same' (TensorFlow SAME, timm `tf_*`).
@@ -80,6 +82,7 @@ class EfficientNet(nn.Module):
     num_classes: int = 1000
     width_mult: float = 1.0
     depth_mult: float = 1.0
+    depth_rounding: str = "ceil"
     dropout_rate: float = 0.2
     drop_path_rate: float = 0.2
     padding: Padding = "torch"
@@ -95,7 +98,7 @@ class EfficientNet(nn.Module):
         x = ConvNormAct(stem, 3, 2, padding=self.padding, act=nn.silu, name="stem", **norm)(
             x, train=train
         )
-        repeats = [round_repeats(r, self.depth_mult) for *_, r in STAGES]
+        repeats = [round_repeats(r, self.depth_mult, self.depth_rounding) for *_, r in STAGES]
         total, index = sum(repeats), 0
         for i, ((expand, kernel, stride, channels, _), n) in enumerate(zip(STAGES, repeats)):
             features = round_filters(channels, self.width_mult)
@@ -141,7 +144,8 @@ def efficientnet(
 
     With the paper's α·β²·γ² ≈ 2, each unit of φ about doubles the FLOPs. Unlike the published
     B1–B7 table (hand-tuned values), this follows the rule exactly, so sweeps over (α, β, γ, φ)
-    compare like with like.
+    compare like with like; block counts are rounded to the nearest integer
+    (`depth_rounding='round'`) for the same reason.
 
     Args:
       phi: compound coefficient (0 gives B0).
@@ -155,6 +159,9 @@ def efficientnet(
       `CompoundModel(module, resolution)`; it unpacks as `module, resolution = efficientnet(1)`.
     """
     depth, width, res = compound(phi, alpha, beta, gamma)
+    # Nearest rounding of block counts keeps the network on the rule's FLOPs curve (ceil would
+    # double every 1-block stage: 2.55× B0's FLOPs at φ = 1 instead of about 2×).
+    kwargs.setdefault("depth_rounding", "round")
     module = EfficientNet(width_mult=width, depth_mult=depth, **kwargs)
     return CompoundModel(module, round_resolution(base_resolution, res))
 

@@ -17,11 +17,11 @@ pool after 4e, dropout 0.2 before the classifier, `transform_input=False`. Param
 with both auxiliary heads (`aux_logits=True`, as torchvision builds it), 6,624,904 without.
 
 `googlenet_v1` is the paper's network: convolutions with biases and no BatchNorm, local response
-normalisation after the first pool and after conv3 (Figure 3; n=5, k=2, α=1e-4, β=0.75 as in
-the authors' Caffe definition), true 5×5 kernels, 3×3 stride-2 max pools (Caffe ceil mode), 40%
-dropout before the classifier, auxiliary heads with 70% dropout. Parameters: 13,378,280 with the
-auxiliary heads, 6,998,552 without. Table 1 sums to about 6.8M (it counts weights without biases
-and with "K" = 1024).
+normalisation after the first pool and after conv3 (Figure 3; n=5, k=1, α=1e-4 divided by n,
+β=0.75, as in the Caffe definition bvlc_googlenet), true 5×5 kernels, 3×3 stride-2 max pools
+(Caffe ceil mode), 40% dropout before the classifier, auxiliary heads with 70% dropout.
+Parameters: 13,378,280 with the auxiliary heads, 6,998,552 without. Table 1 sums to about 6.8M
+(it counts weights without biases and with "K" = 1024).
 
 Auxiliary heads (§5): after 4a and 4d, a 4×4 average pool, a 1×1 convolution with 128 filters,
 FC-1024, ReLU, dropout 0.7, a linear classifier. Both variants pool adaptively to 4×4 (as
@@ -42,9 +42,11 @@ import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, ConvNormAct, LocalResponseNorm
 from cnnx.layers.torch_pool import adaptive_avg_pool, max_pool
-from cnnx.models.alexnet import PAPER_LRN
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
+
+# bvlc_googlenet's LRN: Caffe, like torch, divides alpha by the window size; k defaults to 1.
+CAFFE_LRN = dict(size=5, alpha=1e-4, beta=0.75, k=1.0)
 
 STAGES = (
     (
@@ -162,11 +164,11 @@ class GoogLeNet(nn.Module):
         x = conv(w(64), 7, 2, name="conv1")(x, train=train)
         x = max_pool(x, 3, 2, ceil_mode=True)
         if self.paper:
-            x = LocalResponseNorm(**PAPER_LRN)(x)
+            x = LocalResponseNorm(**CAFFE_LRN)(x)
         x = conv(w(64), 1, name="conv2")(x, train=train)
         x = conv(w(192), 3, name="conv3")(x, train=train)
         if self.paper:
-            x = LocalResponseNorm(**PAPER_LRN)(x)
+            x = LocalResponseNorm(**CAFFE_LRN)(x)
         x = max_pool(x, 3, 2, ceil_mode=True)
 
         use_aux = self.aux_logits and train and self.num_classes > 0

@@ -16,10 +16,11 @@ auxiliary head (`aux_logits=True`, as torchvision builds it), 23,834,568 without
 name. `depth_mult` scales the module count of the three repeated stages (3, 4, 2); fewer keep
 the first modules, more repeat the last.
 
-The auxiliary head needs a 17×17 Mixed_6e map (≥ 299-ish px input) to run as in torchvision,
-which raises an error below that in train mode. cnnx instead pools such small maps adaptively
-to 5×5 first, so training at small test resolutions works; at full resolution the head is
-torchvision's exactly. In train mode the model returns `(logits, (aux,))`.
+The auxiliary head's 5/3 average pool and valid 5×5 convolution need a Mixed_6e map of at least
+17×17 (299 px input gives exactly 17×17); on smaller maps torchvision fails in train mode. cnnx
+instead pools such maps adaptively to 5×5 first, so training at small test resolutions works; at
+full resolution the head is torchvision's exactly. In train mode the model returns
+`(logits, (aux,))`.
 """
 
 import functools

@@ -34,11 +34,24 @@ def round_filters(channels: int, width_mult: float = 1.0, divisor: int = 8) -> i
     return int(rounded)
 
 
-def round_repeats(repeats: int, depth_mult: float = 1.0) -> int:
-    """Scales a stage's block count by `depth_mult`, rounding up (never below one block)."""
+def round_repeats(repeats: int, depth_mult: float = 1.0, mode: str = "ceil") -> int:
+    """Scales a stage's block count by `depth_mult` (never below one block).
+
+    Args:
+      repeats: blocks at depth 1.0.
+      depth_mult: the depth multiplier.
+      mode: 'ceil' (the EfficientNet builder's rule, which the published B1–B7 use) or
+        'round' (nearest). Ceil turns every 1-block stage into 2 blocks as soon as
+        depth_mult > 1, so at depth 1.2 EfficientNet-B0's 16 blocks become 23, not 19; 'round'
+        keeps total depth, and so FLOPs, on the compound rule's curve.
+    """
     if depth_mult == 1.0:
         return int(repeats)
-    return max(1, math.ceil(repeats * depth_mult))
+    if mode == "ceil":
+        return max(1, math.ceil(repeats * depth_mult))
+    if mode == "round":
+        return max(1, math.floor(repeats * depth_mult + 0.5))
+    raise ValueError(f"round_repeats: mode must be 'ceil' or 'round', got {mode!r}")
 
 
 def round_resolution(resolution: int, resolution_mult: float = 1.0, divisor: int = 1) -> int:

@@ -78,10 +78,11 @@ class SEBottleneck(nn.Module):
             raise ValueError(
                 f"SENet block kind must be seresnet/seresnext/senet, got {self.kind!r}"
             )
+        # Thinned models (width_mult < 1) may have fewer channels than groups; keep the largest
+        # group count that divides both widths (unchanged at the published widths).
+        groups = math.gcd(self.groups, w1, w2)
         y = ConvNormAct(w1, 1, s1, dtype=self.dtype, name="conv1")(x, train=train)
-        y = ConvNormAct(w2, 3, s2, groups=self.groups, dtype=self.dtype, name="conv2")(
-            y, train=train
-        )
+        y = ConvNormAct(w2, 3, s2, groups=groups, dtype=self.dtype, name="conv2")(y, train=train)
         y = ConvNormAct(out, 1, act=None, dtype=self.dtype, name="conv3")(y, train=train)
         y = SqueezeExcite(out // self.reduction, dtype=self.dtype, name="se")(y)
         y = DropPath(self.drop_path_rate)(y, train=train)

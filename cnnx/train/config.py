@@ -42,25 +42,33 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.cache = False  # cache decoded examples in memory (small datasets)
 
     c.optim = ml_collections.ConfigDict()
-    c.optim.name = "sgd"  # sgd | rmsprop | adamw
+    c.optim.name = "sgd"  # sgd | rmsprop | adamw | lamb | lars
     c.optim.base_lr = 0.1  # per 256 images; scaled linearly with the global batch
     c.optim.momentum = 0.9
     c.optim.nesterov = False
     c.optim.weight_decay = 1e-4
     c.optim.decay_all = False  # False: no decay on biases and normalisation parameters
+    # Kernels whose module path matches this regex get no decay (when decay_all is False).
+    c.optim.decay_exclude = r"(bias|scale|bn|norm|embedding|token)"
     c.optim.grad_clip_norm = config_dict.placeholder(float)
     c.optim.rms_decay = 0.9
     c.optim.eps = 1e-8
     c.optim.b1 = 0.9
     c.optim.b2 = 0.999
+    c.optim.rms_initial_scale = 1.0  # TF1 RMSPropOptimizer starts the mean square at 1.0
+    c.optim.trust_coefficient = 0.001  # LARS
 
     c.schedule = ml_collections.ConfigDict()
-    c.schedule.name = "cosine"  # constant | cosine | step | exponential
+    c.schedule.name = "cosine"  # constant | cosine | step | exponential | plateau
     c.schedule.warmup_epochs = 0.0
     c.schedule.end_lr_factor = 0.0  # cosine: final lr as a fraction of the peak
     c.schedule.decay_epochs = (30, 60, 90)  # step
     c.schedule.decay_factor = 0.1  # step, exponential
     c.schedule.decay_every_epochs = 2.4  # exponential
+    # plateau: lr × decay_factor when eval/top1 has not improved by more than min_delta for
+    # `patience` consecutive evaluations (AlexNet, VGG, ResNet papers).
+    c.schedule.patience = 5
+    c.schedule.min_delta = 0.0
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 256  # global, over all devices and hosts
@@ -69,7 +77,30 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.label_smoothing = 0.0
     c.train.aux_loss_weight = 0.3  # auxiliary classifiers (GoogLeNet, Inception v3)
     c.train.ema_decay = config_dict.placeholder(float)  # EMA of weights when set
+    # Mixup / CutMix on device (timm semantics); 0 disables each.
+    c.train.mixup_alpha = 0.0
+    c.train.cutmix_alpha = 0.0
+    c.train.mix_prob = 1.0  # probability that a batch is mixed
+    c.train.mix_switch_prob = 0.5  # CutMix instead of Mixup when both are on
+    c.train.grad_accum_steps = 1  # micro-batches per step (scanned inside the step)
     c.train.log_every_steps = 100
+    # Fine-tuning: regex of parameter paths that train (others frozen); None trains all.
+    c.train.trainable = config_dict.placeholder(str)
+    c.train.lr_mult_pattern = config_dict.placeholder(str)  # these train lr_mult times slower
+    c.train.lr_mult = 0.1
+    # Linear probe fast path: backbone features computed once, only the head trained on them
+    # (needs a deterministic train_pp, a frozen backbone and init weights).
+    c.train.fast_linear_probe = False
+
+    # Where the starting weights come from (otherwise: random initialisation).
+    c.init = ml_collections.ConfigDict()
+    c.init.checkpoint = config_dict.placeholder(str)  # a cnnx workdir or checkpoints dir
+    c.init.step = config_dict.placeholder(int)  # default: its newest checkpoint
+    c.init.ema = False  # start from its EMA weights
+    c.init.torch_weights = config_dict.placeholder(str)  # torchvision/timm .pth/.safetensors
+    c.init.reset_head = False  # fresh classifier (new label set)
+    c.init.head_pattern = config_dict.placeholder(str)  # what the head is (default: families')
+    c.init.load_pattern = config_dict.placeholder(str)  # load only matching paths (bottom-up)
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 256

@@ -20,7 +20,7 @@ from clu import metric_writers, parameter_overview, periodic_actions
 
 from cnnx.data import EvalInput, TrainInput, to_global
 from cnnx.errors import TrainingDiverged
-from cnnx.train import optim, steps
+from cnnx.train import finetune, optim, steps
 from cnnx.train.checkpoint import Checkpointer
 from cnnx.train.experiment import Experiment, process_info, setup
 from cnnx.train.mesh import batch_sharding, replicated
@@ -133,6 +133,14 @@ def make_eval_fn(exp: Experiment, num_classes: int):
     )
 
 
+def make_tx(config, schedule):
+    """The optimizer of a config, with frozen / slowed parameter groups applied."""
+    tx = optim.make_optimizer(config.optim, schedule)
+    return finetune.partition_optimizer(
+        tx, config.train.trainable, config.train.lr_mult_pattern, config.train.lr_mult
+    )
+
+
 def init_state(exp: Experiment, tx, rng):
     """Abstract shapes first (`jax.eval_shape`), then a sharded, jitted initialisation."""
     ema = exp.config.train.ema_decay is not None
@@ -174,7 +182,8 @@ def train_and_evaluate(
     num_classes = exp.model.num_classes
     peak_lr = optim.scaled_lr(config.optim.base_lr, config.train.batch_size)
     schedule = optim.make_schedule(config.schedule, peak_lr, spe, total_steps)
-    tx = optim.make_optimizer(config.optim, schedule)
+    tx = make_tx(config, schedule)
+    finetune.check_init_config(config.init)
 
     rng = jax.random.PRNGKey(config.seed)
     init_rng, step_rng = jax.random.split(rng)
@@ -202,15 +211,15 @@ def train_and_evaluate(
         state = ckpt.restore(state)
         start_step = int(jax.device_get(state.step))
         logging.info("Resumed from checkpoint at step %d", start_step)
+    elif config.init.checkpoint or config.init.torch_weights:
+        state = finetune.initialize_from(state, config.init, exp.spec.name, state_shardings)
 
     step_fn = jax.jit(
         functools.partial(
             steps.train_step,
             num_classes=num_classes,
             schedule=schedule,
-            label_smoothing=config.train.label_smoothing,
-            aux_loss_weight=config.train.aux_loss_weight,
-            ema_decay=config.train.ema_decay,
+            **steps.options_from_config(config.train),
         ),
         in_shardings=(state_shardings, batch_sharding(exp.mesh), replicated(exp.mesh)),
         out_shardings=(state_shardings, replicated(exp.mesh)),
@@ -251,6 +260,18 @@ def train_and_evaluate(
             with open(os.path.join(workdir, "train_metrics.jsonl"), "a") as f:
                 f.write(json.dumps({"step": step, **summary}) + "\n")
 
+    def after_eval(state, metrics):
+        """Reduce-on-plateau: the decision is part of the (checkpointed) optimizer state."""
+        if config.schedule.name != "plateau":
+            return state
+        opt_state = optim.plateau_update(state.opt_state, metrics["eval/top1"], config.schedule)
+        return state.replace(opt_state=opt_state)
+
+    resumed_at_eval = 0 < start_step < total_steps and start_step % eval_every == 0
+    if config.schedule.name == "plateau" and resumed_at_eval:
+        # Checkpoints at an eval step are written before that eval; redo its lr decision.
+        state = after_eval(state, evaluate_state(exp, state.eval_variables(), eval_input, eval_fn))
+
     batches = train_input.iterate(start_step)
     try:
         with _Preemption() as preemption:
@@ -281,6 +302,7 @@ def train_and_evaluate(
                 if step % eval_every == 0 and step != total_steps:
                     eval_metrics = evaluate_state(exp, state.eval_variables(), eval_input, eval_fn)
                     writer.write_scalars(step, eval_metrics)
+                    state = after_eval(state, eval_metrics)
         if status == "completed":
             eval_metrics = evaluate_state(exp, state.eval_variables(), eval_input, eval_fn)
             if state.ema_params is not None:

@@ -4,7 +4,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from cnnx.train.optim import cross_entropy
+from cnnx.data import mixing
+from cnnx.train.optim import cross_entropy, lr_scale, soft_cross_entropy
 from cnnx.train.state import TrainState
 
 
@@ -22,6 +23,33 @@ def topk_correct(logits, labels, k: int):
     return jnp.any(top == labels[:, None], axis=-1).astype(jnp.float32)
 
 
+# Salt folded into the step key for mixup/cutmix draws (dropout uses the step key itself).
+_MIX_SALT = 0x6D6978
+
+
+def options_from_config(train_cfg) -> dict:
+    """The static `train_step` settings of a config's `train` section."""
+    return {
+        "label_smoothing": train_cfg.label_smoothing,
+        "aux_loss_weight": train_cfg.aux_loss_weight,
+        "ema_decay": train_cfg.ema_decay,
+        "mixup_alpha": train_cfg.get("mixup_alpha", 0.0),
+        "cutmix_alpha": train_cfg.get("cutmix_alpha", 0.0),
+        "mix_prob": train_cfg.get("mix_prob", 1.0),
+        "mix_switch_prob": train_cfg.get("mix_switch_prob", 0.5),
+        "grad_accum_steps": train_cfg.get("grad_accum_steps", 1),
+    }
+
+
+def _micro_batches(x, k: int):
+    """(B, ...) -> (k, B/k, ...), micro-batch m holding rows m, m+k, m+2k, ...
+
+    Strided rather than contiguous: the batch is sharded over devices in contiguous blocks,
+    so every micro-batch keeps rows on every device and needs no data movement.
+    """
+    return jnp.swapaxes(x.reshape((x.shape[0] // k, k) + x.shape[1:]), 0, 1)
+
+
 def train_step(
     state: TrainState,
     batch: dict,
@@ -32,42 +60,94 @@ def train_step(
     label_smoothing: float = 0.0,
     aux_loss_weight: float = 0.3,
     ema_decay: float | None = None,
+    mixup_alpha: float = 0.0,
+    cutmix_alpha: float = 0.0,
+    mix_prob: float = 1.0,
+    mix_switch_prob: float = 0.5,
+    grad_accum_steps: int = 1,
 ):
     """One optimizer step on a global batch.
+
+    Gradient accumulation (`grad_accum_steps` = k > 1) scans over k micro-batches inside
+    this one step and averages their gradients before a single optimizer update, rather than
+    using `optax.MultiSteps` (k optimizer calls per update). Why: the loop, the data
+    pipeline, the schedule and the checkpoints keep counting real optimizer steps of the
+    configured global batch; only one micro-batch's activations are live at a time (the
+    point of accumulating); and BatchNorm sees micro-batch statistics and updates its running
+    averages once per micro-batch, exactly as k genuinely small batches would. For models
+    without BatchNorm the update equals the one of the whole batch (tested).
 
     Args:
       state: the training state (donated by the caller's jit).
       batch: {'image': (B, H, W, C) float, 'label': (B,) int}.
       rng: the run's base key; it is folded with the step so every step draws fresh dropout /
-        drop-path masks and a resumed run draws the same ones.
+        drop-path masks and mixing, and a resumed run draws the same ones.
       num_classes, schedule, label_smoothing, aux_loss_weight, ema_decay: static settings.
+      mixup_alpha, cutmix_alpha, mix_prob, mix_switch_prob: on-device mixing (see
+        `cnnx.data.mixing.mix_batch`); targets become soft and the loss is soft-target CE.
+      grad_accum_steps: micro-batches per step (must divide the batch).
 
     Returns:
-      (new state, metrics dict of scalars: loss, top1 and top5 (%), lr, grad_norm).
+      (new state, metrics dict of scalars: loss, top1 and top5 (%, against the unmixed
+      labels), lr (including the plateau multiplier), grad_norm).
     """
     step_rng = jax.random.fold_in(rng, state.step)
     labels = batch["label"]
+    images, targets, _ = mixing.mix_batch(
+        jax.random.fold_in(step_rng, _MIX_SALT),
+        batch["image"],
+        labels,
+        num_classes,
+        mixup_alpha=mixup_alpha,
+        cutmix_alpha=cutmix_alpha,
+        prob=mix_prob,
+        switch_prob=mix_switch_prob,
+        label_smoothing=label_smoothing,
+    )
 
-    def loss_fn(params):
+    def loss_fn(params, batch_stats, images, targets, dropout_rng):
         out, updates = state.apply_fn(
-            {"params": params, "batch_stats": state.batch_stats},
-            batch["image"],
+            {"params": params, "batch_stats": batch_stats},
+            images,
             train=True,
             mutable=["batch_stats"],
-            rngs={"dropout": step_rng},
+            rngs={"dropout": dropout_rng},
         )
         logits, aux = _split_outputs(out)
-        loss = jnp.mean(cross_entropy(logits, labels, num_classes, label_smoothing))
+        loss = jnp.mean(soft_cross_entropy(logits, targets))
         total = loss
         for a in aux:
-            total += aux_loss_weight * jnp.mean(
-                cross_entropy(a, labels, num_classes, label_smoothing)
-            )
-        return total, (loss, logits, updates.get("batch_stats", state.batch_stats))
+            total += aux_loss_weight * jnp.mean(soft_cross_entropy(a, targets))
+        return total, (loss, logits, updates.get("batch_stats", batch_stats))
 
-    (_, (loss, logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params
-    )
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    k = grad_accum_steps
+    if k == 1:
+        (_, (loss, logits, batch_stats)), grads = grad_fn(
+            state.params, state.batch_stats, images, targets, step_rng
+        )
+    else:
+        if labels.shape[0] % k:
+            raise ValueError(f"grad_accum_steps={k} does not divide the batch {labels.shape[0]}")
+
+        def micro(carry, xs):
+            stats, grad_sum = carry
+            index, imgs, tgts = xs
+            (_, (loss, logits, stats)), g = grad_fn(
+                state.params, stats, imgs, tgts, jax.random.fold_in(step_rng, index)
+            )
+            return (stats, jax.tree.map(jnp.add, grad_sum, g)), (loss, logits)
+
+        zeros = jax.tree.map(jnp.zeros_like, state.params)
+        xs = (jnp.arange(k), _micro_batches(images, k), _micro_batches(targets, k))
+        (batch_stats, grad_sum), (losses, logits) = jax.lax.scan(
+            micro, (state.batch_stats, zeros), xs
+        )
+        grads = jax.tree.map(lambda g: g / k, grad_sum)
+        loss = jnp.mean(losses)
+        logits = logits.reshape((-1,) + logits.shape[2:])
+        labels = _micro_batches(labels, k).reshape(-1)
+
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     new = state.replace(
@@ -83,7 +163,7 @@ def train_step(
         "loss": loss,
         "top1": 100.0 * jnp.mean(topk_correct(logits, labels, 1)),
         "top5": 100.0 * jnp.mean(topk_correct(logits, labels, 5)),
-        "lr": schedule(state.step),
+        "lr": schedule(state.step) * lr_scale(state.opt_state),
         "grad_norm": optax.global_norm(grads),
     }
     return new, metrics

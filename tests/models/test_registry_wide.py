@@ -10,10 +10,20 @@ from cnnx.errors import ConfigError
 from tests.models.helpers import abstract_variables, count_params
 
 ALL_MODELS = models.list_models()
-# Above this many parameters the train-step test uses a thinner, shallower member of the same
-# family (every layer type still runs); the full model is covered by `jax.eval_shape` tests.
-FULL_SIZE_LIMIT = 15_000_000
-REDUCED = dict(width_mult=0.25, depth_mult=0.01)
+# The train-step test compiles a forward and backward pass, which costs seconds per layer on a
+# 2-core CPU. Above SHALLOW_LIMIT parameters it uses the family's shallowest member (one block
+# per stage: every layer type still runs), above THIN_LIMIT also a quarter of the width. The
+# registered variant itself is covered by the `jax.eval_shape` tests and the parity tests.
+SHALLOW_LIMIT = 3_000_000
+THIN_LIMIT = 15_000_000
+
+
+def _train_test_overrides(n_params: int) -> dict:
+    if n_params > THIN_LIMIT:
+        return dict(width_mult=0.25, depth_mult=0.01)
+    if n_params > SHALLOW_LIMIT:
+        return dict(depth_mult=0.01)
+    return {}
 
 
 def _outputs_logits(out):
@@ -34,8 +44,7 @@ def test_param_count_matches_spec(name):
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_forward_and_gradients(name):
     spec = models.get_spec(name)
-    full = count_params(abstract_variables(name)) <= FULL_SIZE_LIMIT
-    overrides = {"num_classes": 7} | ({} if full else REDUCED)
+    overrides = {"num_classes": 7} | _train_test_overrides(count_params(abstract_variables(name)))
     model = models.create(name, **overrides)
     r = spec.test_resolution
     x = jax.random.normal(jax.random.PRNGKey(1), (2, r, r, spec.in_chans))

@@ -158,7 +158,6 @@ def check_drop_path(name, overrides, blocks, rate=0.3):
 
 DROP_PATH_CASES = [
     pytest.param("resnet20_cifar", dict(depth_mult=0.34), 6, id="resnet20_cifar"),
-    pytest.param("resnet18", dict(width_mult=0.25, depth_mult=0.5), 4, id="resnet18"),
     pytest.param("resnext50_32x4d", dict(width_mult=0.25, depth_mult=0.01), 4, id="resnext50"),
 ]
 

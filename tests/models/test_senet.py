@@ -76,7 +76,6 @@ def test_reduction_ratio_sets_squeeze_width():
 
 DROP_PATH_CASES = [
     pytest.param("seresnet50", 4, id="seresnet50"),
-    pytest.param("seresnext50_32x4d", 4, id="seresnext50_32x4d"),
     pytest.param("senet154", 4, id="senet154"),
 ]
 

@@ -32,6 +32,7 @@ def test_param_count_matches_torchvision(name):
 
 @pytest.mark.torch
 @needs_torch
+@pytest.mark.slow
 def test_parity_torchvision_swin_t_shallow():
     """swin_t's stages at two blocks each (cheap), at 64: stages 1 and 2 pad 16 -> 21 and
     8 -> 14 and use shifted windows with masks; 3 and 4 are single padded windows."""

@@ -80,12 +80,19 @@ def test_weight_layers_and_1x1_convs(name, depth):
 
 
 def test_lrn_variant_differs_only_by_lrn():
-    # A-LRN has A's parameters exactly; the LRN after conv1 changes the output.
+    # A-LRN has A's layers plus a parameter-free LRN after conv1 (which takes torchvision-style
+    # Sequential index 2, shifting later names by one); with the same weights outputs differ.
     x = jax.random.normal(jax.random.PRNGKey(0), (1, 32, 32, 3))
-    a, lrn = models.create("vgg11", width_mult=0.25), models.create("vgg11_lrn", width_mult=0.25)
-    variables = a.init(jax.random.PRNGKey(1), x, train=False)
-    out_a = a.apply(variables, x, train=False)
+    kw = dict(width_mult=0.25, fc_features=16)
+    a, lrn = models.create("vgg11", **kw), models.create("vgg11_lrn", **kw)
+    variables = jax.jit(lambda: lrn.init(jax.random.PRNGKey(1), x, train=False))()
+    shifted = {}
+    for k, v in variables["params"].items():
+        i = int(k.split("_")[1]) if k.startswith("features_") else -1
+        shifted[f"features_{i - 1}" if i > 2 else k] = v
+    out_a = a.apply({"params": shifted}, x, train=False)
     out_lrn = lrn.apply(variables, x, train=False)
+    assert out_a.shape == out_lrn.shape
     assert not np.allclose(out_a, out_lrn)
 
 

@@ -65,7 +65,6 @@ def test_parity_torchvision_vit_b_16_small_image():
 
 @pytest.mark.torch
 @needs_torch
-@pytest.mark.slow
 def test_parity_torchvision_vit_b_16_224():
     ref = _random_head(_reference("torchvision", "vit_b_16"))
     assert torch_parity("vit_b_16", ref, 224) < 1e-4

@@ -1,0 +1,289 @@
+"""FixRes (Touvron et al., "Fixing the train-test resolution discrepancy", NeurIPS 2019).
+
+Random-resized-crop training makes objects look larger than the centre crop shown at test
+time, so a network trained at R_train is often best tested at a *higher* R_test (§3); the
+apparent-size shift also moves the activation statistics, which a short fine-tuning at R_test
+with test-time preprocessing repairs: BatchNorm statistics are re-estimated at R_test and the
+classifier (optionally BN affine parameters or the last N blocks) is updated, the rest frozen
+(§4). This module runs the whole protocol:
+
+  1. train at each R_train (`cnnx.train.loop.train_and_evaluate`, resumable workdir),
+  2. evaluate that checkpoint at every R_test (resize to R_test / crop_pct, centre crop),
+  3. fine-tune at each R_test and evaluate again,
+and returns the R_train × R_test table before and after fine-tuning.
+
+The fine-tuning is a small jitted loop of its own rather than the trainer with an `init`
+checkpoint and a `trainable` regex: it keeps the pretrained variables in memory across all
+R_test values (no checkpoint per resolution), feeds the *test-time* preprocessing, and keeps
+BatchNorm in train mode even for frozen layers, so their running statistics move to R_test while
+their weights stay fixed (`optax.set_to_zero` on the frozen leaves). Resolution-dependent
+parameters (a ViT's position embedding) are interpolated with `vit.resize_pos_embed`.
+"""
+
+import functools
+import os
+import re
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+
+from cnnx.data import TrainInput, to_global
+from cnnx.models.registry import model_fields
+from cnnx.sweeps.spec import apply_overrides
+from cnnx.train import steps
+from cnnx.train.experiment import process_info, setup
+from cnnx.train.loop import evaluate_state, make_eval_input, train_and_evaluate
+from cnnx.train.mesh import batch_sharding, replicated
+from cnnx.train.optim import cross_entropy
+
+# Classifier plus every normalisation layer (ConvNormAct's `bn`, `bn1`, `norm1`, ...).
+DEFAULT_TRAINABLE = r"(^|/)head/|(^|/)(bn|norm)[^/]*/"
+
+
+def _path(keys) -> str:
+    return "/".join(str(getattr(k, "key", k)) for k in keys)
+
+
+def _natural(name: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def last_blocks(params, n: int) -> list[str]:
+    """Names of the last `n` top-level blocks (`stage4_block1`, `block11`, ...) in network order."""
+    if n <= 0:
+        return []
+    blocks = sorted((k for k in params if re.search(r"block|layer", k)), key=_natural)
+    return blocks[-n:]
+
+
+def trainable_mask(params, regex: str = DEFAULT_TRAINABLE, last_n_blocks: int = 0):
+    """True for the leaves fine-tuning updates: '/'-joined path matches `regex`, or the leaf is
+    inside one of the last `last_n_blocks` blocks."""
+    pattern = re.compile(regex) if regex else None
+    blocks = tuple(last_blocks(params, last_n_blocks))
+
+    def pick(keys, _):
+        path = _path(keys)
+        return bool(pattern and pattern.search(path)) or path.split("/")[0] in blocks
+
+    return jax.tree_util.tree_map_with_path(pick, params)
+
+
+def at_resolution(config, res: int, crop_pct: float | None = None) -> ml_collections.ConfigDict:
+    """`config` with train and eval resolution `res` (and the eval crop ratio)."""
+    overrides = {"data.image_size": res, "data.eval_image_size": res}
+    if crop_pct is not None:
+        overrides["data.crop_pct"] = crop_pct
+    return apply_overrides(config, overrides)
+
+
+def adapt_to_resolution(model, params, res: int):
+    """A model and params for inputs of `res` px: a ViT's position embedding is resized once.
+
+    Other families take any resolution with the same parameters and are returned unchanged.
+    """
+    fields = model_fields(type(model))
+    if "pos_embed" in params and {"image_size", "patch_size"} <= fields:
+        from cnnx.models.vit import resize_pos_embed
+
+        grid = res // model.patch_size
+        return model.clone(image_size=grid * model.patch_size), resize_pos_embed(params, grid)
+    return model, params
+
+
+def _eval_fn(model, num_classes: int, mesh):
+    return jax.jit(
+        functools.partial(steps.eval_step, apply_fn=model.apply, num_classes=num_classes),
+        out_shardings=replicated(mesh),
+    )
+
+
+def evaluate_at(config, variables, res: int, crop_pct: float | None = None, model=None) -> dict:
+    """Top-1/top-5/loss of `variables` on the eval split at `res` px, centre crop `crop_pct`."""
+    exp = setup(at_resolution(config, res, crop_pct))
+    model = model or exp.model
+    eval_input = make_eval_input(exp, image_size=res)
+    fn = _eval_fn(model, model.num_classes, exp.mesh)
+    return evaluate_state(exp, jax.device_put(variables, replicated(exp.mesh)), eval_input, fn)
+
+
+def finetune_at(config, variables, res: int, ft: ml_collections.ConfigDict, crop_pct=None):
+    """Fine-tunes at `res` with test-time preprocessing; BN statistics re-estimated there.
+
+    Args:
+      config: the training config of the pretrained model.
+      variables: {'params', 'batch_stats'} of the pretrained model (host or device arrays).
+      res: the test resolution to adapt to.
+      ft: the `finetune` config section (steps, batch_size, lr, momentum, weight_decay,
+        trainable, last_n_blocks, pp).
+      crop_pct: centre-crop ratio of the test-time preprocessing.
+
+    Returns:
+      (model, new variables, {'finetune/loss': final loss, 'trainable_params': count}).
+    """
+    cfg = at_resolution(config, res, crop_pct)
+    exp = setup(cfg)
+    model, params = adapt_to_resolution(exp.model, variables["params"], res)
+    if "drop_path_rate" in model_fields(type(model)):
+        model = model.clone(drop_path_rate=0.0)  # frozen blocks: no stochastic depth
+    mask = trainable_mask(params, ft.trainable, ft.last_n_blocks)
+    labels = jax.tree.map(lambda m: "train" if m else "freeze", mask)
+    leaves = zip(jax.tree.leaves(params), jax.tree.leaves(mask))
+    n_train = sum(int(np.prod(np.shape(p))) for p, m in leaves if m)
+    schedule = optax.cosine_decay_schedule(ft.lr, max(1, ft.steps))
+    train_tx = optax.chain(
+        optax.add_decayed_weights(ft.weight_decay),
+        optax.sgd(schedule, momentum=ft.momentum, nesterov=True),
+    )
+    tx = optax.multi_transform({"train": train_tx, "freeze": optax.set_to_zero()}, labels)
+    pidx, pcount = process_info()
+    train_input = TrainInput(
+        source=exp.source,
+        split=cfg.data.train_split,
+        pp=ft.pp or cfg.data.eval_pp,
+        ctx=exp.pp_context(train=False, image_size=res),
+        global_batch=ft.batch_size,
+        seed=cfg.seed + 1,
+        shuffle_buffer=cfg.data.shuffle_buffer,
+        cache=cfg.data.cache,
+        process_index=pidx,
+        process_count=pcount,
+    )
+    num_classes = model.num_classes
+    rep = replicated(exp.mesh)
+    state = jax.device_put((params, variables["batch_stats"], tx.init(params)), rep)
+
+    @functools.partial(jax.jit, donate_argnums=(0,))
+    def step(state, batch, rng):
+        params, batch_stats, opt_state = state
+
+        def loss_fn(p):
+            out, upd = model.apply(
+                {"params": p, "batch_stats": batch_stats},
+                batch["image"],
+                train=True,  # BatchNorm uses and updates batch statistics at this resolution
+                mutable=["batch_stats"],
+                rngs={"dropout": rng},
+            )
+            logits = out[0] if isinstance(out, tuple) else out
+            loss = jnp.mean(cross_entropy(logits, batch["label"], num_classes))
+            return loss, upd["batch_stats"]
+
+        (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), new_stats, opt_state), loss
+
+    sharding = batch_sharding(exp.mesh)
+    rng = jax.random.PRNGKey(cfg.seed + 17)
+    batches = train_input.iterate(0)
+    loss = float("nan")
+    for i in range(ft.steps):
+        state, loss = step(state, to_global(next(batches), sharding), jax.random.fold_in(rng, i))
+    params, batch_stats, _ = state
+    return (
+        model,
+        {"params": params, "batch_stats": batch_stats},
+        {"finetune/loss": float(loss), "trainable_params": n_train},
+    )
+
+
+def run_fixres(fc: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
+    """The FixRes protocol over `fc.train_resolutions` × `fc.test_resolutions`.
+
+    Args:
+      fc: the FixRes config (configs/sweeps/fixres.py): `train` (a full training config),
+        train_resolutions, test_resolutions, crop_pct, finetune section.
+      workdir: `train_<R>/` training workdirs (resumed when present) and fixres.json go here.
+      log: progress printer.
+
+    Returns:
+      {'before': {R_train: {R_test: top1}}, 'after': {...}, 'rows': [per-cell dicts]}.
+    """
+    from cnnx.sweeps.results import write_json_atomic
+    from cnnx.train.checkpoint import load_variables
+
+    os.makedirs(workdir, exist_ok=True)
+    out_path = os.path.join(workdir, "fixres.json")
+    table = {"before": {}, "after": {}, "rows": []}
+    ft_res = list(fc.finetune.resolutions or fc.test_resolutions)
+    for r_train in fc.train_resolutions:
+        twd = os.path.join(workdir, f"train_{r_train}")
+        config = at_resolution(fc.train, r_train, fc.crop_pct)
+        log(f"train at {r_train} px -> {twd}")
+        trained = train_and_evaluate(config, twd)
+        if trained["status"] != "completed":
+            raise RuntimeError(f"training at {r_train} px was interrupted; run again to resume")
+        variables = load_variables(twd)
+        before, after = {}, {}
+        for r_test in fc.test_resolutions:
+            m = evaluate_at(config, variables, r_test, fc.crop_pct)
+            before[r_test] = m["eval/top1"]
+            row = {"train_res": r_train, "test_res": r_test, "before": m["eval/top1"]}
+            if r_test in ft_res and fc.finetune.steps > 0:
+                model, tuned, info = finetune_at(
+                    config, variables, r_test, fc.finetune, fc.crop_pct
+                )
+                m2 = evaluate_at(config, tuned, r_test, fc.crop_pct, model=model)
+                after[r_test] = m2["eval/top1"]
+                row.update(after=m2["eval/top1"], **info)
+            log(
+                f"  train {r_train} test {r_test}: top-1 {row['before']:.2f}"
+                + (f" -> {row['after']:.2f} after fine-tuning" if "after" in row else "")
+            )
+            table["rows"].append(row)
+            logging.info("fixres %s", row)
+        table["before"][r_train] = before
+        table["after"][r_train] = after
+        write_json_atomic(out_path, table)  # partial tables survive a crash
+    return table
+
+
+def format_table(table: dict) -> str:
+    """Markdown: one row per (R_train, before/after), one column per R_test; best cell starred."""
+    tests = sorted({r["test_res"] for r in table["rows"]})
+    head = ["train res", "", *(f"test {t}" for t in tests)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r_train in sorted(table["before"], key=int):
+        for phase in ("before", "after"):
+            cells = table[phase].get(r_train, {})
+            if not cells:
+                continue
+            best = max(cells.values())
+            vals = [
+                (f"{cells[t]:.2f}" + ("*" if cells[t] == best else "")) if t in cells else "-"
+                for t in tests
+            ]
+            lines.append(f"| {r_train} | {phase} fine-tuning | " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
+def plot(table: dict, path: str) -> str:
+    """Top-1 against test resolution, before (dashed) and after (solid) fine-tuning."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, r_train in enumerate(sorted(table["before"], key=int)):
+        color = f"C{i}"
+        for phase, style in (("before", "--o"), ("after", "-s")):
+            cells = table[phase].get(r_train, {})
+            if cells:
+                xs = sorted(cells, key=int)
+                ax.plot([int(x) for x in xs], [cells[x] for x in xs], style, color=color,
+                        label=f"train {r_train}, {phase} fine-tuning")  # fmt: skip
+        ax.axvline(int(r_train), color=color, alpha=0.2)
+    ax.set_xlabel("test resolution (px)")
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title("FixRes: accuracy against test resolution")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

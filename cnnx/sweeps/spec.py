@@ -1,0 +1,186 @@
+"""Sweep definitions: a base config plus a list of trials, each a dict of dotted overrides.
+
+A sweep file (configs/sweeps/<name>.py) defines `get_sweep(arg)` returning `(base, trials)` or
+`(base, trials, options)`:
+  * base: an `ml_collections.ConfigDict` (a configs/ recipe or `base_config()`),
+  * trials: a list of dicts like `{'model.width_mult': 1.1, 'data.image_size': 256}`; keys that
+    start with '_' are labels only (e.g. `'_alpha': 1.2`), stored with the results but not
+    applied to the config,
+  * options (optional): `{'metric': 'eval/top1', 'mode': 'max'}` — how the best trial is chosen.
+It may also define `report(best, records, arg) -> str`, text appended to the sweep summary (the
+EfficientNet grid prints its φ table there).
+
+A trial is identified by a hash of its overrides and the base config (its `key`), not by its
+position, so a restarted sweep recognises finished trials even if the list was reordered, and
+a changed base (budget, data) never reuses results trained under the old one.
+"""
+
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import os
+from typing import Any
+
+import ml_collections
+
+from cnnx.errors import ConfigError
+
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One point of a sweep.
+
+    Attributes:
+      index: position in the sweep's list (decides the shard).
+      overrides: dotted config key -> value, applied to the base config.
+      tags: labels (the definition's '_'-prefixed keys, without the '_').
+      key: stable identity (hash of the overrides and the base config).
+    """
+
+    index: int
+    overrides: dict
+    tags: dict
+    key: str
+
+    @property
+    def label(self) -> str:
+        items = self.tags or self.overrides
+        return " ".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in items.items())
+
+
+@dataclasses.dataclass
+class Sweep:
+    ref: str
+    base: ml_collections.ConfigDict
+    trials: list[Trial]
+    metric: str = "eval/top1"
+    mode: str = "max"
+    module: Any = None
+    arg: str | None = None
+
+
+def _fmt(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def trial_key(overrides: dict, base: ml_collections.ConfigDict | None = None) -> str:
+    """A short, stable hash of a trial's overrides and its base config (order-independent).
+
+    The base config is part of the identity: changing the sweep's budget or data makes new
+    trials rather than silently reusing results trained under the old settings.
+    """
+    blob = {"overrides": overrides}
+    if base is not None:
+        blob["base"] = base.to_dict()
+    text = json.dumps(blob, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def resolve_path(path: str) -> str:
+    """A config path as given, or relative to the repository root when not found as given."""
+    if os.path.exists(path):
+        return path
+    candidate = os.path.join(_REPO_ROOT, path)
+    if os.path.exists(candidate):
+        return candidate
+    raise ConfigError(f"config file {path!r} not found (looked here and under {_REPO_ROOT}).")
+
+
+def load_module(ref: str):
+    """Imports a config/sweep file given as `path[:arg]`; returns (module, arg or None)."""
+    path, _, arg = ref.partition(":")
+    path = resolve_path(path)
+    name = "_cnnx_cfg_" + hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:8]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, (arg or None)
+
+
+def load_config(ref: str) -> ml_collections.ConfigDict:
+    """`get_config(arg)` of a configs/ file given as `path[:arg]`."""
+    module, arg = load_module(ref)
+    return module.get_config(arg) if arg is not None else module.get_config()
+
+
+def apply_overrides(base: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:
+    """A copy of `base` with dotted overrides applied; unknown keys raise `ConfigError`."""
+    config = ml_collections.ConfigDict(base.to_dict(preserve_field_references=False))
+    config.lock()
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = config
+        try:
+            for p in parents:
+                node = node[p]
+            if leaf not in node:
+                raise KeyError(leaf)
+            node[leaf] = value
+        except (KeyError, AttributeError, TypeError) as e:
+            raise ConfigError(
+                f"sweep override {dotted}={value!r} does not fit the config: {e}"
+            ) from None
+    return config
+
+
+def load_sweep(ref: str) -> Sweep:
+    """Loads `path[:arg]` and expands its trials."""
+    module, arg = load_module(ref)
+    if not hasattr(module, "get_sweep"):
+        raise ConfigError(f"{ref}: a sweep file must define get_sweep(arg).")
+    out = module.get_sweep(arg)
+    if not isinstance(out, tuple) or len(out) not in (2, 3):
+        raise ConfigError(f"{ref}: get_sweep must return (base, trials) or (base, trials, opts).")
+    base, raw, options = (*out, {}) if len(out) == 2 else out
+    trials, seen = [], set()
+    for i, entry in enumerate(raw):
+        overrides = {k: v for k, v in entry.items() if not k.startswith("_")}
+        tags = {k[1:]: v for k, v in entry.items() if k.startswith("_")}
+        apply_overrides(base, overrides)  # fail fast on a misspelled key
+        key = trial_key(overrides, base)
+        if key in seen:
+            raise ConfigError(f"{ref}: trial {i} repeats an earlier trial ({overrides}).")
+        seen.add(key)
+        trials.append(Trial(index=i, overrides=overrides, tags=tags, key=key))
+    return Sweep(
+        ref=ref,
+        base=base,
+        trials=trials,
+        metric=options.get("metric", "eval/top1"),
+        mode=options.get("mode", "max"),
+        module=module,
+        arg=arg,
+    )
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """'i/n' -> (i, n), checked; None -> (0, 1)."""
+    if not text:
+        return 0, 1
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard={text!r}: use i/n, e.g. 0/4.") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise ConfigError(f"--shard={text!r}: need 0 <= i < n.")
+    return i, n
+
+
+def shard_trials(trials: list[Trial], shard: int, num_shards: int) -> list[Trial]:
+    """The trials one shard runs: index % num_shards == shard (deterministic, disjoint)."""
+    return [t for t in trials if t.index % num_shards == shard]
+
+
+def parse_kv_arg(arg: str | None) -> tuple[list[str], dict[str, str]]:
+    """'digits,resnet18,tol=0.05' -> (['digits', 'resnet18'], {'tol': '0.05'})."""
+    words, kv = [], {}
+    for part in filter(None, (p.strip() for p in (arg or "").split(","))):
+        if "=" in part:
+            k, v = part.split("=", 1)
+            kv[k.strip()] = v.strip()
+        else:
+            words.append(part)
+    return words, kv

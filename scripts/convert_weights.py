@@ -1,0 +1,101 @@
+"""Convert a torchvision / timm weights file into a cnnx checkpoint.
+
+    python scripts/convert_weights.py --model resnet18 --from resnet18.pth --out workdirs/r18_tv
+    python eval.py --workdir=workdirs/r18_tv --config=configs/resnet.py:18
+    python train.py --config=configs/resnet.py:18 --config.init.checkpoint=workdirs/r18_tv
+
+Reads a `.pth`/`.pt` (torch.save of a state_dict, or of {'state_dict': ...}) or a
+`.safetensors` file, maps every tensor onto the cnnx model (printing what mapped and what was
+deliberately left out), refuses any shape mismatch with a clear message, and writes an orbax
+checkpoint (step 0) plus the config.json that eval.py needs into --out.
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def load_state_dict(path: str) -> dict:
+    if path.endswith(".safetensors"):
+        from safetensors.numpy import load_file
+
+        return load_file(path)
+    import torch
+
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
+        obj = obj["model"]
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="cnnx model name, e.g. resnet18")
+    parser.add_argument("--from", dest="source", required=True, help=".pth / .safetensors file")
+    parser.add_argument("--out", required=True, help="output directory (a cnnx workdir)")
+    parser.add_argument("--num_classes", type=int, default=None, help="head size in the file")
+    args = parser.parse_args(argv)
+
+    import jax
+    import jax.numpy as jnp
+
+    from cnnx import convert, models
+    from cnnx.errors import CnnxError
+    from cnnx.train.checkpoint import Checkpointer
+    from cnnx.train.config import base_config
+    from cnnx.train.state import TrainState
+
+    if not os.path.exists(args.source):
+        print(f"error: {args.source} does not exist", file=sys.stderr)
+        return 2
+    if os.path.isdir(os.path.join(args.out, "checkpoints")):
+        print(f"error: {args.out} already holds checkpoints; choose a new --out", file=sys.stderr)
+        return 2
+    try:
+        spec = models.get_spec(args.model)
+        num_classes = args.num_classes or spec.num_classes
+        state_dict = load_state_dict(args.source)
+        variables, skipped = convert.from_torch(
+            args.model, state_dict, num_classes=num_classes, return_skipped=True
+        )
+    except CnnxError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    mapped = len(state_dict) - len(skipped)
+    print(f"mapped {mapped} of {len(state_dict)} tensors into {args.model}")
+    if skipped:
+        print(f"left out ({len(skipped)}): {', '.join(skipped[:20])}"
+              + (" ..." if len(skipped) > 20 else ""))  # fmt: skip
+
+    params = jax.tree.map(jnp.asarray, variables["params"])
+    batch_stats = jax.tree.map(jnp.asarray, variables.get("batch_stats", {}))
+    config = base_config()
+    config.model.name = args.model
+    config.model.num_classes = num_classes
+    config.data.source = "tfds:imagenet2012"
+    config.data.eval_split = "validation"
+    # The optimizer state has the layout of the config's optimizer, so eval.py and resumed
+    # training restore it; its values are fresh.
+    from cnnx.train.loop import make_tx
+    from cnnx.train.optim import make_schedule
+
+    tx = make_tx(config, make_schedule(config.schedule, 0.0, 1, 1))
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+                       opt_state=tx.init(params))  # fmt: skip
+    os.makedirs(args.out, exist_ok=True)
+    ckpt = Checkpointer(os.path.join(args.out, "checkpoints"), asynchronous=False)
+    ckpt.save(0, state, wait=True)
+    ckpt.close()
+    with open(os.path.join(args.out, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    n = sum(x.size for x in jax.tree.leaves(params))
+    print(f"wrote {args.out}/checkpoints/0 ({n:,} parameters) and {args.out}/config.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

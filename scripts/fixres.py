@@ -1,0 +1,56 @@
+"""FixRes: train at R_train, evaluate at several R_test, fine-tune at R_test, print the table.
+
+    python scripts/fixres.py --config=configs/sweeps/fixres.py:digits --workdir=/tmp/fixres
+    python scripts/fixres.py --config=configs/sweeps/fixres.py:digits \
+        --config.test_resolutions='(16,24,32)' --config.finetune.steps=40 --workdir=DIR
+
+Writes DIR/train_<R>/ (resumable training workdirs), DIR/fixres.json (the table, updated after
+every R_train), DIR/fixres.md and DIR/fixres.png (top-1 against test resolution, before and
+after fine-tuning).
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "configs/sweeps/fixres.py", "FixRes config (path[:arg]).", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    import tensorflow as tf
+
+    tf.config.set_visible_devices([], "GPU")  # tf.data only; accelerators belong to jax
+    from cnnx.errors import CnnxError
+    from cnnx.sweeps import fixres
+    from cnnx.train import logs
+
+    logs.configure()
+    workdir = _WORKDIR.value
+    try:
+        table = fixres.run_fixres(_CONFIG.value, workdir)
+    except CnnxError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    text = fixres.format_table(table)
+    with open(os.path.join(workdir, "fixres.md"), "w") as f:
+        f.write(text + "\n")
+    png = fixres.plot(table, os.path.join(workdir, "fixres.png"))
+    print(text)
+    print(f"\n-> {workdir}/fixres.json, fixres.md, {os.path.basename(png)}")
+    return 0
+
+
+if __name__ == "__main__":
+    from cnnx.cli import parse_flags
+
+    app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags)

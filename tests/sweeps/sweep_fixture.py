@@ -1,0 +1,34 @@
+"""A tiny sweep file for the driver tests: LeNet-5 on digits, three widths, a few steps.
+
+The steps count and checkpoint interval come from the arg ('steps=N'), so the crash test can
+make a trial long enough to be killed in the middle.
+"""
+
+from cnnx.sweeps.spec import parse_kv_arg
+from cnnx.train.config import base_config
+
+
+def get_sweep(arg=None):
+    _, kv = parse_kv_arg(arg)
+    c = base_config()
+    c.model.name = "lenet5"
+    c.data.source = "digits"
+    c.data.image_size = 32
+    c.data.train_pp = "random_crop(padding=2)|normalize"
+    c.data.eval_pp = "resize|normalize"
+    c.data.mean = (0.5,)
+    c.data.std = (0.5,)
+    c.data.cache = True
+    c.data.shuffle_buffer = 512
+    c.data.eval_split = "test[:120]"
+    c.optim.base_lr = 0.4
+    c.train.batch_size = 32
+    c.train.num_steps = int(kv.get("steps", 8))
+    c.train.log_every_steps = 4
+    c.eval.batch_size = 40
+    c.eval.every_steps = 100_000
+    c.ckpt.every_steps = 4
+    c.ckpt.asynchronous = False
+    c.mesh.data = 1
+    trials = [{"model.width_mult": w, "_width": w} for w in (0.5, 0.75, 1.0)]
+    return c, trials, {"metric": "eval/top1", "mode": "max"}

@@ -1,0 +1,103 @@
+"""FixRes: which parameters fine-tuning touches, ViT position embeddings, the table, a real step."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnnx import models
+from cnnx.sweeps import fixres
+from cnnx.sweeps.spec import load_config
+
+FIXRES_FILE = "configs/sweeps/fixres.py"
+
+
+def _abstract_params(name, res=16, **kw):
+    m = models.create(name, num_classes=10, **kw)
+    return jax.eval_shape(lambda: m.init(jax.random.PRNGKey(0), jnp.zeros((1, res, res, 1)),
+                                         train=False))["params"]  # fmt: skip
+
+
+def _flat(mask):
+    return {fixres._path(k): v for k, v in jax.tree_util.tree_flatten_with_path(mask)[0]}
+
+
+def test_default_mask_is_classifier_and_norms():
+    params = _abstract_params("resnet20_cifar")
+    flat = _flat(fixres.trainable_mask(params))
+    sizes = {p: int(np.prod(x.shape)) for p, x in _flat(params).items()}
+    assert flat["head/fc/kernel"] and flat["stem/bn/scale"]
+    assert flat["stage2_block1/conv1/bn/bias"]
+    assert not flat["stem/conv/kernel"] and not flat["stage3_block2/conv2/conv/kernel"]
+    assert sum(n for p, n in sizes.items() if flat[p]) < 0.05 * sum(sizes.values())
+
+
+def test_last_n_blocks_and_regex():
+    params = _abstract_params("resnet20_cifar")
+    flat = _flat(fixres.trainable_mask(params, r"^head/", last_n_blocks=2))
+    on = {p.split("/")[0] for p, v in flat.items() if v}
+    assert on == {"head", "stage3_block1", "stage3_block2"}
+    order = {"stem": 0, "stage10_block0": 0, "stage2_block0": 0, "stage2_block1": 0, "head": 0}
+    assert fixres.last_blocks(order, 2) == ["stage2_block1", "stage10_block0"]
+    assert fixres.last_blocks(order, 0) == []
+
+
+def test_vit_position_embedding_is_interpolated():
+    model = models.create("vit_ti_16", num_classes=10)
+    grid = model.image_size // model.patch_size
+    params = {"pos_embed": jnp.ones((1, 1 + grid * grid, 8)), "head": {"b": jnp.zeros(3)}}
+    new_model, new = fixres.adapt_to_resolution(model, params, 48)
+    assert new_model.image_size == 48 and new["pos_embed"].shape == (1, 1 + 9, 8)
+    assert new["head"] is params["head"]
+    other = models.create("resnet20_cifar")
+    assert fixres.adapt_to_resolution(other, {"a": 1}, 48) == (other, {"a": 1})
+
+
+def test_table_and_plot(tmp_path):
+    table = {
+        "before": {24: {16: 50.0, 24: 80.0, 32: 85.0}},
+        "after": {24: {16: 70.0, 24: 86.0, 32: 90.0}},
+        "rows": [{"test_res": r} for r in (16, 24, 32)],
+    }
+    text = fixres.format_table(table)
+    assert "| 24 | before fine-tuning | 50.00 | 80.00 | 85.00* |" in text
+    assert "90.00*" in text
+    png = fixres.plot(table, os.path.join(tmp_path, "f.png"))
+    assert os.path.getsize(png) > 1000
+
+
+def test_config_file():
+    c = load_config(f"{FIXRES_FILE}:digits")
+    assert c.train.model.name == "resnet20_cifar" and "inception_crop" in c.train.data.train_pp
+    assert min(c.test_resolutions) < min(c.train_resolutions) < max(c.test_resolutions)
+    assert load_config(f"{FIXRES_FILE}:imagenet").train.model.name == "resnet50"
+    assert load_config(f"{FIXRES_FILE}:digits,model=mobilenet_v2").train.model.name == (
+        "mobilenet_v2"
+    )
+
+
+@pytest.mark.slow
+def test_finetune_updates_only_trainable_and_re_estimates_bn():
+    c = load_config(f"{FIXRES_FILE}:digits")
+    c.train.mesh.data = 1
+    c.finetune.steps = 3
+    c.finetune.batch_size = 32
+    config = fixres.at_resolution(c.train, 16)
+    from cnnx.train.experiment import setup
+
+    exp = setup(config)
+    variables = exp.model.init(jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 1)), train=False)
+    variables = jax.device_get(variables)
+    _, tuned, info = fixres.finetune_at(config, variables, 20, c.finetune, 0.875)
+    old, new = variables["params"], jax.device_get(tuned["params"])
+    mask = _flat(fixres.trainable_mask(old))
+    changed = {
+        p: not np.allclose(a, b) for (p, a), b in zip(_flat(old).items(), jax.tree.leaves(new))
+    }
+    assert changed["head/fc/kernel"] and info["trainable_params"] > 0
+    assert not any(changed[p] for p, m in mask.items() if not m)  # frozen stays frozen
+    stats_old = jax.tree.leaves(variables["batch_stats"])
+    stats_new = jax.tree.leaves(jax.device_get(tuned["batch_stats"]))
+    assert all(not np.allclose(a, b) for a, b in zip(stats_old, stats_new))

@@ -1,0 +1,166 @@
+"""Train step recipes: gradient accumulation, bf16, EMA, aux loss weight, mixing; norms."""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from cnnx import models
+from cnnx.layers.norms import NORMS, make_norm
+from cnnx.train import optim, steps
+from cnnx.train.config import base_config
+from cnnx.train.state import create_train_state
+
+SCHEDULE = optax.constant_schedule(0.05)
+
+
+def _state(model, size, channels, ema=False, opt="sgd"):
+    cfg = base_config().optim
+    cfg.name = opt
+    cfg.weight_decay = 0.0  # updates are then pure gradient steps
+    tx = optim.make_optimizer(cfg, SCHEDULE)
+    return create_train_state(
+        model, tx, jax.random.PRNGKey(0), (1, size, size, channels), ema=ema
+    )
+
+
+def _batch(n, size, channels, classes=10, seed=0):
+    rng = np.random.RandomState(seed)
+    return {
+        "image": jnp.asarray(rng.randn(n, size, size, channels), jnp.float32),
+        "label": jnp.asarray(rng.randint(0, classes, n), jnp.int32),
+    }
+
+
+def _step(num_classes=10, **kw):
+    return jax.jit(
+        functools.partial(steps.train_step, num_classes=num_classes, schedule=SCHEDULE, **kw)
+    )
+
+
+def _relative_error(a, b) -> float:
+    """||a - b|| / ||b|| over whole trees."""
+    diff = optax.global_norm(jax.tree.map(lambda x, y: x - y, a, b))
+    return float(diff / optax.global_norm(b))
+
+
+def _close(a, b, **tol):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), **tol)
+
+
+@functools.lru_cache(maxsize=None)
+def _tiny_resnet(dtype="float32"):
+    return models.create(
+        "resnet20_cifar",
+        num_classes=10,
+        width_mult=0.25,
+        depth_mult=0.01,  # one block per stage: fast to compile
+        dtype=getattr(jnp, dtype),
+    )
+
+
+def test_grad_accumulation_equals_one_large_batch():
+    """LeNet-5 has no BatchNorm: 4 micro-batches of 4 give the update of one batch of 16."""
+    model = models.create("lenet5")
+    batch = _batch(16, 32, 1)
+    rng = jax.random.PRNGKey(1)
+    big, m_big = _step()(_state(model, 32, 1), batch, rng)
+    acc, m_acc = _step(grad_accum_steps=4)(_state(model, 32, 1), batch, rng)
+    _close(big.params, acc.params, rtol=1e-4, atol=1e-6)
+    _close(big.opt_state, acc.opt_state, rtol=1e-4, atol=1e-6)
+    for key in ("loss", "top1", "grad_norm"):
+        np.testing.assert_allclose(m_big[key], m_acc[key], rtol=1e-4)
+    with pytest.raises(ValueError, match="does not divide"):
+        _step(grad_accum_steps=3)(_state(model, 32, 1), batch, rng)
+
+
+def test_bf16_keeps_float32_state_and_matches_float32():
+    batch = _batch(8, 16, 3)
+    rng = jax.random.PRNGKey(2)
+    s32, m32 = _step()(_state(_tiny_resnet("float32"), 16, 3), batch, rng)
+    s16, m16 = _step()(_state(_tiny_resnet("bfloat16"), 16, 3), batch, rng)
+    for tree in (s16.params, s16.batch_stats, s16.opt_state):
+        assert all(x.dtype in (jnp.float32, jnp.int32) for x in jax.tree.leaves(tree))
+    assert jax.tree.leaves(s16.batch_stats), "the tiny ResNet has BatchNorm statistics"
+    assert m16["loss"].dtype == jnp.float32 and m16["grad_norm"].dtype == jnp.float32
+    np.testing.assert_allclose(m16["loss"], m32["loss"], rtol=0.05)
+    init = _state(_tiny_resnet("float32"), 16, 3)
+    delta = lambda s: jax.tree.map(jnp.subtract, s.params, init.params)  # noqa: E731
+    assert _relative_error(delta(s16), delta(s32)) < 0.1  # bf16 gradients: ~1% noise
+    assert _relative_error(s16.batch_stats, s32.batch_stats) < 0.02
+
+
+def test_ema_follows_the_recursive_formula():
+    decay = 0.7
+    model = _tiny_resnet()
+    state = _state(model, 16, 3, ema=True)
+    ema_p, ema_s = state.params, state.batch_stats
+    step = _step(ema_decay=decay)
+    for i in range(3):
+        state, _ = step(state, _batch(8, 16, 3, seed=i), jax.random.PRNGKey(0))
+        ema_p = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema_p, state.params)
+        ema_s = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema_s, state.batch_stats)
+    _close(state.ema_params, ema_p, rtol=1e-5, atol=1e-7)
+    _close(state.ema_batch_stats, ema_s, rtol=1e-5, atol=1e-7)
+    assert state.eval_variables(ema=True)["params"] is state.ema_params
+
+
+class _AuxNet(nn.Module):
+    """Returns (logits, (aux,)) in train mode, like Inception v3."""
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        h = x.reshape((x.shape[0], -1))
+        logits = nn.Dense(10, name="head")(h)
+        aux = nn.Dense(10, name="aux")(h)
+        return (logits, (aux,)) if train else logits
+
+
+def test_aux_loss_weight_scales_the_auxiliary_gradient():
+    batch = _batch(4, 4, 1)
+    rng = jax.random.PRNGKey(0)
+    moved = {}
+    for w in (0.0, 0.3, 0.6):
+        init = _state(_AuxNet(), 4, 1)
+        new, metrics = _step(aux_loss_weight=w)(init, batch, rng)
+        moved[w] = new.params["aux"]["kernel"] - init.params["aux"]["kernel"]
+        head = new.params["head"]["kernel"] - init.params["head"]["kernel"]
+        assert float(jnp.abs(head).max()) > 0
+    assert float(jnp.abs(moved[0.0]).max()) == 0.0
+    np.testing.assert_allclose(moved[0.6], 2 * moved[0.3], rtol=1e-5, atol=1e-8)
+
+
+def test_mixing_in_the_step_is_deterministic_and_changes_the_loss():
+    model = _AuxNet()
+    batch = _batch(16, 8, 1)
+    rng = jax.random.PRNGKey(5)
+    plain = _step()(_state(model, 8, 1), batch, rng)[1]
+    mixed = _step(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1)
+    a = mixed(_state(model, 8, 1), batch, rng)[1]
+    b = mixed(_state(model, 8, 1), batch, rng)[1]
+    assert np.isfinite(a["loss"]) and float(a["loss"]) != float(plain["loss"])
+    np.testing.assert_array_equal(a["loss"], b["loss"])
+
+
+@pytest.mark.parametrize("name", NORMS)
+def test_make_norm(name):
+    x = jnp.asarray(np.random.RandomState(0).randn(2, 4, 4, 32) * 3 + 1, jnp.float32)
+    layer = make_norm(name, train=True, **({"num_groups": 8} if name == "group" else {}))
+    variables = layer.init(jax.random.PRNGKey(0), x)
+    y, _ = layer.apply(variables, x, mutable=["batch_stats"])
+    assert y.shape == x.shape
+    axes = {"batch": (0, 1, 2), "layer": (3,), "instance": (1, 2)}.get(name)
+    if axes is not None:
+        np.testing.assert_allclose(y.mean(axis=axes), 0.0, atol=1e-4)
+        np.testing.assert_allclose(y.std(axis=axes), 1.0, atol=1e-2)
+    if name == "group":
+        g = y.reshape(2, 4, 4, 8, 4)  # 8 groups of 4 channels
+        np.testing.assert_allclose(g.mean(axis=(1, 2, 4)), 0.0, atol=1e-4)
+        np.testing.assert_allclose(g.std(axis=(1, 2, 4)), 1.0, atol=1e-2)
+    with pytest.raises(ValueError, match="Unknown norm"):
+        make_norm("weight")
