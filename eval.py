@@ -25,8 +25,10 @@ _IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Evaluation resolution.")
 _CROP_PCT = flags.DEFINE_float("crop_pct", None, "Centre-crop ratio.")
 _EMA = flags.DEFINE_bool("ema", False, "Evaluate the EMA weights.")
 _VIEWS = flags.DEFINE_string(
-    "views", None, "Test-time views: center, tencrop, multiscale or googlenet, optionally with "
-    "arguments, e.g. 'tencrop(flip=False)' or 'multiscale(scales=(1.0, 1.25))'."
+    "views",
+    None,
+    "Test-time views: center, tencrop, multiscale or googlenet, optionally with "
+    "arguments, e.g. 'tencrop(flip=False)' or 'multiscale(scales=(1.0, 1.25))'.",
 )
 _ENSEMBLE = flags.DEFINE_list("ensemble", [], "More workdirs whose probabilities are averaged.")
 _CONFUSION = flags.DEFINE_string("confusion_png", None, "Write the confusion matrix here.")

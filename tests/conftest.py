@@ -16,8 +16,8 @@ try:
 except ImportError:
     pass
 
-import jax  # noqa: E402
-import pytest  # noqa: E402
+import jax
+import pytest
 
 jax.config.update("jax_platforms", "cpu")
 

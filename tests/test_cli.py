@@ -58,10 +58,12 @@ def test_train_then_eval_end_to_end(tmp_path):
     p, _ = _run(["train.py", "--config=configs/default.py:smoke", f"--workdir={wd}"])
     assert p.returncode == 0, p.stderr[-3000:]
     assert "eval top-1" in p.stdout
-    results = json.load(open(os.path.join(wd, "results.json")))
+    with open(os.path.join(wd, "results.json")) as f:
+        results = json.load(f)
     p, _ = _run(["eval.py", f"--workdir={wd}", "--split=test[:50]", "--image_size=36"])
     assert p.returncode == 0, p.stderr[-3000:]
-    out = json.load(open(os.path.join(wd, "eval_test[:50]_36.json".replace("/", "_"))))
+    with open(os.path.join(wd, "eval_test[:50]_36.json")) as f:
+        out = json.load(f)
     assert out["eval/examples"] == 50 and out["image_size"] == 36
     assert out["step"] == results["step"]
     # eval.py on a workdir without checkpoints is a clear error, not a traceback.

@@ -16,6 +16,9 @@ SMOKE_ARGS = {
     "default.py": "smoke",
     "resnet.py": "18,smoke",
     "resnet_cifar.py": "20,smoke",
+    "resnet20_digits_recipe.py": "smoke",
+    "inception_v3.py": "smoke",
+    "convnext.py": "tiny,smoke",
     **{f"efficientnet_b{i}.py": "smoke" for i in range(8)},
 }
 
@@ -32,7 +35,8 @@ def test_config_loads_and_names_a_registered_model(path):
     c = load(path)
     assert c.model.name in models.list_models()
     assert set(c.keys()) >= {"model", "data", "optim", "schedule", "train", "eval", "ckpt", "mesh"}
-    doc = open(path).read()
+    with open(path) as f:
+        doc = f.read()
     assert "python train.py" in doc  # the docstring gives the exact command
 
 

@@ -41,7 +41,7 @@ def _uniform(seed, lo, hi, shape=()):
 
 
 @op("resnet_scale")
-def resnet_scale(ctx: PPContext, min: float = 256 / 224, max: float = 480 / 224):  # noqa: A002
+def resnet_scale(ctx: PPContext, min: float = 256 / 224, max: float = 480 / 224):
     """Scale augmentation of He et al. 2015 §3.4: resize the shorter side to a random length
     in [min, max] × image_size (256-480 px for 224 crops), then take a random square crop."""
     lo, hi = round(min * ctx.image_size), round(max * ctx.image_size)
@@ -119,9 +119,7 @@ def color_jitter(
             index = tf.random.stateless_uniform((), sub[4], 0, len(perms), dtype=tf.int32)
             order = tf.gather(tf.constant(perms, tf.int32), index)
             for j in range(len(steps)):
-                image = tf.switch_case(
-                    order[j], [lambda s=s, x=image: s(x) for s in steps]
-                )
+                image = tf.switch_case(order[j], [lambda s=s, x=image: s(x) for s in steps])
                 image = tf.clip_by_value(image, 0.0, 1.0)
         else:
             for step in steps:
@@ -134,7 +132,9 @@ def color_jitter(
 def _permutations(n: int) -> list[tuple[int, ...]]:
     if n == 1:
         return [(0,)]
-    return [(i, *[j if j < i else j + 1 for j in p]) for i in range(n) for p in _permutations(n - 1)]
+    return [
+        (i, *[j if j < i else j + 1 for j in p]) for i in range(n) for p in _permutations(n - 1)
+    ]
 
 
 @op("lighting")

@@ -78,7 +78,9 @@ def mix_batch(
     else:
         use_cutmix = jnp.asarray(cutmix_alpha > 0)
     lam_mix = jax.random.beta(r_mix, mixup_alpha, mixup_alpha) if mixup_alpha > 0 else jnp.ones(())
-    lam_cut = jax.random.beta(r_cut, cutmix_alpha, cutmix_alpha) if cutmix_alpha > 0 else jnp.ones(())
+    lam_cut = (
+        jax.random.beta(r_cut, cutmix_alpha, cutmix_alpha) if cutmix_alpha > 0 else jnp.ones(())
+    )
     _, h, w, _ = images.shape
     box, area = cutmix_box(r_box, lam_cut, h, w)
     # Per-pixel weight of the original image: λ everywhere (mixup) or 0 inside the box.

@@ -324,7 +324,7 @@ def tfds_source(name: str, data_dir: str | None, download: bool) -> TfdsSource:
             )
         builder.download_and_prepare()
     info = builder.info
-    label = info.features["label"] if "label" in info.features.keys() else None
+    label = info.features["label"] if "label" in info.features.keys() else None  # noqa: SIM118 (FeaturesDict)
     if label is None or not hasattr(label, "num_classes"):
         raise DataError(f"TFDS dataset {name!r} has no ClassLabel feature named 'label'.")
     return TfdsSource(name=f"tfds:{name}", num_classes=label.num_classes, builder=builder)

@@ -70,7 +70,7 @@ def tencrop(ctx: PPContext, crop_pct=None, flip=True):
     pct = crop_pct or ctx.crop_pct
 
     def fn(f):
-        shorter = int(round(ctx.image_size / pct))
+        shorter = round(ctx.image_size / pct)
         image = _resize_shorter(_decode(f["image"], ctx.channels), shorter)
         crops = _with_flips(_five_crops(image, ctx.image_size), flip)
         return {**f, "image": _stack(crops, ctx.image_size, ctx.channels)}
@@ -84,7 +84,7 @@ def multiscale(ctx: PPContext, scales=MULTISCALE_FACTORS, flip=True):
         image = _decode(f["image"], ctx.channels)
         crops = []
         for s in scales:
-            resized = _resize_shorter(image, int(round(ctx.image_size * s)))
+            resized = _resize_shorter(image, round(ctx.image_size * s))
             crops += _with_flips(_five_crops(resized, ctx.image_size), flip)
         return {**f, "image": _stack(crops, ctx.image_size, ctx.channels)}
 
@@ -98,7 +98,7 @@ def googlenet(ctx: PPContext, scales=GOOGLENET_FACTORS, flip=True):
         size = ctx.image_size
         crops = []
         for s in scales:
-            resized = _resize_shorter(image, int(round(size * s)))
+            resized = _resize_shorter(image, round(size * s))
             h, w = tf.shape(resized)[0], tf.shape(resized)[1]
             side = tf.minimum(h, w)
             # Three squares along the longer side: start, middle, end.
@@ -106,7 +106,7 @@ def googlenet(ctx: PPContext, scales=GOOGLENET_FACTORS, flip=True):
                 top = tf.where(h > w, (h - side) * k // 2, 0)
                 left = tf.where(h > w, 0, (w - side) * k // 2)
                 square = resized[top : top + side, left : left + side]
-                six = _five_crops(square, size) + [_resize(square, [size, size])]
+                six = [*_five_crops(square, size), _resize(square, [size, size])]
                 crops += _with_flips(six, flip)
         return {**f, "image": _stack(crops, size, ctx.channels)}
 

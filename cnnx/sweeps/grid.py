@@ -138,7 +138,7 @@ def format_phi_table(alpha, beta, gamma, base_resolution: int = 224) -> str:
             )
         lines.append(
             f"{r['phi']:>3}  {r['depth']:>6.3f} {r['width']:>6.3f} {r['resolution']:>5} "
-            f"{r['flops_factor']:>8.2f}   |  published {pub}"
+            f"{r['flops_factor']:>8.2f}   |  {' ' * 9} {pub}"
         )
     if base_resolution != 224:
         lines.append(f"(published resolutions scaled by {base_resolution}/224)")

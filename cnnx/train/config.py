@@ -77,6 +77,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.label_smoothing = 0.0
     c.train.aux_loss_weight = 0.3  # auxiliary classifiers (GoogLeNet, Inception v3)
     c.train.ema_decay = config_dict.placeholder(float)  # EMA of weights when set
+    c.train.ema_warmup = False  # TF's num_updates: decay min(ema_decay, (1+t)/(10+t))
     # Mixup / CutMix on device (timm semantics); 0 disables each.
     c.train.mixup_alpha = 0.0
     c.train.cutmix_alpha = 0.0

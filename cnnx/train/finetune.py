@@ -179,4 +179,6 @@ def initialize_from(state, init_cfg, model_name: str, shardings):
 
 def check_init_config(init_cfg) -> None:
     if init_cfg.checkpoint and init_cfg.torch_weights:
-        raise ConfigError("Set only one of --config.init.checkpoint and --config.init.torch_weights.")
+        raise ConfigError(
+            "Set only one of --config.init.checkpoint and --config.init.torch_weights."
+        )

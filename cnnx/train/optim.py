@@ -130,9 +130,7 @@ def lr_scale(opt_state):
 
 
 def _replace_lr_state(opt_state, new: LrScaleState):
-    return jax.tree.map(
-        lambda x: new if _is_lr_state(x) else x, opt_state, is_leaf=_is_lr_state
-    )
+    return jax.tree.map(lambda x: new if _is_lr_state(x) else x, opt_state, is_leaf=_is_lr_state)
 
 
 def plateau_update(opt_state, metric: float, cfg):
@@ -216,7 +214,12 @@ def make_optimizer(cfg, schedule) -> optax.GradientTransformation:
     elif name == "lamb":
         parts.append(
             optax.lamb(
-                schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay, mask=mask
+                schedule,
+                b1=cfg.b1,
+                b2=cfg.b2,
+                eps=cfg.eps,
+                weight_decay=cfg.weight_decay,
+                mask=mask,
             )
         )
     elif name == "lars":

@@ -33,6 +33,7 @@ def options_from_config(train_cfg) -> dict:
         "label_smoothing": train_cfg.label_smoothing,
         "aux_loss_weight": train_cfg.aux_loss_weight,
         "ema_decay": train_cfg.ema_decay,
+        "ema_warmup": train_cfg.get("ema_warmup", False),
         "mixup_alpha": train_cfg.get("mixup_alpha", 0.0),
         "cutmix_alpha": train_cfg.get("cutmix_alpha", 0.0),
         "mix_prob": train_cfg.get("mix_prob", 1.0),
@@ -47,7 +48,7 @@ def _micro_batches(x, k: int):
     Strided rather than contiguous: the batch is sharded over devices in contiguous blocks,
     so every micro-batch keeps rows on every device and needs no data movement.
     """
-    return jnp.swapaxes(x.reshape((x.shape[0] // k, k) + x.shape[1:]), 0, 1)
+    return jnp.swapaxes(x.reshape((x.shape[0] // k, k, *x.shape[1:])), 0, 1)
 
 
 def train_step(
@@ -60,6 +61,7 @@ def train_step(
     label_smoothing: float = 0.0,
     aux_loss_weight: float = 0.3,
     ema_decay: float | None = None,
+    ema_warmup: bool = False,
     mixup_alpha: float = 0.0,
     cutmix_alpha: float = 0.0,
     mix_prob: float = 1.0,
@@ -83,6 +85,9 @@ def train_step(
       rng: the run's base key; it is folded with the step so every step draws fresh dropout /
         drop-path masks and mixing, and a resumed run draws the same ones.
       num_classes, schedule, label_smoothing, aux_loss_weight, ema_decay: static settings.
+      ema_warmup: use decay min(ema_decay, (1 + t) / (10 + t)) at step t, as TensorFlow's
+        `ExponentialMovingAverage(num_updates=t)`, so short runs do not keep the random
+        initialisation in the average.
       mixup_alpha, cutmix_alpha, mix_prob, mix_switch_prob: on-device mixing (see
         `cnnx.data.mixing.mix_batch`); targets become soft and the loss is soft-target CE.
       grad_accum_steps: micro-batches per step (must divide the batch).
@@ -145,7 +150,7 @@ def train_step(
         )
         grads = jax.tree.map(lambda g: g / k, grad_sum)
         loss = jnp.mean(losses)
-        logits = logits.reshape((-1,) + logits.shape[2:])
+        logits = logits.reshape((-1, *logits.shape[2:]))
         labels = _micro_batches(labels, k).reshape(-1)
 
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
@@ -154,7 +159,11 @@ def train_step(
         step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
     )
     if ema_decay is not None and state.ema_params is not None:
-        mix = lambda e, p: ema_decay * e + (1.0 - ema_decay) * p  # noqa: E731
+        decay = jnp.asarray(ema_decay, jnp.float32)
+        if ema_warmup:
+            t = state.step.astype(jnp.float32)
+            decay = jnp.minimum(decay, (1.0 + t) / (10.0 + t))
+        mix = lambda e, p: decay * e + (1.0 - decay) * p  # noqa: E731
         new = new.replace(
             ema_params=jax.tree.map(mix, state.ema_params, params),
             ema_batch_stats=jax.tree.map(mix, state.ema_batch_stats, batch_stats),

@@ -5,8 +5,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from cnnx.data import EvalInput, PPContext, TrainInput, get_source
-from cnnx.data import preprocess
+from cnnx.data import EvalInput, PPContext, TrainInput, get_source, preprocess
 from cnnx.errors import ConfigError
 
 GRAY = PPContext(image_size=32, mean=(0.5,), std=(0.5,), channels=1)
@@ -105,8 +104,8 @@ def test_unknown_op_and_bad_args():
 def test_tfds_train_input_with_mock_data():
     with tfds.testing.mock_data(num_examples=16):
         src = get_source("tfds:mnist")
-        t = TrainInput(src, "train", "inception_crop|normalize",
-                       PPContext(image_size=16, mean=(0.5,), std=(0.5,), channels=1), 8)  # fmt: skip
+        ctx = PPContext(image_size=16, mean=(0.5,), std=(0.5,), channels=1)
+        t = TrainInput(src, "train", "inception_crop|normalize", ctx, 8)
         b = next(t.iterate(0))
         assert b["image"].shape == (8, 16, 16, 1)
 

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from cnnx.data import PPContext, preprocess
-from cnnx.evaluate import views  # noqa: F401  (registers the view ops)
+from cnnx.evaluate import views
 from cnnx.evaluate.checkpoint_eval import view_pp
 from cnnx.evaluate.multiview import view_probabilities
 

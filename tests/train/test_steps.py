@@ -23,9 +23,7 @@ def _state(model, size, channels, ema=False, opt="sgd"):
     cfg.name = opt
     cfg.weight_decay = 0.0  # updates are then pure gradient steps
     tx = optim.make_optimizer(cfg, SCHEDULE)
-    return create_train_state(
-        model, tx, jax.random.PRNGKey(0), (1, size, size, channels), ema=ema
-    )
+    return create_train_state(model, tx, jax.random.PRNGKey(0), (1, size, size, channels), ema=ema)
 
 
 def _batch(n, size, channels, classes=10, seed=0):
@@ -53,7 +51,7 @@ def _close(a, b, **tol):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), **tol)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tiny_resnet(dtype="float32"):
     return models.create(
         "resnet20_cifar",
@@ -95,16 +93,17 @@ def test_bf16_keeps_float32_state_and_matches_float32():
     assert _relative_error(s16.batch_stats, s32.batch_stats) < 0.02
 
 
-def test_ema_follows_the_recursive_formula():
-    decay = 0.7
+@pytest.mark.parametrize("warmup", [False, True], ids=["constant", "warmup"])
+def test_ema_follows_the_recursive_formula(warmup):
     model = _tiny_resnet()
     state = _state(model, 16, 3, ema=True)
     ema_p, ema_s = state.params, state.batch_stats
-    step = _step(ema_decay=decay)
+    step = _step(ema_decay=0.7, ema_warmup=warmup)
     for i in range(3):
+        d = min(0.7, (1 + i) / (10 + i)) if warmup else 0.7
         state, _ = step(state, _batch(8, 16, 3, seed=i), jax.random.PRNGKey(0))
-        ema_p = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema_p, state.params)
-        ema_s = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema_s, state.batch_stats)
+        ema_p = jax.tree.map(lambda e, p, d=d: d * e + (1 - d) * p, ema_p, state.params)
+        ema_s = jax.tree.map(lambda e, p, d=d: d * e + (1 - d) * p, ema_s, state.batch_stats)
     _close(state.ema_params, ema_p, rtol=1e-5, atol=1e-7)
     _close(state.ema_batch_stats, ema_s, rtol=1e-5, atol=1e-7)
     assert state.eval_variables(ema=True)["params"] is state.ema_params
@@ -127,12 +126,12 @@ def test_aux_loss_weight_scales_the_auxiliary_gradient():
     moved = {}
     for w in (0.0, 0.3, 0.6):
         init = _state(_AuxNet(), 4, 1)
-        new, metrics = _step(aux_loss_weight=w)(init, batch, rng)
+        new, _ = _step(aux_loss_weight=w)(init, batch, rng)
         moved[w] = new.params["aux"]["kernel"] - init.params["aux"]["kernel"]
         head = new.params["head"]["kernel"] - init.params["head"]["kernel"]
         assert float(jnp.abs(head).max()) > 0
     assert float(jnp.abs(moved[0.0]).max()) == 0.0
-    np.testing.assert_allclose(moved[0.6], 2 * moved[0.3], rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(moved[0.6], 2 * moved[0.3], rtol=1e-3, atol=1e-6)
 
 
 def test_mixing_in_the_step_is_deterministic_and_changes_the_loss():
