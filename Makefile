@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= workdirs/demo
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist). XLA compiles one program per thread, so two workers keep both
+# cores of a small CI machine busy; each worker holds jax + tf + torch (~3 GB).
+TEST_WORKERS ?= 2
 
 .PHONY: demo test lint format install install-dev clean
 
@@ -34,7 +37,7 @@ format: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check --fix .
 
 test: lint
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) workdirs .pytest_cache .ruff_cache

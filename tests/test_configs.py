@@ -19,6 +19,11 @@ SMOKE_ARGS = {
     "resnet20_digits_recipe.py": "smoke",
     "inception_v3.py": "smoke",
     "convnext.py": "tiny,smoke",
+    "alexnet.py": "smoke",
+    "vgg.py": "11_lrn,smoke",
+    "googlenet.py": "smoke",
+    "degradation_cifar.py": "resnet20,smoke",
+    "finetune_flowers102.py": "smoke",
     **{f"efficientnet_b{i}.py": "smoke" for i in range(8)},
 }
 
@@ -55,7 +60,8 @@ SMOKE_RUN["efficientnet_b0.py"] = "smoke"
 def test_smoke_config_builds(name, arg):
     c = load(os.path.join(REPO, "configs", name), arg)
     assert c.data.source in ("synthetic", "digits") or c.data.source.startswith("digits")
-    assert (c.train.num_steps or 0) <= 50
+    # Seconds-to-minutes on a CPU (the digits runs of degradation/fine-tuning are the longest).
+    assert 0 < (c.train.num_steps or 0) <= 300
 
 
 @pytest.mark.slow
@@ -63,6 +69,10 @@ def test_smoke_config_builds(name, arg):
 def test_smoke_run(name, arg, tmp_path):
     c = load(os.path.join(REPO, "configs", name), arg)
     c.mesh.data = 8 if c.train.batch_size % 8 == 0 else 1
-    results = train_and_evaluate(c, str(tmp_path))
+    if c.init.checkpoint:  # fine-tuning smoke: start from a quick run of the default config
+        base = load(os.path.join(REPO, "configs", "default.py"), "smoke")
+        train_and_evaluate(base, str(tmp_path / "pretrained"))
+        c.init.checkpoint = str(tmp_path / "pretrained")
+    results = train_and_evaluate(c, str(tmp_path / "run"))
     assert results["status"] == "completed"
     assert results["eval/examples"] > 0

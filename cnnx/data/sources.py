@@ -96,6 +96,11 @@ class ArraySource(Source):
     def num_examples(self, split: str) -> int:
         return len(self._indices(split)[1])
 
+    @property
+    def channels(self) -> int:
+        """Channels of the stored images (1 for digits): the model input default."""
+        return int(next(iter(self.images.values())).shape[-1])
+
     def dataset(self, split, *, process_index, process_count, drop_remainder, seed):
         del seed  # fixed order; shuffled downstream
         base, idx = self._indices(split)

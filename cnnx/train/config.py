@@ -32,7 +32,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.image_size = config_dict.placeholder(int)  # default: the model's resolution
     c.data.eval_image_size = config_dict.placeholder(int)  # default: image_size
     c.data.crop_pct = config_dict.placeholder(float)  # default: the model's crop ratio
-    c.data.channels = config_dict.placeholder(int)  # default: the model's input channels
+    c.data.channels = config_dict.placeholder(int)  # default: in-memory data: its own; files: model
     c.data.num_classes = config_dict.placeholder(int)  # synthetic data only
     c.data.train_pp = "inception_crop|flip|normalize"
     c.data.eval_pp = "resize_crop|normalize"

@@ -98,7 +98,8 @@ def setup(config: ml_collections.ConfigDict) -> Experiment:
     )
     num_classes = config.model.get("num_classes") or source.num_classes
     spec, model = build_model(config, num_classes)
-    channels = d.channels or spec.in_chans
+    # Arrays know their channels (digits: 1); decoded files follow the model (RGB: 3).
+    channels = d.channels or getattr(source, "channels", None) or spec.in_chans
     return Experiment(
         config=config,
         spec=spec,

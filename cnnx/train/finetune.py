@@ -178,7 +178,20 @@ def initialize_from(state, init_cfg, model_name: str, shardings):
 
 
 def check_init_config(init_cfg) -> None:
+    """Fails before any compilation when the initial weights cannot be found."""
+    import os
+
     if init_cfg.checkpoint and init_cfg.torch_weights:
         raise ConfigError(
             "Set only one of --config.init.checkpoint and --config.init.torch_weights."
+        )
+    if init_cfg.torch_weights and not os.path.exists(init_cfg.torch_weights):
+        raise ConfigError(
+            f"--config.init.torch_weights={init_cfg.torch_weights}: no such file. Download the "
+            "torchvision / timm weights (.pth or .safetensors) and pass their path."
+        )
+    if init_cfg.checkpoint and not os.path.isdir(init_cfg.checkpoint):
+        raise ConfigError(
+            f"--config.init.checkpoint={init_cfg.checkpoint}: no such directory (a cnnx workdir "
+            "or its checkpoints/ directory)."
         )
