@@ -31,6 +31,7 @@ demo: $(VENV)/.installed
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/shellcheck -x scripts/*.sh scripts/tpu/*.sh
 
 format: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff format .

@@ -13,7 +13,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -28,38 +28,21 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Index of this process.")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from cnnx.cli import run_training
     from cnnx.errors import CnnxError
     from cnnx.train import distributed, logs
 
     logs.configure()
-
-    distributed.maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    try:
+        distributed.maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    except CnnxError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     import tensorflow as tf
 
     tf.config.set_visible_devices([], "GPU")  # tf.data only; accelerators belong to jax
-    from cnnx.train.loop import train_and_evaluate
-
     workdir = _WORKDIR.value or os.path.join("workdirs", _CONFIG.value.model.name)
-    try:
-        if _CONFIG.value.train.fast_linear_probe:
-            from cnnx.train import linear_probe
-
-            results = linear_probe.run(_CONFIG.value, workdir)
-        else:
-            results = train_and_evaluate(_CONFIG.value, workdir)
-    except CnnxError as e:
-        logging.flush()
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if results["status"] == "preempted":
-        print(f"Preempted at step {results['step']}; checkpoint saved in {workdir}.")
-        return 143
-    print(
-        f"{results['model']}: eval top-1 {results['eval/top1']:.2f}%  "
-        f"top-5 {results['eval/top5']:.2f}%  loss {results['eval/loss']:.4f}  "
-        f"({results['step']} steps, {results['wall_time_s']:.0f} s)  -> {workdir}/results.json"
-    )
-    return 0
+    return run_training(_CONFIG.value, workdir)
 
 
 if __name__ == "__main__":

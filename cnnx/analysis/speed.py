@@ -29,15 +29,20 @@ class Speed:
     device: str
 
 
-def _time(compiled, args, warmup: int, repeats: int) -> float:
+def time_runs(fn, args, warmup: int, repeats: int) -> list[float]:
+    """Seconds of each of `repeats` calls `fn(*args)` (until ready), after `warmup` calls."""
     for _ in range(warmup):
-        jax.block_until_ready(compiled(*args))
+        jax.block_until_ready(fn(*args))
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
+        jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return times
+
+
+def _time(compiled, args, warmup: int, repeats: int) -> float:
+    return statistics.median(time_runs(compiled, args, warmup, repeats))
 
 
 def throughput(

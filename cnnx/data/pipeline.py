@@ -15,6 +15,7 @@ of batches with masked examples (mask 0), so all processes run the same number o
 
 import dataclasses
 import math
+import re
 from collections.abc import Iterator
 
 import jax
@@ -23,7 +24,54 @@ import tensorflow as tf
 
 from cnnx.data import preprocess
 from cnnx.data.sources import Source, process_slice
-from cnnx.errors import ConfigError
+from cnnx.errors import ConfigError, DataError
+
+
+def _checked(batches, source: Source, split: str) -> Iterator[dict[str, np.ndarray]]:
+    """Yields numpy batches; a read or decode error becomes a `DataError`, and after each
+    batch the source reports what loading found (corrupt files: logged, or an error)."""
+    it = iter(batches)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except tf.errors.OpError as e:
+            first = e.message.strip().splitlines()[0][:300]
+            raise DataError(
+                f"Reading split {split!r} of {source.name} failed: {first}. A file that "
+                "cannot be read or decoded is the usual cause; check (or remove) it."
+            ) from None
+        source.check()
+        yield batch
+
+
+def _mapped(ds: tf.data.Dataset, fn, pp: str, key: str) -> tf.data.Dataset:
+    """`ds.map(fn)` in parallel; a preprocessing string that cannot be built for this data
+    (a negative padding, a zero crop ratio...) becomes a `ConfigError` naming it."""
+    try:
+        return ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    except Exception as e:  # whatever TensorFlow raised while tracing the ops
+        lines = [x.strip() for x in str(e).strip().splitlines() if x.strip()]
+        detail = lines[-1][:300] if lines else ""
+        if not re.match(r"\w+(Error|Exception)\b", detail):
+            detail = f"{type(e).__name__}: {detail}"
+        raise ConfigError(
+            f"--config.data.{key}={pp!r} cannot be applied to this data: {detail}"
+        ) from None
+
+
+def _check_images(spec: tf.TensorSpec, ctx: preprocess.PPContext, pp: str, key: str, views: bool):
+    """The preprocessed images must be what the model was built for: S x S x C (or V views of
+    them at evaluation), known when the pipeline is built, before anything compiles."""
+    want = [ctx.image_size, ctx.image_size, ctx.channels]
+    dims = spec.shape.as_list() if spec.shape.rank is not None else None
+    if dims is None or len(dims) not in ((3, 4) if views else (3,)) or dims[-3:] != want:
+        raise ConfigError(
+            f"--config.data.{key}={pp!r} gives images of shape {spec.shape}, but the model takes "
+            f"{ctx.image_size}x{ctx.image_size}x{ctx.channels}: include an op that sets the size "
+            "(resize, resize_crop, random_crop, inception_crop)."
+        )
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -64,6 +112,23 @@ class TrainInput:
             )
         self._pp = preprocess.build(self.pp, self.ctx)
         self._raw_cache = None
+        # Traced once (a tf.function) and reused by every epoch's pipeline, with the epoch's
+        # seed as an argument: building a pipeline does not re-trace heavy ops (RandAugment).
+        self._prepare_example = tf.function(self._prepare_body)
+        probe = _mapped(self._raw(0).enumerate().take(1), self._prepare(0), self.pp, "train_pp")
+        _check_images(probe.element_spec["image"], self.ctx, self.pp, "train_pp", views=False)
+
+    def _prepare_body(self, index, example, eseed):
+        seed = tf.stack([eseed, index])
+        features = self._pp({**self.source.load(example), "seed": seed})
+        # `index` is the example's position in the split (fast linear probes use it).
+        image = tf.cast(features["image"], tf.float32)
+        return {"image": image, "label": features["label"], "index": index}
+
+    def _prepare(self, eseed: int):
+        return lambda index, example: self._prepare_example(
+            index, example, tf.constant(eseed, tf.int64)
+        )
 
     def _raw(self, epoch: int) -> tf.data.Dataset:
         seed = _epoch_seed(self.seed, epoch)
@@ -100,13 +165,7 @@ class TrainInput:
         else:
             ds = ds.skip(skip_batches * self.local_batch)
 
-        def prepare(index, example):
-            seed = tf.stack([tf.cast(eseed, tf.int64), index])
-            features = self._pp({**self.source.load(example), "seed": seed})
-            # `index` is the example's position in the split (fast linear probes use it).
-            return {"image": features["image"], "label": features["label"], "index": index}
-
-        ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = _mapped(ds, self._prepare(eseed), self.pp, "train_pp")
         ds = ds.batch(self.local_batch, drop_remainder=True)
         ds = ds.take(self.steps_per_epoch - skip_batches)
         return ds.prefetch(tf.data.AUTOTUNE)
@@ -115,7 +174,8 @@ class TrainInput:
         """Local numpy batches from `start_step` on, forever."""
         epoch, skip = divmod(start_step, self.steps_per_epoch)
         while True:
-            yield from self.epoch_dataset(epoch, skip).as_numpy_iterator()
+            ds = self.epoch_dataset(epoch, skip)
+            yield from _checked(ds.as_numpy_iterator(), self.source, self.split)
             epoch, skip = epoch + 1, 0
 
 
@@ -139,12 +199,21 @@ class EvalInput:
             )
         self.local_batch = self.global_batch // self.process_count
         self.num_examples = self.source.num_examples(self.split)
+        if self.num_examples == 0:
+            raise ConfigError(
+                f"Evaluation split {self.split!r} of {self.source.name} has no examples; check "
+                "the slice (e.g. test[:1000] of a 500-example split is fine, test[1000:] is "
+                "empty)."
+            )
         largest = len(process_slice(self.num_examples, 0, self.process_count, False))
         self.num_batches = max(1, math.ceil(largest / self.local_batch))
         self._pp = preprocess.build(self.pp, self.ctx)
+        self._prepare = tf.function(self._prepare_body)  # traced once, for every pass
+        probe = _mapped(self._dataset().take(1), self._prepare, self.pp, "eval_pp")
+        _check_images(probe.element_spec["image"], self.ctx, self.pp, "eval_pp", views=True)
 
-    def iterate(self) -> Iterator[dict[str, np.ndarray]]:
-        ds = self.source.dataset(
+    def _dataset(self) -> tf.data.Dataset:
+        return self.source.dataset(
             self.split,
             process_index=self.process_index,
             process_count=self.process_count,
@@ -152,16 +221,25 @@ class EvalInput:
             seed=0,
         )
 
-        def prepare(example):
-            example = self.source.load(example)
-            features = self._pp({**example, "seed": tf.constant([0, 0], tf.int64)})
-            return {
-                "image": features["image"],
-                "label": features["label"],
-                "mask": tf.constant(1.0, tf.float32),
-            }
+    def _prepare_body(self, example):
+        example = self.source.load(example)
+        features = self._pp({**example, "seed": tf.constant([0, 0], tf.int64)})
+        return {
+            "image": tf.cast(features["image"], tf.float32),
+            "label": features["label"],
+            # An unreadable example (a corrupt file that was skipped) does not count.
+            "mask": tf.cast(example.get("valid", True), tf.float32),
+        }
 
-        ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    def check_count(self, n: float) -> None:
+        """Asserts that a pass counted every example once (skipped corrupt files excepted)."""
+        if n == 0:
+            raise DataError(f"No readable example in split {self.split!r} of {self.source.name}.")
+        if n != self.num_examples and not getattr(self.source, "corrupt", None):
+            raise AssertionError(f"evaluated {n} examples, expected {self.num_examples}")
+
+    def iterate(self) -> Iterator[dict[str, np.ndarray]]:
+        ds = _mapped(self._dataset(), self._prepare, self.pp, "eval_pp")
         spec = ds.element_spec["image"].shape
         # Test-time view ops give (V, S, S, C) per example; the padding matches whatever shape.
         shape = spec.as_list() if spec.is_fully_defined() else [
@@ -175,7 +253,7 @@ class EvalInput:
         ).repeat()
         total = self.num_batches * self.local_batch
         ds = ds.concatenate(pad).take(total).batch(self.local_batch, drop_remainder=True)
-        return ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+        return _checked(ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator(), self.source, self.split)
 
 
 def to_global(batch: dict[str, np.ndarray], sharding: jax.sharding.Sharding) -> dict:

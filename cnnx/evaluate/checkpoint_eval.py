@@ -34,7 +34,32 @@ def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
                 config[section][key] = tuple(value) if isinstance(value, list) else value
         else:
             config[section] = values
+    _fit_mesh(config)
     return config
+
+
+def _fit_mesh(config) -> None:
+    """Adapts a saved run's mesh to this machine (checkpoints restore onto any mesh)."""
+    from absl import logging
+
+    from cnnx.train.mesh import mesh_shape
+
+    m = config.mesh
+    try:
+        mesh_shape(jax.device_count(), m.data, m.fsdp, m.model)
+        return
+    except ConfigError:
+        pass
+    old = (m.data, m.fsdp, m.model)
+    m.data = -1
+    if jax.device_count() % (m.fsdp * m.model):
+        m.fsdp, m.model = 1, 1
+    logging.info(
+        "The run's mesh data,fsdp,model=%s does not fit the %d devices here; using %s.",
+        old,
+        jax.device_count(),
+        (m.data, m.fsdp, m.model),
+    )
 
 
 def restore_state(config, workdir: str, step: int | None = None):

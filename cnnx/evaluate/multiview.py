@@ -63,8 +63,7 @@ def evaluate_members(members: list[Member], eval_input: EvalInput, mesh) -> dict
     probs = np.concatenate(probs_all)
     labels = np.concatenate(labels_all).astype(np.int64)
     n = len(labels)
-    if n != eval_input.num_examples:
-        raise AssertionError(f"evaluated {n} examples, expected {eval_input.num_examples}")
+    eval_input.check_count(n)
     top5 = np.argsort(-probs, axis=-1)[:, : min(5, num_classes)]
     predictions = top5[:, 0]
     confusion = np.zeros((num_classes, num_classes), np.int64)

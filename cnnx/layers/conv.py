@@ -6,6 +6,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from cnnx.layers import cpu_conv
 from cnnx.layers.norm import batch_norm
 
 Padding = str | int | Sequence[tuple[int, int]]
@@ -93,6 +94,7 @@ class ConvNormAct(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
+            conv_general_dilated=cpu_conv.conv_general_dilated,
             name="conv",
         )(x)
         if self.norm == "batch":

@@ -11,6 +11,8 @@ import math
 import flax.linen as nn
 import jax.numpy as jnp
 
+from cnnx.layers import cpu_pool
+
 
 def max_pool(x, kernel_size: int, strides: int, padding: int = 0, *, ceil_mode: bool = False):
     """`torch.nn.MaxPool2d(kernel_size, strides, padding, ceil_mode)` on an NHWC array.
@@ -31,7 +33,7 @@ def max_pool(x, kernel_size: int, strides: int, padding: int = 0, *, ceil_mode: 
             )
         extra = max(0, (out - 1) * strides + kernel_size - (size + 2 * padding))
         pads.append((padding, padding + extra))
-    return nn.max_pool(x, (kernel_size, kernel_size), strides=(strides, strides), padding=pads)
+    return cpu_pool.max_pool(x, (kernel_size, kernel_size), (strides, strides), pads)
 
 
 def adaptive_avg_pool(x, output_size: int | tuple[int, int]):

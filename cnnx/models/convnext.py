@@ -21,7 +21,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnnx.layers import ClassifierHead, DropPath, drop_path_rates
+from cnnx.layers import ClassifierHead, DropPath, drop_path_rates, maybe_remat
 from cnnx.layers.transformer import gelu, layer_norm
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
@@ -67,6 +67,8 @@ class ConvNeXt(nn.Module):
       drop_path_rate: stochastic depth of the last block, linear in the block index over the
         whole network (torchvision/paper rule).
       layer_scale_init: initial value of the layer-scale gains.
+      remat: recompute each block in the backward pass (True, or a policy name; see
+        `cnnx.layers.remat`); parameters and results are unchanged.
       dtype: compute dtype; parameters stay float32.
     """
 
@@ -78,6 +80,7 @@ class ConvNeXt(nn.Module):
     dropout_rate: float = 0.0
     drop_path_rate: float = 0.0
     layer_scale_init: float = 1e-6
+    remat: bool | str = False
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -96,7 +99,7 @@ class ConvNeXt(nn.Module):
                     name=f"downsample{i + 1}_conv",
                 )(x)  # fmt: skip
             for j in range(depth):
-                x = ConvNeXtBlock(
+                x = maybe_remat(ConvNeXtBlock, self.remat)(
                     drop_path_rate=next(rates),
                     layer_scale_init=self.layer_scale_init,
                     dtype=self.dtype,

@@ -24,12 +24,15 @@ Memory: a naive implementation stores every layer's concatenated input, which is
 in depth. `memory_efficient=True` recomputes the concat-BN-ReLU-conv1×1 bottleneck in the
 backward pass (`nn.remat`, i.e. `jax.checkpoint`), as torchvision's `memory_efficient` and
 Pleiss et al. 2017 ("Memory-Efficient Implementation of DenseNets") do; outputs and gradients
-are unchanged. Measured with XLA on CPU (jax 0.10), it does not lower the compiled peak: a
-densenet121 training step at 224 px, batch 32 needs 6,155,100,328 bytes of temporaries plus
-51,517,728 of arguments (5.78 GiB) with and without it, although the checkpoint barriers are
-in the program (probably XLA's fusion already recomputes the cheap concat-BN-ReLU producers
-next to their consumers rather than keeping them alive, which torch has to do by hand; not
-verified). The option is kept for parity with torchvision and for other backends.
+are unchanged. Measured with XLA on CPU (jax 0.10), it does not lower the compiled peak by
+itself: a densenet121 training step at 224 px, batch 32 needs 6,155,100,328 bytes of
+temporaries plus 51,517,728 of arguments (5.78 GiB) with and without it. The reason is
+XLA:CPU, which removes jax.checkpoint's optimisation barriers early (`cse_barrier_expander`)
+and then merges the recomputation with the forward pass; compiled with that pass off, as the
+trainer does when `remat` is on (`cnnx.layers.remat.compiler_options`), rematerialisation
+saves memory on CPU too (not measured on GPU/TPU here, whose pipelines keep the barriers).
+`remat=True` is the option every family shares (`cnnx.layers.remat`): it recomputes whole
+dense layers (both convolutions with their BN-ReLU), so it subsumes `memory_efficient`.
 """
 
 import math
@@ -39,7 +42,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnnx.layers import ClassifierHead, ConvNormAct, batch_norm, torch_padding
+from cnnx.layers import ClassifierHead, ConvNormAct, batch_norm, maybe_remat, torch_padding
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
 
@@ -106,6 +109,8 @@ class DenseNet(nn.Module):
       depth_mult: scales every block's layer count (`round_repeats`).
       dropout_rate: dropout before the classifier.
       memory_efficient: recompute the bottlenecks in the backward pass (see module docstring).
+      remat: recompute each dense layer in the backward pass (True, or a policy name; see
+        `cnnx.layers.remat`); parameters and results are unchanged.
       dtype: compute dtype; parameters stay float32.
     """
 
@@ -120,6 +125,7 @@ class DenseNet(nn.Module):
     depth_mult: float = 1.0
     dropout_rate: float = 0.0
     memory_efficient: bool = False
+    remat: bool | str = False
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -142,7 +148,7 @@ class DenseNet(nn.Module):
             features = [x]
             for j in range(n):
                 features.append(
-                    DenseLayer(
+                    maybe_remat(DenseLayer, self.remat)(
                         k,
                         self.bn_size,
                         self.memory_efficient,

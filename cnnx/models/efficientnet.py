@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnnx.layers import ClassifierHead, ConvNormAct
+from cnnx.layers import ClassifierHead, ConvNormAct, maybe_remat
 from cnnx.layers.conv import Padding
 from cnnx.layers.mbconv import InvertedResidual
 from cnnx.models.registry import register_family
@@ -76,6 +76,8 @@ class EfficientNet(nn.Module):
       padding: 'torch' (symmetric, torchvision) or 'same' (TensorFlow SAME, timm `tf_*`).
       bn_epsilon: BatchNorm epsilon (torchvision B0–B4: 1e-5; B5–B7 and TF: 1e-3).
       bn_momentum: BatchNorm running-average decay (0.9 is torch's 0.1, 0.99 torch's 0.01).
+      remat: recompute each block in the backward pass (True, or a policy name; see
+        `cnnx.layers.remat`); parameters and results are unchanged.
       dtype: compute dtype; parameters stay float32.
     """
 
@@ -88,6 +90,7 @@ class EfficientNet(nn.Module):
     padding: Padding = "torch"
     bn_epsilon: float = 1e-5
     bn_momentum: float = 0.9
+    remat: bool | str = False
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -103,7 +106,7 @@ class EfficientNet(nn.Module):
         for i, ((expand, kernel, stride, channels, _), n) in enumerate(zip(STAGES, repeats)):
             features = round_filters(channels, self.width_mult)
             for j in range(n):
-                x = InvertedResidual(
+                x = maybe_remat(InvertedResidual, self.remat)(
                     features,
                     stride if j == 0 else 1,
                     expand_ratio=expand,

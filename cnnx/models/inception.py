@@ -30,6 +30,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, ConvNormAct
+from cnnx.layers.cpu_pool import max_pool
 from cnnx.layers.torch_pool import adaptive_avg_pool
 from cnnx.models.googlenet import stage_configs
 from cnnx.models.registry import register_family
@@ -79,7 +80,7 @@ def avg_pool3(x, count_include_pad: bool = True):
 
 def max_pool3s2(x):
     """3×3 stride-2 max pool without padding (torch's `F.max_pool2d(x, 3, 2)`)."""
-    return nn.max_pool(x, (3, 3), strides=(2, 2), padding="VALID")
+    return max_pool(x, (3, 3), strides=(2, 2), padding="VALID")
 
 
 class InceptionA(_Block):

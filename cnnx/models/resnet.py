@@ -17,7 +17,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnnx.layers import ClassifierHead, ConvNormAct, DropPath, drop_path_rates
+from cnnx.layers import ClassifierHead, ConvNormAct, DropPath, drop_path_rates, maybe_remat
+from cnnx.layers.cpu_pool import max_pool
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
 
@@ -118,6 +119,8 @@ class ResNet(nn.Module):
       dropout_rate: dropout before the classifier (none in the paper).
       drop_path_rate: stochastic depth of the last block, linear in block index.
       zero_init_residual: zero the last BN scale of each block (Goyal et al. 2017).
+      remat: recompute each block in the backward pass (True, or a policy name; see
+        `cnnx.layers.remat`); parameters and results are unchanged.
       dtype: compute dtype; parameters stay float32.
     """
 
@@ -134,6 +137,7 @@ class ResNet(nn.Module):
     dropout_rate: float = 0.0
     drop_path_rate: float = 0.0
     zero_init_residual: bool = False
+    remat: bool | str = False
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -141,7 +145,7 @@ class ResNet(nn.Module):
         x = x.astype(self.dtype)
         stem = round_filters(self.stem_width, self.width_mult)
         x = ConvNormAct(stem, 7, 2, dtype=self.dtype, name="stem")(x, train=train)
-        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        x = max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         repeats = [round_repeats(r, self.depth_mult) for r in self.stage_sizes]
         rates = iter(drop_path_rates(self.drop_path_rate, sum(repeats)))
         expansion = 1 if self.block == "basic" else 4
@@ -161,9 +165,9 @@ class ResNet(nn.Module):
                     name=f"stage{i + 1}_block{j}",
                 )
                 if self.block == "basic":
-                    block = BasicBlock(**kwargs)
+                    block = maybe_remat(BasicBlock, self.remat)(**kwargs)
                 else:
-                    block = Bottleneck(
+                    block = maybe_remat(Bottleneck, self.remat)(
                         groups=self.groups,
                         width_per_group=self.width_per_group,
                         stride_in_1x1=self.stride_in_1x1,
@@ -183,7 +187,8 @@ class CifarResNet(nn.Module):
       depth: total weighted layers, 6n + 2 (20, 32, 44, 56, 110, 1202).
       shortcut: 'zero_pad' (option A, the paper's choice for CIFAR), 'projection' (option B),
         or 'none' (plain network).
-      num_classes, width_mult, depth_mult, dropout_rate, drop_path_rate, dtype: as `ResNet`.
+      num_classes, width_mult, depth_mult, dropout_rate, drop_path_rate, remat, dtype: as
+        `ResNet`.
     """
 
     depth: int = 20
@@ -194,6 +199,7 @@ class CifarResNet(nn.Module):
     dropout_rate: float = 0.0
     drop_path_rate: float = 0.0
     zero_init_residual: bool = False
+    remat: bool | str = False
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -209,7 +215,7 @@ class CifarResNet(nn.Module):
         for i, features in enumerate(widths):
             for j in range(n):
                 strides = 2 if (i > 0 and j == 0) else 1
-                x = BasicBlock(
+                x = maybe_remat(BasicBlock, self.remat)(
                     features,
                     strides,
                     projection=strides != 1 or in_features != features,

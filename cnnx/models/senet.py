@@ -30,7 +30,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnnx.layers import ClassifierHead, ConvNormAct, DropPath, drop_path_rates
+from cnnx.layers import ClassifierHead, ConvNormAct, DropPath, drop_path_rates, maybe_remat
 from cnnx.layers.se import SqueezeExcite
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
@@ -121,6 +121,8 @@ class SENet(nn.Module):
       depth_mult: scales every stage's block count (`round_repeats`).
       dropout_rate: dropout before the classifier.
       drop_path_rate: stochastic depth of the last block, linear in block index.
+      remat: recompute each block in the backward pass (True, or a policy name; see
+        `cnnx.layers.remat`); parameters and results are unchanged.
       dtype: compute dtype; parameters stay float32.
     """
 
@@ -137,6 +139,7 @@ class SENet(nn.Module):
     depth_mult: float = 1.0
     dropout_rate: float = 0.0
     drop_path_rate: float = 0.0
+    remat: bool | str = False
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -158,7 +161,7 @@ class SENet(nn.Module):
             planes = round_filters(64 * 2**i, self.width_mult)
             for j in range(n):
                 strides = 2 if (i > 0 and j == 0) else 1
-                x = SEBottleneck(
+                x = maybe_remat(SEBottleneck, self.remat)(
                     planes,
                     strides,
                     kind=self.kind,

@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from cnnx.layers import ClassifierHead, DropPath, drop_path_rates
+from cnnx.layers import ClassifierHead, DropPath, drop_path_rates, maybe_remat
 from cnnx.layers.transformer import Mlp, attend, layer_norm, split_heads
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
@@ -180,6 +180,8 @@ class SwinTransformer(nn.Module):
       dropout_rate: dropout before the classifier.
       drop_path_rate: stochastic depth of the last block, linear in the block index
         (torchvision: 0.2 / 0.3 / 0.5 for T / S / B).
+      remat: recompute each block in the backward pass (True, or a policy name; see
+        `cnnx.layers.remat`); parameters and results are unchanged.
       dtype: compute dtype; parameters stay float32.
     """
 
@@ -194,6 +196,7 @@ class SwinTransformer(nn.Module):
     depth_mult: float = 1.0
     dropout_rate: float = 0.0
     drop_path_rate: float = 0.0
+    remat: bool | str = False
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -213,7 +216,7 @@ class SwinTransformer(nn.Module):
                 x = PatchMerging(dtype=self.dtype, name=f"merge{i + 1}")(x)
             heads = x.shape[-1] // head_dim
             for j in range(depth):
-                x = SwinBlock(
+                x = maybe_remat(SwinBlock, self.remat)(
                     heads,
                     self.window,
                     shift=0 if j % 2 == 0 else self.window // 2,

@@ -31,6 +31,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, LocalResponseNorm, batch_norm
+from cnnx.layers.cpu_pool import max_pool
 from cnnx.layers.torch_pool import adaptive_avg_pool
 from cnnx.models.alexnet import PAPER_LRN
 from cnnx.models.registry import register_family
@@ -95,7 +96,7 @@ class VGG(nn.Module):
                 if self.lrn and index == (4 if self.batch_norm else 3) - 1:  # first conv only
                     x = LocalResponseNorm(**PAPER_LRN)(x)
                     index += 1
-            x = nn.max_pool(x, (2, 2), strides=(2, 2))
+            x = max_pool(x, (2, 2), strides=(2, 2))
             index += 1
         x = adaptive_avg_pool(x, 7)
         # Flatten in NCHW order so torchvision's first FC weight converts without a permutation.

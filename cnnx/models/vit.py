@@ -27,7 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnnx.layers import ClassifierHead, DropPath, drop_path_rates
+from cnnx.layers import ClassifierHead, DropPath, drop_path_rates, maybe_remat
 from cnnx.layers.transformer import Mlp, MultiHeadSelfAttention, layer_norm
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
@@ -129,6 +129,8 @@ class VisionTransformer(nn.Module):
         `dropout`; 0 in the published models).
       attention_dropout: dropout on the attention weights.
       drop_path_rate: stochastic depth of the last block, linear in the block index.
+      remat: recompute each block in the backward pass (True, or a policy name; see
+        `cnnx.layers.remat`); parameters and results are unchanged.
       dtype: compute dtype; parameters stay float32.
     """
 
@@ -145,6 +147,7 @@ class VisionTransformer(nn.Module):
     encoder_dropout: float = 0.0
     attention_dropout: float = 0.0
     drop_path_rate: float = 0.0
+    remat: bool | str = False
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -173,7 +176,7 @@ class VisionTransformer(nn.Module):
         x = x + pos.astype(x.dtype)
         x = nn.Dropout(self.encoder_dropout, deterministic=not train)(x)
         for i, rate in enumerate(drop_path_rates(self.drop_path_rate, depth)):
-            x = EncoderBlock(
+            x = maybe_remat(EncoderBlock, self.remat)(
                 heads,
                 mlp_dim,
                 dropout_rate=self.encoder_dropout,

@@ -5,10 +5,14 @@ loaded locked, a field that is not here cannot be set (a misspelled override is 
 Optional values are typed placeholders (None until set), so overrides still type-check.
 """
 
+import math
+import re
+
 import ml_collections
 from ml_collections import config_dict
 
 from cnnx.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from cnnx.errors import ConfigError
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -22,6 +26,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.depth_mult = 1.0
     c.model.dropout_rate = config_dict.placeholder(float)
     c.model.dtype = "float32"
+    # Rematerialisation: recompute each block's activations in the backward pass instead of
+    # storing them (less memory, about one more forward pass of compute). remat_policy names a
+    # jax.checkpoint_policies member to keep some of them (e.g. 'dots_saveable').
+    c.model.remat = False
+    c.model.remat_policy = config_dict.placeholder(str)
 
     c.data = ml_collections.ConfigDict()
     c.data.source = "digits"  # digits | synthetic | folder:<path> | tfds:<name>
@@ -40,6 +49,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.std = IMAGENET_STD
     c.data.shuffle_buffer = 10_000
     c.data.cache = False  # cache decoded examples in memory (small datasets)
+    # Folder sources: a truncated or non-image file is 'skip'ped (logged and counted) or an
+    # 'error' naming the file (see cnnx.data.sources.FolderSource).
+    c.data.on_corrupt = "skip"
 
     c.optim = ml_collections.ConfigDict()
     c.optim.name = "sgd"  # sgd | rmsprop | adamw | lamb | lars
@@ -85,6 +97,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.mix_switch_prob = 0.5  # CutMix instead of Mixup when both are on
     c.train.grad_accum_steps = 1  # micro-batches per step (scanned inside the step)
     c.train.log_every_steps = 100
+    # A non-finite loss or gradient: 'stop' (TrainingDiverged naming the step, last good
+    # checkpoint kept) or 'skip' (that step's update is discarded, counted as train/skipped).
+    c.train.on_nonfinite = "stop"
+    # (first, count): a jax.profiler trace of `count` steps after the first `first` steps, in
+    # <workdir>/profile for TensorBoard's profile tab, e.g. --config.train.profile_steps=10,5.
+    c.train.profile_steps = config_dict.placeholder(tuple)
     # Fine-tuning: regex of parameter paths that train (others frozen); None trains all.
     c.train.trainable = config_dict.placeholder(str)
     c.train.lr_mult_pattern = config_dict.placeholder(str)  # these train lr_mult times slower
@@ -113,7 +131,16 @@ def base_config() -> ml_collections.ConfigDict:
     c.ckpt.asynchronous = True
 
     c.mesh = ml_collections.ConfigDict()
-    c.mesh.data = -1  # devices on the 'data' axis; -1: all devices of all hosts
+    # Mesh axes ('data', 'fsdp', 'model'); see cnnx/train/mesh.py and cnnx/train/sharding.py.
+    c.mesh.data = -1  # devices on the 'data' axis; -1: all devices not used by fsdp × model
+    c.mesh.fsdp = 1  # parameters and optimizer state sharded over these devices (FSDP/ZeRO-3)
+    c.mesh.model = 1  # tensor parallelism: large kernels split over these devices
+    # (at most two of data, fsdp, model may exceed 1: see cnnx/train/mesh.py)
+    # Ordered (regex on the '/'-joined parameter path, spec) pairs; first match wins, the
+    # rest get 'auto'. spec: a PartitionSpec-like tuple ('...' first aligns it to the last
+    # dimensions), 'auto' or 'replicated'. E.g. (('head', 'replicated'), ('fc1', (None, 'fsdp'))).
+    c.mesh.rules = ()
+    c.mesh.fsdp_min_size = 2**18  # 'auto' keeps parameters with fewer elements replicated
     return c
 
 
@@ -136,3 +163,206 @@ def smoke(c: ml_collections.ConfigDict, image_size: int | None = None) -> ml_col
     c.schedule.warmup_epochs = 0.0
     c.model.dtype = "float32"
     return c
+
+
+# --- Validation: every value is checked before anything is built or compiled. ---------------
+# Each rule returns None for a good value, otherwise what is allowed. `validate` applies the
+# rules of the keys a config has (recipes may lack optional ones) and reports every bad value
+# at once, so a fuzzed or mistyped override fails in milliseconds with a message, never deep
+# inside tf.data, optax or XLA. Keys of the `mesh` section are checked by cnnx.train.mesh.
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _int(lo: int | None = None, hi: int | None = None, optional: bool = False):
+    def check(v):
+        if v is None and optional:
+            return None
+        if not isinstance(v, int) or isinstance(v, bool):
+            return "an integer" + (" or unset" if optional else "")
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            bounds = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+            return f"an integer {bounds}" + (" (or unset)" if optional else "")
+        return None
+
+    return check
+
+
+def _float(lo=None, hi=None, lo_open=False, hi_open=False, optional=False):
+    def check(v):
+        if v is None and optional:
+            return None
+        bad = (
+            not _is_number(v)
+            or not math.isfinite(v)
+            or (lo is not None and (v <= lo if lo_open else v < lo))
+            or (hi is not None and (v >= hi if hi_open else v > hi))
+        )
+        if not bad:
+            return None
+        left = "" if lo is None else ("(" if lo_open else "[") + f"{lo}"
+        right = "" if hi is None else f"{hi}" + (")" if hi_open else "]")
+        where = (
+            f"in {left}, {right}"
+            if lo is not None and hi is not None
+            else f"{'>' if lo_open else '>='} {lo}"
+            if lo is not None
+            else "finite"
+        )
+        return f"a finite number {where}" + (" (or unset)" if optional else "")
+
+    return check
+
+
+def _choice(*options):
+    def check(v):
+        return None if v in options else f"one of {', '.join(map(repr, options))}"
+
+    return check
+
+
+def _regex(v):
+    if v is None:
+        return None
+    try:
+        re.compile(v)
+    except (re.error, TypeError) as e:
+        return f"a valid regular expression ({e})"
+    return None
+
+
+def _numbers(positive: bool = False, non_negative: bool = False, min_len: int = 0):
+    def check(v):
+        ok = isinstance(v, tuple | list) and len(v) >= min_len
+        ok = ok and all(_is_number(x) and math.isfinite(x) for x in v)
+        ok = ok and not (positive and any(x <= 0 for x in v))
+        ok = ok and not (non_negative and any(x < 0 for x in v))
+        if ok:
+            return None
+        what = "positive " if positive else "non-negative " if non_negative else ""
+        return f"a tuple of {min_len or 'zero'} or more finite {what}numbers, e.g. (0.5,)"
+
+    return check
+
+
+def _profile_steps(v):
+    if v is None:
+        return None
+    if (
+        isinstance(v, tuple | list)
+        and len(v) == 2
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+        and v[0] >= 0
+        and v[1] >= 1
+    ):
+        return None
+    return "(first, count): trace `count` >= 1 steps after the first `first` >= 0, e.g. 10,5"
+
+
+def _non_empty_str(v):
+    return None if isinstance(v, str) and v.strip() else "a non-empty string"
+
+
+_PROB = _float(0.0, 1.0)
+_RULES = {
+    "seed": _int(0, 2**31 - 1),
+    "model.name": _non_empty_str,
+    "model.width_mult": _float(0.0, lo_open=True),
+    "model.depth_mult": _float(0.0, lo_open=True),
+    "model.dropout_rate": _float(0.0, 1.0, hi_open=True, optional=True),
+    "model.drop_path_rate": _float(0.0, 1.0, hi_open=True, optional=True),
+    "model.num_classes": _int(1, optional=True),
+    "model.dtype": _choice("float32", "bfloat16", "float16"),
+    "data.source": _non_empty_str,
+    "data.image_size": _int(1, optional=True),
+    "data.eval_image_size": _int(1, optional=True),
+    "data.crop_pct": _float(0.0, lo_open=True, optional=True),
+    "data.channels": _int(1, optional=True),
+    "data.num_classes": _int(1, optional=True),
+    "data.mean": _numbers(min_len=1),
+    "data.std": _numbers(positive=True, min_len=1),
+    "data.shuffle_buffer": _int(1),
+    "data.on_corrupt": _choice("skip", "error"),
+    "optim.name": _choice("sgd", "rmsprop", "adamw", "lamb", "lars"),
+    "optim.base_lr": _float(0.0),
+    "optim.momentum": _float(0.0, 1.0, hi_open=True),
+    "optim.weight_decay": _float(0.0),
+    "optim.decay_exclude": _regex,
+    "optim.grad_clip_norm": _float(0.0, lo_open=True, optional=True),
+    "optim.rms_decay": _PROB,
+    "optim.eps": _float(0.0),
+    "optim.b1": _float(0.0, 1.0, hi_open=True),
+    "optim.b2": _float(0.0, 1.0, hi_open=True),
+    "optim.rms_initial_scale": _float(0.0),
+    "optim.trust_coefficient": _float(0.0, lo_open=True),
+    "schedule.name": _choice("constant", "cosine", "step", "exponential", "plateau"),
+    "schedule.warmup_epochs": _float(0.0),
+    "schedule.end_lr_factor": _float(0.0),
+    "schedule.decay_epochs": _numbers(non_negative=True),
+    "schedule.decay_factor": _float(0.0, lo_open=True),
+    "schedule.decay_every_epochs": _float(0.0, lo_open=True),
+    "schedule.patience": _int(0),
+    "schedule.min_delta": _float(0.0),
+    "train.batch_size": _int(1),
+    "train.num_epochs": _float(0.0, lo_open=True),
+    "train.num_steps": _int(1, optional=True),
+    "train.label_smoothing": _float(0.0, 1.0, hi_open=True),
+    "train.aux_loss_weight": _float(0.0),
+    "train.ema_decay": _float(0.0, 1.0, optional=True),
+    "train.mixup_alpha": _float(0.0),
+    "train.cutmix_alpha": _float(0.0),
+    "train.mix_prob": _PROB,
+    "train.mix_switch_prob": _PROB,
+    "train.grad_accum_steps": _int(1),
+    "train.log_every_steps": _int(1),
+    "train.trainable": _regex,
+    "train.lr_mult_pattern": _regex,
+    "train.lr_mult": _float(0.0),
+    "train.on_nonfinite": _choice("stop", "skip"),
+    "train.profile_steps": _profile_steps,
+    "init.step": _int(0, optional=True),
+    "init.head_pattern": _regex,
+    "init.load_pattern": _regex,
+    "eval.batch_size": _int(1),
+    "eval.every_steps": _int(1, optional=True),
+    "ckpt.every_steps": _int(1, optional=True),
+    "ckpt.max_to_keep": _int(1),
+}
+
+
+_MISSING = object()
+
+
+def _lookup(config, key: str):
+    node = config
+    for part in key.split("."):
+        if not hasattr(node, "keys") or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Checks the values of a config against the schema's rules.
+
+    Raises:
+      ConfigError: naming every bad `--config.<key>=<value>` and what it must be.
+    """
+    problems = []
+    for key, rule in _RULES.items():
+        value = _lookup(config, key)
+        if value is _MISSING:
+            continue
+        why = rule(value)
+        if why:
+            problems.append(f"--config.{key}={value!r} must be {why}")
+    accum, batch = _lookup(config, "train.grad_accum_steps"), _lookup(config, "train.batch_size")
+    if not problems and accum is not _MISSING and batch is not _MISSING and batch % accum:
+        problems.append(
+            f"--config.train.grad_accum_steps={accum} must divide --config.train.batch_size="
+            f"{batch} (each micro-batch is batch_size / grad_accum_steps examples)"
+        )
+    if problems:
+        raise ConfigError("Invalid config: " + "; ".join(problems) + ".")

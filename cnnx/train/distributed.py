@@ -1,28 +1,56 @@
 """Multi-process start-up: `jax.distributed.initialize` when several processes are configured.
 
-Explicit flags win; otherwise the usual cluster environments are detected (Cloud TPU pods,
-SLURM, Open MPI, or JAX_COORDINATOR_ADDRESS), where `jax.distributed.initialize()` finds its
-arguments itself. A single process on one machine initialises nothing.
+Explicit flags (`--coordinator_address`, `--num_processes`, `--process_id`) win. Otherwise the
+usual cluster environments are detected, and `jax.distributed.initialize()` reads its
+arguments from them:
+
+- Cloud TPU pod slices (several `TPU_WORKER_HOSTNAMES`);
+- SLURM job steps (`srun`: `SLURM_NTASKS` > 1 and `SLURM_STEP_NODELIST`; a batch script
+  outside `srun` is one process and initialises nothing);
+- Open MPI (`mpirun`, `OMPI_COMM_WORLD_SIZE` > 1). Open MPI 4 publishes the coordinator
+  (`OMPI_MCA_orte_hnp_uri`); Open MPI 5 does not, so there the process count and index come
+  from `OMPI_COMM_WORLD_*` and the coordinator from `JAX_COORDINATOR_ADDRESS`;
+- `JAX_COORDINATOR_ADDRESS` with `JAX_NUM_PROCESSES` and `JAX_PROCESS_ID` (any launcher).
+
+A single process on one machine initialises nothing.
 """
 
 import os
 
 import jax
 
-_CLUSTER_HINTS = (
-    ("JAX_COORDINATOR_ADDRESS", None),
-    ("SLURM_NTASKS", lambda v: int(v) > 1),
-    ("OMPI_COMM_WORLD_SIZE", lambda v: int(v) > 1),
-    ("TPU_WORKER_HOSTNAMES", lambda v: "," in v),
-)
+from cnnx.errors import ConfigError
+
+
+def _many(var: str) -> bool:
+    try:
+        return int(os.environ.get(var, "1")) > 1
+    except ValueError:
+        return False
+
+
+def cluster() -> str | None:
+    """The multi-process environment this process runs in, or None."""
+    if "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
+        return "tpu"
+    if _many("SLURM_NTASKS") and "SLURM_STEP_NODELIST" in os.environ:
+        return "slurm"
+    if _many("OMPI_COMM_WORLD_SIZE"):
+        return "ompi" if "OMPI_MCA_orte_hnp_uri" in os.environ else "ompi5"
+    if os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        return "env"
+    return None
 
 
 def in_cluster() -> bool:
-    for var, check in _CLUSTER_HINTS:
-        value = os.environ.get(var)
-        if value and (check is None or check(value)):
-            return True
-    return False
+    return cluster() is not None
+
+
+def _use_cpu_collectives(implementation: str) -> None:
+    """Multi-process CPU runs need a collectives implementation (gloo)."""
+    platforms = str(jax.config.jax_platforms or "")
+    if platforms in ("", "None") or "cpu" in platforms:
+        jax.config.update("jax_cpu_collectives_implementation", implementation)
 
 
 def maybe_initialize(
@@ -38,17 +66,46 @@ def maybe_initialize(
       num_processes: total processes.
       process_id: this process's index.
       cpu_collectives: CPU collectives implementation for multi-process CPU runs (gloo).
+
+    Raises:
+      ConfigError: the environment says several processes but not how to reach process 0.
     """
+    kind = cluster()
     if coordinator_address or (num_processes and num_processes > 1):
-        if jax.config.jax_platforms in (None, "", "cpu") or "cpu" in str(jax.config.jax_platforms):
-            jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
-        jax.distributed.initialize(
+        if kind is None and not (coordinator_address and num_processes and process_id is not None):
+            raise ConfigError(
+                "Several processes need all of --coordinator_address=HOST:PORT (process 0's), "
+                "--num_processes=N and --process_id=I (0..N-1, a different one per process)."
+            )
+        _use_cpu_collectives(cpu_collectives)
+        jax.distributed.initialize(  # what is not given comes from the cluster environment
             coordinator_address=coordinator_address,
             num_processes=num_processes,
             process_id=process_id,
         )
         return True
-    if in_cluster():
-        jax.distributed.initialize()
+    if kind is None:
+        return False
+    _use_cpu_collectives(cpu_collectives)
+    if kind in ("ompi5", "env"):
+        address = os.environ.get("JAX_COORDINATOR_ADDRESS")
+        size, rank = (
+            ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK")
+            if kind == "ompi5"
+            else ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+        )
+        if not (address and os.environ.get(size) and os.environ.get(rank)):
+            raise ConfigError(
+                f"Several processes, but not where process 0 is: set JAX_COORDINATOR_ADDRESS="
+                f"HOST:PORT of process 0 together with {size} and {rank} (Open MPI 5: mpirun "
+                "-x JAX_COORDINATOR_ADDRESS=host0:1234 ...), or pass --coordinator_address, "
+                "--num_processes and --process_id."
+            )
+        jax.distributed.initialize(
+            coordinator_address=address,
+            num_processes=int(os.environ[size]),
+            process_id=int(os.environ[rank]),
+        )
         return True
-    return False
+    jax.distributed.initialize()  # reads the TPU / SLURM / Open MPI 4 environment
+    return True

@@ -200,20 +200,10 @@ def make_optimizer(cfg, schedule) -> optax.GradientTransformation:
                 eps_in_sqrt=True,
             )
         )
-    elif name == "adamw":
+    elif name in ("adamw", "lamb"):  # same hyper-parameters; LAMB adds the trust ratio
+        adaptive = optax.adamw if name == "adamw" else optax.lamb
         parts.append(
-            optax.adamw(
-                schedule,
-                b1=cfg.b1,
-                b2=cfg.b2,
-                eps=cfg.eps,
-                weight_decay=cfg.weight_decay,
-                mask=mask,
-            )
-        )
-    elif name == "lamb":
-        parts.append(
-            optax.lamb(
+            adaptive(
                 schedule,
                 b1=cfg.b1,
                 b2=cfg.b2,

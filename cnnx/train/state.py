@@ -48,3 +48,29 @@ def create_train_state(
         apply_fn=model.apply,
         tx=tx,
     )
+
+
+# XLA:CPU compiles the random-number code of an initialisation 2-3x faster at LLVM
+# optimisation level 1 than at its default 3 (on two cores: ResNet-50 29 -> 16 s,
+# EfficientNet-B0 53 -> 32 s, LeNet-5 8.8 -> 2.9 s) and the values are bit-identical
+# (checked for LeNet-5, ResNet-18, EfficientNet-B0, ViT-B/16); it runs once, so its own
+# speed does not matter. Other backends compile as usual.
+INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+
+
+def jit_initialize(create, rng: jax.Array, out_shardings=None):
+    """`jax.jit(create, out_shardings=...)(rng)`, compiled for a quick start on CPU.
+
+    Args:
+      create: a function of an rng key returning the initial state (`create_train_state`
+        with its other arguments bound).
+      rng: the key.
+      out_shardings: shardings of the result, as for `jax.jit`.
+
+    Returns:
+      `create(rng)`, placed by `out_shardings`.
+    """
+    jitted = jax.jit(create, out_shardings=out_shardings)
+    if jax.default_backend() != "cpu":
+        return jitted(rng)
+    return jitted.lower(rng).compile(compiler_options=INIT_COMPILER_OPTIONS)(rng)

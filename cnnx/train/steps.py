@@ -39,6 +39,7 @@ def options_from_config(train_cfg) -> dict:
         "mix_prob": train_cfg.get("mix_prob", 1.0),
         "mix_switch_prob": train_cfg.get("mix_switch_prob", 0.5),
         "grad_accum_steps": train_cfg.get("grad_accum_steps", 1),
+        "skip_nonfinite": train_cfg.get("on_nonfinite", "stop") == "skip",
     }
 
 
@@ -67,6 +68,7 @@ def train_step(
     mix_prob: float = 1.0,
     mix_switch_prob: float = 0.5,
     grad_accum_steps: int = 1,
+    skip_nonfinite: bool = False,
 ):
     """One optimizer step on a global batch.
 
@@ -91,10 +93,15 @@ def train_step(
       mixup_alpha, cutmix_alpha, mix_prob, mix_switch_prob: on-device mixing (see
         `cnnx.data.mixing.mix_batch`); targets become soft and the loss is soft-target CE.
       grad_accum_steps: micro-batches per step (must divide the batch).
+      skip_nonfinite: when the loss or the gradient norm is NaN/Inf, keep the old parameters,
+        statistics, optimizer and EMA state (the step counter still advances, so data and
+        random numbers stay those of an uninterrupted run) and report `skipped` = 1; a
+        `jnp.where` over the state, selected on device with no host round trip.
 
     Returns:
       (new state, metrics dict of scalars: loss, top1 and top5 (%, against the unmixed
-      labels), lr (including the plateau multiplier), grad_norm).
+      labels), lr (including the plateau multiplier), grad_norm, and skipped (0/1) with
+      `skip_nonfinite`).
     """
     step_rng = jax.random.fold_in(rng, state.step)
     labels = batch["label"]
@@ -175,6 +182,12 @@ def train_step(
         "lr": schedule(state.step) * lr_scale(state.opt_state),
         "grad_norm": optax.global_norm(grads),
     }
+    if skip_nonfinite:
+        # The global norm is finite iff every gradient is (it is computed anyway).
+        ok = jnp.isfinite(loss) & jnp.isfinite(metrics["grad_norm"])
+        kept = state.replace(step=new.step)
+        new = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, kept)
+        metrics["skipped"] = 1.0 - ok.astype(jnp.float32)
     return new, metrics
 
 

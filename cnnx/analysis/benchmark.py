@@ -1,0 +1,325 @@
+"""Speed of the real training step, against two ceilings measured in the same process.
+
+What each figure measures (`scripts/benchmark.py` prints and saves them):
+
+* **train images/s**: `cnnx.train.steps.train_step` (the trainer's step: forward, softmax
+  cross entropy, backward, the config schema's default optimizer, SGD with momentum 0.9 and
+  weight decay 1e-4 under a cosine schedule, metrics), jitted as the trainer jits it: on a
+  one-device mesh, state replicated, batch sharded, state donated. batch / median seconds of
+  `repeats` steps after `warmup` steps, each step waited for (`block_until_ready`).
+* **inference images/s**: the eval-mode forward pass (`model.apply(..., train=False)`).
+* **compile s**: `jit(...).lower(...).compile()` of each step; **init s**: the trainer's
+  jitted initialisation (compile + run), part of the time to the first step.
+* **FLOPs**: 2 x the multiply-accumulates of convolutions and matrix products
+  (`cnnx.analysis.flops`; norms, activations and pooling are not counted). A training step
+  counts 3 x the forward FLOPs (forward, input gradient, weight gradient) less the input
+  gradient of layers fed by the image itself, which is never computed.
+* **achieved GFLOP/s**: those FLOPs / the median step time.
+* **matmul ceiling**: GFLOP/s of one large square matrix product (`matmul_size`², the
+  model's compute dtype), median of the timed runs: what this machine's matrix unit delivers
+  through XLA.
+* **conv ceiling**: every convolution of the model (the exact `conv_general_dilated`
+  equations of its forward pass, shapes, dtypes and settings included) timed alone,
+  forward + both gradients (weight gradient only for a layer fed by the image); GFLOP/s =
+  their FLOPs / the sum over layers of count x median time. It is the speed the step would
+  reach if everything but the convolutions were free; its forward-only counterpart is the
+  ceiling for inference. `fraction_of_conv` = achieved / this ceiling.
+"""
+
+import functools
+import statistics
+import time
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.extend import core as jcore
+
+from cnnx.analysis import flops as flops_lib
+from cnnx.analysis import memory, speed
+from cnnx.analysis.trace import trace
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def _stats(times: Sequence[float], work: float) -> dict:
+    """Median and best seconds of timed runs, and `work` per median second."""
+    med = statistics.median(times)
+    return {"median_s": med, "best_s": min(times), "per_s": work / med, "runs": len(times)}
+
+
+def matmul_ceiling(dtype=jnp.float32, size: int = 2048, warmup: int = 2, repeats: int = 5):
+    """GFLOP/s of a (size x size) @ (size x size) product in `dtype` (f32 accumulation)."""
+    rng = np.random.default_rng(0)
+    a = jnp.asarray(rng.standard_normal((size, size), np.float32)).astype(dtype)
+    b = jnp.asarray(rng.standard_normal((size, size), np.float32)).astype(dtype)
+    fn = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
+    times = speed.time_runs(fn, (a, b), warmup, repeats)
+    return _stats(times, 2.0 * size**3 / 1e9)["per_s"]
+
+
+def _sub_jaxprs(eqn):
+    for value in eqn.params.values():
+        for v in value if isinstance(value, (tuple, list)) else (value,):
+            if isinstance(v, jcore.ClosedJaxpr):
+                yield v.jaxpr
+            elif isinstance(v, jcore.Jaxpr):
+                yield v
+
+
+def _collect_convs(jaxpr, image_vars: set, repeat: int, found: dict) -> None:
+    """Adds every conv_general_dilated equation of `jaxpr` (recursively) to `found`."""
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        ins = [v for v in eqn.invars if not isinstance(v, jcore.Literal)]
+        if name in ("convert_element_type", "copy") and ins and ins[0] in image_vars:
+            image_vars.add(eqn.outvars[0])
+        if name == "conv_general_dilated":
+            lhs, rhs = eqn.invars[0].aval, eqn.invars[1].aval
+            params = dict(eqn.params)
+            key = (
+                lhs.shape,
+                str(lhs.dtype),
+                rhs.shape,
+                str(rhs.dtype),
+                repr(sorted(params.items())),
+            )
+            entry = found.setdefault(
+                key,
+                {
+                    "lhs": jax.ShapeDtypeStruct(lhs.shape, lhs.dtype),
+                    "rhs": jax.ShapeDtypeStruct(rhs.shape, rhs.dtype),
+                    "params": params,
+                    "out": eqn.outvars[0].aval.shape,
+                    "count": 0,
+                    "first": eqn.invars[0] in image_vars,
+                },
+            )
+            entry["count"] += repeat
+            continue
+        times = int(eqn.params["length"]) if name == "scan" else 1
+        for sub in _sub_jaxprs(eqn):
+            inner = set()
+            if len(sub.invars) == len(eqn.invars):
+                inner = {s for s, o in zip(sub.invars, eqn.invars) if o in image_vars}
+            _collect_convs(sub, inner, repeat * times, found)
+
+
+def model_convolutions(model, input_shape: Sequence[int], dtype=jnp.float32) -> list[dict]:
+    """The distinct convolutions of a model's eval forward pass, with how often each runs.
+
+    Returns:
+      Dicts with 'lhs' / 'rhs' (`ShapeDtypeStruct`s), 'params' (the primitive's), 'out' (the
+      output shape), 'count', 'first' (fed by the image: no input gradient) and 'macs' (of
+      one call).
+    """
+    x = jax.ShapeDtypeStruct(tuple(input_shape), dtype)
+    variables = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), x)
+    closed = jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(variables, x)
+    image = closed.jaxpr.invars[-1]
+    found: dict = {}
+    _collect_convs(closed.jaxpr, {image}, 1, found)
+    convs = list(found.values())
+    for c in convs:
+        out_features = c["rhs"].shape[c["params"]["dimension_numbers"].rhs_spec[0]]
+        c["macs"] = int(np.prod(c["out"])) * int(np.prod(c["rhs"].shape)) // out_features
+    return convs
+
+
+def _conv_fns(case):
+    params = case["params"]
+    conv = functools.partial(lax.conv_general_dilated_p.bind, **params)
+
+    def forward(x, w):
+        return conv(x, w)
+
+    def forward_backward(x, w, dy):
+        if case["first"]:
+            y, vjp = jax.vjp(lambda w: conv(x, w), w)
+            return y, vjp(dy)
+        y, vjp = jax.vjp(conv, x, w)
+        return y, vjp(dy)
+
+    return jax.jit(forward), jax.jit(forward_backward)
+
+
+def conv_ceiling(model, input_shape, dtype=jnp.float32, warmup: int = 2, repeats: int = 5):
+    """Times each distinct convolution of `model` alone (see the module docstring).
+
+    Returns:
+      {'train_gflops', 'inference_gflops', 'train_s', 'inference_s' (summed over layers,
+      counts included), 'layers': per distinct convolution (shapes, count, both times)}.
+    """
+    rng = np.random.default_rng(0)
+    rows, t_train, t_infer, f_train, f_infer = [], 0.0, 0.0, 0.0, 0.0
+    for case in model_convolutions(model, input_shape, dtype):
+        lhs, rhs = case["lhs"], case["rhs"]
+        x = jnp.asarray(rng.standard_normal(lhs.shape, np.float32)).astype(lhs.dtype)
+        w = jnp.asarray(0.05 * rng.standard_normal(rhs.shape, np.float32)).astype(rhs.dtype)
+        dy = jnp.asarray(rng.standard_normal(case["out"], np.float32)).astype(lhs.dtype)
+        fwd, fwd_bwd = _conv_fns(case)
+        ti = statistics.median(speed.time_runs(fwd, (x, w), warmup, repeats))
+        tt = statistics.median(speed.time_runs(fwd_bwd, (x, w, dy), warmup, repeats))
+        fl = 2.0 * case["macs"]
+        passes = 2 if case["first"] else 3
+        n = case["count"]
+        t_infer, t_train = t_infer + n * ti, t_train + n * tt
+        f_infer, f_train = f_infer + n * fl, f_train + n * passes * fl
+        rows.append(
+            {
+                "input": list(lhs.shape),
+                "kernel": list(rhs.shape),
+                "strides": list(case["params"]["window_strides"]),
+                "groups": int(case["params"]["feature_group_count"]),
+                "count": n,
+                "forward_ms": 1e3 * ti,
+                "train_ms": 1e3 * tt,
+                "train_gflops": passes * fl / tt / 1e9,
+            }
+        )
+    return {
+        "train_gflops": f_train / t_train / 1e9 if t_train else None,
+        "inference_gflops": f_infer / t_infer / 1e9 if t_infer else None,
+        "train_s": t_train,
+        "inference_s": t_infer,
+        "layers": rows,
+    }
+
+
+def model_flops(model, input_shape: Sequence[int]) -> tuple[float, float]:
+    """(inference FLOPs, training-step FLOPs) of one batch (see the module docstring)."""
+    tr = trace(model, input_shape)
+    kinds = flops_lib.MAC_KINDS
+    forward = 2.0 * sum(layer.macs for layer in tr.layers if layer.kind in kinds)
+    image = tuple(int(d) for d in input_shape[1:])
+    fed_by_image = sum(
+        2.0 * layer.macs
+        for layer in tr.layers
+        if layer.kind in kinds and tuple(layer.in_shape) == image and layer.depth == 1
+    )
+    return forward, 3.0 * forward - fed_by_image
+
+
+def _train_setup(model, input_shape, num_classes: int):
+    """The trainer's optimizer, state and jitted step for `model` on a one-device mesh."""
+    from cnnx.train import optim, steps
+    from cnnx.train.config import base_config
+    from cnnx.train.mesh import batch_sharding, make_mesh, replicated
+    from cnnx.train.state import create_train_state, jit_initialize
+
+    config = base_config()
+    batch = int(input_shape[0])
+    schedule = optim.make_schedule(
+        config.schedule, optim.scaled_lr(config.optim.base_lr, batch), 1000, 100_000
+    )
+    tx = optim.make_optimizer(config.optim, schedule)
+    mesh = make_mesh(1)
+    create = functools.partial(
+        create_train_state, model, tx, input_shape=(1, *tuple(input_shape)[1:])
+    )
+    abstract = jax.eval_shape(create, jax.random.PRNGKey(0))
+    shardings = jax.tree.map(lambda _: replicated(mesh), abstract)
+    t = time.perf_counter()
+    state = jax.block_until_ready(jit_initialize(create, jax.random.PRNGKey(0), shardings))
+    init_s = time.perf_counter() - t
+    step = jax.jit(
+        functools.partial(
+            steps.train_step,
+            num_classes=num_classes,
+            schedule=schedule,
+            **steps.options_from_config(config.train),
+        ),
+        in_shardings=(shardings, batch_sharding(mesh), replicated(mesh)),
+        out_shardings=(shardings, replicated(mesh)),
+        donate_argnums=(0,),
+    )
+    return state, step, batch_sharding(mesh), replicated(mesh), init_s
+
+
+def benchmark_model(
+    name: str,
+    batch: int,
+    resolution: int | None = None,
+    dtype: str = "float32",
+    warmup: int = 2,
+    repeats: int = 5,
+    conv_ceiling_too: bool = True,
+    seed: int = 0,
+) -> dict:
+    """Inference and train-step speed of a registered model (see the module docstring)."""
+    from cnnx import models
+
+    spec = models.get_spec(name)
+    r = resolution or spec.resolution
+    shape = (batch, r, r, spec.in_chans)
+    model = models.create(name, dtype=DTYPES[dtype])
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal(shape, np.float32)
+    labels = rng.integers(0, spec.num_classes, (batch,)).astype(np.int32)
+    fwd_flops, train_flops = model_flops(model, shape)
+
+    state, step, batch_sharding, replicated, init_s = _train_setup(model, shape, spec.num_classes)
+    data = jax.device_put({"image": images, "label": labels}, batch_sharding)
+    key = jax.device_put(jax.random.PRNGKey(seed), replicated)
+    t = time.perf_counter()
+    compiled = step.lower(state, data, key).compile()
+    train_compile = time.perf_counter() - t
+    train_mem = memory.of_compiled(compiled)
+
+    def run(state):
+        state, metrics = compiled(state, data, key)
+        jax.block_until_ready(metrics)
+        return state
+
+    for _ in range(warmup):
+        state = run(state)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        state = run(state)
+        times.append(time.perf_counter() - t)
+    train = _stats(times, batch)
+
+    variables = state.eval_variables()
+    infer = jax.jit(lambda v, x: model.apply(v, x, train=False))
+    t = time.perf_counter()
+    infer_compiled = infer.lower(variables, data["image"]).compile()
+    infer_compile = time.perf_counter() - t
+    infer_mem = memory.of_compiled(infer_compiled)
+    itimes = speed.time_runs(infer_compiled, (variables, data["image"]), warmup, repeats)
+    inference = _stats(itimes, batch)
+
+    result = {
+        "model": name,
+        "batch": batch,
+        "resolution": r,
+        "dtype": dtype,
+        "params": int(sum(np.prod(p.shape) for p in jax.tree.leaves(state.params))),
+        "gflop_per_image_inference": fwd_flops / batch / 1e9,
+        "gflop_per_step_train": train_flops / 1e9,
+        "init_s": init_s,
+        "train_compile_s": train_compile,
+        "infer_compile_s": infer_compile,
+        "train_ips": train["per_s"],
+        "train_ips_best": batch / train["best_s"],
+        "train_step_ms": 1e3 * train["median_s"],
+        "infer_ips": inference["per_s"],
+        "infer_ips_best": batch / inference["best_s"],
+        "train_gflops": train_flops / train["median_s"] / 1e9,
+        "infer_gflops": fwd_flops / inference["median_s"] / 1e9,
+        "train_peak_mb": train_mem.peak / 2**20,
+        "infer_peak_mb": infer_mem.peak / 2**20,
+        "repeats": repeats,
+    }
+    if conv_ceiling_too:
+        ceiling = conv_ceiling(model, shape, DTYPES[dtype], warmup, repeats)
+        result["conv_ceiling_train_gflops"] = ceiling["train_gflops"]
+        result["conv_ceiling_infer_gflops"] = ceiling["inference_gflops"]
+        result["conv_time_train_ms"] = 1e3 * ceiling["train_s"]
+        result["conv_layers"] = ceiling["layers"]
+        if ceiling["train_gflops"]:
+            result["train_fraction_of_conv"] = result["train_gflops"] / ceiling["train_gflops"]
+            result["infer_fraction_of_conv"] = result["infer_gflops"] / ceiling["inference_gflops"]
+    return result

@@ -1,0 +1,142 @@
+"""scripts/benchmark.py and the pieces it reports (cnnx.analysis.benchmark, torch_speed,
+input_speed, cnnx.xla_defaults), on tiny models so that the whole file runs in seconds."""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+from cnnx import models, xla_defaults
+from cnnx.analysis import benchmark, flops, input_speed, torch_speed
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY = ["--models", "lenet5", "--batch", "2", "--resolution", "32", "--repeats", "2"]
+TINY += ["--warmup", "1", "--matmul-size", "256"]
+POSITIVE = [
+    "train_ips",
+    "infer_ips",
+    "train_compile_s",
+    "infer_compile_s",
+    "init_s",
+    "train_gflops",
+    "infer_gflops",
+    "train_fraction_of_matmul",
+    "conv_ceiling_train_gflops",
+    "conv_ceiling_infer_gflops",
+    "train_fraction_of_conv",
+    "train_peak_mb",
+    "infer_peak_mb",
+]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location(
+        "benchmark_script", os.path.join(REPO, "scripts", "benchmark.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_script_end_to_end(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    assert _script().main([*TINY, "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["ceilings"]["matmul_gflops"]["float32"] > 0
+    (m,) = result["models"]
+    assert m["model"] == "lenet5" and m["batch"] == 2 and m["resolution"] == 32
+    for key in POSITIVE:
+        assert m[key] > 0, key
+    forward = m["gflop_per_image_inference"] * 2
+    assert 2 * forward < m["gflop_per_step_train"] < 3 * forward  # no input gradient for C1
+    assert len(m["conv_layers"]) == 3  # C1, C3, C5
+    assert "lenet5" in capsys.readouterr().out
+
+
+def test_model_convolutions_are_the_models_own():
+    model = models.create("resnet18")
+    shape = (2, 32, 32, 3)
+    convs = benchmark.model_convolutions(model, shape)
+    # Stem, 16 block convolutions and 3 projection shortcuts; only the stem sees the image.
+    assert sum(c["count"] for c in convs) == 20
+    assert [c["lhs"].shape for c in convs if c["first"]] == [shape]
+    conv_macs = sum(
+        layer.macs for layer in benchmark.trace(model, shape).layers if layer.kind == "conv"
+    )
+    assert sum(c["macs"] * c["count"] for c in convs) == conv_macs
+    forward, train = benchmark.model_flops(model, shape)
+    stem = 2 * 2 * 16 * 16 * 7 * 7 * 3 * 64
+    assert forward == 2 * flops.total_macs(benchmark.trace(model, shape))
+    assert train == 3 * forward - stem
+
+
+class _TinyTorch:
+    """A torch LeNet standing in for lenet5's (missing) reference, to test the plumbing."""
+
+    @staticmethod
+    def build():
+        import torch
+
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(3, 6, 5),
+            torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(4),
+            torch.nn.Flatten(),
+            torch.nn.Linear(96, 1000),
+        )
+
+
+@pytest.mark.torch
+def test_vs_torch_reports_ratios(tmp_path, monkeypatch):
+    pytest.importorskip("torchvision")
+    monkeypatch.setattr(torch_speed, "counterpart", lambda name: (_TinyTorch.build, "test:lenet"))
+    out = tmp_path / "b.json"
+    args = [*TINY, "--vs-torch", "--no-conv-ceiling", "--json", str(out)]
+    assert _script().main(args) == 0
+    (m,) = json.loads(out.read_text())["models"]
+    assert m["torch"]["reference"] == "test:lenet"
+    for key in ("train_ratio", "infer_ratio", "torch_train_ips", "torch_infer_ips"):
+        assert m[key] > 0, key
+    assert m["train_ratio"] == pytest.approx(m["train_ips"] / m["torch_train_ips"])
+
+
+@pytest.mark.torch
+def test_torch_counterpart_is_the_parity_reference():
+    pytest.importorskip("torchvision")
+    build, ref = torch_speed.counterpart("mobilenet_v3_small")
+    assert ref == "torchvision:mobilenet_v3_small"
+    count = sum(p.numel() for p in build().parameters())
+    assert count == models.get_spec("mobilenet_v3_small").param_count
+    assert torch_speed.counterpart("lenet5") is None
+    t = torch_speed.benchmark_torch("mobilenet_v3_small", 2, 32, warmup=1, repeats=1)
+    assert t["train_ips"] > 0 and t["infer_ips"] > 0
+
+
+def test_input_pipeline_over_jpegs(tmp_path):
+    input_speed.write_jpegs(str(tmp_path), 6, size=(120, 90), classes=2)
+    files = sorted(tmp_path.glob("train/*/*.jpg"))
+    assert len(files) == 6 and files[0].read_bytes()[:2] == b"\xff\xd8"
+    r = input_speed.pipeline_throughput(str(tmp_path), 2, resolution=48, warmup=1, batches=4)
+    assert r["ips"] > 0 and r["files"] == 6 and r["batches"] == 4
+
+
+def test_xla_defaults_respect_the_user_and_the_version(monkeypatch):
+    monkeypatch.setattr(xla_defaults, "_jaxlib_version", lambda: (0, 10))
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    added = xla_defaults.apply(env)
+    assert added == ["--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"]
+    assert env["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=8", *added]
+    assert xla_defaults.apply(env) == []  # already named: left as it is
+    mine = {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type="}
+    assert xla_defaults.apply(mine) == [] and mine["XLA_FLAGS"].endswith("=")
+    assert xla_defaults.apply({"CNNX_XLA_DEFAULTS": "0"}) == []
+    monkeypatch.setattr(xla_defaults, "_jaxlib_version", lambda: (0, 9))
+    assert xla_defaults.apply({}) == []  # the flag may not exist there: never set it
+
+
+def test_stats_are_medians():
+    s = benchmark._stats([3.0, 1.0, 2.0], work=4.0)
+    assert s["median_s"] == 2.0 and s["best_s"] == 1.0 and s["per_s"] == 2.0
+    assert np.isfinite(benchmark.matmul_ceiling(size=64, warmup=1, repeats=1))
