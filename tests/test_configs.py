@@ -69,6 +69,11 @@ def test_smoke_config_builds(name, arg):
 def test_smoke_run(name, arg, tmp_path):
     c = load(os.path.join(REPO, "configs", name), arg)
     c.mesh.data = 8 if c.train.batch_size % 8 == 0 else 1
+    # The recipe end to end (data, augmentation, optimizer, schedule, EMA, eval, checkpoint)
+    # on the family's shallowest member for a few steps: compiling full-depth train steps is
+    # minutes on a 2-core CPU, and tests/models/test_registry_wide.py trains every network.
+    c.model.depth_mult = 0.01
+    c.train.num_steps = min(c.train.num_steps, 8)
     if c.init.checkpoint:  # fine-tuning smoke: start from a quick run of the default config
         base = load(os.path.join(REPO, "configs", "default.py"), "smoke")
         train_and_evaluate(base, str(tmp_path / "pretrained"))

@@ -20,13 +20,16 @@ What each figure measures (`scripts/benchmark.py` prints and saves them):
   through XLA.
 * **conv ceiling**: every convolution of the model (the exact `conv_general_dilated`
   equations of its forward pass, shapes, dtypes and settings included) timed alone,
-  forward + both gradients (weight gradient only for a layer fed by the image); GFLOP/s =
+  forward + both gradients (weight gradient only for a layer fed by the image), through the
+  implementation the model uses (`cnnx.layers.cpu_conv` where its gradient is cnnx's, XLA's
+  otherwise), on random inputs materialised in memory; GFLOP/s =
   their FLOPs / the sum over layers of count x median time. It is the speed the step would
   reach if everything but the convolutions were free; its forward-only counterpart is the
   ceiling for inference. `fraction_of_conv` = achieved / this ceiling.
 """
 
 import functools
+import inspect
 import statistics
 import time
 from collections.abc import Sequence
@@ -40,6 +43,7 @@ from jax.extend import core as jcore
 from cnnx.analysis import flops as flops_lib
 from cnnx.analysis import memory, speed
 from cnnx.analysis.trace import trace
+from cnnx.layers import cpu_conv
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -69,8 +73,11 @@ def _sub_jaxprs(eqn):
                 yield v
 
 
-def _collect_convs(jaxpr, image_vars: set, repeat: int, found: dict) -> None:
-    """Adds every conv_general_dilated equation of `jaxpr` (recursively) to `found`."""
+def _collect_convs(jaxpr, image_vars: set, repeat: int, found: dict, custom=False) -> None:
+    """Adds every conv_general_dilated equation of `jaxpr` (recursively) to `found`.
+
+    `custom`: inside a custom_vjp (cnnx.layers.cpu_conv's own gradient).
+    """
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
         ins = [v for v in eqn.invars if not isinstance(v, jcore.Literal)]
@@ -95,6 +102,7 @@ def _collect_convs(jaxpr, image_vars: set, repeat: int, found: dict) -> None:
                     "out": eqn.outvars[0].aval.shape,
                     "count": 0,
                     "first": eqn.invars[0] in image_vars,
+                    "custom": custom,
                 },
             )
             entry["count"] += repeat
@@ -104,7 +112,8 @@ def _collect_convs(jaxpr, image_vars: set, repeat: int, found: dict) -> None:
             inner = set()
             if len(sub.invars) == len(eqn.invars):
                 inner = {s for s, o in zip(sub.invars, eqn.invars) if o in image_vars}
-            _collect_convs(sub, inner, repeat * times, found)
+            inside = custom or name.startswith("custom_vjp")
+            _collect_convs(sub, inner, repeat * times, found, inside)
 
 
 def model_convolutions(model, input_shape: Sequence[int], dtype=jnp.float32) -> list[dict]:
@@ -112,8 +121,8 @@ def model_convolutions(model, input_shape: Sequence[int], dtype=jnp.float32) -> 
 
     Returns:
       Dicts with 'lhs' / 'rhs' (`ShapeDtypeStruct`s), 'params' (the primitive's), 'out' (the
-      output shape), 'count', 'first' (fed by the image: no input gradient) and 'macs' (of
-      one call).
+      output shape), 'count', 'first' (fed by the image: no input gradient), 'custom' (inside
+      a custom gradient: `cnnx.layers.cpu_conv`, timed through it) and 'macs' (of one call).
     """
     x = jax.ShapeDtypeStruct(tuple(input_shape), dtype)
     variables = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), x)
@@ -130,7 +139,13 @@ def model_convolutions(model, input_shape: Sequence[int], dtype=jnp.float32) -> 
 
 def _conv_fns(case):
     params = case["params"]
-    conv = functools.partial(lax.conv_general_dilated_p.bind, **params)
+    if case["custom"]:  # the model's convolution is cnnx's (same dispatch, same gradient)
+        names = inspect.signature(cpu_conv.conv_general_dilated).parameters
+        conv = functools.partial(
+            cpu_conv.conv_general_dilated, **{k: v for k, v in params.items() if k in names}
+        )
+    else:
+        conv = functools.partial(lax.conv_general_dilated_p.bind, **params)
 
     def forward(x, w):
         return conv(x, w)

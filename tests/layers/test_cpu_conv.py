@@ -13,16 +13,14 @@ from cnnx.layers import ConvNormAct, cpu_conv
 
 # (input H, Cin, Cout, kernel, stride, padding, dilation, groups)
 CASES = [
-    (9, 8, 6, 3, 1, 1, 1, 1),
-    (9, 8, 16, 3, 2, 1, 1, 1),
-    (10, 8, 6, 1, 1, 0, 1, 1),  # 1x1, Cin > Cout: dy on the left
-    (10, 8, 16, 1, 2, 0, 1, 1),  # 1x1 strided, Cin < Cout: x on the left
-    (11, 8, 5, 7, 2, 3, 1, 1),
-    (9, 8, 6, 3, 1, 2, 2, 1),  # dilated
-    (9, 8, 6, 3, 2, "SAME", 1, 1),  # TF padding (asymmetric)
-    (9, 8, 8, 3, 1, 1, 1, 8),  # depthwise
-    (9, 16, 16, 5, 2, 2, 1, 16),
-    (11, 3, 5, 7, 2, 3, 1, 1),  # the image: plain lax
+    (10, 16, 8, 1, 1, 0, 1, 1),  # 1x1, Cin > Cout: dy on the left
+    (10, 8, 16, 1, 1, 0, 1, 1),  # 1x1, Cin < Cout: x on the left
+    (10, 16, 32, 1, 2, 0, 1, 1),  # strided (projection shortcuts)
+    (11, 32, 16, 1, 2, "SAME", 1, 1),  # odd size, TF padding
+    (9, 8, 6, 3, 1, 1, 1, 1),  # larger kernels, padding, groups, the image: plain lax
+    (9, 8, 6, 1, 1, 1, 1, 1),
+    (9, 8, 8, 3, 1, 1, 1, 8),
+    (11, 3, 5, 1, 1, 0, 1, 1),
 ]
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -57,13 +55,24 @@ def test_forward_and_gradients_match_lax(case, monkeypatch):
 def test_bfloat16_weight_gradient(monkeypatch):
     monkeypatch.setenv("CNNX_CPU_GRADS", "custom")
     rng = np.random.default_rng(1)
-    x = jnp.asarray(rng.standard_normal((4, 8, 8, 16)), jnp.bfloat16)
-    w = jnp.asarray(rng.standard_normal((3, 3, 16, 16)), jnp.bfloat16)
-    case = (8, 16, 16, 3, 1, 1, 1, 1)
+    x = jnp.asarray(rng.standard_normal((4, 8, 8, 32)), jnp.bfloat16)
+    w = jnp.asarray(rng.standard_normal((1, 1, 32, 16)), jnp.bfloat16)
+    case = (8, 32, 16, 1, 1, 0, 1, 1)
     ref = jax.grad(_loss(lax.conv_general_dilated, *case), 1)(x, w)
     out = jax.grad(_loss(cpu_conv.conv_general_dilated, *case), 1)(x, w)
     assert out.dtype == jnp.bfloat16
     np.testing.assert_allclose(np.float32(out), np.float32(ref), rtol=0.05, atol=0.05)
+
+
+def test_only_1x1_kernels_take_the_product(monkeypatch):
+    monkeypatch.setenv("CNNX_CPU_GRADS", "custom")
+    for case in CASES:
+        h, cin, cout, k, _, p, _, g = case
+        x = jax.ShapeDtypeStruct((2, h, h, cin), jnp.float32)
+        w = jax.ShapeDtypeStruct((k, k, cin // g, cout), jnp.float32)
+        jaxpr = str(jax.make_jaxpr(jax.grad(_loss(cpu_conv.conv_general_dilated, *case), 1))(x, w))
+        custom = k == 1 and p in (0, "SAME") and g == 1 and cin >= 8
+        assert ("dot_general" in jaxpr) == custom, case
 
 
 def test_switch_and_platform(monkeypatch):
@@ -72,7 +81,7 @@ def test_switch_and_platform(monkeypatch):
     monkeypatch.setenv("CNNX_CPU_GRADS", "auto")
     assert cpu_conv.enabled() == (jax.default_backend() == "cpu")
     x = jax.ShapeDtypeStruct((1, 5, 5, 8), jnp.float32)
-    w = jax.ShapeDtypeStruct((3, 3, 8, 4), jnp.float32)
+    w = jax.ShapeDtypeStruct((1, 1, 8, 4), jnp.float32)
 
     def conv(x, w):
         return cpu_conv.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=DN)
@@ -82,7 +91,7 @@ def test_switch_and_platform(monkeypatch):
 
 
 class _Net(nn.Module):
-    """Stem, 1x1 and 3x3 ConvNormAct units and a residual sum: what a ResNet is made of."""
+    """Stem, 1x1 (plain and strided) and 3x3 ConvNormAct units and a residual sum."""
 
     @nn.compact
     def __call__(self, x, *, train: bool):
@@ -91,8 +100,8 @@ class _Net(nn.Module):
         y = ConvNormAct(8, 3, name="conv")(y, train=train)
         y = ConvNormAct(16, 1, act=None, name="expand")(y, train=train)
         x = nn.relu(x + y)
-        x = ConvNormAct(24, 3, 2, groups=8, name="grouped")(x, train=train)  # plain lax
-        x = ConvNormAct(24, 3, groups=24, name="depthwise")(x, train=train)
+        x = ConvNormAct(32, 1, 2, act=None, name="downsample")(x, train=train)
+        x = ConvNormAct(32, 3, groups=32, name="depthwise")(x, train=train)  # plain lax
         return jnp.mean(x, axis=(1, 2))
 
 

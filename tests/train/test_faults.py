@@ -286,7 +286,7 @@ def test_full_disk_during_async_save(tmp_path, monkeypatch):
         signal.signal(signal.SIGXFSZ, previous)
         monkeypatch.undo()
     text = str(e.value)
-    assert "Saving checkpoint 8" in text and "File too large (errno 27)" in text
+    assert "Saving checkpoint 8" in text and "(errno 27)" in text  # EFBIG
     assert "newest complete: step 4" in text and "resume" in text
     # The previous checkpoint is the newest and restores (test_sigterm_and_kill_... shows a
     # new start resuming from it); the failed save left only a temporary directory, which
