@@ -40,21 +40,20 @@ class StepTimer:
         self._steps = 0
 
     @contextlib.contextmanager
-    def waiting_for_data(self):
+    def _adding_to(self, attribute: str):
         t = time.perf_counter()
         try:
             yield
         finally:
-            self._wait += time.perf_counter() - t
+            setattr(self, attribute, getattr(self, attribute) + time.perf_counter() - t)
 
-    @contextlib.contextmanager
+    def waiting_for_data(self):
+        """Time the host spends blocked on the input pipeline."""
+        return self._adding_to("_wait")
+
     def excluded(self):
         """Time that is not a training step's (evaluation, checkpoints, compilation)."""
-        t = time.perf_counter()
-        try:
-            yield
-        finally:
-            self._excluded += time.perf_counter() - t
+        return self._adding_to("_excluded")
 
     def step(self) -> None:
         self._steps += 1

@@ -1,17 +1,15 @@
 """scripts/benchmark.py and the pieces it reports (cnnx.analysis.benchmark, torch_speed,
 input_speed, cnnx.xla_defaults), on tiny models so that the whole file runs in seconds."""
 
-import importlib.util
 import json
-import os
 
 import numpy as np
 import pytest
 
 from cnnx import models, xla_defaults
 from cnnx.analysis import benchmark, flops, input_speed, torch_speed
+from tests.analysis.scripts import load_script
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = ["--models", "lenet5", "--batch", "2", "--resolution", "32", "--repeats", "2"]
 TINY += ["--warmup", "1", "--matmul-size", "256"]
 POSITIVE = [
@@ -32,12 +30,7 @@ POSITIVE = [
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "benchmark_script", os.path.join(REPO, "scripts", "benchmark.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmark")
 
 
 def test_script_end_to_end(tmp_path, capsys):

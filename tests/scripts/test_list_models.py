@@ -1,18 +1,10 @@
 """scripts/list_models.py prints the registry."""
 
-import importlib.util
-import os
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.analysis.scripts import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "list_models", os.path.join(REPO, "scripts", "list_models.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("list_models")
 
 
 def test_lists_matching_models(capsys):
