@@ -27,6 +27,33 @@ from cnnx.errors import CheckpointError
 _WRITE_ERRORS = (OSError, ValueError, RuntimeError)
 
 
+def _array_handler_registry() -> ocp.type_handlers.TypeHandlerRegistry:
+    """orbax's default handlers, with replica-parallel saving only across several processes.
+
+    Replica-parallel saving splits every replicated array into one slice per replica so that
+    the hosts holding copies share the writing. Within one process all the copies are on the
+    same host, so it only costs: each slice is a jitted `slice` compiled per shape and device
+    (on 8 CPU devices a shallow EfficientNet's first save took 23 s, 441 compilations, where
+    the whole array from one replica takes well under a second).
+    """
+    from orbax.checkpoint._src.metadata import array_metadata_store  # as orbax's default
+
+    handlers = ocp.type_handlers
+    return handlers.create_type_handler_registry(
+        (int, handlers.ScalarHandler()),
+        (float, handlers.ScalarHandler()),
+        (np.number, handlers.ScalarHandler()),
+        (np.ndarray, handlers.NumpyHandler()),
+        (
+            jax.Array,
+            handlers.ArrayHandler(
+                use_replica_parallel=jax.process_count() > 1,
+                array_metadata_store=array_metadata_store.Store(),
+            ),
+        ),
+    )
+
+
 def _absolute(directory: str) -> str:
     """Local paths made absolute; URLs (gs://bucket/dir) kept as they are."""
     return directory if "://" in directory else os.path.abspath(directory)
@@ -63,6 +90,9 @@ class Checkpointer:
                 create=True,
                 cleanup_tmp_directories=cleanup,
             ),
+            item_handlers=ocp.PyTreeCheckpointHandler(
+                type_handler_registry=_array_handler_registry()
+            ),
         )
 
     def latest_step(self) -> int | None:
@@ -98,7 +128,7 @@ class Checkpointer:
         try:
             self.wait()  # a failed background write is reported before starting another
             self._saving = step
-            self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+            self.manager.save(step, args=ocp.args.PyTreeSave(state), force=True)
             if wait:
                 self.wait()
         except _WRITE_ERRORS as e:
@@ -118,7 +148,10 @@ class Checkpointer:
             state_template,
         )
         try:
-            return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+            restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
+            return self.manager.restore(
+                step, args=ocp.args.PyTreeRestore(abstract, restore_args=restore_args)
+            )
         except (ValueError, KeyError, TypeError) as e:
             raise CheckpointError(
                 f"Checkpoint {step} in {self.directory} does not fit this model/config "
