@@ -7,7 +7,9 @@
 Per model: inference and train-step images/s (median of --repeats timed runs after --warmup),
 compile times, achieved GFLOP/s and its fraction of two ceilings measured in the same run,
 XLA's compiled peak memory; with --vs-torch the torchvision / timm counterpart timed in the
-same process, and train_ratio / infer_ratio (cnnx / torch images/s).
+same process, its runs alternating with cnnx's (one of each per round, the order rotating),
+and train_ratio / infer_ratio: the median over rounds of torch's time / cnnx's, so that a
+shared host's drifting speed weighs on both alike.
 
   matmul ceiling  GFLOP/s of one large square matrix product (--matmul-size) in float32, and
                   in bfloat16 too with --dtype bfloat16: the matrix unit's speed through XLA.
@@ -98,7 +100,7 @@ def table(result: dict) -> str:
         "infer/s, train/s: images/s (median); compile: train step, s; GFLOP/s: achieved by the",
         "train step; %mm, %conv: of the matmul and conv-only ceilings (conv: GFLOP/s of the",
         "model's convolutions timed alone, fwd+bwd); peakMB: XLA's train-step peak;",
-        "t.*: torch counterpart images/s; x.*: cnnx / torch.",
+        "t.*: torch counterpart images/s; x.*: cnnx / torch speed, median over paired rounds.",
     ]
     pipe = result.get("input_pipeline")
     if pipe:
@@ -121,6 +123,7 @@ def run(args) -> dict:
 
     import jax
 
+    from cnnx import models
     from cnnx.analysis import benchmark
 
     config = {
@@ -140,6 +143,18 @@ def run(args) -> dict:
         mm["bfloat16"] = benchmark.matmul_ceiling(jax.numpy.bfloat16, args.matmul_size)
     result = {"config": config, "ceilings": {"matmul_gflops": mm}, "models": []}
     for name in [n.strip() for n in args.models.split(",") if n.strip()]:
+        companion = None
+        if args.vs_torch:
+            from cnnx.analysis import torch_speed
+
+            if torch_speed.counterpart(name) is not None:
+                companion = torch_speed.TorchRunner(
+                    name,
+                    args.batch,
+                    args.resolution or models.get_spec(name).resolution,
+                    args.dtype,
+                    channels_last=args.torch_channels_last,
+                )
         m = benchmark.benchmark_model(
             name,
             args.batch,
@@ -148,26 +163,18 @@ def run(args) -> dict:
             warmup=args.warmup,
             repeats=args.repeats,
             conv_ceiling_too=not args.no_conv_ceiling,
+            companion=companion,
         )
         m["train_fraction_of_matmul"] = m["train_gflops"] / mm[args.dtype]
         m["infer_fraction_of_matmul"] = m["infer_gflops"] / mm[args.dtype]
-        if args.vs_torch:
-            from cnnx.analysis import torch_speed
-
-            t = torch_speed.benchmark_torch(
-                name,
-                args.batch,
-                m["resolution"],
-                args.dtype,
-                warmup=args.warmup,
-                repeats=args.repeats,
-                channels_last=args.torch_channels_last,
-            )
-            if t is not None:
-                m["torch"] = t
-                m["torch_train_ips"], m["torch_infer_ips"] = t["train_ips"], t["infer_ips"]
-                m["train_ratio"] = m["train_ips"] / t["train_ips"]
-                m["infer_ratio"] = m["infer_ips"] / t["infer_ips"]
+        if companion is not None:
+            m["torch_train_ips"] = m.pop("companion_train_ips")
+            m["torch_infer_ips"] = m.pop("companion_infer_ips")
+            m["torch"] = {
+                **companion.info,
+                "train_ips": m["torch_train_ips"],
+                "infer_ips": m["torch_infer_ips"],
+            }
         result["models"].append(m)
         print(f"done: {name}", file=sys.stderr, flush=True)
     if args.input_pipeline:

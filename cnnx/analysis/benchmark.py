@@ -19,13 +19,18 @@ What each figure measures (`scripts/benchmark.py` prints and saves them):
   model's compute dtype), median of the timed runs: what this machine's matrix unit delivers
   through XLA.
 * **conv ceiling**: every convolution of the model (the exact `conv_general_dilated`
-  equations of its forward pass, shapes, dtypes and settings included) timed alone,
-  forward + both gradients (weight gradient only for a layer fed by the image), through the
+  equations of its forward pass, shapes, dtypes and settings included) run alone, forward +
+  both gradients (weight gradient only for a layer fed by the image), through the
   implementation the model uses (`cnnx.layers.cpu_conv` where its gradient is cnnx's, XLA's
-  otherwise), on random inputs materialised in memory; GFLOP/s =
-  their FLOPs / the sum over layers of count x median time. It is the speed the step would
+  otherwise), on random inputs held in memory. A pass runs each of them as many times as the
+  model does; GFLOP/s = their FLOPs / the median pass time. It is the speed the step would
   reach if everything but the convolutions were free; its forward-only counterpart is the
-  ceiling for inference. `fraction_of_conv` = achieved / this ceiling.
+  ceiling for inference.
+* **interleaving**: the timed runs alternate, one per round with the order rotating: a train
+  step, a convolution pass and (`--vs-torch`) the torch step; then the same for inference. A
+  shared host's speed drifts over minutes, so each ratio (`fraction_of_conv`, `train_ratio`,
+  `infer_ratio`) is the median over rounds of the two runs of that round, not a ratio of
+  medians taken minutes apart.
 """
 
 import functools
@@ -52,6 +57,35 @@ def _stats(times: Sequence[float], work: float) -> dict:
     """Median and best seconds of timed runs, and `work` per median second."""
     med = statistics.median(times)
     return {"median_s": med, "best_s": min(times), "per_s": work / med, "runs": len(times)}
+
+
+def time_interleaved(runs: dict, warmup: int, repeats: int) -> dict:
+    """Seconds of each timed call of several zero-argument runs, taken in alternation.
+
+    Round r calls every run once, in an order rotated by r (A B, then B A, ...), so that a
+    shared host's speed, which drifts over minutes, weighs on all runs alike and each round's
+    times form a pair. Each run is first called `warmup` times.
+
+    Returns:
+      {name: [seconds of round 0, round 1, ...]} (each call waited for, `block_until_ready`).
+    """
+    names = list(runs)
+    for name in names:
+        for _ in range(warmup):
+            jax.block_until_ready(runs[name]())
+    times = {name: [] for name in names}
+    for r in range(repeats):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            t = time.perf_counter()
+            jax.block_until_ready(runs[name]())
+            times[name].append(time.perf_counter() - t)
+    return times
+
+
+def paired_ratio(ours: Sequence[float], theirs: Sequence[float]) -> float:
+    """Median over rounds of theirs / ours seconds: our speed relative to theirs."""
+    return statistics.median(t / o for o, t in zip(ours, theirs, strict=True))
 
 
 def matmul_ceiling(dtype=jnp.float32, size: int = 2048, warmup: int = 2, repeats: int = 5):
@@ -160,47 +194,86 @@ def _conv_fns(case):
     return jax.jit(forward), jax.jit(forward_backward)
 
 
+class ConvCeiling:
+    """The model's convolutions alone, ready to time (see the module docstring).
+
+    Each distinct convolution (shapes and settings) is compiled once on random inputs held in
+    memory. A pass runs every convolution of the model, each distinct one `count` times, one
+    call at a time, so a pass takes as long as the model's convolutions would if nothing else
+    cost anything; `benchmark_model` alternates passes with its own steps
+    (`time_interleaved`), so the ceiling and the step see the same host load.
+    """
+
+    def __init__(self, model, input_shape, dtype=jnp.float32):
+        rng = np.random.default_rng(0)
+        self.cases = []
+        self.flops = {"train": 0.0, "infer": 0.0}
+        for case in model_convolutions(model, input_shape, dtype):
+            lhs, rhs = case["lhs"], case["rhs"]
+            x = jnp.asarray(rng.standard_normal(lhs.shape, np.float32)).astype(lhs.dtype)
+            w = jnp.asarray(0.05 * rng.standard_normal(rhs.shape, np.float32)).astype(rhs.dtype)
+            dy = jnp.asarray(rng.standard_normal(case["out"], np.float32)).astype(lhs.dtype)
+            fwd, fwd_bwd = _conv_fns(case)
+            flops = 2.0 * case["macs"]
+            passes = 2 if case["first"] else 3
+            self.flops["infer"] += case["count"] * flops
+            self.flops["train"] += case["count"] * passes * flops
+            self.cases.append(
+                {
+                    **case,
+                    "flops_train": passes * flops,
+                    "infer": (fwd.lower(x, w).compile(), (x, w)),
+                    "train": (fwd_bwd.lower(x, w, dy).compile(), (x, w, dy)),
+                    "times": {"train": [], "infer": []},
+                }
+            )
+
+    def run_pass(self, kind: str) -> None:
+        """Every convolution of the model once: forward + gradients ('train') or 'infer'."""
+        for case in self.cases:
+            fn, args = case[kind]
+            for _ in range(case["count"]):
+                t = time.perf_counter()
+                jax.block_until_ready(fn(*args))
+                case["times"][kind].append(time.perf_counter() - t)
+
+    def layers(self) -> list[dict]:
+        """Per distinct convolution: shapes, count, median forward and train milliseconds."""
+        rows = []
+        for case in self.cases:
+            ti = statistics.median(case["times"]["infer"]) if case["times"]["infer"] else None
+            tt = statistics.median(case["times"]["train"]) if case["times"]["train"] else None
+            rows.append(
+                {
+                    "input": list(case["lhs"].shape),
+                    "kernel": list(case["rhs"].shape),
+                    "strides": list(case["params"]["window_strides"]),
+                    "groups": int(case["params"]["feature_group_count"]),
+                    "count": case["count"],
+                    "forward_ms": 1e3 * ti if ti else None,
+                    "train_ms": 1e3 * tt if tt else None,
+                    "train_gflops": case["flops_train"] / tt / 1e9 if tt else None,
+                }
+            )
+        return rows
+
+
 def conv_ceiling(model, input_shape, dtype=jnp.float32, warmup: int = 2, repeats: int = 5):
-    """Times each distinct convolution of `model` alone (see the module docstring).
+    """Times the convolutions of `model` alone (`ConvCeiling` passes, nothing interleaved).
 
     Returns:
-      {'train_gflops', 'inference_gflops', 'train_s', 'inference_s' (summed over layers,
-      counts included), 'layers': per distinct convolution (shapes, count, both times)}.
+      {'train_gflops', 'inference_gflops', 'train_s', 'inference_s' (median seconds of a
+      pass), 'layers': per distinct convolution (shapes, count, both times)}.
     """
-    rng = np.random.default_rng(0)
-    rows, t_train, t_infer, f_train, f_infer = [], 0.0, 0.0, 0.0, 0.0
-    for case in model_convolutions(model, input_shape, dtype):
-        lhs, rhs = case["lhs"], case["rhs"]
-        x = jnp.asarray(rng.standard_normal(lhs.shape, np.float32)).astype(lhs.dtype)
-        w = jnp.asarray(0.05 * rng.standard_normal(rhs.shape, np.float32)).astype(rhs.dtype)
-        dy = jnp.asarray(rng.standard_normal(case["out"], np.float32)).astype(lhs.dtype)
-        fwd, fwd_bwd = _conv_fns(case)
-        ti = statistics.median(speed.time_runs(fwd, (x, w), warmup, repeats))
-        tt = statistics.median(speed.time_runs(fwd_bwd, (x, w, dy), warmup, repeats))
-        fl = 2.0 * case["macs"]
-        passes = 2 if case["first"] else 3
-        n = case["count"]
-        t_infer, t_train = t_infer + n * ti, t_train + n * tt
-        f_infer, f_train = f_infer + n * fl, f_train + n * passes * fl
-        rows.append(
-            {
-                "input": list(lhs.shape),
-                "kernel": list(rhs.shape),
-                "strides": list(case["params"]["window_strides"]),
-                "groups": int(case["params"]["feature_group_count"]),
-                "count": n,
-                "forward_ms": 1e3 * ti,
-                "train_ms": 1e3 * tt,
-                "train_gflops": passes * fl / tt / 1e9,
-            }
-        )
-    return {
-        "train_gflops": f_train / t_train / 1e9 if t_train else None,
-        "inference_gflops": f_infer / t_infer / 1e9 if t_infer else None,
-        "train_s": t_train,
-        "inference_s": t_infer,
-        "layers": rows,
-    }
+    ceiling = ConvCeiling(model, input_shape, dtype)
+    out = {}
+    for kind, label in (("train", "train"), ("infer", "inference")):
+        times = time_interleaved({kind: lambda k=kind: ceiling.run_pass(k)}, warmup, repeats)
+        seconds = statistics.median(times[kind])
+        out[f"{label}_s"] = seconds
+        out[f"{label}_gflops"] = ceiling.flops[kind] / seconds / 1e9 if seconds else None
+    out["layers"] = ceiling.layers()
+    return out
 
 
 def model_flops(model, input_shape: Sequence[int]) -> tuple[float, float]:
@@ -262,8 +335,15 @@ def benchmark_model(
     repeats: int = 5,
     conv_ceiling_too: bool = True,
     seed: int = 0,
+    companion=None,
 ) -> dict:
-    """Inference and train-step speed of a registered model (see the module docstring)."""
+    """Inference and train-step speed of a registered model (see the module docstring).
+
+    companion: another implementation to time alongside (`torch_speed.TorchRunner`: objects
+      with `train_once()` and `infer_once()`). Its runs alternate with ours
+      (`time_interleaved`); the result gains `companion_train_ips` / `companion_infer_ips`
+      and `train_ratio` / `infer_ratio`, the median over rounds of its time / ours.
+    """
     from cnnx import models
 
     spec = models.get_spec(name)
@@ -284,18 +364,22 @@ def benchmark_model(
     train_mem = memory.of_compiled(compiled)
 
     def run(state):
-        state, metrics = compiled(state, data, key)
-        jax.block_until_ready(metrics)
-        return state
+        return jax.block_until_ready(compiled(state, data, key))[0]
 
-    for _ in range(warmup):
-        state = run(state)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        state = run(state)
-        times.append(time.perf_counter() - t)
-    train = _stats(times, batch)
+    ceiling = ConvCeiling(model, shape, DTYPES[dtype]) if conv_ceiling_too else None
+    holder = {"state": state}
+
+    def train_once():  # the state is donated: each step consumes the previous one
+        holder["state"] = run(holder["state"])
+
+    runs = {"ours": train_once}
+    if companion is not None:
+        runs["companion"] = companion.train_once
+    if ceiling is not None:
+        runs["convs"] = lambda: ceiling.run_pass("train")
+    train_times = time_interleaved(runs, warmup, repeats)
+    state = holder["state"]
+    train = _stats(train_times["ours"], batch)
 
     variables = state.eval_variables()
     infer = jax.jit(lambda v, x: model.apply(v, x, train=False))
@@ -303,8 +387,13 @@ def benchmark_model(
     infer_compiled = infer.lower(variables, data["image"]).compile()
     infer_compile = time.perf_counter() - t
     infer_mem = memory.of_compiled(infer_compiled)
-    itimes = speed.time_runs(infer_compiled, (variables, data["image"]), warmup, repeats)
-    inference = _stats(itimes, batch)
+    runs = {"ours": lambda: infer_compiled(variables, data["image"])}
+    if companion is not None:
+        runs["companion"] = companion.infer_once
+    if ceiling is not None:
+        runs["convs"] = lambda: ceiling.run_pass("infer")
+    infer_times = time_interleaved(runs, warmup, repeats)
+    inference = _stats(infer_times["ours"], batch)
 
     result = {
         "model": name,
@@ -328,13 +417,25 @@ def benchmark_model(
         "infer_peak_mb": infer_mem.peak / 2**20,
         "repeats": repeats,
     }
-    if conv_ceiling_too:
-        ceiling = conv_ceiling(model, shape, DTYPES[dtype], warmup, repeats)
-        result["conv_ceiling_train_gflops"] = ceiling["train_gflops"]
-        result["conv_ceiling_infer_gflops"] = ceiling["inference_gflops"]
-        result["conv_time_train_ms"] = 1e3 * ceiling["train_s"]
-        result["conv_layers"] = ceiling["layers"]
-        if ceiling["train_gflops"]:
-            result["train_fraction_of_conv"] = result["train_gflops"] / ceiling["train_gflops"]
-            result["infer_fraction_of_conv"] = result["infer_gflops"] / ceiling["inference_gflops"]
+    if companion is not None:
+        result["companion_train_ips"] = _stats(train_times["companion"], batch)["per_s"]
+        result["companion_infer_ips"] = _stats(infer_times["companion"], batch)["per_s"]
+        result["train_ratio"] = paired_ratio(train_times["ours"], train_times["companion"])
+        result["infer_ratio"] = paired_ratio(infer_times["ours"], infer_times["companion"])
+    if ceiling is not None:
+        conv_train_s = statistics.median(train_times["convs"])
+        conv_infer_s = statistics.median(infer_times["convs"])
+        result["conv_ceiling_train_gflops"] = ceiling.flops["train"] / conv_train_s / 1e9
+        result["conv_ceiling_infer_gflops"] = ceiling.flops["infer"] / conv_infer_s / 1e9
+        result["conv_time_train_ms"] = 1e3 * conv_train_s
+        result["conv_layers"] = ceiling.layers()
+        # achieved / ceiling GFLOP/s, round by round (a step and a conv pass per round).
+        result["train_fraction_of_conv"] = paired_ratio(
+            [t / train_flops for t in train_times["ours"]],
+            [t / ceiling.flops["train"] for t in train_times["convs"]],
+        )
+        result["infer_fraction_of_conv"] = paired_ratio(
+            [t / fwd_flops for t in infer_times["ours"]],
+            [t / ceiling.flops["infer"] for t in infer_times["convs"]],
+        )
     return result

@@ -14,7 +14,6 @@ torch must be imported before TensorFlow in the process (the reverse order crash
 
 import statistics
 import sys
-import time
 
 
 def counterpart(name: str):
@@ -42,6 +41,77 @@ def _check_import_order():
         )
 
 
+class TorchRunner:
+    """The torch counterpart, built once, with one call per timed run of each kind.
+
+    `scripts/benchmark.py --vs-torch` alternates these calls with cnnx's own runs
+    (`cnnx.analysis.benchmark.time_interleaved`), so both frameworks are timed under the same
+    load of a shared host.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        batch: int,
+        resolution: int,
+        dtype: str = "float32",
+        channels_last: bool = False,
+        seed: int = 0,
+    ):
+        _check_import_order()
+        import contextlib
+
+        import torch
+
+        found = counterpart(name)
+        if found is None:
+            raise ValueError(f"{name} has no torchvision/timm reference to time.")
+        build, self.reference = found
+        torch.manual_seed(seed)
+        self.model = build()
+        self.x = torch.randn(batch, 3, resolution, resolution)
+        self.y = torch.randint(0, 1000, (batch,))
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+            self.x = self.x.contiguous(memory_format=torch.channels_last)
+        self._autocast = (
+            (lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+            if dtype == "bfloat16"
+            else contextlib.nullcontext
+        )
+        self._opt = torch.optim.SGD(
+            self.model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4
+        )
+        self._loss = torch.nn.CrossEntropyLoss()
+        self._torch = torch
+        self.info = {
+            "reference": self.reference,
+            "threads": torch.get_num_threads(),
+            "channels_last": channels_last,
+            "version": torch.__version__,
+        }
+
+    def train_once(self) -> None:
+        """One SGD step: forward, cross entropy (+ 0.3 x auxiliary heads), backward, update."""
+        self.model.train()
+        self._opt.zero_grad(set_to_none=True)
+        with self._autocast():
+            out = self.model(self.x)
+            if isinstance(out, tuple):  # torchvision's GoogLeNet / Inception v3 outputs
+                main, *aux = [o for o in out if o is not None]
+                loss = self._loss(main, self.y) + sum(0.3 * self._loss(a, self.y) for a in aux)
+            else:
+                loss = self._loss(out, self.y)
+        loss.backward()
+        self._opt.step()
+
+    def infer_once(self) -> None:
+        """One eval-mode forward pass under `torch.inference_mode`."""
+        self.model.eval()
+        with self._torch.inference_mode(), self._autocast():
+            self.model(self.x)
+
+
 def benchmark_torch(
     name: str,
     batch: int,
@@ -52,68 +122,18 @@ def benchmark_torch(
     channels_last: bool = False,
     seed: int = 0,
 ) -> dict | None:
-    """Inference and train-step images/s of the torch counterpart (None if there is none)."""
-    _check_import_order()
-    import contextlib
+    """Inference and train-step images/s of the torch counterpart alone (None if none)."""
+    from cnnx.analysis.speed import time_runs
 
-    import torch
-
-    found = counterpart(name)
-    if found is None:
+    if counterpart(name) is None:
         return None
-    build, ref = found
-    torch.manual_seed(seed)
-    model = build()
-    x = torch.randn(batch, 3, resolution, resolution)
-    y = torch.randint(0, 1000, (batch,))
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    autocast = (
-        (lambda: torch.autocast("cpu", dtype=torch.bfloat16))
-        if dtype == "bfloat16"
-        else contextlib.nullcontext
-    )
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    loss_fn = torch.nn.CrossEntropyLoss()
-
-    def train_step():
-        opt.zero_grad(set_to_none=True)
-        with autocast():
-            out = model(x)
-            if isinstance(out, tuple):  # torchvision's GoogLeNet / Inception v3 outputs
-                main, *aux = [o for o in out if o is not None]
-                loss = loss_fn(main, y) + sum(0.3 * loss_fn(a, y) for a in aux)
-            else:
-                loss = loss_fn(out, y)
-        loss.backward()
-        opt.step()
-
-    def infer():
-        with torch.inference_mode(), autocast():
-            model(x)
-
-    def timed(fn):
-        for _ in range(warmup):
-            fn()
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        return times
-
-    model.train()
-    train = timed(train_step)
-    model.eval()
-    inference = timed(infer)
+    runner = TorchRunner(name, batch, resolution, dtype, channels_last, seed)
+    train = time_runs(runner.train_once, (), warmup, repeats)
+    inference = time_runs(runner.infer_once, (), warmup, repeats)
     return {
-        "reference": ref,
+        **runner.info,
         "train_ips": batch / statistics.median(train),
         "train_ips_best": batch / min(train),
         "infer_ips": batch / statistics.median(inference),
         "infer_ips_best": batch / min(inference),
-        "threads": torch.get_num_threads(),
-        "channels_last": channels_last,
-        "version": torch.__version__,
     }

@@ -92,7 +92,19 @@ def test_vs_torch_reports_ratios(tmp_path, monkeypatch):
     assert m["torch"]["reference"] == "test:lenet"
     for key in ("train_ratio", "infer_ratio", "torch_train_ips", "torch_infer_ips"):
         assert m[key] > 0, key
-    assert m["train_ratio"] == pytest.approx(m["train_ips"] / m["torch_train_ips"])
+    assert m["torch"]["train_ips"] == m["torch_train_ips"]
+
+
+def test_interleaved_rounds_rotate_and_pair():
+    calls = []
+    runs = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    times = benchmark.time_interleaved(runs, warmup=1, repeats=3)
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-ups, then rotating rounds
+    assert [len(t) for t in times.values()] == [3, 3]
+    # Round by round: the host slows down 10x in round 2, and both sides with it.
+    ours, theirs = [1.0, 10.0, 1.1], [2.0, 20.0, 2.0]
+    assert benchmark.paired_ratio(ours, theirs) == pytest.approx(2.0)
+    assert benchmark.paired_ratio([1.0, 1.0, 4.0], [1.0, 3.0, 4.0]) == 1.0
 
 
 @pytest.mark.torch
@@ -105,6 +117,9 @@ def test_torch_counterpart_is_the_parity_reference():
     assert torch_speed.counterpart("lenet5") is None
     t = torch_speed.benchmark_torch("mobilenet_v3_small", 2, 32, warmup=1, repeats=1)
     assert t["train_ips"] > 0 and t["infer_ips"] > 0
+    assert torch_speed.benchmark_torch("lenet5", 2, 32) is None
+    with pytest.raises(ValueError, match="no torchvision/timm reference"):
+        torch_speed.TorchRunner("lenet5", 2, 32)
 
 
 def test_input_pipeline_over_jpegs(tmp_path):
