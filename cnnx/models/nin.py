@@ -22,9 +22,10 @@ blocks, max pools 3/2 in Caffe's ceil mode, dropout 0.5 after the third block):
   3      192 @ 3×3, pad 1        192, classes   global average pool
   966,986 parameters with 10 classes (no reference implementation; counted from this table).
 
-`depth_mult` scales the number of 1×1 layers per block (extra ones repeat the block's last hidden
-width); `width_mult` scales every width except the class maps. `num_classes=0` drops the
-class-map convolution and returns the pooled features of the last hidden 1×1 layer.
+`depth_mult` scales the number of 1×1 layers per block (fewer keep the block's last ones, so
+each block's output width is unchanged; extra ones repeat the block's last hidden width);
+`width_mult` scales every width except the class maps. `num_classes=0` drops the class-map
+convolution and returns the pooled features of the last hidden 1×1 layer.
 """
 
 from collections.abc import Sequence
@@ -98,7 +99,9 @@ class NIN(nn.Module):
             last = b == len(self.blocks) - 1
             hidden = list(block.hidden[:-1]) if last else list(block.hidden)
             n = round_repeats(len(hidden), self.depth_mult)
-            hidden = (hidden + [hidden[-1]] * n)[:n]
+            # Fewer layers keep the block's last ones, so its output width (what the next
+            # block and the head see) stays as designed; more repeat the last hidden width.
+            hidden = hidden[-n:] if n <= len(hidden) else hidden + [hidden[-1]] * (n - len(hidden))
             widths = [block.features, *hidden]
             kernels = [block.kernel] + [1] * len(hidden)
             for j, (c, k) in enumerate(zip(widths, kernels)):

@@ -46,6 +46,11 @@ def test_depth_and_width_mult():
     assert len([k for k in params if k.startswith("block1_")]) == 1 + 4
     assert params["block1_conv0"]["kernel"].shape[-1] == 96
     assert params["head"]["kernel"].shape[-1] == 10  # class maps are not scaled
+    # Fewer layers keep each block's output width, so a shallower NiN is a smaller one.
+    shallow = abstract_variables("nin_cifar", depth_mult=0.01)["params"]
+    assert [k for k in shallow if k.startswith("block1_")] == ["block1_conv0", "block1_conv1"]
+    assert shallow["block1_conv1"]["kernel"].shape[-1] == 96  # the block's last width
+    assert count_params({"params": shallow}) < models.get_spec("nin_cifar").param_count
 
 
 def test_features_mode_and_relu_class_maps():
