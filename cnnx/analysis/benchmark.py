@@ -47,6 +47,7 @@ from jax.extend import core as jcore
 
 from cnnx.analysis import flops as flops_lib
 from cnnx.analysis import memory, speed
+from cnnx.analysis.speed import time_interleaved
 from cnnx.analysis.trace import trace
 from cnnx.layers import cpu_conv
 
@@ -57,30 +58,6 @@ def _stats(times: Sequence[float], work: float) -> dict:
     """Median and best seconds of timed runs, and `work` per median second."""
     med = statistics.median(times)
     return {"median_s": med, "best_s": min(times), "per_s": work / med, "runs": len(times)}
-
-
-def time_interleaved(runs: dict, warmup: int, repeats: int) -> dict:
-    """Seconds of each timed call of several zero-argument runs, taken in alternation.
-
-    Round r calls every run once, in an order rotated by r (A B, then B A, ...), so that a
-    shared host's speed, which drifts over minutes, weighs on all runs alike and each round's
-    times form a pair. Each run is first called `warmup` times.
-
-    Returns:
-      {name: [seconds of round 0, round 1, ...]} (each call waited for, `block_until_ready`).
-    """
-    names = list(runs)
-    for name in names:
-        for _ in range(warmup):
-            jax.block_until_ready(runs[name]())
-    times = {name: [] for name in names}
-    for r in range(repeats):
-        k = r % len(names)
-        for name in names[k:] + names[:k]:
-            t = time.perf_counter()
-            jax.block_until_ready(runs[name]())
-            times[name].append(time.perf_counter() - t)
-    return times
 
 
 def paired_ratio(ours: Sequence[float], theirs: Sequence[float]) -> float:
@@ -256,24 +233,6 @@ class ConvCeiling:
                 }
             )
         return rows
-
-
-def conv_ceiling(model, input_shape, dtype=jnp.float32, warmup: int = 2, repeats: int = 5):
-    """Times the convolutions of `model` alone (`ConvCeiling` passes, nothing interleaved).
-
-    Returns:
-      {'train_gflops', 'inference_gflops', 'train_s', 'inference_s' (median seconds of a
-      pass), 'layers': per distinct convolution (shapes, count, both times)}.
-    """
-    ceiling = ConvCeiling(model, input_shape, dtype)
-    out = {}
-    for kind, label in (("train", "train"), ("infer", "inference")):
-        times = time_interleaved({kind: lambda k=kind: ceiling.run_pass(k)}, warmup, repeats)
-        seconds = statistics.median(times[kind])
-        out[f"{label}_s"] = seconds
-        out[f"{label}_gflops"] = ceiling.flops[kind] / seconds / 1e9 if seconds else None
-    out["layers"] = ceiling.layers()
-    return out
 
 
 def model_flops(model, input_shape: Sequence[int]) -> tuple[float, float]:

@@ -29,16 +29,33 @@ class Speed:
     device: str
 
 
+def time_interleaved(runs: dict, warmup: int, repeats: int) -> dict:
+    """Seconds of each timed call of several zero-argument runs, taken in alternation.
+
+    Round r calls every run once, in an order rotated by r (A B, then B A, ...), so that a
+    shared host's speed, which drifts over minutes, weighs on all runs alike and each round's
+    times form a pair. Each run is first called `warmup` times.
+
+    Returns:
+      {name: [seconds of round 0, round 1, ...]} (each call waited for, `block_until_ready`).
+    """
+    names = list(runs)
+    for name in names:
+        for _ in range(warmup):
+            jax.block_until_ready(runs[name]())
+    times = {name: [] for name in names}
+    for r in range(repeats):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            t = time.perf_counter()
+            jax.block_until_ready(runs[name]())
+            times[name].append(time.perf_counter() - t)
+    return times
+
+
 def time_runs(fn, args, warmup: int, repeats: int) -> list[float]:
     """Seconds of each of `repeats` calls `fn(*args)` (until ready), after `warmup` calls."""
-    for _ in range(warmup):
-        jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t)
-    return times
+    return time_interleaved({"run": lambda: fn(*args)}, warmup, repeats)["run"]
 
 
 def _time(compiled, args, warmup: int, repeats: int) -> float:

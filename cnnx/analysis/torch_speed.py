@@ -45,7 +45,7 @@ class TorchRunner:
     """The torch counterpart, built once, with one call per timed run of each kind.
 
     `scripts/benchmark.py --vs-torch` alternates these calls with cnnx's own runs
-    (`cnnx.analysis.benchmark.time_interleaved`), so both frameworks are timed under the same
+    (`cnnx.analysis.speed.time_interleaved`), so both frameworks are timed under the same
     load of a shared host.
     """
 
