@@ -394,7 +394,10 @@ def _train_and_evaluate(config, workdir, changes, preemption, step_callback) -> 
         newest = ckpt.latest_step()
         if newest is None:
             return f"no checkpoint had been written to {ckpt.directory} yet"
-        return f"the last good checkpoint in {ckpt.directory} (step {newest}) is intact"
+        return (
+            f"the last good checkpoint in {ckpt.directory} (step {newest}) is intact (to go "
+            "on from it with another config, e.g. learning rate, pass --allow_config_change)"
+        )
 
     def diverged(step, metrics):
         shown = {k: round(float(v), 6) for k, v in metrics.items()}

@@ -136,6 +136,7 @@ def test_sigterm_during_final_evaluation_keeps_the_handler_and_the_save(tmp_path
     assert second["train/loss"] == _metrics(tmp_path)[12]["train/loss"]
     assert second["wall_time_s"] >= _metrics(tmp_path)[12]["wall_time_s"] > 0
     assert "eval/top1" in second
+    assert not (tmp_path / "lock").exists()  # released after SIGTERM too
 
 
 def _hold_commits(monkeypatch, seconds):
