@@ -19,7 +19,15 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/default.py", "Config file (path[:arg]).", lock_config=True
 )
-_WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, logs and results go here.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Checkpoints, logs and results of this run go here (required)."
+)
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    "allow_config_change",
+    False,
+    "Continue the run in --workdir although this config differs from its config.json "
+    "(recorded in <workdir>/config_history.jsonl). Without it such a restart is refused.",
+)
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Index of this process.")
@@ -32,6 +40,14 @@ def main(argv):
     from cnnx.errors import CnnxError
     from cnnx.train import distributed, logs
 
+    if not _WORKDIR.value:
+        print(
+            "error: --workdir is required: the directory of this run (checkpoints, logs, "
+            "results), e.g. --workdir=workdirs/lenet5. A new run needs a new directory; the "
+            "same directory resumes its run.",
+            file=sys.stderr,
+        )
+        return 2
     logs.configure()
     try:
         distributed.maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
@@ -41,8 +57,9 @@ def main(argv):
     import tensorflow as tf
 
     tf.config.set_visible_devices([], "GPU")  # tf.data only; accelerators belong to jax
-    workdir = _WORKDIR.value or os.path.join("workdirs", _CONFIG.value.model.name)
-    return run_training(_CONFIG.value, workdir)
+    return run_training(
+        _CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CONFIG_CHANGE.value
+    )
 
 
 if __name__ == "__main__":

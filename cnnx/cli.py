@@ -61,11 +61,12 @@ def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) ->
         sys.exit(2)
 
 
-def run_training(config, workdir: str) -> int:
+def run_training(config, workdir: str, *, allow_config_change: bool = False) -> int:
     """train.py after its flags: trains, prints the outcome, returns the exit status.
 
-    0: finished; 143: preempted (SIGTERM), with a checkpoint saved; 2: a `CnnxError` (bad
-    config, missing data, divergence, checkpoint trouble), printed as one `error:` line.
+    0: finished (or already finished: one line, results.json kept); 143: preempted (SIGTERM),
+    with a checkpoint saved; 2: a `CnnxError` (bad config, missing data, divergence,
+    checkpoint trouble, a workdir of another run or in use), printed as one `error:` line.
     """
     from absl import logging
 
@@ -76,9 +77,9 @@ def run_training(config, workdir: str) -> int:
         if config.train.fast_linear_probe:
             from cnnx.train import linear_probe
 
-            results = linear_probe.run(config, workdir)
+            results = linear_probe.run(config, workdir, allow_config_change=allow_config_change)
         else:
-            results = train_and_evaluate(config, workdir)
+            results = train_and_evaluate(config, workdir, allow_config_change=allow_config_change)
     except CnnxError as e:
         logging.flush()
         print(f"error: {e}", file=sys.stderr)
@@ -86,6 +87,13 @@ def run_training(config, workdir: str) -> int:
     if results["status"] == "preempted":
         print(f"Preempted at step {results['step']}; checkpoint saved in {workdir}.")
         return 143
+    if results.get("already_finished"):
+        print(
+            f"{workdir} holds a finished run of {results['model']} ({results['step']} steps, "
+            f"eval top-1 {results['eval/top1']:.2f}%): nothing to train; its results.json is "
+            "kept. Use another --workdir for a new run."
+        )
+        return 0
     print(
         f"{results['model']}: eval top-1 {results['eval/top1']:.2f}%  "
         f"top-5 {results['eval/top5']:.2f}%  loss {results['eval/loss']:.4f}  "

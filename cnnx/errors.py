@@ -23,3 +23,7 @@ class CheckpointError(CnnxError):
 
 class TrainingDiverged(CnnxError):
     """The loss became NaN or infinite; the last good checkpoint was kept."""
+
+
+class WorkdirError(CnnxError):
+    """A workdir holds another run, is in use by another process, or cannot be written."""

@@ -14,8 +14,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _run(args, timeout=300):
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     start = time.time()
-    p = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
-                       text=True, timeout=timeout)  # fmt: skip
+    p = subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
     return p, time.time() - start
 
 
@@ -52,6 +53,39 @@ def test_bad_input_fails_fast_and_clearly(case, tmp_path):
     assert not os.path.exists(tmp_path / "wd" / "checkpoints")
 
 
+def test_workdir_is_required(tmp_path):
+    p, seconds = _run(["train.py", "--config=configs/default.py"], timeout=120)
+    assert p.returncode == 2 and "error: --workdir is required" in p.stderr, p.stderr[-2000:]
+    assert "Traceback" not in p.stderr and seconds < 60
+    assert not os.path.exists(os.path.join(REPO, "workdirs", "lenet5", "lock"))
+
+
+def test_workdir_in_use_is_refused_naming_the_holder(tmp_path):
+    """A second writer: the lock of a live process on this host (here a sleeping one)."""
+    import socket
+
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        lock = {
+            "host": socket.gethostname(),
+            "pid": holder.pid,
+            "started": "earlier",
+            "command": "train.py --workdir=wd",
+        }
+        (wd / "lock").write_text(json.dumps(lock))
+        p, _ = _run(["train.py", "--config=configs/default.py:smoke", f"--workdir={wd}"])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert f"in use by pid {holder.pid} on {socket.gethostname()}" in p.stderr
+    assert "Traceback" not in p.stderr
+    assert sorted(os.listdir(wd)) == ["lock"]  # nothing written; the holder's lock kept
+    assert json.loads((wd / "lock").read_text()) == lock
+
+
 @pytest.mark.slow
 def test_train_then_eval_end_to_end(tmp_path):
     wd = str(tmp_path / "wd")
@@ -60,6 +94,19 @@ def test_train_then_eval_end_to_end(tmp_path):
     assert "eval top-1" in p.stdout
     with open(os.path.join(wd, "results.json")) as f:
         results = json.load(f)
+    with open(os.path.join(wd, "results.json"), "rb") as f:
+        record = f.read()
+    # The same command again: the run is finished, said in one line; results.json untouched.
+    p, _ = _run(["train.py", "--config=configs/default.py:smoke", f"--workdir={wd}"])
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.count("\n") == 1 and "holds a finished run of lenet5" in p.stdout
+    # Another config on it (the full default after the smoke run): refused, nothing changed.
+    p, _ = _run(["train.py", "--config=configs/default.py", f"--workdir={wd}"])
+    assert p.returncode == 2 and "holds another run" in p.stderr, p.stderr[-3000:]
+    assert "train.num_steps: 6 -> null" in p.stderr and "Traceback" not in p.stderr
+    with open(os.path.join(wd, "results.json"), "rb") as f:
+        assert f.read() == record
+    assert not os.path.exists(os.path.join(wd, "lock"))
     p, _ = _run(["eval.py", f"--workdir={wd}", "--split=test[:50]", "--image_size=36"])
     assert p.returncode == 0, p.stderr[-3000:]
     with open(os.path.join(wd, "eval_test[:50]_36.json")) as f:

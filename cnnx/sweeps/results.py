@@ -15,6 +15,8 @@ from collections.abc import Iterable
 
 from absl import logging
 
+from cnnx.train.workdir import write_json_atomic  # noqa: F401  (summaries, tables)
+
 PATTERN = "results*.jsonl"
 
 
@@ -99,13 +101,3 @@ def latest_by_key(records: Iterable[dict]) -> dict[str, dict]:
         if "key" in r:
             latest[r["key"]] = r
     return latest
-
-
-def write_json_atomic(path: str, obj) -> None:
-    """Writes a JSON file atomically: temp file, fsync, `os.replace` (summaries, tables)."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

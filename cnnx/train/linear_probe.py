@@ -9,7 +9,6 @@ model's parameters and saved as a normal checkpoint, so eval.py and fine-tuning 
 """
 
 import functools
-import os
 import time
 
 import jax
@@ -20,10 +19,10 @@ from flax import traverse_util
 
 from cnnx.errors import ConfigError
 from cnnx.train import finetune, optim
+from cnnx.train import workdir as wd
 from cnnx.train.checkpoint import Checkpointer
 from cnnx.train.experiment import build_model, setup
 from cnnx.train.loop import (
-    _write_json,
     evaluate_state,
     init_state,
     make_eval_fn,
@@ -69,17 +68,31 @@ def extract_features(exp, variables, split: str) -> tuple[np.ndarray, np.ndarray
     return np.concatenate(feats), np.concatenate(labels)
 
 
-def run(config, workdir: str) -> dict:
-    """Trains a linear head on cached features; returns results like `train_and_evaluate`."""
-    t0 = time.time()
+def run(config, workdir: str, *, allow_config_change: bool = False) -> dict:
+    """Trains a linear head on cached features; returns results like `train_and_evaluate`.
+
+    The workdir rules are those of `train_and_evaluate`: another run's workdir is refused
+    (unless `allow_config_change`), the workdir is locked, a finished probe is not redone.
+    """
     if not (config.init.checkpoint or config.init.torch_weights):
         raise ConfigError("fast_linear_probe needs --config.init.checkpoint or init.torch_weights.")
+    wd.check_is_directory(workdir)
+    changes = wd.check_same_run(workdir, config, allow_change=allow_config_change)
+    with wd.locked(workdir, take=jax.process_index() == 0):
+        return _run(config, workdir, changes)
+
+
+def _run(config, workdir: str, changes: dict) -> dict:
+    t0 = time.time()
     exp = setup(config)
     if not exp.source.global_order:
         raise ConfigError("fast_linear_probe supports in-memory and folder sources only.")
     train_input = make_train_input(exp)
     spe = train_input.steps_per_epoch
     total = train_steps(config, spe)
+    finished = wd.finished_results(workdir, total)
+    if finished is not None:
+        return {**finished, "already_finished": True}
     schedule = optim.make_schedule(
         config.schedule, optim.scaled_lr(config.optim.base_lr, config.train.batch_size), spe, total
     )
@@ -123,7 +136,7 @@ def run(config, workdir: str) -> dict:
     state = state.replace(step=jnp.asarray(total, jnp.int32),
                           params=traverse_util.unflatten_dict(flat))  # fmt: skip
     state = jax.device_put(state, shardings)
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), asynchronous=False)
+    ckpt = Checkpointer(wd.checkpoints_dir(workdir), asynchronous=False)
     ckpt.save(total, state, wait=True)
     ckpt.close()
     metrics = evaluate_state(exp, state.eval_variables(), make_eval_input(exp),
@@ -132,8 +145,10 @@ def run(config, workdir: str) -> dict:
                "train/loss": float(loss), "feature_seconds": t_feat,
                "wall_time_s": time.time() - t0, **metrics}  # fmt: skip
     if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-        _write_json(os.path.join(workdir, "results.json"), results)
+        if changes:
+            wd.record_config_change(workdir, changes, total)
+        wd.write_text_atomic(
+            wd.config_path(workdir), config.to_json_best_effort(indent=2, sort_keys=True)
+        )
+        wd.write_json_atomic(wd.results_path(workdir), results)
     return results

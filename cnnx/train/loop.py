@@ -8,8 +8,6 @@ initialised by the entry point).
 
 import contextlib
 import functools
-import json
-import os
 import signal
 import time
 
@@ -17,14 +15,16 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import tensorflow as tf
 from absl import logging
 from clu import metric_writers, parameter_overview, periodic_actions
 from etils import epath
 
 from cnnx.data import EvalInput, TrainInput, to_global
-from cnnx.errors import CheckpointError, TrainingDiverged
+from cnnx.errors import CheckpointError, TrainingDiverged, WorkdirError
 from cnnx.layers.remat import compiler_options as remat_compiler_options
 from cnnx.train import finetune, optim, steps
+from cnnx.train import workdir as wd
 from cnnx.train.checkpoint import Checkpointer
 from cnnx.train.experiment import Experiment, check_step_counts, process_info, setup
 from cnnx.train.mesh import batch_sharding, replicated
@@ -34,13 +34,21 @@ from cnnx.train.state import create_train_state, jit_initialize
 
 
 class _Preemption:
-    """Turns SIGTERM into a flag the loop checks between steps (so a save is never torn)."""
+    """Turns SIGTERM into a flag the loop checks between steps (so a save is never torn).
+
+    Installed for the whole run, from before the first step until the final evaluation, the
+    final save and results.json are done; entering it again (nested) keeps the one handler.
+    """
 
     def __init__(self):
         self.requested = False
         self._previous = None
+        self._depth = 0
 
     def __enter__(self):
+        self._depth += 1
+        if self._depth > 1:
+            return self
         try:
             self._previous = signal.signal(signal.SIGTERM, self._handle)
         except ValueError:  # not the main thread: rely on the caller
@@ -52,7 +60,8 @@ class _Preemption:
         self.requested = True
 
     def __exit__(self, *exc):
-        if self._previous is not None:
+        self._depth -= 1
+        if self._depth == 0 and self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
 
     def should_stop(self, step: int) -> bool:
@@ -69,41 +78,10 @@ class _Preemption:
 MAX_CONSECUTIVE_SKIPS = 100
 
 
-def _write_text(path: str, text: str) -> None:
-    """Writes a whole file atomically (local: temporary file + rename; gs:// objects are)."""
-    if "://" in path:
-        epath.Path(path).write_text(text)
-        return
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def _write_json(path: str, obj) -> None:
-    _write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str))
-
-
-def _keep_metrics_until(path: str, step: int) -> None:
-    """Drops `train_metrics.jsonl` lines after `step`: those of a run killed after its last
-    checkpoint (and a torn last line), which the resumed run writes again."""
-    p = epath.Path(path)
-    if not p.exists():
-        return
-    kept = []
-    for line in p.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= step:
-                kept.append(line)
-        except (ValueError, KeyError, TypeError):
-            continue
-    _write_text(path, "".join(f"{line}\n" for line in kept))
-
-
 def _restore_hint(workdir: str, config) -> str:
     """What wrote the checkpoints of a workdir, from its config.json, for restore errors."""
     try:
-        old = json.loads(epath.Path(workdir, "config.json").read_text())
+        old = wd.load_saved_config(workdir)
         wrote = f"model {old['model']['name']!r} on {old['data']['source']!r}"
     except Exception:  # no or unreadable config.json: say nothing about it
         wrote = "another model or config"
@@ -166,11 +144,19 @@ def make_eval_input(exp: Experiment, split=None, image_size=None, pp=None) -> Ev
     )
 
 
-def evaluate_state(exp: Experiment, variables, eval_input: EvalInput, eval_fn) -> dict:
-    """Runs one pass over an eval split; returns eval/loss, eval/top1, eval/top5 (in %)."""
+def evaluate_state(
+    exp: Experiment, variables, eval_input: EvalInput, eval_fn, stop=None
+) -> dict | None:
+    """Runs one pass over an eval split; returns eval/loss, eval/top1, eval/top5 (in %).
+
+    `stop`: optional `fn() -> bool` checked between batches; when it says so the pass is
+    abandoned and None returned (SIGTERM during the final evaluation).
+    """
     sharding = batch_sharding(exp.mesh)
     totals = None
     for batch in eval_input.iterate():
+        if stop is not None and stop():
+            return None
         sums = eval_fn(variables, to_global(batch, sharding))
         totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
     totals = jax.device_get(totals)
@@ -213,20 +199,93 @@ def init_state(exp: Experiment, tx, rng):
     return jit_initialize(create, rng, shardings), shardings
 
 
+class _WriteFailed(Exception):
+    """A metrics or results file could not be written (reported once the saves are done)."""
+
+    def __init__(self, path: str, error: BaseException):
+        super().__init__(path, error)
+        self.path, self.error = path, error
+
+
+# What a failed metrics write raises: OSError from Python file code, OpError from TensorFlow's
+# summary writer ("...; No space left on device").
+_METRIC_WRITE_ERRORS = (OSError, tf.errors.OpError)
+
+
+@contextlib.contextmanager
+def _writing(path: str):
+    try:
+        yield
+    except _METRIC_WRITE_ERRORS as e:
+        raise _WriteFailed(path, e) from e
+
+
+def _write_failed(workdir: str, failure: _WriteFailed) -> WorkdirError:
+    """The one-line error of a failed write, as `Checkpointer` reports a failed save."""
+    reason, full = wd.describe_write_error(failure.error)
+    checkpoints = epath.Path(wd.checkpoints_dir(workdir))
+    names = [p.name for p in checkpoints.iterdir()] if checkpoints.is_dir() else []
+    done = [int(name) for name in names if name.isdigit()]
+    kept = f"step {max(done)}" if done else "none yet"
+    hint = "free disk space (or raise the quota)" if full else "fix the cause"
+    return WorkdirError(
+        f"Writing {failure.path} failed: {reason}. Checkpoints are intact (newest complete: "
+        f"{kept}); {hint} and start the same command again to resume from it, or pass "
+        "another --workdir."
+    )
+
+
+def _progress_before(workdir: str, step: int) -> tuple[float, dict]:
+    """(wall time in s, last train/* metrics) of the earlier segments of a run up to `step`,
+    from the last train_metrics.jsonl line at or before it."""
+    earlier = [r for r in wd.read_lines(wd.metrics_path(workdir)) if r.get("step", 0) <= step]
+    if not step or not earlier:
+        return 0.0, {}
+    last = earlier[-1]
+    train = {k: v for k, v in last.items() if k.startswith("train/")}
+    return float(last.get("wall_time_s", 0.0)), train
+
+
 def train_and_evaluate(
-    config: ml_collections.ConfigDict, workdir: str, *, step_callback=None
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    step_callback=None,
+    allow_config_change: bool = False,
 ) -> dict:
     """Trains (resuming from the newest checkpoint in `workdir`) and evaluates.
+
+    The workdir belongs to one run: its config.json is checked before anything is touched
+    (`workdir.check_same_run`), its lock is held for the whole run, and a run already
+    completed there is not trained again.
 
     Args:
       config: the experiment config (see configs/default.py).
       workdir: checkpoints, TensorBoard logs and results.json go here.
       step_callback: optional `fn(step)` called after each step (tests use it).
+      allow_config_change: continue a run whose saved config differs in identity keys,
+        recording the change in `<workdir>/config_history.jsonl`.
 
     Returns:
       The final results (also written to `<workdir>/results.json` by process 0), with
-      'status' 'completed' or 'preempted'.
+      'status' 'completed' or 'preempted'; a workdir whose run had already completed returns
+      its results.json unchanged, with 'already_finished' True.
+
+    Raises:
+      WorkdirError: the workdir holds another run, is in use, or a file could not be
+        written. Other `CnnxError`s: bad config, data, checkpoint, divergence.
     """
+    pidx, _ = process_info()
+    wd.check_is_directory(workdir)
+    changes = wd.check_same_run(workdir, config, allow_change=allow_config_change)
+    try:
+        with _Preemption() as preemption, wd.locked(workdir, take=pidx == 0):
+            return _train_and_evaluate(config, workdir, changes, preemption, step_callback)
+    except _WriteFailed as e:
+        raise _write_failed(workdir, e) from None
+
+
+def _train_and_evaluate(config, workdir, changes, preemption, step_callback) -> dict:
     t_start = time.time()
     exp = setup(config)
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
@@ -237,6 +296,10 @@ def train_and_evaluate(
     spe = train_input.steps_per_epoch
     total_steps = train_steps(config, spe)
     check_step_counts(config, spe, total_steps)
+    finished = wd.finished_results(workdir, total_steps)
+    if finished is not None:
+        logging.info("%s holds a run completed at step %d; nothing to do.", workdir, total_steps)
+        return {**finished, "already_finished": True}
     num_classes = exp.model.num_classes
     peak_lr = optim.scaled_lr(config.optim.base_lr, config.train.batch_size)
     schedule = optim.make_schedule(config.schedule, peak_lr, spe, total_steps)
@@ -265,7 +328,7 @@ def train_and_evaluate(
     )
 
     ckpt = Checkpointer(
-        os.path.join(workdir, "checkpoints"),
+        wd.checkpoints_dir(workdir),
         max_to_keep=config.ckpt.max_to_keep,
         asynchronous=config.ckpt.asynchronous,
         cleanup=True,  # what a killed save left behind
@@ -281,14 +344,21 @@ def train_and_evaluate(
         logging.info("Resumed from checkpoint at step %d", start_step)
     elif config.init.checkpoint or config.init.torch_weights:
         state = finetune.initialize_from(state, config.init, exp.spec.name, state_shardings)
-    metrics_path = os.path.join(workdir, "train_metrics.jsonl")
+    metrics_path = wd.metrics_path(workdir)
+    wall_before, last_train = _progress_before(workdir, start_step)
     if pidx == 0:  # only now: a config that cannot restore the workdir changes nothing
-        _write_text(
-            os.path.join(workdir, "config.json"),
-            config.to_json_best_effort(indent=2, sort_keys=True),
-        )
-        _keep_metrics_until(metrics_path, start_step)
-    writer = metric_writers.create_default_writer(workdir, just_logging=pidx > 0)
+        if changes:
+            wd.record_config_change(workdir, changes, start_step)
+        with _writing(wd.config_path(workdir)):
+            wd.write_text_atomic(
+                wd.config_path(workdir), config.to_json_best_effort(indent=2, sort_keys=True)
+            )
+        with _writing(metrics_path):
+            wd.keep_metrics_until(metrics_path, start_step)
+    # Synchronous: a failed write (full disk) raises here, in the loop, not in a thread.
+    writer = metric_writers.create_default_writer(
+        workdir, just_logging=pidx > 0, asynchronous=False
+    )
 
     step_fn = jax.jit(
         functools.partial(
@@ -314,18 +384,20 @@ def train_and_evaluate(
     sharding = batch_sharding(exp.mesh)
     pending = []  # device metrics since the last log; fetched only at log time
     eval_metrics: dict = {}
-    last_train: dict = {}
     status = "completed"
     step = start_step
     timer = StepTimer()
-    profiler = Profiler(config.train.get("profile_steps"), os.path.join(workdir, "profile"), step)
+    profiler = Profiler(config.train.get("profile_steps"), wd.profile_dir(workdir), step)
     skipped = {"total": 0, "in_a_row": 0}
 
     def last_good() -> str:
         newest = ckpt.latest_step()
         if newest is None:
             return f"no checkpoint had been written to {ckpt.directory} yet"
-        return f"the last good checkpoint in {ckpt.directory} (step {newest}) is intact"
+        return (
+            f"the last good checkpoint in {ckpt.directory} (step {newest}) is intact (to go "
+            "on from it with another config, e.g. learning rate, pass --allow_config_change)"
+        )
 
     def diverged(step, metrics):
         shown = {k: round(float(v), 6) for k, v in metrics.items()}
@@ -373,10 +445,12 @@ def train_and_evaluate(
                 )
         summary.update({f"train/{k}": v for k, v in timer.summary().items()})
         last_train = summary
-        writer.write_scalars(step, summary)
+        with _writing(f"the TensorBoard log in {workdir}"):
+            writer.write_scalars(step, summary)
         if pidx == 0:
-            with epath.Path(metrics_path).open("a") as f:
-                f.write(json.dumps({"step": step, **summary}) + "\n")
+            wall = wall_before + time.time() - t_start  # over all segments of the run
+            with _writing(metrics_path):
+                wd.append_line(metrics_path, {"step": step, **summary, "wall_time_s": wall})
 
     def after_eval(state, metrics):
         """Reduce-on-plateau: the decision is part of the (checkpointed) optimizer state."""
@@ -393,7 +467,7 @@ def train_and_evaluate(
     batches = train_input.iterate(start_step)
     failed = True
     try:
-        with _Preemption() as preemption:
+        with preemption:
             while step < total_steps:
                 with timer.waiting_for_data():
                     batch = next(batches)
@@ -410,7 +484,8 @@ def train_and_evaluate(
                 step += 1
                 timer.step()
                 profiler.after_step(step, metrics)
-                report(step)
+                with _writing(f"the TensorBoard log in {workdir}"):
+                    report(step)
                 if step_callback is not None:
                     step_callback(step)
                 if step % config.train.log_every_steps == 0 or step == total_steps:
@@ -434,25 +509,41 @@ def train_and_evaluate(
                         eval_metrics = evaluate_state(
                             exp, state.eval_variables(), eval_input, eval_fn
                         )
-                        writer.write_scalars(step, eval_metrics)
+                        with _writing(f"the TensorBoard log in {workdir}"):
+                            writer.write_scalars(step, eval_metrics)
                         state = after_eval(state, eval_metrics)
         profiler.stop(state)
         if status == "completed":
-            eval_metrics = evaluate_state(exp, state.eval_variables(), eval_input, eval_fn)
-            if state.ema_params is not None:
-                ema = evaluate_state(exp, state.eval_variables(ema=True), eval_input, eval_fn)
-                eval_metrics.update({k.replace("eval/", "eval_ema/"): v for k, v in ema.items()})
-            writer.write_scalars(step, eval_metrics)
+            # SIGTERM here abandons the evaluation; the final checkpoint is saved (below) and
+            # the restart evaluates it without training again.
+            stop = (lambda: preemption.requested) if jax.process_count() == 1 else None
+            final = evaluate_state(exp, state.eval_variables(), eval_input, eval_fn, stop)
+            if final is not None and state.ema_params is not None:
+                ema = evaluate_state(exp, state.eval_variables(ema=True), eval_input, eval_fn, stop)
+                if ema is None:
+                    final = None
+                else:
+                    final.update({k.replace("eval/", "eval_ema/"): v for k, v in ema.items()})
+            if final is not None:
+                eval_metrics = final
+                with _writing(f"the TensorBoard log in {workdir}"):
+                    writer.write_scalars(step, eval_metrics)
+        with _writing(f"the TensorBoard log in {workdir}"):
+            writer.flush()
         failed = False
     finally:
         profiler.stop()
-        writer.flush()
         try:
             ckpt.close()  # waits for the last asynchronous save: its errors surface here
         except CheckpointError as e:
             if not failed:
                 raise
             logging.error("%s", e)  # the error already on its way says more; do not mask it
+    if preemption.requested and status == "completed":
+        # SIGTERM during the final evaluation or save: the checkpoint of the last step is
+        # complete; the orchestrator asked to stop, so say preempted (the restart evaluates).
+        status = "preempted"
+        logging.warning("SIGTERM: checkpoint of step %d complete; exiting.", step)
 
     results = {
         "status": status,
@@ -460,7 +551,7 @@ def train_and_evaluate(
         "model": exp.spec.name,
         "num_params": n_params,
         "image_size": exp.image_size,
-        "wall_time_s": time.time() - t_start,
+        "wall_time_s": wall_before + time.time() - t_start,  # over all segments
         **last_train,
         **eval_metrics,
     }
@@ -469,6 +560,7 @@ def train_and_evaluate(
     if getattr(exp.source, "corrupt", None):
         results["corrupt_files"] = sorted(exp.source.corrupt)
     if pidx == 0:
-        _write_json(os.path.join(workdir, "results.json"), results)
+        with _writing(wd.results_path(workdir)):
+            wd.write_json_atomic(wd.results_path(workdir), results)
     logging.info("results: %s", results)
     return results

@@ -109,10 +109,13 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path):
 def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):
     config = tiny_config(**{"ckpt.every_steps": 2, "train.num_steps": 40})
     train_and_evaluate(tiny_config(**{"train.num_steps": 4, "ckpt.every_steps": 2}), str(tmp_path))
-    # Same workdir, now with an absurd learning rate: resumes at 4, then blows up.
+    # Same workdir, now with an absurd learning rate (a deliberate change of the run, recorded
+    # in config_history.jsonl): resumes at 4, then blows up.
     config.optim.base_lr = 1e30
     with pytest.raises(TrainingDiverged, match="last good checkpoint"):
-        train_and_evaluate(config, str(tmp_path))
+        train_and_evaluate(config, str(tmp_path), allow_config_change=True)
+    (change,) = map(json.loads, (tmp_path / "config_history.jsonl").read_text().splitlines())
+    assert change["step"] == 4 and change["changes"]["optim.base_lr"]["new"] == 1e30
     _, state = restore_state(config, str(tmp_path))
     leaves = jax.tree.leaves(state.params)
     assert all(np.all(np.isfinite(np.asarray(x))) for x in leaves)

@@ -1,0 +1,506 @@
+"""A run's workdir: its layout, atomic writes, its identity (config.json) and its lock.
+
+One workdir holds one run::
+
+    <workdir>/checkpoints/<step>/   orbax checkpoints (cnnx.train.checkpoint)
+    <workdir>/config.json           the run's config: its identity
+    <workdir>/config_history.jsonl  changes accepted with --allow_config_change
+    <workdir>/train_metrics.jsonl   one line per logged step (with the cumulative wall time)
+    <workdir>/results.json          the final (or preempted) results
+    <workdir>/lock                  the training process that owns the workdir
+    <workdir>/profile/              jax.profiler traces
+
+Every path goes through `etils.epath`, so a workdir may be local or on gs://.
+"""
+
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+
+import ml_collections
+from absl import logging
+from etils import epath
+
+from cnnx.errors import ConfigError, WorkdirError
+
+CHECKPOINTS = "checkpoints"
+CONFIG = "config.json"
+CONFIG_HISTORY = "config_history.jsonl"
+METRICS = "train_metrics.jsonl"
+RESULTS = "results.json"
+LOCK = "lock"
+PROFILE = "profile"
+
+
+def _join(workdir: str, name: str) -> str:
+    return os.fspath(epath.Path(workdir) / name)
+
+
+def checkpoints_dir(workdir: str) -> str:
+    return _join(workdir, CHECKPOINTS)
+
+
+def config_path(workdir: str) -> str:
+    return _join(workdir, CONFIG)
+
+
+def config_history_path(workdir: str) -> str:
+    return _join(workdir, CONFIG_HISTORY)
+
+
+def metrics_path(workdir: str) -> str:
+    return _join(workdir, METRICS)
+
+
+def results_path(workdir: str) -> str:
+    return _join(workdir, RESULTS)
+
+
+def lock_path(workdir: str) -> str:
+    return _join(workdir, LOCK)
+
+
+def profile_dir(workdir: str) -> str:
+    return _join(workdir, PROFILE)
+
+
+def is_remote(path: str) -> bool:
+    return "://" in os.fspath(path)
+
+
+# --- Writing ---------------------------------------------------------------------------------
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Writes a whole file so that readers see the old or the new content, never a torn one.
+
+    Local paths: a temporary file beside it, fsync, `os.replace`. gs:// objects are replaced
+    atomically by the store itself.
+    """
+    if is_remote(path):
+        epath.Path(path).write_text(text)
+        return
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json_atomic(path: str, obj) -> None:
+    """`obj` as indented JSON, atomically (non-JSON values written with `str`)."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def append_line(path: str, record: dict) -> None:
+    """Appends `record` as one JSON line (gs:// objects cannot be appended to: rewritten)."""
+    line = json.dumps(record, sort_keys=True, default=str) + "\n"
+    p = epath.Path(path)
+    if is_remote(path):
+        p.write_text((p.read_text() if p.exists() else "") + line)
+        return
+    with p.open("a") as f:
+        f.write(line)
+
+
+def read_json(path: str) -> dict | None:
+    """A JSON file's object, or None when it is absent or unreadable (torn, not JSON)."""
+    p = epath.Path(path)
+    try:
+        obj = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def read_lines(path: str) -> list[dict]:
+    """The records of a JSON Lines file; torn or non-object lines skipped."""
+    p = epath.Path(path)
+    if not p.exists():
+        return []
+    records = []
+    for line in p.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def keep_metrics_until(path: str, step: int) -> None:
+    """Drops `train_metrics.jsonl` lines after `step`: those of a run killed after its last
+    checkpoint (and a torn last line), which the resumed run writes again."""
+    p = epath.Path(path)
+    if not p.exists():
+        return
+    kept = []
+    for line in p.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue
+    write_text_atomic(path, "".join(f"{line}\n" for line in kept))
+
+
+def finished_results(workdir: str, total_steps: int) -> dict | None:
+    """The results.json of a run completed at `total_steps` in `workdir`, or None."""
+    results = read_json(results_path(workdir))
+    if results and results.get("status") == "completed" and results.get("step") == total_steps:
+        return results
+    return None
+
+
+def describe_write_error(error: BaseException) -> tuple[str, bool]:
+    """(reason, whether the disk is full) of a failed write, from any layer's error text.
+
+    OSError (Python file code), tensorstore's "[os_error_code=28]" and TensorFlow's
+    OpError ("...; No space left on device") are all recognised.
+    """
+    text = " ".join(str(error).split())
+    errno = getattr(error, "errno", None)
+    if isinstance(error, OSError) and errno:
+        return f"{error.strerror} (errno {errno})", errno in _DISK_FULL
+    for code in _DISK_FULL:
+        if f"os_error_code={code}" in text or f"os_error_code='{code}'" in text:
+            return f"{os.strerror(code)} (errno {code})", True
+    for code in _DISK_FULL:
+        if os.strerror(code) in text:
+            return f"{os.strerror(code)} (errno {code})", True
+    return f"{type(error).__name__}: {text[:400]}", False
+
+
+_DISK_FULL = (27, 28, 122)  # EFBIG, ENOSPC, EDQUOT
+
+
+# --- Identity: the saved config ----------------------------------------------------------------
+
+# Keys a run may change between segments without changing what it computes: where and how
+# often things are logged, evaluated or saved, how the state is laid out on devices, where the
+# same data is read from. Every other key is part of the run's identity.
+IDENTITY_FREE = {
+    "train.log_every_steps": "when train metrics are logged",
+    "train.profile_steps": "profiling",
+    "train.on_nonfinite": "what happens if a step diverges (no effect on finite steps)",
+    "eval.batch_size": "evaluation batching (metrics are exact sums)",
+    "eval.every_steps": "how often the run evaluates (identity with schedule=plateau)",
+    "ckpt.every_steps": "how often checkpoints are written (resume is exact at any step)",
+    "ckpt.max_to_keep": "how many checkpoints are kept",
+    "ckpt.asynchronous": "whether saves run in the background",
+    "data.data_dir": "where the same dataset is read from",
+    "data.download": "whether TFDS may download",
+    "data.cache": "in-memory caching of the same examples",
+    "model.remat": "recomputing activations (memory, not math)",
+    "model.remat_policy": "which activations are recomputed",
+    "mesh.*": "the device layout (checkpoints restore onto any mesh)",
+}
+
+
+def _identity_free(key: str, new: dict) -> bool:
+    if key == "eval.every_steps" and new.get("schedule.name") == "plateau":
+        return False  # the plateau schedule decides the learning rate at each evaluation
+    section = key.split(".")[0]
+    return key in IDENTITY_FREE or f"{section}.*" in IDENTITY_FREE
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            flat.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
+def _as_json(config) -> dict:
+    if isinstance(config, ml_collections.ConfigDict):
+        return json.loads(config.to_json_best_effort(sort_keys=True))
+    return json.loads(json.dumps(config, default=str))
+
+
+def config_changes(saved: dict, config) -> dict[str, tuple]:
+    """The identity keys whose value differs between a saved config and `config`.
+
+    Both are read over today's schema defaults, so a key added to the schema since the run
+    was saved counts as its default, and a recipe lacking an optional key as the default too.
+
+    Returns:
+      {dotted key: (saved value, new value)}, sorted by key; empty when it is the same run.
+    """
+    from cnnx.train.config import base_config
+
+    defaults = _flatten(_as_json(base_config()))
+    old = {**defaults, **_flatten(_as_json(saved))}
+    new = {**defaults, **_flatten(_as_json(config))}
+    missing = "<unset>"
+    return {
+        k: (old.get(k, missing), new.get(k, missing))
+        for k in sorted(old.keys() | new.keys())
+        if old.get(k, missing) != new.get(k, missing) and not _identity_free(k, new)
+    }
+
+
+def load_saved_config(workdir: str) -> dict | None:
+    """The config.json of a workdir as a dict; None if there is none.
+
+    Raises:
+      WorkdirError: config.json exists but cannot be parsed (the run's identity is unknown).
+    """
+    p = epath.Path(config_path(workdir))
+    if not p.exists():
+        return None
+    saved = read_json(os.fspath(p))
+    if saved is None:
+        raise WorkdirError(
+            f"{p} is unreadable (truncated or not JSON), so which run this workdir holds is "
+            "unknown; nothing was changed. Restore it from a copy, or use another --workdir."
+        )
+    return saved
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config a workdir was trained with, over today's schema (new fields: defaults).
+
+    Raises:
+      ConfigError: the workdir has no config.json.
+      WorkdirError: its config.json is unreadable.
+    """
+    from cnnx.train.config import base_config
+
+    saved = load_saved_config(workdir)
+    if saved is None:
+        raise ConfigError(
+            f"{config_path(workdir)} not found: is {workdir!r} a cnnx workdir? "
+            "Pass --config explicitly."
+        )
+    config = base_config()
+    for section, values in saved.items():
+        if isinstance(values, dict) and section in config:
+            for key, value in values.items():
+                config[section][key] = tuple(value) if isinstance(value, list) else value
+        else:
+            config[section] = values
+    return config
+
+
+def _show(value) -> str:
+    return json.dumps(value, default=str)
+
+
+def check_same_run(workdir: str, config, *, allow_change: bool = False) -> dict[str, tuple]:
+    """Refuses a config that would continue another run in `workdir`.
+
+    Reads only; writes nothing (the change is recorded by `record_config_change` once the
+    run goes ahead).
+
+    Args:
+      workdir: the run's directory.
+      config: the config this start asks for.
+      allow_change: continue anyway (--allow_config_change).
+
+    Returns:
+      The identity changes ({key: (old, new)}); empty for the same run or a new workdir.
+
+    Raises:
+      WorkdirError: the saved config differs in an identity key and `allow_change` is off.
+    """
+    saved = load_saved_config(workdir)
+    if saved is None:
+        return {}
+    changes = config_changes(saved, config)
+    if changes and not allow_change:
+        listed = "; ".join(f"{k}: {_show(a)} -> {_show(b)}" for k, (a, b) in changes.items())
+        raise WorkdirError(
+            f"{workdir} holds another run: its config.json differs in {listed}. Nothing was "
+            "changed. Start the new run in another --workdir, or continue this one with the "
+            "new values on purpose with --allow_config_change (recorded in "
+            f"{CONFIG_HISTORY})."
+        )
+    return changes
+
+
+def record_config_change(workdir: str, changes: dict[str, tuple], step: int) -> None:
+    """Appends an accepted config change to `<workdir>/config_history.jsonl` (and logs it)."""
+    record = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "step": step,
+        "changes": {k: {"old": a, "new": b} for k, (a, b) in changes.items()},
+    }
+    append_line(config_history_path(workdir), record)
+    logging.warning(
+        "Continuing %s at step %d with a changed config (%s); recorded in %s.",
+        workdir,
+        step,
+        ", ".join(changes),
+        CONFIG_HISTORY,
+    )
+
+
+def check_is_directory(workdir: str) -> None:
+    """Raises WorkdirError when `workdir` exists but is not a directory."""
+    p = epath.Path(workdir)
+    if p.exists() and not p.is_dir():
+        raise WorkdirError(f"--workdir={workdir} exists and is not a directory; pass a directory.")
+
+
+# --- Lock: one writer per workdir -------------------------------------------------------------
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+_HELD: set[str] = set()  # lock files held by this process
+
+
+class WorkdirLock:
+    """The workdir's exclusive lock, held by one training process (process 0 of a run).
+
+    The lock file records host, boot, pid and start time. A lock whose holder is on this host
+    and no longer running (its pid is gone, or the machine rebooted since) is stale: taken
+    over with a warning. A lock of a live process, or of another host (whose processes
+    cannot be checked from here), is an error naming the holder.
+
+    Locally the lock is created atomically (`os.link` of a complete file: it exists whole or
+    not at all). On gs:// there is no atomic create: the lock is written, then read back,
+    which catches all but near-simultaneous starts; and a lock left by a killed run on another
+    host must be deleted by hand (the error says which file).
+    """
+
+    def __init__(self, workdir: str):
+        self.path = lock_path(workdir)
+        self._mine: dict | None = None
+
+    def _me(self) -> dict:
+        return {
+            "host": socket.gethostname(),
+            "boot_id": _boot_id(),
+            "pid": os.getpid(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "command": " ".join(sys.argv),
+        }
+
+    def _create(self, me: dict) -> bool:
+        text = json.dumps(me, sort_keys=True)
+        if is_remote(self.path):
+            p = epath.Path(self.path)
+            if p.exists():
+                return False
+            p.write_text(text)
+            return read_json(self.path) == me
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        try:
+            os.link(tmp, self.path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+
+    def _stale(self, holder: dict) -> bool:
+        if holder.get("host") != socket.gethostname():
+            return False
+        if holder.get("boot_id") and holder.get("boot_id") != _boot_id():
+            return True  # this machine restarted since
+        pid = holder.get("pid")
+        if not isinstance(pid, int):
+            return False
+        if pid == os.getpid():
+            return self.path not in _HELD  # a former process that had our pid (containers)
+        return not _alive(pid)
+
+    def acquire(self) -> None:
+        """Takes the lock.
+
+        Raises:
+          WorkdirError: another live process (or another host) holds it.
+        """
+        me = self._me()
+        for _ in range(3):
+            if self._create(me):
+                self._mine = me
+                _HELD.add(self.path)
+                return
+            holder = read_json(self.path)
+            if holder is None and not epath.Path(self.path).exists():
+                continue  # released meanwhile
+            if holder is None or not self._stale(holder):
+                raise WorkdirError(self._held_by(holder))
+            logging.warning(
+                "Taking over the stale lock %s of pid %s on %s (started %s), which is no "
+                "longer running.",
+                self.path,
+                holder.get("pid"),
+                holder.get("host"),
+                holder.get("started"),
+            )
+            epath.Path(self.path).unlink(missing_ok=True)
+        raise WorkdirError(self._held_by(read_json(self.path)))
+
+    def _held_by(self, holder: dict | None) -> str:
+        if holder is None:
+            who = "an unreadable lock"
+        else:
+            who = (
+                f"pid {holder.get('pid')} on {holder.get('host')} (started "
+                f"{holder.get('started')}: {holder.get('command', '?')})"
+            )
+        return (
+            f"{os.path.dirname(self.path)} is in use by {who}. One run writes a workdir at a "
+            "time: wait for it, stop it, or use another --workdir. If that process is gone "
+            f"(e.g. on another machine), delete {self.path}."
+        )
+
+    def release(self) -> None:
+        """Drops the lock if this process holds it (and it is still ours)."""
+        if self._mine is None:
+            return
+        _HELD.discard(self.path)
+        try:
+            if read_json(self.path) == self._mine:
+                epath.Path(self.path).unlink(missing_ok=True)
+        finally:
+            self._mine = None
+
+
+@contextlib.contextmanager
+def locked(workdir: str, *, take: bool = True) -> Iterator[None]:
+    """Holds the workdir's lock for the block (`take=False`: a no-op, for processes > 0)."""
+    if not take:
+        yield
+        return
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+    lock = WorkdirLock(workdir)
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
