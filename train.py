@@ -16,13 +16,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags
 from ml_collections import config_flags
 
+from cnnx.train import distributed
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/default.py", "Config file (path[:arg]).", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, logs and results go here.")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Index of this process.")
+distributed.define_flags()
 
 
 def main(argv):
@@ -30,11 +30,11 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from cnnx.cli import run_training
     from cnnx.errors import CnnxError
-    from cnnx.train import distributed, logs
+    from cnnx.train import logs
 
     logs.configure()
     try:
-        distributed.maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+        distributed.initialize_from_flags()
     except CnnxError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
