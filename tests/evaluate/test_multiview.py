@@ -7,13 +7,12 @@ from sklearn.metrics import confusion_matrix
 
 from cnnx.data import EvalInput, PPContext, get_source, to_global
 from cnnx.evaluate import views  # noqa: F401
+from cnnx.evaluate.metrics import masked_sums, summarize
 from cnnx.evaluate.multiview import (
     Member,
     evaluate_members,
     make_batch_sums,
-    masked_sums,
     save_confusion_png,
-    summarize,
 )
 from cnnx.train.mesh import batch_sharding, make_mesh
 
