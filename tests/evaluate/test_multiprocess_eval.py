@@ -24,12 +24,17 @@ CASES = {
 }
 
 
+# The first run keeps its larger parameters split over all 8 devices (FSDP), so under two
+# processes its weights are restored split across them; the second run is plain data-parallel.
+MESHES = ({"mesh.data": 1, "mesh.fsdp": 8, "mesh.fsdp_min_size": 64}, {})
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Two tiny LeNet-5 runs on digits (different seeds), 4 steps each."""
+    """Two tiny LeNet-5 runs on digits (different seeds and meshes), 4 steps each."""
     workdirs = []
-    for seed in (0, 1):
-        config = tiny_config(**{"train.num_steps": 4, "train.log_every_steps": 4})
+    for seed, mesh in enumerate(MESHES):
+        config = tiny_config(**{"train.num_steps": 4, "train.log_every_steps": 4, **mesh})
         config.seed = seed
         workdir = str(tmp_path_factory.mktemp(f"run{seed}"))
         train_and_evaluate(config, workdir)
@@ -56,6 +61,8 @@ def test_two_processes_match_one(runs, case, tmp_path, compilation_cache):  # no
     procs = start(_eval_py(runs, case, one), num_processes=1, devices=8, env=cache)
     procs += start(_eval_py(runs, case, two), num_processes=2, devices=4, env=cache)
     outputs = wait(procs)
+    for out in outputs[1:]:  # the first run's weights were restored split over both processes
+        assert "{'data': 1, 'fsdp': 8, 'model': 1}: 3 of 14 parameter tensors sharded" in out
     single, multi = (json.loads((d / "eval.json").read_text()) for d in (one, two))
     assert multi["eval/examples"] == single["eval/examples"] == 100  # test[:100], once each
     views, members = (5, 2) if case != "plain" else (1, 1)
