@@ -5,7 +5,7 @@
     python eval.py --workdir=DIR --views=tencrop --ensemble=DIR2,DIR3 --confusion_png=cm.png
 
 Uses the config saved in the workdir unless --config is given; prints top-1 / top-5 and
-writes JSON (default <workdir>/eval_<split>_<size>.json).
+writes JSON (default <workdir>/eval_<split>_<size>.json). Several processes: as train.py.
 """
 
 import json
@@ -16,6 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags
 from ml_collections import config_flags
+
+from cnnx.train import distributed
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config (default: the workdir's).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run's directory.", required=True)
@@ -33,6 +35,7 @@ _VIEWS = flags.DEFINE_string(
 _ENSEMBLE = flags.DEFINE_list("ensemble", [], "More workdirs whose probabilities are averaged.")
 _CONFUSION = flags.DEFINE_string("confusion_png", None, "Write the confusion matrix here.")
 _OUTPUT = flags.DEFINE_string("output", None, "JSON output path.")
+distributed.define_flags()
 
 
 def main(argv):
@@ -43,6 +46,7 @@ def main(argv):
 
     logs.configure()
     try:
+        distributed.initialize_from_flags()
         config = _CONFIG.value or load_workdir_config(_WORKDIR.value)
         results = evaluate_checkpoint(
             config,
@@ -62,6 +66,8 @@ def main(argv):
     tag += f"_ensemble{len(_ENSEMBLE.value) + 1}" if _ENSEMBLE.value else ""
     name = f"eval_{results['split']}_{results['image_size']}{tag}.json".replace("/", "_")
     out = _OUTPUT.value or os.path.join(_WORKDIR.value, name)
+    if not distributed.is_writer():  # every process evaluated; process 0 writes
+        return 0
     with open(out, "w") as f:
         json.dump(results, f, indent=2)
     if _CONFUSION.value:

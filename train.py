@@ -16,6 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags
 from ml_collections import config_flags
 
+from cnnx.train import distributed
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/default.py", "Config file (path[:arg]).", lock_config=True
 )
@@ -28,9 +30,7 @@ _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     "Continue the run in --workdir although this config differs from its config.json "
     "(recorded in <workdir>/config_history.jsonl). Without it such a restart is refused.",
 )
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Index of this process.")
+distributed.define_flags()
 
 
 def main(argv):
@@ -38,7 +38,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from cnnx.cli import run_training
     from cnnx.errors import CnnxError
-    from cnnx.train import distributed, logs
+    from cnnx.train import logs
 
     if not _WORKDIR.value:
         print(
@@ -50,7 +50,7 @@ def main(argv):
         return 2
     logs.configure()
     try:
-        distributed.maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+        distributed.initialize_from_flags()
     except CnnxError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -6,7 +6,8 @@
 
 Writes DIR/train_<R>/ (resumable training workdirs), DIR/fixres.json (the table, updated after
 every R_train), DIR/fixres.md and DIR/fixres.png (top-1 against test resolution, before and
-after fine-tuning).
+after fine-tuning). Several processes (one per host): as train.py (--coordinator_address,
+--num_processes, --process_id, or detected on Cloud TPU / SLURM / Open MPI).
 """
 
 import os
@@ -18,29 +19,40 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags
 from ml_collections import config_flags
 
+from cnnx.train import distributed
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/sweeps/fixres.py", "FixRes config (path[:arg]).", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+distributed.define_flags()
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    import tensorflow as tf
-
-    tf.config.set_visible_devices([], "GPU")  # tf.data only; accelerators belong to jax
     from cnnx.errors import CnnxError
-    from cnnx.sweeps import fixres
     from cnnx.train import logs
 
     logs.configure()
+    try:
+        distributed.initialize_from_flags()
+    except CnnxError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    import tensorflow as tf
+
+    tf.config.set_visible_devices([], "GPU")  # tf.data only; accelerators belong to jax
+    from cnnx.sweeps import fixres
+
     workdir = _WORKDIR.value
     try:
         table = fixres.run_fixres(_CONFIG.value, workdir)
     except CnnxError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if not distributed.is_writer():  # every process ran the protocol; process 0 writes
+        return 0
     text = fixres.format_table(table)
     with open(os.path.join(workdir, "fixres.md"), "w") as f:
         f.write(text + "\n")

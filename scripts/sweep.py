@@ -8,6 +8,12 @@ Restarting the same command skips finished trials and resumes the interrupted on
 checkpoint. `--summarize_only` rebuilds the summary from all shards' results files.
 Outputs in DIR: results[.shard-i-of-n].jsonl, trials/<key>/ (one training workdir per trial),
 summary.md, summary.json, accuracy_vs_flops.png.
+
+Several processes (one per host of a slice, each trial using all of them): every process runs
+the same command, with --coordinator_address, --num_processes and --process_id, or detected on
+Cloud TPU / SLURM / Open MPI as for train.py. The sweep is then one jax.distributed job: trials
+run in-process, one after another on all processes, and only process 0 records results and
+writes the summary. (--shard=i/n instead splits the trials between independent jobs.)
 """
 
 import argparse
@@ -29,6 +35,9 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--retry-failed", "--retry_failed", action="store_true")
     parser.add_argument("--summarize-only", "--summarize_only", action="store_true")
+    from cnnx.train import distributed
+
+    distributed.add_arguments(parser)
     args = parser.parse_args(argv)
 
     from cnnx.errors import CnnxError
@@ -51,22 +60,32 @@ def main(argv=None) -> int:
             print(f"  {t.index:>4}  {t.key}  {status:<9}  {t.overrides}")
         return 0
     if not args.summarize_only:
+        try:
+            # Several processes: one job for the whole sweep, so its trials run in-process.
+            several = distributed.initialize_from_args(args)
+        except CnnxError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         import tensorflow as tf
 
         tf.config.set_visible_devices([], "GPU")
         from cnnx.train import logs
 
         logs.configure()
+        writer = not several or distributed.is_writer()
         state = runner.run_sweep(
             sweep,
             args.workdir,
             shard=shard,
             num_shards=num_shards,
-            isolate=not args.in_process,
+            isolate=not (args.in_process or several),
             retry_failed=args.retry_failed,
+            record=writer,
         )
         if state == "interrupted":
             return 143
+        if not writer:
+            return 0
     print()
     print(report.summarize(sweep, results.read_all(args.workdir), args.workdir))
     return 0

@@ -32,11 +32,12 @@ import optax
 from absl import logging
 
 from cnnx.data import TrainInput, to_global
+from cnnx.evaluate.multiview import Member, evaluate_members
 from cnnx.models.registry import model_fields
 from cnnx.sweeps.spec import apply_overrides
-from cnnx.train import steps
+from cnnx.train.distributed import is_writer
 from cnnx.train.experiment import process_info, setup
-from cnnx.train.loop import evaluate_state, make_eval_input, train_and_evaluate
+from cnnx.train.loop import make_eval_input, train_and_evaluate
 from cnnx.train.mesh import batch_sharding, replicated
 from cnnx.train.optim import cross_entropy
 
@@ -95,20 +96,17 @@ def adapt_to_resolution(model, params, res: int):
     return model, params
 
 
-def _eval_fn(model, num_classes: int, mesh):
-    return jax.jit(
-        functools.partial(steps.eval_step, apply_fn=model.apply, num_classes=num_classes),
-        out_shardings=replicated(mesh),
-    )
-
-
 def evaluate_at(config, variables, res: int, crop_pct: float | None = None, model=None) -> dict:
-    """Top-1/top-5/loss of `variables` on the eval split at `res` px, centre crop `crop_pct`."""
+    """Top-1/top-5/loss of `variables` on the eval split at `res` px, centre crop `crop_pct`.
+
+    The same evaluation as eval.py's (`evaluate_members`): sums reduced on device, so every
+    process of a multi-process run takes part and gets the global metrics.
+    """
     exp = setup(at_resolution(config, res, crop_pct))
     model = model or exp.model
     eval_input = make_eval_input(exp, image_size=res)
-    fn = _eval_fn(model, model.num_classes, exp.mesh)
-    return evaluate_state(exp, jax.device_put(variables, replicated(exp.mesh)), eval_input, fn)
+    member = Member(f"{exp.spec.name}@{res}", model.apply, variables)
+    return evaluate_members([member], eval_input, exp.mesh, confusion=False)
 
 
 def finetune_at(config, variables, res: int, ft: ml_collections.ConfigDict, crop_pct=None):
@@ -157,7 +155,8 @@ def finetune_at(config, variables, res: int, ft: ml_collections.ConfigDict, crop
     rep = replicated(exp.mesh)
     state = jax.device_put((params, variables["batch_stats"], tx.init(params)), rep)
 
-    @functools.partial(jax.jit, donate_argnums=(0,))
+    # Replicated outputs: every process can read the loss, and the state stays as it came in.
+    @functools.partial(jax.jit, donate_argnums=(0,), out_shardings=rep)
     def step(state, batch, rng):
         params, batch_stats, opt_state = state
 
@@ -238,7 +237,8 @@ def run_fixres(fc: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
             logging.info("fixres %s", row)
         table["before"][r_train] = before
         table["after"][r_train] = after
-        write_json_atomic(out_path, table)  # partial tables survive a crash
+        if is_writer():  # every process computed the table; process 0 keeps it
+            write_json_atomic(out_path, table)  # partial tables survive a crash
     return table
 
 

@@ -148,6 +148,7 @@ def run_sweep(
     isolate: bool = True,
     retry_failed: bool = False,
     runner: Callable | None = None,
+    record: bool = True,
 ) -> str:
     """Runs the unfinished trials of one shard and appends a record for each.
 
@@ -158,6 +159,7 @@ def run_sweep(
       isolate: one subprocess per trial (default) or in-process.
       retry_failed: also re-run trials recorded as failed.
       runner: `fn(sweep, trial, trial_workdir, interrupt) -> dict` replacing the default (tests).
+      record: append the records (False on processes other than 0 of a multi-process sweep).
 
     Returns:
       'completed' when the shard has no unfinished trial left, 'interrupted' otherwise.
@@ -177,7 +179,7 @@ def run_sweep(
             if out.get("status") == "preempted" or interrupt.requested:
                 print(f"interrupted during trial {trial.index}; it resumes on restart.")
                 return "interrupted"
-            record = {
+            entry = {
                 "key": trial.key,
                 "index": trial.index,
                 "overrides": trial.overrides,
@@ -188,7 +190,8 @@ def run_sweep(
                 "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 **out,
             }
-            results_lib.append_record(path, record)
+            if record:
+                results_lib.append_record(path, entry)
             top = out.get("metrics", {}).get(sweep.metric)
             print(f"    {out['status']}" + (f"  {sweep.metric}={top:.2f}" if top else ""))
     return "completed"

@@ -44,6 +44,7 @@ def run_trial(config, workdir: str) -> dict:
       written atomically to `<workdir>/trial_result.json`.
     """
     from cnnx.sweeps.results import write_json_atomic
+    from cnnx.train.distributed import is_writer
     from cnnx.train.loop import train_and_evaluate
 
     t0 = time.time()
@@ -56,7 +57,8 @@ def run_trial(config, workdir: str) -> dict:
         **cost,
         "wall_time_s": time.time() - t0,
     }
-    write_json_atomic(os.path.join(workdir, RESULT_FILE), out)
+    if is_writer():  # a multi-process sweep: every process ran the trial, one writes
+        write_json_atomic(os.path.join(workdir, RESULT_FILE), out)
     return out
 
 

@@ -13,13 +13,65 @@ arguments from them:
 - `JAX_COORDINATOR_ADDRESS` with `JAX_NUM_PROCESSES` and `JAX_PROCESS_ID` (any launcher).
 
 A single process on one machine initialises nothing.
+
+Every entry point (train.py, eval.py, scripts/fixres.py, scripts/sweep.py) takes the same three
+flags: absl programs call `define_flags()` at import and `initialize_from_flags()` in `main`;
+argparse programs `add_arguments(parser)` and `initialize_from_args(args)`. Whatever runs a
+model then does so on every process (each reads its share of the data, and the sums are
+reduced on device), while only process 0 (`is_writer()`) writes results files and plots.
 """
 
+import argparse
 import os
 
 import jax
+from absl import flags
 
 from cnnx.errors import ConfigError
+
+# name: (type, help). The one definition of the multi-process flags, for absl and argparse.
+FLAGS = {
+    "coordinator_address": (
+        str,
+        "host:port of process 0, when running several processes (one per host); "
+        "detected automatically on Cloud TPU, SLURM (srun) and Open MPI.",
+    ),
+    "num_processes": (int, "Number of processes (with --coordinator_address)."),
+    "process_id": (int, "Index of this process, 0 .. num_processes - 1."),
+}
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Defines --coordinator_address, --num_processes and --process_id as absl flags."""
+    for name, (kind, help_text) in FLAGS.items():
+        define = flags.DEFINE_string if kind is str else flags.DEFINE_integer
+        define(name, None, help_text, flag_values=flag_values)
+
+
+def initialize_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> bool:
+    """`maybe_initialize` with the values of the flags `define_flags` defined."""
+    return maybe_initialize(*(flag_values[name].value for name in FLAGS))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the same three flags to an argparse parser (scripts/sweep.py, the sweep worker)."""
+    for name, (kind, help_text) in FLAGS.items():
+        parser.add_argument(f"--{name}", type=kind, default=None, help=help_text)
+
+
+def initialize_from_args(args: argparse.Namespace) -> bool:
+    """`maybe_initialize` with the values `add_arguments` parsed."""
+    return maybe_initialize(*(getattr(args, name) for name in FLAGS))
+
+
+def as_arguments(args: argparse.Namespace) -> list[str]:
+    """The flags given in `args` as command-line arguments, to pass on to a child process."""
+    return [f"--{n}={getattr(args, n)}" for n in FLAGS if getattr(args, n) is not None]
+
+
+def is_writer() -> bool:
+    """Whether this process writes results files, tables and plots (process 0 does)."""
+    return jax.process_index() == 0
 
 
 def _many(var: str) -> bool:

@@ -1,7 +1,8 @@
 """A tiny sweep file for the driver tests: LeNet-5 on digits, three widths, a few steps.
 
 The steps count and checkpoint interval come from the arg ('steps=N'), so the crash test can
-make a trial long enough to be killed in the middle.
+make a trial long enough to be killed in the middle; 'data=-1' spreads the batch over every
+device (the multi-process test) instead of one.
 """
 
 from cnnx.sweeps.spec import parse_kv_arg
@@ -29,6 +30,6 @@ def get_sweep(arg=None):
     c.eval.every_steps = 100_000
     c.ckpt.every_steps = 4
     c.ckpt.asynchronous = False
-    c.mesh.data = 1
+    c.mesh.data = int(kv.get("data", 1))
     trials = [{"model.width_mult": w, "_width": w} for w in (0.5, 0.75, 1.0)]
     return c, trials, {"metric": "eval/top1", "mode": "max"}

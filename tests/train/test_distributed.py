@@ -73,3 +73,27 @@ def test_incomplete_setups_are_clear_errors(env, flags, calls, monkeypatch):
     with pytest.raises(ConfigError, match="coordinator_address"):
         distributed.maybe_initialize(**flags)
     assert calls == []
+
+
+def test_absl_and_argparse_flags_reach_initialize(calls):
+    """Every entry point's flags (one definition, two front ends) reach jax.distributed."""
+    import argparse
+
+    from absl import flags
+
+    given = ["--coordinator_address=h0:5", "--num_processes=2", "--process_id=1"]
+    expected = {"coordinator_address": "h0:5", "num_processes": 2, "process_id": 1}
+    flag_values = flags.FlagValues()
+    distributed.define_flags(flag_values)
+    flag_values(["prog", *given])
+    assert distributed.initialize_from_flags(flag_values)
+    parser = argparse.ArgumentParser()
+    distributed.add_arguments(parser)
+    args = parser.parse_args(given)
+    assert distributed.initialize_from_args(args)
+    assert distributed.as_arguments(args) == given
+    assert calls == [expected, expected]
+    unset = flags.FlagValues()
+    distributed.define_flags(unset)
+    unset(["prog"])
+    assert not distributed.initialize_from_flags(unset)  # one process: nothing to set up

@@ -1,0 +1,78 @@
+"""eval.py as two jax.distributed processes (4 fake CPU devices each) gives the numbers one
+process with 8 devices gives, plain and with test-time views, an ensemble and a confusion
+matrix; only process 0 writes the JSON and the PNG."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from cnnx.train.loop import train_and_evaluate
+from tests.jax_cache import compilation_cache, env  # noqa: F401
+from tests.multiprocess import start, wait
+from tests.train.tiny import tiny_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("compilation_cache")]
+
+CASES = {
+    "plain": lambda runs: [],
+    "views_ensemble_confusion": lambda runs: [
+        "--views=tencrop(flip=False)",
+        f"--ensemble={runs[1]}",
+    ],
+}
+
+
+# The first run keeps its larger parameters split over all 8 devices (FSDP), so under two
+# processes its weights are restored split across them; the second run is plain data-parallel.
+MESHES = ({"mesh.data": 1, "mesh.fsdp": 8, "mesh.fsdp_min_size": 64}, {})
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two tiny LeNet-5 runs on digits (different seeds and meshes), 4 steps each."""
+    workdirs = []
+    for seed, mesh in enumerate(MESHES):
+        config = tiny_config(**{"train.num_steps": 4, "train.log_every_steps": 4, **mesh})
+        config.seed = seed
+        workdir = str(tmp_path_factory.mktemp(f"run{seed}"))
+        train_and_evaluate(config, workdir)
+        workdirs.append(workdir)
+    return workdirs
+
+
+def _eval_py(runs, case, out_dir):
+    return [
+        "eval.py",
+        f"--workdir={runs[0]}",
+        f"--output={out_dir}/eval.json",
+        f"--confusion_png={out_dir}/cm.png",
+        *CASES[case](runs),
+    ]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_two_processes_match_one(runs, case, tmp_path, compilation_cache):  # noqa: F811
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    cache = env(compilation_cache)
+    procs = start(_eval_py(runs, case, one), num_processes=1, devices=8, env=cache)
+    procs += start(_eval_py(runs, case, two), num_processes=2, devices=4, env=cache)
+    outputs = wait(procs)
+    for out in outputs[1:]:  # the first run's weights were restored split over both processes
+        assert "{'data': 1, 'fsdp': 8, 'model': 1}: 3 of 14 parameter tensors sharded" in out
+    single, multi = (json.loads((d / "eval.json").read_text()) for d in (one, two))
+    assert multi["eval/examples"] == single["eval/examples"] == 100  # test[:100], once each
+    views, members = (5, 2) if case != "plain" else (1, 1)
+    assert multi["views"] == single["views"] == views
+    assert len(multi["members"]) == len(single["members"]) == members
+    for key in ("eval/top1", "eval/top5", "confusion", "per_class_top1", "step"):
+        assert multi[key] == single[key], key
+    np.testing.assert_allclose(multi["eval/loss"], single["eval/loss"], rtol=1e-5)
+    assert np.sum(multi["confusion"]) == 100
+    assert np.trace(multi["confusion"]) == round(multi["eval/top1"])  # 100 examples: % = count
+    # Only process 0 writes the JSON and the PNG and prints the result line.
+    assert os.path.getsize(two / "cm.png") > 1000
+    assert "-> " in outputs[1] and "-> " not in outputs[2]
