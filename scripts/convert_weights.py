@@ -8,6 +8,14 @@ Reads a `.pth`/`.pt` (torch.save of a state_dict, or of {'state_dict': ...}) or 
 `.safetensors` file, maps every tensor onto the cnnx model (printing what mapped and what was
 deliberately left out), refuses any shape mismatch with a clear message, and writes an orbax
 checkpoint (step 0) plus the config.json that eval.py needs into --out.
+
+The config's `data.mean` / `data.std` are the normalisation the reference weights expect,
+including any the reference applies inside forward(): torchvision's pretrained GoogLeNet and
+Inception v3 are built with `transform_input=True`, which re-normalises ImageNet-normalised
+input to (x - 0.5) / 0.5, so their weights are written with mean = std = 0.5. That flag is
+not in the state_dict: pass `--transform_input=false` for weights made without it. A
+state_dict without auxiliary heads (torchvision's pretrained GoogLeNet) converts as it is;
+the heads start fresh (they run only in training).
 """
 
 import argparse
@@ -32,12 +40,36 @@ def load_state_dict(path: str) -> dict:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
+def _report_text(model: str, report) -> str:
+    """What the conversion used, left out and filled fresh, one line each."""
+    mapped = len(report.mapped)
+    lines = [f"mapped {mapped} of {mapped + len(report.skipped)} tensors into {model}"]
+    if report.counters:
+        lines[0] += f" ({report.counters} BatchNorm num_batches_tracked counters not needed)"
+    if report.skipped:
+        shown = ", ".join(report.skipped[:20]) + (" ..." if len(report.skipped) > 20 else "")
+        lines.append(f"left out ({len(report.skipped)}): {shown}")
+    if report.absent:
+        lines.append(
+            f"note: the file has no {', '.join(report.absent)} (auxiliary heads, used only in "
+            "training); they start from fresh initial values and do not affect evaluation"
+        )
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="cnnx model name, e.g. resnet18")
     parser.add_argument("--from", dest="source", required=True, help=".pth / .safetensors file")
     parser.add_argument("--out", required=True, help="output directory (a cnnx workdir)")
     parser.add_argument("--num_classes", type=int, default=None, help="head size in the file")
+    parser.add_argument(
+        "--transform_input",
+        choices=("true", "false"),
+        default=None,
+        help="GoogLeNet / Inception v3 only: whether the torch model was built with "
+        "transform_input (default: true, as torchvision's pretrained builders make it)",
+    )
     args = parser.parse_args(argv)
 
     import jax
@@ -58,18 +90,17 @@ def main(argv=None) -> int:
     try:
         spec = models.get_spec(args.model)
         num_classes = args.num_classes or spec.num_classes
+        transform_input = None if args.transform_input is None else args.transform_input == "true"
+        mean, std, why = convert.input_normalization(args.model, transform_input)
         state_dict = load_state_dict(args.source)
-        variables, skipped = convert.from_torch(
-            args.model, state_dict, num_classes=num_classes, return_skipped=True
+        variables, report = convert.from_torch(
+            args.model, state_dict, num_classes=num_classes, return_report=True
         )
     except CnnxError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    mapped = len(state_dict) - len(skipped)
-    print(f"mapped {mapped} of {len(state_dict)} tensors into {args.model}")
-    if skipped:
-        print(f"left out ({len(skipped)}): {', '.join(skipped[:20])}"
-              + (" ..." if len(skipped) > 20 else ""))  # fmt: skip
+    print(_report_text(args.model, report))
+    print(f"normalisation written to config.json: mean {list(mean)}, std {list(std)} ({why})")
 
     params = jax.tree.map(jnp.asarray, variables["params"])
     batch_stats = jax.tree.map(jnp.asarray, variables.get("batch_stats", {}))
@@ -78,6 +109,8 @@ def main(argv=None) -> int:
     config.model.num_classes = num_classes
     config.data.source = "tfds:imagenet2012"
     config.data.eval_split = "validation"
+    config.data.mean = tuple(mean)
+    config.data.std = tuple(std)
     # The optimizer state has the layout of the config's optimizer, so eval.py and resumed
     # training restore it; its values are fresh.
     from cnnx.train.loop import make_tx

@@ -58,6 +58,7 @@ class Summary:
     activation_bytes: int
     depth: int
     depth_pool: int
+    training_only_params: int = 0
     memory: dict | None = None
     speed: object = None
 
@@ -68,6 +69,7 @@ class Summary:
             "weights": sum(layer.weights for layer in self.layers),
             "biases": sum(layer.biases for layer in self.layers),
             "other_parameters": self.other_params,
+            "training_only_parameters": self.training_only_params,
             "parameter_bytes": self.param_bytes,
             "macs": self.macs,
             "gflops": 2 * self.macs / 1e9,
@@ -101,6 +103,7 @@ def from_trace(model_name: str, tr: Trace) -> Summary:
         activation_bytes=activation_bytes(tr),
         depth=tr.depth,
         depth_pool=tr.depth_pool,
+        training_only_params=tr.training_only_params,
     )
 
 
@@ -202,7 +205,13 @@ def _footer(s: Summary) -> list[str]:
     lines = [
         f"model {s.model}, batch {s.batch}, input {_shape(s.input_shape)}",
         f"parameters {t['parameters']:,} ({t['parameter_bytes'] / 2**20:,.2f} MB): "
-        f"weights {t['weights']:,} + biases {t['biases']:,} + other {t['other_parameters']:,}",
+        f"weights {t['weights']:,} + biases {t['biases']:,} + other {t['other_parameters']:,}"
+        + (
+            f" (of which {s.training_only_params:,} in layers that run in training only, "
+            "e.g. auxiliary heads: no rows, MACs or memory above)"
+            if s.training_only_params
+            else ""
+        ),
         f"MACs {_si(s.macs)} (FLOPs = 2 × MACs = {_si(2 * s.macs)})",
         f"activations {s.activation_bytes / 2**20:,.2f} MB (sum of row outputs)",
         f"depth {s.depth} (conv + fc on the longest path; {s.depth_pool} counting pooling)",

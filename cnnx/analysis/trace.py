@@ -19,6 +19,14 @@ branches meet (the main path; a shortcut or a squeeze-excite gate never widens i
 
 Sub-jaxprs (jit, custom_jvp/vjp, remat, scan, cond) are walked recursively; a `scan` body's
 rows are repeated `length` times.
+
+Only the inference pass is traced: `apply(..., train=False)` with the variable shapes of
+`eval_shape(init)`, so heads that run in training only (GoogLeNet's and Inception v3's
+auxiliary classifiers, which `init` executes to create their parameters) add no rows, MACs,
+depth or memory. Weights that are zero by construction count by their real connections: a
+kernel assembled by scattering parameters into zeros (LeNet-5's partial C3 table) or
+multiplied by a constant mask carries the fraction of its entries that can be non-zero
+(`Info.density`), and a conv or dense layer's MACs are scaled by it.
 """
 
 import dataclasses
@@ -108,9 +116,26 @@ class Info:
     depth: int = 0  # weight layers on the longest path from the input
     depth_pool: int = 0  # the same, counting pooling layers too
     rf: Any = None  # RF, GLOBAL, or None
+    density: float = 1.0  # fraction of entries that can be non-zero (structural zeros)
 
 
 CONST = Info()
+
+# Primitives whose output has the zero pattern of their (first) input.
+_SAME_PATTERN = frozenset(
+    {
+        "convert_element_type",
+        "copy",
+        "copy_p",
+        "reshape",
+        "transpose",
+        "squeeze",
+        "expand_dims",
+        "broadcast_in_dim",
+        "rev",
+        "reduce_precision",
+    }
+)
 
 
 @dataclasses.dataclass
@@ -123,6 +148,7 @@ class Trace:
     params: Any
     batch: int
     input_shape: tuple[int, ...]
+    training_only_params: int = 0  # parameters inference never reads (auxiliary heads)
 
 
 _WEIGHTED = ("conv", "dwconv", "fc")
@@ -167,7 +193,9 @@ class _Walker:
         self.batch = batch
         self.layers: list[Layer] = []
 
-    def run(self, jaxpr, infos: Sequence[Info], prefix: str, repeat: int) -> list[Info]:
+    def run(
+        self, jaxpr, infos: Sequence[Info], prefix: str, repeat: int, consts: Sequence = ()
+    ) -> list[Info]:
         env: dict[Any, Info] = {}
 
         def read(v):
@@ -179,6 +207,8 @@ class _Walker:
             env[v] = i
         for v in jaxpr.constvars:
             env[v] = CONST
+        for v, value in zip(jaxpr.constvars, consts):
+            env[v] = Info(density=_nonzero_fraction(value))
         for eqn in jaxpr.eqns:
             ins = [read(v) for v in eqn.invars]
             stack = str(eqn.source_info.name_stack)
@@ -193,7 +223,7 @@ class _Walker:
         in_avals = [v.aval for v in eqn.invars]
         out_avals = [v.aval for v in eqn.outvars]
         if not any(i.data for i in ins):
-            return [CONST] * len(out_avals)
+            return self.constant(eqn, ins)
         if prim == "conv_general_dilated":
             return [self.conv(eqn, ins, scope, repeat)]
         if prim == "dot_general":
@@ -218,6 +248,27 @@ class _Walker:
         if sub is not None:
             return sub
         return [_merge(ins, a, in_avals) for a in out_avals]
+
+    def constant(self, eqn, ins: list[Info]) -> list[Info]:
+        """Infos of values computed from parameters and constants only (their zero pattern)."""
+        prim = eqn.primitive.name
+        n = len(eqn.outvars)
+        if prim == "broadcast_in_dim" and isinstance(eqn.invars[0], jcore.Literal):
+            return [Info(density=float(np.any(eqn.invars[0].val != 0)))]
+        if prim in _SAME_PATTERN:
+            return [Info(density=ins[0].density)] * n
+        if prim == "mul":
+            return [Info(density=ins[0].density * ins[1].density)]
+        if prim in ("scatter", "scatter-add", "scatter_add"):
+            # Entries written by the updates plus those already non-zero in the operand.
+            size = max(1, math.prod(_shape(eqn.outvars[0].aval)))
+            written = math.prod(_shape(eqn.invars[2].aval)) * ins[2].density
+            return [Info(density=min(1.0, (ins[0].density * size + written) / size))]
+        if any(i.density < 1.0 for i in ins):
+            sub = self.subcall(eqn, ins, "", 1)
+            if sub is not None:
+                return sub
+        return [CONST] * n
 
     def subcall(self, eqn, ins, scope, repeat):
         p = eqn.params
@@ -256,6 +307,7 @@ class _Walker:
         cin_per_group = rshape[rhs_spec[1]]
         oshape = _shape(out)
         macs = int(np.prod(oshape)) * cin_per_group * int(np.prod(kernel))
+        macs = round(macs * ins[1].density)  # taps that are zero by construction do no work
         groups = int(p["feature_group_count"])
         x_info = ins[0]
         depth, depth_pool = x_info.depth + 1, x_info.depth_pool + 1
@@ -289,6 +341,8 @@ class _Walker:
         contract = int(np.prod([lhs.shape[d] for d in lc]))
         macs = int(np.prod(_shape(out))) * contract
         both = ins[0].data and ins[1].data
+        if not both:
+            macs = round(macs * min(i.density for i in ins))  # the weight's structural zeros
         x_info = max((i for i in ins if i.data), key=lambda i: i.depth)
         weighted = not both
         depth = x_info.depth + weighted
@@ -364,6 +418,17 @@ def _scan_carry(out: Info, carry_in: Info, length: int) -> Info:
     )
 
 
+def _nonzero_fraction(value) -> float:
+    """Fraction of non-zero entries of a constant captured by the jaxpr (1.0 if unknown)."""
+    try:
+        array = np.asarray(value)
+    except Exception:  # e.g. a key array: no zero pattern to speak of
+        return 1.0
+    if array.size == 0 or not np.issubdtype(array.dtype, np.number):
+        return 1.0
+    return float(np.count_nonzero(array)) / array.size
+
+
 def _nhwc(shape: tuple[int, ...], spec: Sequence[int]) -> tuple[int, ...]:
     """Shape without batch, spatial dims first and channels last (H, W, C)."""
     return (*(shape[d] for d in spec[2:]), shape[spec[1]])
@@ -424,16 +489,24 @@ def trace(model, input_shape: Sequence[int], dtype=jnp.float32) -> Trace:
       A `Trace` with one `Layer` per conv / fc / matmul / pooling op, in execution order.
     """
     x = jax.ShapeDtypeStruct(tuple(input_shape), dtype)
-    # One trace of `init_with_output` gives both the forward equations and the variable
-    # shapes (initialisers depend on the rng only, so they never count as layers); it costs
-    # about half of eval_shape(init) followed by make_jaxpr(apply).
-    closed, (_, variables) = jax.make_jaxpr(
-        lambda x: model.init_with_output(jax.random.PRNGKey(0), x, train=False),
-        return_shape=True,
-    )(x)
+    # `init` runs every branch that owns parameters, training-only heads included (GoogLeNet's
+    # auxiliary classifiers), so the layers come from a trace of inference itself: `apply`
+    # with train=False on the abstract variables of eval_shape(init).
+    variables = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), x)
+    closed = jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(variables, x)
     walker = _Walker(int(input_shape[0]))
-    outs = walker.run(closed.jaxpr, [Info(True, 0, 0, INPUT_RF)], "", 1)
+    n_vars = len(jax.tree.leaves(variables))
+    infos = [CONST] * n_vars + [Info(True, 0, 0, INPUT_RF)]
+    outs = walker.run(closed.jaxpr, infos, "", 1, consts=closed.consts)
     data_outs = [o for o in outs if o.data] or [CONST]
+    read = {v for eqn in closed.jaxpr.eqns for v in eqn.invars if not isinstance(v, jcore.Literal)}
+    read |= {v for v in closed.jaxpr.outvars if not isinstance(v, jcore.Literal)}
+    var_invars = dict(zip(closed.jaxpr.invars, jax.tree_util.tree_leaves_with_path(variables)))
+    unread = sum(
+        math.prod(leaf.shape)
+        for v, (path, leaf) in var_invars.items()
+        if v not in read and getattr(path[0], "key", None) == "params"
+    )
     return Trace(
         layers=walker.layers,
         depth=max(o.depth for o in data_outs),
@@ -441,6 +514,7 @@ def trace(model, input_shape: Sequence[int], dtype=jnp.float32) -> Trace:
         params=variables.get("params", {}),
         batch=int(input_shape[0]),
         input_shape=tuple(int(d) for d in input_shape[1:]),
+        training_only_params=unread,
     )
 
 

@@ -26,6 +26,7 @@ class ZooRow:
     top1: tuple[float, str] | None
     speed: object = None
     error: str = ""
+    training_only_params: int = 0
 
 
 def zoo_row(name: str, speed: bool = False, speed_batch: int = 32) -> ZooRow:
@@ -50,6 +51,7 @@ def zoo_row(name: str, speed: bool = False, speed_batch: int = 32) -> ZooRow:
         activation_mb=s.activation_bytes / 2**20,
         top1=spec.top1,
         speed=sp,
+        training_only_params=s.training_only_params,
     )
 
 
@@ -111,6 +113,13 @@ def markdown(rows: Sequence[ZooRow]) -> str:
         "on the longest input→output path. Activation memory: float32 outputs of every "
         "conv/fc/pool layer of one eval forward pass at batch 1 (MB = 2²⁰ bytes).",
     ]
+    aux = [r for r in rows if r.training_only_params and not r.error]
+    if aux:
+        listed = ", ".join(f"`{r.name}` {r.training_only_params / 1e6:,.2f} M" for r in aux)
+        notes[-1] += (
+            " Every figure but params is of inference: params include layers that run in "
+            f"training only (auxiliary heads: {listed})."
+        )
     if has_speed:
         devices = {r.speed.device for r in rows if r.speed is not None}
         batches = {r.speed.batch for r in rows if r.speed is not None}

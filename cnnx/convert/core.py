@@ -8,11 +8,13 @@ changes are the same for every family and live here:
   linear weight (O, I)                -> kernel (I, O)
   norm weight / bias                  -> scale / bias            (params)
   running_mean / running_var          -> mean / var              (batch_stats)
-  num_batches_tracked                 -> dropped
+  num_batches_tracked                 -> dropped (BatchNorm bookkeeping, no weight)
 
 Conversion is strict: every cnnx variable must be filled exactly once with a tensor of the
 right shape, and every torch tensor must be used or explicitly skipped; otherwise a
-`ConversionError` lists what did not fit.
+`ConversionError` lists what did not fit. The one exception is a module the family declares
+optional (`TorchMapping.optional`, e.g. auxiliary heads that run only in training): a
+state_dict may lack it as a whole, and the report says so.
 """
 
 import dataclasses
@@ -41,6 +43,13 @@ class TorchMapping:
       skip: regexes of full torch keys to ignore (e.g. auxiliary heads a variant lacks).
       custom: optional function (key, array) -> list of (cnnx path tuple, array) or None; when
         it returns a list, that tensor is placed as given and the generic rules are skipped.
+      optional: regexes of cnnx module paths (`aux1`, `AuxLogits`) that a state_dict may lack
+        entirely: training-only heads that reference checkpoints drop (torchvision's
+        pretrained GoogLeNet has no `aux1.*` / `aux2.*`). Each regex is one all-or-nothing
+        group; a partly present group is still a mismatch.
+      transform_input: the reference class has torchvision's `transform_input` flag, an affine
+        map at the start of `forward` that turns ImageNet-normalised input into
+        (x - 0.5) / 0.5; torchvision's pretrained builders set it.
     """
 
     renames: Sequence[tuple[str, str]] = ()
@@ -48,6 +57,8 @@ class TorchMapping:
     custom: Callable[[str, np.ndarray], list[tuple[tuple[str, ...], np.ndarray]] | None] | None = (
         None
     )
+    optional: Sequence[str] = ()
+    transform_input: bool = False
 
     def module_path(self, torch_module: str) -> str:
         path = torch_module
@@ -108,24 +119,68 @@ def _place(key: str, array: np.ndarray, module: tuple[str, ...], targets: Mappin
     return [(("params", *module, leaf), array)]
 
 
+@dataclasses.dataclass(frozen=True)
+class ConversionReport:
+    """What a conversion used and what it did not.
+
+    Attributes:
+      mapped: torch keys placed into cnnx variables.
+      skipped: torch keys deliberately left out (`TorchMapping.skip`).
+      counters: number of BatchNorm `num_batches_tracked` entries dropped (bookkeeping, not
+        weights; cnnx's BatchNorm uses a fixed momentum).
+      absent: optional cnnx modules (`TorchMapping.optional`) the state_dict lacks, e.g.
+        `aux1`; `from_torch` gives them fresh initial values.
+    """
+
+    mapped: tuple[str, ...]
+    skipped: tuple[str, ...]
+    counters: int
+    absent: tuple[str, ...] = ()
+
+
+def _absent_groups(
+    targets: Mapping[tuple[str, ...], Any], filled: Mapping, optional: Sequence[str]
+) -> tuple[set[tuple[str, ...]], list[str]]:
+    """Variables of optional groups with nothing filled, and each such group's module."""
+    excused: set[tuple[str, ...]] = set()
+    names: list[str] = []
+    for pattern in optional:
+        group = [p for p in targets if re.search(pattern, "/".join(p[1:]))]
+        if group and not any(p in filled for p in group):
+            excused.update(group)
+            modules = [p[1:-1] for p in group]  # drop the collection and the leaf name
+            common = modules[0]
+            for m in modules[1:]:
+                n = next((i for i, (a, b) in enumerate(zip(common, m)) if a != b), len(common))
+                common = common[: min(n, len(m))]
+            names.append("/".join(common) or pattern)
+    return excused, names
+
+
 def convert_state_dict(
     state_dict: Mapping[str, Any], mapping: TorchMapping, abstract_variables: Mapping
-) -> tuple[dict, list[str]]:
+) -> tuple[dict, ConversionReport]:
     """Converts a state_dict to match `abstract_variables` (shapes from `jax.eval_shape`).
 
     Returns:
-      (variables as nested dicts of numpy arrays, list of skipped torch keys).
+      (variables as nested dicts of numpy arrays, `ConversionReport`). Optional modules the
+      state_dict lacks are left out of the variables and named in the report.
 
     Raises:
       ConversionError: listing unmatched tensors, shape mismatches and unfilled variables.
     """
     targets = traverse_util.flatten_dict(dict(abstract_variables))
     filled: dict[tuple[str, ...], np.ndarray] = {}
-    skipped, unmatched, mismatched, duplicated = [], [], [], []
+    mapped, skipped, unmatched, mismatched, duplicated = [], [], [], [], []
+    counters = 0
     for key, tensor in state_dict.items():
-        if key.endswith("num_batches_tracked") or any(re.search(p, key) for p in mapping.skip):
+        if key.endswith("num_batches_tracked"):
+            counters += 1
+            continue
+        if any(re.search(p, key) for p in mapping.skip):
             skipped.append(key)
             continue
+        mapped.append(key)
         array = to_numpy(tensor)
         placed = mapping.custom(key, array) if mapping.custom else None
         if placed is None:
@@ -142,7 +197,8 @@ def convert_state_dict(
                 duplicated.append(f"{key} -> {'/'.join(path)}")
             else:
                 filled[path] = value.astype(targets[path].dtype)
-    missing = sorted("/".join(p) for p in targets if p not in filled)
+    excused, absent = _absent_groups(targets, filled, mapping.optional)
+    missing = sorted("/".join(p) for p in targets if p not in filled and p not in excused)
     problems = []
     for title, items in (
         ("torch tensors with no cnnx variable", unmatched),
@@ -158,4 +214,5 @@ def convert_state_dict(
             "The state_dict does not fit the model (is it the same architecture and number of "
             "classes? pass num_classes=... to match its head):\n" + "\n".join(problems)
         )
-    return traverse_util.unflatten_dict(filled), skipped
+    report = ConversionReport(tuple(mapped), tuple(skipped), counters, tuple(absent))
+    return traverse_util.unflatten_dict(filled), report

@@ -2,4 +2,12 @@
 
 from cnnx.convert.core import TorchMapping, register_mapping
 
-register_mapping("inception_v3", TorchMapping(renames=((r"^fc$", "head/fc"),)))
+register_mapping(
+    "inception_v3",
+    TorchMapping(
+        renames=((r"^fc$", "head/fc"),),
+        # A model built with aux_logits=False saves no AuxLogits.*; the head runs only in training.
+        optional=(r"^AuxLogits(/|$)",),
+        transform_input=True,
+    ),
+)

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, ConvNormAct, LocalResponseNorm
 from cnnx.layers.torch_pool import adaptive_avg_pool, max_pool
-from cnnx.models.registry import register_family
+from cnnx.models.registry import INCEPTION_MEAN, INCEPTION_STD, register_family
 from cnnx.models.scaling import round_filters, round_repeats
 
 # bvlc_googlenet's LRN: Caffe, like torch, divides alpha by the window size; k defaults to 1.
@@ -220,6 +220,10 @@ register_family(
             kwargs=dict(paper=False, dropout_rate=0.2),
             reference="torchvision:googlenet",
             param_count=13_004_888,
+            # The pretrained builder sets transform_input=True: forward() maps ImageNet-
+            # normalised input to (x - 0.5) / 0.5, so the weights expect that normalisation.
+            mean=INCEPTION_MEAN,
+            std=INCEPTION_STD,
             top1=(69.778, "torchvision IMAGENET1K_V1 weights"),
             dropout=0.2,
         ),

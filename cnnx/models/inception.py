@@ -33,7 +33,7 @@ from cnnx.layers import ClassifierHead, ConvNormAct
 from cnnx.layers.cpu_pool import max_pool
 from cnnx.layers.torch_pool import adaptive_avg_pool
 from cnnx.models.googlenet import stage_configs
-from cnnx.models.registry import register_family
+from cnnx.models.registry import INCEPTION_MEAN, INCEPTION_STD, register_family
 from cnnx.models.scaling import round_filters
 
 
@@ -249,6 +249,10 @@ register_family(
             kwargs=dict(aux_logits=True),
             reference="torchvision:inception_v3",
             param_count=27_161_264,
+            # The pretrained builder sets transform_input=True: forward() maps ImageNet-
+            # normalised input to (x - 0.5) / 0.5, so the weights expect that normalisation.
+            mean=INCEPTION_MEAN,
+            std=INCEPTION_STD,
             top1=(77.294, "torchvision IMAGENET1K_V1 weights"),
         )
     },

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, DropPath, drop_path_rates
 from cnnx.models.inception import _Block, basic_conv, max_pool3s2
-from cnnx.models.registry import register_family
+from cnnx.models.registry import INCEPTION_MEAN, INCEPTION_STD, register_family
 from cnnx.models.scaling import round_repeats
 
 
@@ -309,7 +309,14 @@ _PAPER = (
 register_family(
     "inception_v4",
     InceptionV4,
-    {"inception_v4": dict(reference="timm:inception_v4", param_count=42_679_816)},
+    {
+        "inception_v4": dict(
+            reference="timm:inception_v4",
+            param_count=42_679_816,
+            mean=INCEPTION_MEAN,
+            std=INCEPTION_STD,
+        )
+    },
     paper=_PAPER,
     year=2016,
     resolution=299,
@@ -322,7 +329,14 @@ register_family(
 register_family(
     "inception_v4",
     InceptionResNetV2,
-    {"inception_resnet_v2": dict(reference="timm:inception_resnet_v2", param_count=55_843_464)},
+    {
+        "inception_resnet_v2": dict(
+            reference="timm:inception_resnet_v2",
+            param_count=55_843_464,
+            mean=INCEPTION_MEAN,
+            std=INCEPTION_STD,
+        )
+    },
     paper=_PAPER,
     year=2016,
     resolution=299,

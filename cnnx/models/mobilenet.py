@@ -44,7 +44,7 @@ import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, ConvNormAct
 from cnnx.layers.mbconv import DepthwiseSeparable, InvertedResidual
-from cnnx.models.registry import register_family
+from cnnx.models.registry import INCEPTION_MEAN, INCEPTION_STD, register_family
 from cnnx.models.scaling import round_filters, round_repeats
 
 # MobileNet v1 (Table 1), grouped into stages by resolution:
@@ -263,6 +263,8 @@ register_family(
             reference="timm:mobilenetv1_100" if name == "mobilenetv1_100" else "",
             param_count=count,
             top1=(top1, "Howard et al. 2017, Table 6 (ρ=1, 224)"),
+            # timm's mobilenetv1_100 weights expect (x - 0.5) / 0.5 (its pretrained_cfg).
+            **(dict(mean=INCEPTION_MEAN, std=INCEPTION_STD) if name == "mobilenetv1_100" else {}),
         )
         for name, (alpha, count, top1) in V1_TABLE.items()
     },

@@ -26,7 +26,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, batch_norm
-from cnnx.models.registry import register_family
+from cnnx.models.registry import INCEPTION_MEAN, INCEPTION_STD, register_family
 from cnnx.models.scaling import round_filters, round_repeats
 
 BN_EPS = 1e-3
@@ -277,6 +277,8 @@ register_family(
             kwargs=dict(num_cells=6, num_features=4032, stem_size=96),
             reference="timm:nasnetalarge",
             param_count=88_753_150,
+            mean=INCEPTION_MEAN,
+            std=INCEPTION_STD,
             resolution=331,
             crop_pct=0.911,
         ),

@@ -14,6 +14,13 @@ from typing import Any
 
 from cnnx.errors import ConfigError
 
+# Input normalisations of reference weights, applied to pixels / 255 (cnnx.data.preprocess
+# keeps the ImageNet pair for the data pipeline; these say what a reference model expects).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+INCEPTION_MEAN = (0.5, 0.5, 0.5)  # (x - 0.5) / 0.5: TF-trained and timm "inception" weights
+INCEPTION_STD = (0.5, 0.5, 0.5)
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
@@ -40,6 +47,10 @@ class ModelSpec:
       paper: short citation.
       year: year of publication.
       top1: published ImageNet top-1 (%) of the reference weights, if any, and its source.
+      mean, std: the input normalisation (of pixels / 255) the reference weights expect,
+        including any re-normalisation the reference does inside `forward` (torchvision's
+        pretrained GoogLeNet / Inception v3 set `transform_input`, which amounts to 0.5 / 0.5);
+        timm's come from its `pretrained_cfg`. Converted weights are evaluated with these.
     """
 
     name: str
@@ -60,6 +71,8 @@ class ModelSpec:
     paper: str = ""
     year: int | None = None
     top1: tuple[float, str] | None = None
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
 
     def __post_init__(self):
         object.__setattr__(self, "kwargs", MappingProxyType(dict(self.kwargs)))

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, DropPath, drop_path_rates, maybe_remat
 from cnnx.layers.transformer import Mlp, MultiHeadSelfAttention, layer_norm
-from cnnx.models.registry import register_family
+from cnnx.models.registry import INCEPTION_MEAN, INCEPTION_STD, register_family
 from cnnx.models.scaling import round_filters, round_repeats
 
 LN_EPS = 1e-6
@@ -216,6 +216,8 @@ register_family(
             crop_pct=crop,
             min_resolution=p,
             top1=(top1, _TV_TOP1) if top1 else None,
+            # timm's ViT weights expect (x - 0.5) / 0.5 (their pretrained_cfg).
+            **(dict(mean=INCEPTION_MEAN, std=INCEPTION_STD) if ref.startswith("timm:") else {}),
             paper=_PAPER if d >= 768 else _PAPER + "; widths of Touvron et al. 2021 (DeiT)",
         )
         for name, (p, d, m, n, h, ref, count, crop, top1) in TABLE.items()

@@ -1,6 +1,7 @@
 """scripts/convert_weights.py end to end: a torch-written file -> a cnnx checkpoint whose
 logits match torch; shape mismatches refused."""
 
+import json
 import os
 import subprocess
 import sys
@@ -36,7 +37,9 @@ def test_resnet18_file_to_checkpoint_matches_torch(tmp_path):
     p = _run("--model", "resnet18", "--from", str(tmp_path / "r18.pth"), "--out",
              str(tmp_path / "out"))  # fmt: skip
     assert p.returncode == 0, p.stderr[-2000:]
-    assert "mapped 102 of 122 tensors" in p.stdout and "num_batches_tracked" in p.stdout
+    # num_batches_tracked is BatchNorm bookkeeping, not a weight left out.
+    assert "mapped 102 of 102 tensors" in p.stdout and "left out" not in p.stdout
+    assert "mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]" in p.stdout
     x = np.random.RandomState(0).randn(2, 3, 64, 64).astype(np.float32)
     with torch.no_grad():
         ref = net(torch.from_numpy(x)).numpy()
@@ -53,3 +56,50 @@ def test_shape_mismatch_is_refused(tmp_path):
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "left unfilled" in p.stderr
     assert not os.path.exists(tmp_path / "out" / "checkpoints")
+
+
+@pytest.mark.slow  # ~40 s: Inception v3 built twice in torch, converted, compiled once
+def test_pretrained_inception_v3_reproduces_torchvision_on_raw_pixels(tmp_path, monkeypatch):
+    """torchvision's pretrained builder sets transform_input=True (not in the state_dict):
+    the converted workdir must normalise as that model does, (x - 0.5) / 0.5."""
+    import jax
+
+    from cnnx import models
+    from cnnx.train.checkpoint import load_variables
+    from tests.convert.pretrained_like import (
+        normalise,
+        pretrained_like,
+        raw_images,
+        rel_error,
+        torch_logits,
+    )
+
+    res = 75  # Inception v3's smallest input
+    net = pretrained_like("inception_v3", monkeypatch, res)
+    assert net.transform_input
+    # Saved without its training-only head, as a model built with aux_logits=False saves.
+    sd = {k: v for k, v in net.state_dict().items() if not k.startswith("AuxLogits.")}
+    torch.save(sd, tmp_path / "iv3.pth")
+    p = _run("--model", "inception_v3", "--from", str(tmp_path / "iv3.pth"), "--out",
+             str(tmp_path / "out"))  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "no AuxLogits" in p.stdout and "left out" not in p.stdout
+    assert "mean [0.5, 0.5, 0.5], std [0.5, 0.5, 0.5]" in p.stdout
+    with open(tmp_path / "out" / "config.json") as f:
+        data = json.load(f)["data"]
+    assert data["mean"] == data["std"] == [0.5, 0.5, 0.5]
+    pixels = raw_images(4, res)
+    model = models.create("inception_v3")
+    x = jnp.asarray(normalise(pixels, data["mean"], data["std"]))
+    out = jax.jit(lambda v, x: model.apply(v, x, train=False))(
+        load_variables(str(tmp_path / "out")), x
+    )
+    assert rel_error(out, torch_logits(net, pixels)) < 1e-4
+
+
+def test_transform_input_flag_refused_where_meaningless(tmp_path):
+    torch.save({"x": torch.zeros(1)}, tmp_path / "w.pth")
+    p = _run("--model", "resnet18", "--from", str(tmp_path / "w.pth"), "--out",
+             str(tmp_path / "out"), "--transform_input", "false")  # fmt: skip
+    assert p.returncode == 2 and "no transform_input flag" in p.stderr
+    assert "Traceback" not in p.stderr
