@@ -22,7 +22,7 @@ from clu import metric_writers, parameter_overview, periodic_actions
 from etils import epath
 
 from cnnx.data import EvalInput, TrainInput, to_global
-from cnnx.errors import CheckpointError, TrainingDiverged
+from cnnx.errors import CheckpointError, CheckpointMismatch, TrainingDiverged
 from cnnx.layers.remat import compiler_options as remat_compiler_options
 from cnnx.train import finetune, optim, steps
 from cnnx.train.checkpoint import Checkpointer
@@ -274,9 +274,9 @@ def train_and_evaluate(
     if ckpt.latest_step() is not None:
         try:
             state = ckpt.restore(state)
-        except CheckpointError as e:
+        except CheckpointMismatch as e:  # a damaged step is not the config's fault
             ckpt.close()
-            raise CheckpointError(f"{e}{_restore_hint(workdir, config)}") from None
+            raise CheckpointMismatch(f"{e}{_restore_hint(workdir, config)}") from None
         start_step = int(jax.device_get(state.step))
         logging.info("Resumed from checkpoint at step %d", start_step)
     elif config.init.checkpoint or config.init.torch_weights:
