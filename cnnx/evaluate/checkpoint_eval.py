@@ -237,7 +237,8 @@ def run(
     try:
         check_workdir(workdir)
         if output:
-            check_workdir(os.path.dirname(output) or ".", create=True, flag="--output")
+            folder = os.path.dirname(output) or "."
+            check_workdir(folder, create=True, flag="the folder of --output")
         else:
             try:
                 check_workdir(workdir, create=True)
@@ -245,7 +246,7 @@ def run(
                 raise WorkdirError(f"{e} Or pass --output=PATH to write elsewhere.") from None
         if confusion_png:
             folder = os.path.dirname(confusion_png) or "."
-            check_workdir(folder, create=True, flag="--confusion_png")
+            check_workdir(folder, create=True, flag="the folder of --confusion_png")
         used = config if config is not None else load_workdir_config(workdir)
         results = evaluate_checkpoint(used, workdir, **options)
     except CnnxError as e:
