@@ -239,7 +239,7 @@ def run(
         if output:
             folder = os.path.dirname(output) or "."
             check_workdir(folder, create=True, flag="the folder of --output")
-        else:
+        elif os.path.isdir(workdir):  # a missing one is reported by what follows
             try:
                 check_workdir(workdir, create=True)
             except WorkdirError as e:

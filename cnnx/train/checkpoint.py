@@ -184,14 +184,16 @@ def check_workdir(path: str, *, create: bool = False, flag: str = "--workdir") -
         raise WorkdirError(f"{flag}={path} is not writable ({why}); pass a writable folder.")
 
 
-def _ignore_abandoned_reads() -> None:
-    """Drops the noise of the reads a failed restore abandons, and nothing else.
+def _ignore_abandoned_io() -> None:
+    """Drops the noise of the reads and writes a failed restore or save abandons, and
+    nothing else.
 
-    When one array of a restore fails, orbax closes its event loop while tensorstore still
-    reads the others; as each finishes, tensorstore's callback meets the closed loop and
-    reports `RuntimeError('Event loop is closed')` through `sys.unraisablehook`, which
-    prints a traceback after the error that ended the run. Those reads are dead weight:
-    only that exact error is dropped, everything else still reaches the previous hook.
+    When one array of a restore (or save) fails, orbax closes its event loop while
+    tensorstore still reads (writes) the others; as each finishes, tensorstore's callback
+    meets the closed loop and reports `RuntimeError('Event loop is closed')` through
+    `sys.unraisablehook`: dozens of tracebacks after the `error:` line that ended the run.
+    Those operations are dead weight: only that exact error is dropped, everything else
+    still reaches the previous hook.
     """
     previous = sys.unraisablehook
     if getattr(previous, "_cnnx_abandoned_reads", False):
@@ -276,6 +278,7 @@ class Checkpointer:
         return list(self.manager.all_steps())
 
     def _failed(self, step: int | None, error: Exception) -> CheckpointError:
+        _ignore_abandoned_io()
         text = " ".join(str(error).split())
         os_error = re.search(r"([^:\"]+?)\s*\[os_error_code='(\d+)'\]", text)
         if os_error:  # tensorstore: '... Failed to write N bytes: No space left on device'
@@ -390,7 +393,7 @@ class Checkpointer:
         try:
             restored = self.manager.restore(step, args=args)
         except Exception as e:  # tensorstore raises bare Exceptions for bad files
-            _ignore_abandoned_reads()
+            _ignore_abandoned_io()
             raise _damaged(step, f"unreadable ({_short(e)})") from None
         self._verify(step, saved, restored)
         return restored

@@ -105,7 +105,8 @@ def test_training_sets_a_damaged_step_aside_and_resumes_from_the_intact_one(
     assert len(warned) == 1 and f"resuming from step {resumed_from}" in warned[0], warned
     assert results["status"] == "completed" and results["step"] == 12
     names = os.listdir(os.path.join(workdir, "checkpoints"))
-    assert (f"{step}.damaged" in names and str(step) not in names) or step == 12
+    assert f"{step}.damaged" in names  # kept for inspection, out of orbax's way
+    assert sorted(n for n in names if n.isdigit()) == ["12", "4", "8"]  # 12 saved again
     # Resumed from an intact step, the run ends bit-identical to the undamaged one.
     jax.tree.map(np.testing.assert_array_equal, load_variables(workdir)["params"], trained[1])
 
@@ -163,8 +164,8 @@ def test_another_model_is_refused_before_any_array_is_read(trained, tmp_path, mo
 def test_abandoned_read_noise_is_dropped_and_nothing_else(monkeypatch):
     seen = []
     monkeypatch.setattr(sys, "unraisablehook", seen.append)
-    checkpoint._ignore_abandoned_reads()
-    checkpoint._ignore_abandoned_reads()  # installed once
+    checkpoint._ignore_abandoned_io()
+    checkpoint._ignore_abandoned_io()  # installed once
     noise = types.SimpleNamespace(exc_value=RuntimeError("Event loop is closed"))
     other = types.SimpleNamespace(exc_value=RuntimeError("something else"))
     sys.unraisablehook(noise)
