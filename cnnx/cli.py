@@ -5,6 +5,7 @@ import difflib
 import os
 import re
 import sys
+from typing import NoReturn
 
 from absl import flags
 
@@ -59,9 +60,9 @@ def config_not_found(path: str) -> str:
     `configs/resnet50.py` suggests `configs/resnet.py:50` (variants are args).
     """
     folder = os.path.dirname(path)
-    if not os.path.isdir(folder or "."):
-        folder = os.path.relpath(_CONFIGS) if os.path.isdir(_CONFIGS) else folder
-    entries = sorted(os.listdir(folder or "."))
+    if not (folder and os.path.isdir(folder)):  # a bare name or a folder that is not there
+        folder = os.path.relpath(_CONFIGS) if os.path.isdir(_CONFIGS) else "."
+    entries = sorted(os.listdir(folder))
     files = [f for f in entries if f.endswith(".py") and not f.startswith("_")]
     folders = [f"{f}/" for f in entries if os.path.isdir(os.path.join(folder, f))]
     folders = [f for f in folders if not f.startswith(("_", "."))]
@@ -75,7 +76,7 @@ def config_not_found(path: str) -> str:
         guesses = [os.path.join(folder, f) for f in close]
     hint = f" Did you mean {' or '.join(guesses)}?" if guesses else ""
     listing = ", ".join(files + folders) or "none"
-    return f"config file {path} not found.{hint} Configs in {folder or '.'}/: {listing}."
+    return f"config file {path} not found.{hint} Configs in {folder}/: {listing}."
 
 
 def _config_arg_help(path: str) -> str:
@@ -108,11 +109,8 @@ def _config_error(message: str) -> str | None:
 def _config_flag_names(flag_values: flags.FlagValues) -> list[str]:
     from ml_collections.config_flags import config_flags
 
-    return [
-        name
-        for name, flag in flag_values._flags().items()
-        if isinstance(flag.parser, config_flags.ConfigFileFlagParser)
-    ]
+    parser = config_flags.ConfigFileFlagParser
+    return [name for name in flag_values if isinstance(flag_values[name].parser, parser)]
 
 
 def _missing_config_file(argv: list[str], flag_values: flags.FlagValues) -> str | None:
@@ -131,7 +129,7 @@ def _missing_config_file(argv: list[str], flag_values: flags.FlagValues) -> str 
     return None
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
 
