@@ -274,8 +274,10 @@ def train_and_evaluate(
     if ckpt.latest_step() is not None:
         try:
             state = ckpt.restore(state)
-        except CheckpointMismatch as e:  # a damaged step is not the config's fault
+        except CheckpointError as e:
             ckpt.close()
+            if not isinstance(e, CheckpointMismatch):
+                raise  # a damaged step is not the config's fault: no config hint
             raise CheckpointMismatch(f"{e}{_restore_hint(workdir, config)}") from None
         start_step = int(jax.device_get(state.step))
         logging.info("Resumed from checkpoint at step %d", start_step)
