@@ -1,10 +1,15 @@
 """Shared command-line plumbing for train.py / eval.py: friendly flag and override errors."""
 
+import ast
 import difflib
+import os
 import re
 import sys
+from typing import NoReturn
 
 from absl import flags
+
+_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 
 def _suggest(argv: list[str], message: str) -> str:
@@ -49,16 +54,104 @@ def _load_config(argv: list[str]):
     return None
 
 
-def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
-    """`app.run` flags parser that turns override errors into one clear line and exit 2."""
+def config_not_found(path: str) -> str:
+    """The message for a config file that does not exist: close names and the files there.
+
+    `configs/resnet50.py` suggests `configs/resnet.py:50` (variants are args).
+    """
+    folder = os.path.dirname(path)
+    if not (folder and os.path.isdir(folder)):  # a bare name or a folder that is not there
+        folder = os.path.relpath(_CONFIGS) if os.path.isdir(_CONFIGS) else "."
+    entries = sorted(os.listdir(folder))
+    files = [f for f in entries if f.endswith(".py") and not f.startswith("_")]
+    folders = [f"{f}/" for f in entries if os.path.isdir(os.path.join(folder, f))]
+    folders = [f for f in folders if not f.startswith(("_", "."))]
+    name = os.path.basename(path)
+    guesses = []
+    split = re.match(r"([A-Za-z_]+?)_?(\d\w*)\.py$", name)  # resnet50.py -> resnet.py:50
+    if split and f"{split.group(1)}.py" in files:
+        guesses.append(f"{os.path.join(folder, split.group(1) + '.py')}:{split.group(2)}")
+    if not guesses:
+        close = difflib.get_close_matches(name, files, n=3, cutoff=0.7)
+        guesses = [os.path.join(folder, f) for f in close]
+    hint = f" Did you mean {' or '.join(guesses)}?" if guesses else ""
+    listing = ", ".join(files + folders) or "none"
+    return f"config file {path} not found.{hint} Configs in {folder}/: {listing}."
+
+
+def _config_arg_help(path: str) -> str:
+    """The 'arg: ...' sentence of a config file's docstring (what its get_config takes)."""
     try:
-        return flag_values(argv)
+        with open(path) as f:
+            doc = ast.get_docstring(ast.parse(f.read())) or ""
+    except (OSError, SyntaxError, ValueError):
+        return ""
+    for paragraph in doc.split("\n\n"):
+        text = " ".join(paragraph.split())
+        if text.startswith("arg:"):
+            return f"{path} takes {text.split('. ')[0].rstrip('.')}."
+    return ""
+
+
+def _config_error(message: str) -> str | None:
+    """One line for absl's "Error whilst parsing config file" (a get_config that raised),
+    which carries the whole traceback; None for other flag errors."""
+    match = re.search(r"flag --(\S+?)=(.*?): Error whilst parsing config file", message)
+    if not match:
+        return None
+    lines = [line for line in message.splitlines() if line.strip()]
+    cause = re.sub(r"^\w+(Error|Exception): ", "", lines[-1].strip())
+    value = match.group(2)
+    takes = _config_arg_help(value.split(":", 1)[0])
+    return f"--{match.group(1)}={value}: {cause.rstrip('.')}.{' ' + takes if takes else ''}"
+
+
+def _config_flag_names(flag_values: flags.FlagValues) -> list[str]:
+    from ml_collections.config_flags import config_flags
+
+    parser = config_flags.ConfigFileFlagParser
+    return [name for name in flag_values if isinstance(flag_values[name].parser, parser)]
+
+
+def _missing_config_file(argv: list[str], flag_values: flags.FlagValues) -> str | None:
+    """Checks the path of every config-file flag on the command line before absl loads it."""
+    for name in _config_flag_names(flag_values):
+        for i, arg in enumerate(argv[1:], start=1):
+            if arg.startswith(f"--{name}="):
+                value = arg.split("=", 1)[1]
+            elif arg == f"--{name}" and i + 1 < len(argv):
+                value = argv[i + 1]
+            else:
+                continue
+            path = value.split(":", 1)[0]
+            if not os.path.isfile(path):
+                return config_not_found(path)
+    return None
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
+    """`app.run` flags parser that turns flag, config-file and override errors into one clear
+    line and exit 2: a missing config file lists the configs there, a config arg its
+    get_config refuses names the args it takes, a misspelled override the keys that exist."""
+    missing = _missing_config_file(argv, flag_values)
+    if missing:
+        _fail(missing)
+    try:
+        rest = flag_values(argv)
     except flags.Error as e:
-        print(f"error: {e}\nPass --helpfull to see all flags.", file=sys.stderr)
-        sys.exit(2)
+        _fail(_config_error(str(e)) or f"{e}\nPass --helpfull to see all flags.")
     except (AttributeError, KeyError, TypeError, ValueError) as e:
-        print(f"error: {_suggest(argv, str(e))}", file=sys.stderr)
-        sys.exit(2)
+        _fail(_suggest(argv, str(e)))
+    for name in _config_flag_names(flag_values):  # a config that failed to load (IOError)
+        value = flag_values[name].value
+        if type(value).__name__ == "_ErrorConfig":
+            _fail(f"--{name}: {' '.join(str(value._error).split())}")
+    return rest
 
 
 def run_training(config, workdir: str, *, allow_config_change: bool = False) -> int:

@@ -18,7 +18,19 @@ class DataError(CnnxError):
 
 
 class CheckpointError(CnnxError):
-    """A checkpoint cannot be restored (missing, corrupt, or of another model)."""
+    """A checkpoint cannot be saved or restored (missing, corrupt, or of another model)."""
+
+
+class CheckpointMismatch(CheckpointError):
+    """A checkpoint is intact but its arrays do not fit the model/config asking for it."""
+
+
+class CheckpointDamaged(CheckpointError):
+    """A checkpoint step is incomplete, unreadable or fails its checksums (not a config fault)."""
+
+
+class WorkdirError(CnnxError):
+    """A workdir or output path cannot be used (a file where a folder belongs, read-only)."""
 
 
 class TrainingDiverged(CnnxError):

@@ -109,7 +109,7 @@ def test_train_then_eval_end_to_end(tmp_path):
     assert not os.path.exists(os.path.join(wd, "lock"))
     p, _ = _run(["eval.py", f"--workdir={wd}", "--split=test[:50]", "--image_size=36"])
     assert p.returncode == 0, p.stderr[-3000:]
-    with open(os.path.join(wd, "eval_test[:50]_36.json")) as f:
+    with open(os.path.join(wd, f"eval_test[:50]_36_step{results['step']}.json")) as f:
         out = json.load(f)
     assert out["eval/examples"] == 50 and out["image_size"] == 36
     assert out["step"] == results["step"]

@@ -1,17 +1,19 @@
 """Evaluate checkpoints of workdirs: any split, resolution, crop ratio, test-time views, and
 ensembles of several runs (probabilities averaged)."""
 
+import hashlib
 import json
 import os
+import sys
 
 import jax
 import ml_collections
 
-from cnnx.errors import CheckpointError, ConfigError
+from cnnx.errors import CheckpointError, CnnxError, ConfigError, WorkdirError
 from cnnx.evaluate import views as views_lib
 from cnnx.evaluate.multiview import Member, evaluate_members
-from cnnx.train import optim
-from cnnx.train.checkpoint import Checkpointer
+from cnnx.train import distributed, optim
+from cnnx.train.checkpoint import Checkpointer, check_workdir
 from cnnx.train.config import base_config
 from cnnx.train.experiment import setup
 from cnnx.train.loop import init_state, make_eval_input, make_tx
@@ -24,8 +26,16 @@ def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
         raise ConfigError(
             f"{path} not found: is {workdir!r} a cnnx workdir? Pass --config explicitly."
         )
-    with open(path) as f:
-        saved = json.load(f)
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError) as e:  # ValueError: JSONDecodeError, UnicodeDecodeError
+        raise ConfigError(
+            f"{path} is unreadable ({type(e).__name__}: {e}); it may be truncated. Pass the "
+            "run's config explicitly with --config=configs/...py (plus its overrides)."
+        ) from None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{path} holds no config (a JSON object is expected).")
     # Start from today's schema so fields added since the run was made get their defaults.
     config = base_config()
     for section, values in saved.items():
@@ -62,11 +72,27 @@ def _fit_mesh(config) -> None:
     )
 
 
+def _require_ema(workdir: str, config) -> None:
+    if config.train.ema_decay is None:
+        raise ConfigError(
+            f"--ema: the run in {workdir} kept no EMA weights (its config has no "
+            "train.ema_decay); evaluate it without --ema."
+        )
+
+
 def restore_state(config, workdir: str, step: int | None = None):
     """Builds the experiment from `config` and restores its train state from `workdir`."""
+    check_workdir(workdir)
+    directory = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(directory) and "://" not in directory:
+        raise CheckpointError(
+            f"No checkpoint in {directory}; train first (python train.py --workdir="
+            f"{workdir}) or point --workdir at a run."
+        )
     exp = setup(config)
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), asynchronous=False)
+    ckpt = Checkpointer(directory, asynchronous=False, read_only=True)
     if ckpt.latest_step() is None:
+        ckpt.close()
         raise CheckpointError(
             f"No checkpoint in {ckpt.directory}; train first (python train.py --workdir="
             f"{workdir}) or point --workdir at a run."
@@ -74,8 +100,10 @@ def restore_state(config, workdir: str, step: int | None = None):
     # The optimizer only shapes the template; its values come from the checkpoint.
     schedule = optim.make_schedule(config.schedule, 0.0, 1, 1)
     template, _ = init_state(exp, make_tx(config, schedule), jax.random.PRNGKey(0))
-    state = ckpt.restore(template, step)
-    ckpt.close()
+    try:
+        state = ckpt.restore(template, step)
+    finally:
+        ckpt.close()
     return exp, state
 
 
@@ -120,10 +148,14 @@ def evaluate_checkpoint(
     config = ml_collections.ConfigDict(config.to_dict())
     if crop_pct is not None:
         config.data.crop_pct = crop_pct
+    others = [(other, load_workdir_config(other)) for other in ensemble]
+    if use_ema:  # before anything is restored: a run without EMA weights has nothing to give
+        for run, run_config in [(workdir, config), *others]:
+            _require_ema(run, run_config)
     exp, state = restore_state(config, workdir, step)
     members = [Member(workdir, exp.model.apply, state.eval_variables(ema=use_ema))]
-    for other in ensemble:
-        other_exp, other_state = restore_state(load_workdir_config(other), other)
+    for other, other_config in others:
+        other_exp, other_state = restore_state(other_config, other)
         if other_exp.model.num_classes != exp.model.num_classes:
             raise ConfigError(
                 f"Ensemble member {other} predicts {other_exp.model.num_classes} classes, "
@@ -145,3 +177,117 @@ def evaluate_checkpoint(
         }
     )
     return results
+
+
+def output_name(results: dict, *, explicit: dict) -> str:
+    """The default JSON name of an evaluation: one name per distinct evaluation, so no
+    evaluation replaces another's file.
+
+    Args:
+      results: what `evaluate_checkpoint` returned (split, image size, step, ...).
+      explicit: the options the user set (crop_pct, use_ema, views, ensemble, config); each
+        set one adds its value (or, for lists and configs, a short digest) to the name.
+
+    Returns:
+      e.g. `eval_test_32_step660.json`, `eval_test_32_step660_crop1.0_ema_tencrop.json`.
+    """
+
+    def digest(value) -> str:
+        return hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:8]
+
+    parts = [f"eval_{results['split']}_{results['image_size']}_step{results['step']}"]
+    if explicit.get("crop_pct") is not None:
+        parts.append(f"crop{explicit['crop_pct']}")
+    if explicit.get("use_ema"):
+        parts.append("ema")
+    if explicit.get("views"):
+        parts.append("".join(explicit["views"].split()))
+    if explicit.get("ensemble"):
+        members = [os.path.abspath(w) for w in explicit["ensemble"]]
+        parts.append(f"ensemble{len(members) + 1}-{digest(members)}")
+    if explicit.get("config") is not None:
+        parts.append(f"config-{digest(explicit['config'].to_dict())}")
+    return "_".join(parts).replace("/", "_").replace(os.sep, "_") + ".json"
+
+
+def run(
+    workdir: str,
+    config=None,
+    *,
+    output: str | None = None,
+    confusion_png: str | None = None,
+    **options,
+) -> int:
+    """eval.py after its flags: checks the paths, evaluates, prints, then writes.
+
+    The metrics are printed before anything is written, so a write that fails (read-only
+    workdir, full disk) loses nothing; output folders are checked (and made) before the
+    evaluation starts, so a bad path costs no evaluation.
+
+    Args:
+      workdir: the run's directory.
+      config: a config to use instead of the workdir's config.json.
+      output: where the JSON goes (default: `<workdir>/<output_name>`).
+      confusion_png: where a confusion-matrix PNG goes (none by default).
+      **options: `evaluate_checkpoint`'s keyword arguments.
+
+    Returns:
+      0, or 2 after printing one `error:` line.
+    """
+    try:
+        check_workdir(workdir)
+        if output:
+            folder = os.path.dirname(output) or "."
+            check_workdir(folder, create=True, flag="the folder of --output")
+        elif os.path.isdir(workdir):  # a missing one is reported by what follows
+            try:
+                check_workdir(workdir, create=True)
+            except WorkdirError as e:
+                raise WorkdirError(f"{e} Or pass --output=PATH to write elsewhere.") from None
+        if confusion_png:
+            folder = os.path.dirname(confusion_png) or "."
+            check_workdir(folder, create=True, flag="the folder of --confusion_png")
+        used = config if config is not None else load_workdir_config(workdir)
+        results = evaluate_checkpoint(used, workdir, **options)
+    except CnnxError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not distributed.is_writer():  # every process evaluated; process 0 reports
+        return 0
+    explicit = {**options, "config": config}
+    out = output or os.path.join(workdir, output_name(results, explicit=explicit))
+    print(
+        f"{results['model']} step {results['step']} on {results['split']} at "
+        f"{results['image_size']} px, {results['views']} view(s), "
+        f"{len(results['members'])} model(s){' (EMA weights)' if results['ema'] else ''}: "
+        f"top-1 {results['eval/top1']:.2f}%  top-5 {results['eval/top5']:.2f}%  "
+        f"loss {results['eval/loss']:.4f}",
+        flush=True,
+    )
+    try:
+        write_json(results, out)
+        if confusion_png:
+            from cnnx.evaluate.multiview import save_confusion_png
+
+            save_confusion_png(results["confusion"], confusion_png, title=results["model"])
+    except OSError as e:
+        print(
+            f"error: writing the results to {e.filename or out} failed ({e.strerror or e}); "
+            "the metrics are printed above. Pass --output=PATH to write them elsewhere.",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"-> {out}")
+    return 0
+
+
+def write_json(results: dict, path: str) -> None:
+    """Writes `results` to `path` whole or not at all (a temporary file, then a rename)."""
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "w") as f:
+            json.dump(results, f, indent=2)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -86,7 +86,9 @@ def resolve_path(path: str) -> str:
     candidate = os.path.join(_REPO_ROOT, path)
     if os.path.exists(candidate):
         return candidate
-    raise ConfigError(f"config file {path!r} not found (looked here and under {_REPO_ROOT}).")
+    from cnnx.cli import config_not_found
+
+    raise ConfigError(f"{config_not_found(path)} (Looked here and under {_REPO_ROOT}.)")
 
 
 def load_module(ref: str):

@@ -11,16 +11,31 @@ Write failures (a full disk, a quota, a permission) surface from tensorstore as 
 carrying the OS error, and for asynchronous saves only when the background write is waited
 for (the next save, `wait` or `close`); every one of those calls turns them into a
 `CheckpointError` that says which step failed and that the earlier checkpoints are intact.
+
+Integrity: every save records a fingerprint of each array (`fingerprints`, computed on device
+where the array lives, so it costs one pass over the state and no re-reading of files, local
+or gs://) in the step's own metadata, committed with the step. A restore first compares the
+saved tree with the template (a different model is a `CheckpointMismatch`, found before any
+array is read), then reads the arrays and checks their fingerprints. A step that is
+incomplete, unreadable or fails its fingerprints is a `CheckpointDamaged`: the training run
+(the directory's writer) moves it aside to `<step>.damaged` and resumes from the newest intact
+step, saying so; readers (eval.py, fine-tuning) stop and name the intact steps. Checkpoints
+written before fingerprints were recorded restore unverified, with a warning.
 """
 
 import os
 import re
+import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
+from etils import epath
+from jax import lax
 
-from cnnx.errors import CheckpointError
+from cnnx.errors import CheckpointDamaged, CheckpointError, CheckpointMismatch, WorkdirError
 
 # What a failed write raises: OSError from Python file code, ValueError (tensorstore, with
 # "[os_error_code=28]" for ENOSPC) and RuntimeError / TimeoutError from orbax's threads.
@@ -59,8 +74,165 @@ def _absolute(directory: str) -> str:
     return directory if "://" in directory else os.path.abspath(directory)
 
 
+# --- Fingerprints ----------------------------------------------------------------------------
+
+# Saved in each step's metadata under this key; the algorithm name versions the format.
+_METADATA_KEY = "cnnx_checksums"
+_ALGORITHM = "fmix32-sum-v1"
+_unverified_warned: set[str] = set()  # directories already warned about (once each)
+
+
+def _fmix32(h: jax.Array) -> jax.Array:
+    """MurmurHash3's finaliser: a bijection of uint32 that spreads every input bit."""
+    h = h ^ (h >> 16)
+    h = h * jnp.uint32(0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = h * jnp.uint32(0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def _words(x) -> jax.Array:
+    """The bits of an array as uint32 words (one per element; two for 8-byte types)."""
+    x = jnp.asarray(x)
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    if x.dtype == jnp.bool_:
+        return x.astype(jnp.uint32)
+    if x.dtype.itemsize < 4:
+        return lax.bitcast_convert_type(x, jnp.dtype(f"uint{8 * x.dtype.itemsize}")).astype(
+            jnp.uint32
+        )
+    return lax.bitcast_convert_type(x, jnp.uint32)
+
+
+def _fingerprint(x) -> jax.Array:
+    """sum_i fmix32(word_i ^ fmix32(i)) mod 2**32: any one changed word changes the sum (the
+    map is a bijection per position), and so do moved words. The linear index is built from
+    iotas in the array's own shape, so a sharded array is hashed in place (no reshape)."""
+    w = _words(x)
+    index, stride = jnp.zeros(w.shape, jnp.uint32), 1
+    for axis in reversed(range(w.ndim)):
+        index = index + lax.broadcasted_iota(jnp.uint32, w.shape, axis) * jnp.uint32(stride)
+        stride = stride * w.shape[axis] % 2**32
+    return jnp.sum(_fmix32(w ^ _fmix32(index)), dtype=jnp.uint32)
+
+
+_fingerprint_all = jax.jit(lambda leaves: [_fingerprint(x) for x in leaves])
+
+
+def _key_name(key) -> str:
+    for attr in ("key", "name", "idx"):  # DictKey, GetAttrKey, SequenceKey / FlattenedIndexKey
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
+
+
+def named_leaves(tree) -> dict:
+    """`{'params.conv1.kernel': leaf, ...}`: leaves named as orbax names them on disk."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {".".join(_key_name(k) for k in path): leaf for path, leaf in flat}
+
+
+def fingerprints(tree) -> dict[str, int]:
+    """A 32-bit fingerprint of every array of `tree`, computed where the arrays live.
+
+    Args:
+      tree: a pytree of `jax.Array`s (sharded or not, over one or several processes) or numpy
+        arrays.
+
+    Returns:
+      `{leaf name: fingerprint}`, identical for equal bits whatever the sharding or device.
+    """
+    leaves = named_leaves(tree)
+    values = jax.device_get(_fingerprint_all(list(leaves.values())))
+    return {name: int(v) for name, v in zip(leaves, values)}
+
+
+# --- Workdirs ------------------------------------------------------------------------------
+
+
+def check_workdir(path: str, *, create: bool = False, flag: str = "--workdir") -> None:
+    """Fails at once, with one line, when `path` cannot be used as a folder.
+
+    Args:
+      path: the folder (a workdir, or where an output file goes). gs:// paths are not checked.
+      create: make it (and its parents) when missing, and require it to be writable.
+      flag: how the user named the path, for the message.
+
+    Raises:
+      WorkdirError: `path` or one of its parents is an existing file; with `create`, the
+        folder cannot be made or written (read-only file system, permissions).
+    """
+    if "://" in path:
+        return
+    full = os.path.abspath(path)
+    existing = full
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        where = "is an existing file" if existing == full else f"is under a file ({existing})"
+        raise WorkdirError(f"{flag}={path} {where}, not a folder; pass a folder.")
+    if not create:
+        return
+    try:
+        os.makedirs(full, exist_ok=True)
+    except OSError as e:
+        raise WorkdirError(f"Cannot create {flag}={path}: {e.strerror}.") from None
+    if not os.access(full, os.W_OK):
+        readonly = os.statvfs(full).f_flag & os.ST_RDONLY
+        why = "a read-only file system" if readonly else "no write permission"
+        raise WorkdirError(f"{flag}={path} is not writable ({why}); pass a writable folder.")
+
+
+def _ignore_abandoned_io() -> None:
+    """Drops the noise of the reads and writes a failed restore or save abandons, and
+    nothing else.
+
+    When one array of a restore (or save) fails, orbax closes its event loop while
+    tensorstore still reads (writes) the others; as each finishes, tensorstore's callback
+    meets the closed loop and reports `RuntimeError('Event loop is closed')` through
+    `sys.unraisablehook`: dozens of tracebacks after the `error:` line that ended the run.
+    Those operations are dead weight: only that exact error is dropped, everything else
+    still reaches the previous hook.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "_cnnx_abandoned_reads", False):
+        return
+
+    def hook(unraisable):
+        error = unraisable.exc_value
+        if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook._cnnx_abandoned_reads = True
+    sys.unraisablehook = hook
+
+
+# --- Checkpointer --------------------------------------------------------------------------
+
+
+def _short(error: Exception) -> str:
+    """The innermost cause of an error, on one line (tensorstore wraps the useful one)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:200]}{'...' if len(text) > 200 else ''}"
+
+
+def _damaged(step: int, why: str) -> CheckpointDamaged:
+    """`CheckpointDamaged` for one step; `.step` says which."""
+    error = CheckpointDamaged(f"{step} is {why}")
+    error.step = step
+    return error
+
+
+def _steps_text(steps) -> str:
+    return ", ".join(str(s) for s in sorted(steps, reverse=True)) or "none"
+
+
 class Checkpointer:
-    """A thin wrapper around `ocp.CheckpointManager` for `TrainState`s."""
+    """A thin wrapper around `ocp.CheckpointManager` for `TrainState`s, with integrity checks."""
 
     def __init__(
         self,
@@ -69,6 +241,7 @@ class Checkpointer:
         max_to_keep: int = 3,
         asynchronous: bool = True,
         cleanup: bool = False,
+        read_only: bool = False,
     ):
         """Opens (or creates) a checkpoint directory.
 
@@ -76,19 +249,22 @@ class Checkpointer:
           directory: where the steps go (local path or gs://...).
           max_to_keep: newest complete checkpoints kept.
           asynchronous: save in a background thread.
-          cleanup: delete what interrupted saves left (`*.orbax-checkpoint-tmp`). Only the
-            run that writes the directory may do so: an eval.py reading it meanwhile would
-            delete the save in flight.
+          cleanup: this is the run that writes the directory: delete what interrupted saves
+            left (`*.orbax-checkpoint-tmp`), and on `restore` move a damaged newest step
+            aside (`<step>.damaged`) and resume from the newest intact one. An eval.py reading
+            the directory meanwhile must not: it would delete the save in flight.
+          read_only: only read (eval.py, fine-tuning): nothing is created or written.
         """
         self.directory = _absolute(directory)
         self._saving: int | None = None  # step of the save that may still be in flight
+        self._cleanup = cleanup and not read_only
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=max_to_keep,
+                max_to_keep=None if read_only else max_to_keep,
                 enable_async_checkpointing=asynchronous,
-                create=True,
-                cleanup_tmp_directories=cleanup,
+                create=not read_only,
+                cleanup_tmp_directories=self._cleanup,
             ),
             item_handlers=ocp.PyTreeCheckpointHandler(
                 type_handler_registry=_array_handler_registry()
@@ -102,6 +278,7 @@ class Checkpointer:
         return list(self.manager.all_steps())
 
     def _failed(self, step: int | None, error: Exception) -> CheckpointError:
+        _ignore_abandoned_io()
         text = " ".join(str(error).split())
         os_error = re.search(r"([^:\"]+?)\s*\[os_error_code='(\d+)'\]", text)
         if os_error:  # tensorstore: '... Failed to write N bytes: No space left on device'
@@ -120,7 +297,8 @@ class Checkpointer:
         )
 
     def save(self, step: int, state, *, wait: bool = False) -> None:
-        """Starts saving `state` as `step` (in the background when asynchronous).
+        """Starts saving `state` as `step` (in the background when asynchronous), with the
+        fingerprint of every array in the step's metadata.
 
         Raises:
           CheckpointError: this save, or the previous asynchronous one, failed to write.
@@ -128,35 +306,206 @@ class Checkpointer:
         try:
             self.wait()  # a failed background write is reported before starting another
             self._saving = step
-            self.manager.save(step, args=ocp.args.PyTreeSave(state), force=True)
+            checksums = {"algorithm": _ALGORITHM, "arrays": fingerprints(state)}
+            self.manager.save(
+                step,
+                args=ocp.args.PyTreeSave(state),
+                force=True,
+                custom_metadata={_METADATA_KEY: checksums},
+            )
             if wait:
                 self.wait()
         except _WRITE_ERRORS as e:
             raise self._failed(step, e) from None
 
-    def restore(self, state_template, step: int | None = None):
-        """Restores into the structure, shapes and shardings of `state_template`."""
-        step = self.latest_step() if step is None else step
-        if step is None:
+    def restore(self, state_template=None, step: int | None = None):
+        """Restores a step, checked against its fingerprints.
+
+        Args:
+          state_template: the structure, shapes and shardings to restore into; None: the saved
+            tree as host numpy arrays.
+          step: the step (default: the newest intact one, see below).
+
+        Returns:
+          The restored tree.
+
+        Raises:
+          CheckpointError: no checkpoint, or no step `step` (the message lists those there).
+          CheckpointMismatch: the saved arrays do not fit the template (another model).
+          CheckpointDamaged: the step asked for is damaged, or (default step) the newest is
+            and this is a reader, or every step is. The message names the intact steps.
+            The writer (`cleanup=True`) moves a damaged newest step aside to
+            `<step>.damaged` and resumes from the newest intact one, with a warning.
+        """
+        steps = sorted(self.all_steps(), reverse=True)
+        if not steps:
             raise CheckpointError(f"No checkpoint found in {self.directory}.")
-        abstract = jax.tree.map(
-            lambda x: (
-                jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
-                if hasattr(x, "sharding")
-                else x
-            ),
-            state_template,
-        )
-        try:
-            restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
-            return self.manager.restore(
-                step, args=ocp.args.PyTreeRestore(abstract, restore_args=restore_args)
-            )
-        except (ValueError, KeyError, TypeError) as e:
+        if step is not None and step not in steps:
             raise CheckpointError(
-                f"Checkpoint {step} in {self.directory} does not fit this model/config "
-                f"(different architecture, head size or optimizer?): {str(e)[:500]}"
-            ) from None
+                f"No checkpoint {step} in {self.directory}; the steps there are "
+                f"{_steps_text(steps)}."
+            )
+        damaged = []
+        for candidate in [step] if step is not None else steps:
+            try:
+                restored = self._restore_step(candidate, state_template)
+            except CheckpointDamaged as e:
+                damaged.append(e)
+                if self._cleanup and step is None:
+                    continue  # the writer tries the next older step
+                break
+            if damaged:
+                self._set_aside(damaged, candidate)
+            return restored
+        raise self._damaged_error(damaged, state_template, steps)
+
+    def _saved_tree(self, step: int):
+        """The saved tree of metadata (shapes, dtypes), or `CheckpointDamaged`."""
+        step_dir = epath.Path(self.directory) / str(step)
+        if not (step_dir / "_CHECKPOINT_METADATA").exists():
+            raise _damaged(step, f"incomplete (no _CHECKPOINT_METADATA in {step_dir})")
+        try:
+            metadata = self.manager.item_metadata(step)
+        except Exception as e:  # orbax raises what its readers raise
+            raise _damaged(step, f"unreadable ({_short(e)})") from None
+        tree = getattr(metadata, "tree", metadata)
+        if not tree:
+            raise _damaged(step, f"incomplete (no saved arrays in {step_dir})")
+        return tree
+
+    def _restore_step(self, step: int, state_template):
+        saved = self._saved_tree(step)
+        if state_template is None:  # as saved, on the host
+            restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), saved)
+            args = ocp.args.PyTreeRestore(restore_args=restore_args)
+        else:
+            abstract = jax.tree.map(
+                lambda x: (
+                    jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+                    if hasattr(x, "sharding")
+                    else x
+                ),
+                state_template,
+            )
+            self._check_fits(step, saved, abstract)
+            restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
+            args = ocp.args.PyTreeRestore(abstract, restore_args=restore_args)
+        try:
+            restored = self.manager.restore(step, args=args)
+        except Exception as e:  # tensorstore raises bare Exceptions for bad files
+            _ignore_abandoned_io()
+            raise _damaged(step, f"unreadable ({_short(e)})") from None
+        self._verify(step, saved, restored)
+        return restored
+
+    def _check_fits(self, step: int, saved, abstract) -> None:
+        """Names and shapes of the saved arrays against the template's, before any read (a
+        refused restore then leaves no reads in flight to complain after the error)."""
+        have = {n: tuple(getattr(m, "shape", ())) for n, m in named_leaves(saved).items()}
+        want = {n: tuple(getattr(x, "shape", ())) for n, x in named_leaves(abstract).items()}
+        if have == want:
+            return
+        both = [n for n in want if n in have and have[n] != want[n]]  # params first
+        problems = [f"{n} is {have[n]} there, {want[n]} here" for n in both]
+        for names, where in (
+            (want.keys() - have.keys(), "checkpoint"),
+            (have.keys() - want.keys(), "model"),
+        ):
+            if names:
+                listed = ", ".join(sorted(names)[:3])
+                problems.append(f"{len(names)} arrays not in the {where} ({listed})")
+        raise CheckpointMismatch(
+            f"Checkpoint {step} in {self.directory} does not fit this model/config (different "
+            f"architecture, head size or optimizer?): {'; '.join(problems[:4])}."
+        )
+
+    def _verify(self, step: int, saved, restored) -> None:
+        """Compares the restored arrays' fingerprints with those recorded at the save."""
+        try:
+            custom = self.manager.metadata(step).custom_metadata or {}
+        except Exception as e:
+            raise _damaged(step, f"unreadable ({_short(e)})") from None
+        recorded = custom.get(_METADATA_KEY)
+        if not recorded:
+            if self.directory not in _unverified_warned:
+                _unverified_warned.add(self.directory)
+                logging.warning(
+                    "Checkpoint %d in %s has no checksums (written before cnnx recorded "
+                    "them): restored unverified.",
+                    step,
+                    self.directory,
+                )
+            return
+        if recorded.get("algorithm") != _ALGORITHM:
+            raise _damaged(step, f"checksummed by an unknown method {recorded.get('algorithm')!r}")
+        expected = recorded["arrays"]
+        saved_dtypes = {n: getattr(m, "dtype", None) for n, m in named_leaves(saved).items()}
+        leaves = {
+            n: x
+            for n, x in named_leaves(restored).items()
+            if n in expected and np.dtype(x.dtype) == np.dtype(saved_dtypes.get(n) or x.dtype)
+        }  # a leaf restored as another dtype has other bits: not comparable
+        actual = fingerprints(leaves)
+        bad = sorted(n for n in actual if actual[n] != expected[n])
+        if bad:
+            raise _damaged(
+                step,
+                f"corrupt: {len(bad)} of {len(expected)} arrays differ from their "
+                f"checksums ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})",
+            )
+
+    def _set_aside(self, damaged: list[CheckpointDamaged], used: int) -> None:
+        """Moves damaged steps out of orbax's way (a later save of the same step number
+        would fail), keeping their files for inspection."""
+        if jax.process_index() == 0:
+            for error in damaged:
+                source = epath.Path(self.directory) / str(error.step)
+                target = epath.Path(self.directory) / f"{error.step}.damaged"
+                n = 1
+                while target.exists():
+                    n += 1
+                    target = epath.Path(self.directory) / f"{error.step}.damaged{n}"
+                source.rename(target)
+                logging.warning(
+                    "Checkpoint %s; moved it to %s and resuming from step %d, the newest "
+                    "intact checkpoint.",
+                    error,
+                    target,
+                    used,
+                )
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("cnnx_checkpoint_set_aside")
+        self.manager.reload()
+
+    def _damaged_error(self, damaged, state_template, steps) -> CheckpointDamaged:
+        """The error for damaged steps, naming the intact ones (each restored and checked)."""
+        named = {e.step for e in damaged}
+        intact = []
+        for other in steps:
+            if other in named:
+                continue
+            try:
+                self._restore_step(other, state_template)
+                intact.append(other)
+            except CheckpointDamaged as e:
+                damaged.append(e)
+        what = "; ".join(f"checkpoint {e}" for e in damaged)
+        if intact:
+            todo = (
+                f"The intact steps are {_steps_text(intact)}: ask for one of them (eval.py "
+                f"--step={intact[0]}, --config.init.step={intact[0]})."
+            )
+            if self._cleanup:
+                todo = f"The intact steps are {_steps_text(intact)}."
+        else:
+            todo = (
+                "No intact step is left. Nothing was changed; move the damaged steps aside "
+                f"(mv {self.directory}/STEP {self.directory}/STEP.damaged) to start afresh, "
+                "or use another --workdir."
+            )
+        return CheckpointDamaged(f"In {self.directory}: {what}. {todo}")
 
     def wait(self) -> None:
         """Blocks until the background save is written (or raises `CheckpointError`)."""
@@ -173,37 +522,36 @@ class Checkpointer:
             self.manager.close()
 
 
+def checkpoints_dir(path: str) -> str:
+    """The checkpoints directory of a workdir (`path` may also be that directory itself)."""
+    inside = epath.Path(path, "checkpoints")
+    return str(inside) if inside.is_dir() else path
+
+
 def load_variables(path: str, step: int | None = None, ema: bool = False) -> dict:
     """Model variables from a checkpoint without rebuilding the training state.
 
     Args:
       path: a workdir (with checkpoints/ inside) or the checkpoints directory itself.
       step: checkpoint step (default: newest).
-      ema: return the EMA weights instead of the raw ones (when the run kept them).
+      ema: return the EMA weights instead of the raw ones.
 
     Returns:
       `{'params': ..., 'batch_stats': ...}` as numpy arrays on the host.
-    """
-    from etils import epath
 
-    directory = (
-        os.path.join(path, "checkpoints") if epath.Path(path, "checkpoints").is_dir() else path
-    )
-    manager = ocp.CheckpointManager(
-        _absolute(directory), item_handlers=ocp.PyTreeCheckpointHandler()
-    )
-    step = manager.latest_step() if step is None else step
-    if step is None:
-        raise CheckpointError(f"No checkpoint found in {directory}.")
-    # Restore every leaf as a host numpy array, whatever mesh it was saved from.
-    metadata = manager.item_metadata(step)
-    tree = getattr(metadata, "tree", metadata)
-    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
-    raw = manager.restore(step, args=ocp.args.PyTreeRestore(restore_args=restore_args))
-    manager.close()
+    Raises:
+      CheckpointError: no checkpoint (or step) there, a damaged one (see
+        `Checkpointer.restore`), or `ema` asked of a run that kept no EMA weights.
+    """
+    ckpt = Checkpointer(checkpoints_dir(path), read_only=True)
+    try:
+        raw = ckpt.restore(None, step)
+    finally:
+        ckpt.close()
     prefix = "ema_" if ema else ""
     if raw.get(f"{prefix}params") is None:
-        raise CheckpointError(f"Checkpoint {step} in {directory} has no {prefix}params.")
+        kept = " (the run kept no EMA weights: train.ema_decay was not set)" if ema else ""
+        raise CheckpointError(f"The checkpoint in {path} has no {prefix}params{kept}.")
     return {"params": raw[f"{prefix}params"], "batch_stats": raw.get(f"{prefix}batch_stats") or {}}
 
 

@@ -21,7 +21,7 @@ from clu import metric_writers, parameter_overview, periodic_actions
 from etils import epath
 
 from cnnx.data import EvalInput, TrainInput, to_global
-from cnnx.errors import CheckpointError, TrainingDiverged, WorkdirError
+from cnnx.errors import CheckpointError, CheckpointMismatch, TrainingDiverged, WorkdirError
 from cnnx.layers.remat import compiler_options as remat_compiler_options
 from cnnx.train import finetune, optim, steps
 from cnnx.train import workdir as wd
@@ -339,7 +339,9 @@ def _train_and_evaluate(config, workdir, changes, preemption, step_callback) -> 
             state = ckpt.restore(state)
         except CheckpointError as e:
             ckpt.close()
-            raise CheckpointError(f"{e}{_restore_hint(workdir, config)}") from None
+            if not isinstance(e, CheckpointMismatch):
+                raise  # a damaged step is not the config's fault: no config hint
+            raise CheckpointMismatch(f"{e}{_restore_hint(workdir, config)}") from None
         start_step = int(jax.device_get(state.step))
         logging.info("Resumed from checkpoint at step %d", start_step)
     elif config.init.checkpoint or config.init.torch_weights:
