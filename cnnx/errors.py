@@ -29,13 +29,10 @@ class CheckpointDamaged(CheckpointError):
     """A checkpoint step is incomplete, unreadable or fails its checksums (not a config fault)."""
 
 
-class WorkdirError(CnnxError):
-    """A workdir or output path cannot be used (a file where a folder belongs, read-only)."""
-
-
 class TrainingDiverged(CnnxError):
     """The loss became NaN or infinite; the last good checkpoint was kept."""
 
 
 class WorkdirError(CnnxError):
-    """A workdir holds another run, is in use by another process, or cannot be written."""
+    """A workdir or output path cannot be used: it holds another run, is in use by another
+    process, is a file where a folder belongs, or cannot be written (read-only, disk full)."""
