@@ -275,19 +275,22 @@ def train_and_evaluate(
       WorkdirError: the workdir holds another run, is in use, or a file could not be
         written. Other `CnnxError`s: bad config, data, checkpoint, divergence.
     """
+    t_start = time.time()
     pidx, _ = process_info()
     wd.check_is_directory(workdir)
     changes = wd.check_same_run(workdir, config, allow_change=allow_config_change)
+    exp = setup(config)  # a bad config fails before the workdir is created or locked
     try:
         with _Preemption() as preemption, wd.locked(workdir, take=pidx == 0):
-            return _train_and_evaluate(config, workdir, changes, preemption, step_callback)
+            return _train_and_evaluate(
+                config, exp, workdir, t_start, changes, preemption, step_callback
+            )
     except _WriteFailed as e:
         raise _write_failed(workdir, e) from None
 
 
-def _train_and_evaluate(config, workdir, changes, preemption, step_callback) -> dict:
-    t_start = time.time()
-    exp = setup(config)
+def _train_and_evaluate(config, exp, workdir, t_start, changes, preemption, step_callback):
+    """The run itself, with the workdir checked and locked (see `train_and_evaluate`)."""
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     pidx, _ = process_info()
 
