@@ -292,6 +292,15 @@ class MetricsLog:
             self.writer.flush()
 
 
+def agree_with_process_0():
+    """`fn(ok) -> process 0's ok` on every process, or None for a single process."""
+    if jax.process_count() == 1:
+        return None
+    from jax.experimental import multihost_utils
+
+    return lambda ok: bool(multihost_utils.broadcast_one_to_all(np.asarray(ok)))
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str,
@@ -327,7 +336,8 @@ def train_and_evaluate(
     changes = wd.check_same_run(workdir, config, allow_change=allow_config_change)
     exp = setup(config)  # a bad config fails before the workdir is created or locked
     try:
-        with _Preemption() as preemption, wd.locked(workdir, take=pidx == 0):
+        locked = wd.locked(workdir, take=pidx == 0, agree=agree_with_process_0())
+        with _Preemption() as preemption, locked:
             return _train_and_evaluate(
                 config, exp, workdir, t_start, changes, preemption, step_callback
             )
