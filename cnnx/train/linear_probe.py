@@ -23,6 +23,7 @@ from cnnx.train import workdir as wd
 from cnnx.train.checkpoint import Checkpointer
 from cnnx.train.experiment import build_model, setup
 from cnnx.train.loop import (
+    agree_with_process_0,
     evaluate_state,
     init_state,
     make_eval_fn,
@@ -78,7 +79,7 @@ def run(config, workdir: str, *, allow_config_change: bool = False) -> dict:
         raise ConfigError("fast_linear_probe needs --config.init.checkpoint or init.torch_weights.")
     wd.check_is_directory(workdir)
     changes = wd.check_same_run(workdir, config, allow_change=allow_config_change)
-    with wd.locked(workdir, take=jax.process_index() == 0):
+    with wd.locked(workdir, take=jax.process_index() == 0, agree=agree_with_process_0()):
         return _run(config, workdir, changes)
 
 

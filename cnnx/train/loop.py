@@ -246,6 +246,61 @@ def _progress_before(workdir: str, step: int) -> tuple[float, dict]:
     return float(last.get("wall_time_s", 0.0)), train
 
 
+class MetricsLog:
+    """Where a run's metrics go: TensorBoard and `train_metrics.jsonl` (process 0; the others
+    only log them), with the run's wall time and last train metrics summed over its segments.
+
+    Resuming at `start_step` drops the jsonl lines after it (a killed segment's, written again)
+    and carries on the wall time and train metrics logged at it. A failed write (full disk)
+    raises `_WriteFailed`, reported as one error once the pending checkpoint save is done.
+    """
+
+    def __init__(self, workdir: str, start_step: int, t_start: float, process_index: int):
+        self.path = wd.metrics_path(workdir)
+        self.tensorboard = f"the TensorBoard log in {workdir}"
+        self._t_start = t_start
+        self._jsonl = process_index == 0
+        self.wall_before, self.last_train = _progress_before(workdir, start_step)
+        if self._jsonl:
+            with _writing(self.path):
+                wd.keep_metrics_until(self.path, start_step)
+        # Synchronous: a failed write raises here, in the loop, not in a background thread.
+        self.writer = metric_writers.create_default_writer(
+            workdir, just_logging=process_index > 0, asynchronous=False
+        )
+
+    def wall_time(self) -> float:
+        """Seconds spent on the run so far, over all its segments."""
+        return self.wall_before + time.time() - self._t_start
+
+    def write_train(self, step: int, summary: dict) -> None:
+        self.last_train = summary
+        with _writing(self.tensorboard):
+            self.writer.write_scalars(step, summary)
+        if self._jsonl:
+            record = {"step": step, **summary, "wall_time_s": self.wall_time()}
+            with _writing(self.path):
+                wd.append_line(self.path, record)
+
+    def write(self, step: int, scalars: dict) -> None:
+        """Other scalars (evaluations): TensorBoard and the log only."""
+        with _writing(self.tensorboard):
+            self.writer.write_scalars(step, scalars)
+
+    def flush(self) -> None:
+        with _writing(self.tensorboard):
+            self.writer.flush()
+
+
+def agree_with_process_0():
+    """`fn(ok) -> process 0's ok` on every process, or None for a single process."""
+    if jax.process_count() == 1:
+        return None
+    from jax.experimental import multihost_utils
+
+    return lambda ok: bool(multihost_utils.broadcast_one_to_all(np.asarray(ok)))
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str,
@@ -275,19 +330,23 @@ def train_and_evaluate(
       WorkdirError: the workdir holds another run, is in use, or a file could not be
         written. Other `CnnxError`s: bad config, data, checkpoint, divergence.
     """
+    t_start = time.time()
     pidx, _ = process_info()
     wd.check_is_directory(workdir)
     changes = wd.check_same_run(workdir, config, allow_change=allow_config_change)
+    exp = setup(config)  # a bad config fails before the workdir is created or locked
     try:
-        with _Preemption() as preemption, wd.locked(workdir, take=pidx == 0):
-            return _train_and_evaluate(config, workdir, changes, preemption, step_callback)
+        locked = wd.locked(workdir, take=pidx == 0, agree=agree_with_process_0())
+        with _Preemption() as preemption, locked:
+            return _train_and_evaluate(
+                config, exp, workdir, t_start, changes, preemption, step_callback
+            )
     except _WriteFailed as e:
         raise _write_failed(workdir, e) from None
 
 
-def _train_and_evaluate(config, workdir, changes, preemption, step_callback) -> dict:
-    t_start = time.time()
-    exp = setup(config)
+def _train_and_evaluate(config, exp, workdir, t_start, changes, preemption, step_callback):
+    """The run itself, with the workdir checked and locked (see `train_and_evaluate`)."""
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     pidx, _ = process_info()
 
@@ -346,8 +405,6 @@ def _train_and_evaluate(config, workdir, changes, preemption, step_callback) -> 
         logging.info("Resumed from checkpoint at step %d", start_step)
     elif config.init.checkpoint or config.init.torch_weights:
         state = finetune.initialize_from(state, config.init, exp.spec.name, state_shardings)
-    metrics_path = wd.metrics_path(workdir)
-    wall_before, last_train = _progress_before(workdir, start_step)
     if pidx == 0:  # only now: a config that cannot restore the workdir changes nothing
         if changes:
             wd.record_config_change(workdir, changes, start_step)
@@ -355,12 +412,7 @@ def _train_and_evaluate(config, workdir, changes, preemption, step_callback) -> 
             wd.write_text_atomic(
                 wd.config_path(workdir), config.to_json_best_effort(indent=2, sort_keys=True)
             )
-        with _writing(metrics_path):
-            wd.keep_metrics_until(metrics_path, start_step)
-    # Synchronous: a failed write (full disk) raises here, in the loop, not in a thread.
-    writer = metric_writers.create_default_writer(
-        workdir, just_logging=pidx > 0, asynchronous=False
-    )
+    log = MetricsLog(workdir, start_step, t_start, pidx)
 
     step_fn = jax.jit(
         functools.partial(
@@ -379,7 +431,7 @@ def _train_and_evaluate(config, workdir, changes, preemption, step_callback) -> 
     step_rng = jax.device_put(step_rng, replicated(exp.mesh))
 
     report = periodic_actions.ReportProgress(
-        num_train_steps=total_steps, writer=writer, every_steps=config.train.log_every_steps
+        num_train_steps=total_steps, writer=log.writer, every_steps=config.train.log_every_steps
     )
     eval_every = config.eval.every_steps or spe
     ckpt_every = config.ckpt.every_steps or spe
@@ -411,7 +463,7 @@ def _train_and_evaluate(config, workdir, changes, preemption, step_callback) -> 
 
     def flush(step):
         """Fetches the metrics of the steps since the last log, checks and writes them."""
-        nonlocal pending, last_train
+        nonlocal pending
         if not pending:
             return
         fetched = jax.device_get(pending)
@@ -446,13 +498,7 @@ def _train_and_evaluate(config, workdir, changes, preemption, step_callback) -> 
                     skipped["total"],
                 )
         summary.update({f"train/{k}": v for k, v in timer.summary().items()})
-        last_train = summary
-        with _writing(f"the TensorBoard log in {workdir}"):
-            writer.write_scalars(step, summary)
-        if pidx == 0:
-            wall = wall_before + time.time() - t_start  # over all segments of the run
-            with _writing(metrics_path):
-                wd.append_line(metrics_path, {"step": step, **summary, "wall_time_s": wall})
+        log.write_train(step, summary)
 
     def after_eval(state, metrics):
         """Reduce-on-plateau: the decision is part of the (checkpointed) optimizer state."""
@@ -486,7 +532,7 @@ def _train_and_evaluate(config, workdir, changes, preemption, step_callback) -> 
                 step += 1
                 timer.step()
                 profiler.after_step(step, metrics)
-                with _writing(f"the TensorBoard log in {workdir}"):
+                with _writing(log.tensorboard):
                     report(step)
                 if step_callback is not None:
                     step_callback(step)
@@ -511,8 +557,7 @@ def _train_and_evaluate(config, workdir, changes, preemption, step_callback) -> 
                         eval_metrics = evaluate_state(
                             exp, state.eval_variables(), eval_input, eval_fn
                         )
-                        with _writing(f"the TensorBoard log in {workdir}"):
-                            writer.write_scalars(step, eval_metrics)
+                        log.write(step, eval_metrics)
                         state = after_eval(state, eval_metrics)
         profiler.stop(state)
         if status == "completed":
@@ -528,10 +573,8 @@ def _train_and_evaluate(config, workdir, changes, preemption, step_callback) -> 
                     final.update({k.replace("eval/", "eval_ema/"): v for k, v in ema.items()})
             if final is not None:
                 eval_metrics = final
-                with _writing(f"the TensorBoard log in {workdir}"):
-                    writer.write_scalars(step, eval_metrics)
-        with _writing(f"the TensorBoard log in {workdir}"):
-            writer.flush()
+                log.write(step, eval_metrics)
+        log.flush()
         failed = False
     finally:
         profiler.stop()
@@ -553,8 +596,8 @@ def _train_and_evaluate(config, workdir, changes, preemption, step_callback) -> 
         "model": exp.spec.name,
         "num_params": n_params,
         "image_size": exp.image_size,
-        "wall_time_s": wall_before + time.time() - t_start,  # over all segments
-        **last_train,
+        "wall_time_s": log.wall_time(),  # over all segments
+        **log.last_train,
         **eval_metrics,
     }
     if skipped["total"]:

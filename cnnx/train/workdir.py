@@ -492,15 +492,36 @@ class WorkdirLock:
 
 
 @contextlib.contextmanager
-def locked(workdir: str, *, take: bool = True) -> Iterator[None]:
-    """Holds the workdir's lock for the block (`take=False`: a no-op, for processes > 0)."""
-    if not take:
-        yield
-        return
-    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-    lock = WorkdirLock(workdir)
-    lock.acquire()
+def locked(workdir: str, *, take: bool = True, agree=None) -> Iterator[None]:
+    """Holds the workdir's lock for the block.
+
+    Args:
+      workdir: the run's directory (created if absent by the process that takes the lock).
+      take: whether this process takes the lock (process 0 of a run); others pass False.
+      agree: for several processes, `fn(ok: bool) -> bool` returning process 0's outcome to
+        every process (a broadcast), so that all stop when process 0 could not lock instead
+        of waiting for it in a collective.
+
+    Raises:
+      WorkdirError: the workdir is in use (on every process when `agree` is given).
+    """
+    lock, error = None, None
+    if take:
+        epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+        lock = WorkdirLock(workdir)
+        try:
+            lock.acquire()
+        except WorkdirError as e:
+            lock, error = None, e
+    if agree is not None and not agree(error is None):
+        raise error or WorkdirError(
+            f"{workdir} is in use: process 0 of this run could not take its lock (its log "
+            "names the holder). Use another --workdir, or stop the run that holds it."
+        )
+    if error is not None:
+        raise error
     try:
         yield
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()

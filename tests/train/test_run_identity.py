@@ -112,10 +112,10 @@ def test_sigterm_during_final_evaluation_keeps_the_handler_and_the_save(tmp_path
     config = tiny_config(**{"ckpt.asynchronous": True})
     real = loop.evaluate_state
 
-    def evaluate_and_get_sigterm(exp, variables, eval_input, eval_fn, stop=None):
-        if stop is not None:  # the final evaluation
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real(exp, variables, eval_input, eval_fn, stop)
+    def evaluate_and_get_sigterm(*args, **kwargs):
+        # 12 steps are less than an epoch: the only evaluation is the final one.
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
 
     leaked = []
     previous = signal.signal(signal.SIGTERM, lambda *_: leaked.append(1))
@@ -212,3 +212,55 @@ def test_tensorboard_write_failure_is_one_error(tmp_path, monkeypatch):
         tiny_config(**{"ckpt.asynchronous": True}), str(tmp_path), step_callback=ran.append
     )
     assert ran[0] == 5
+
+
+@pytest.mark.slow
+def test_sigterm_during_final_evaluation_exits_143_then_resumes_without_training(
+    tmp_path,
+    compilation_cache,  # noqa: F811
+):
+    """train.py itself: SIGTERM while the final evaluation runs (the final save in flight)."""
+    import subprocess
+    import sys
+    import time
+
+    from tests import jax_cache
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    workdir, markers = tmp_path / "wd", tmp_path / "markers"
+    markers.mkdir()
+    env = {**os.environ, "PYTHONPATH": repo, **jax_cache.env(compilation_cache)}
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.train.final_eval_worker",
+            str(markers),
+            "--config=tests/train/tiny.py",
+            f"--workdir={workdir}",
+            "--config.ckpt.asynchronous=True",
+        ],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.time() + 300
+    while not (markers / "evaluating").exists():
+        assert p.poll() is None, p.stdout.read()[-3000:]
+        assert time.time() < deadline
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    time.sleep(0.5)  # the handler runs while the evaluation is held
+    (markers / "release").touch()
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 143, out[-3000:]
+    assert "Preempted at step 12" in out
+    assert _steps_on_disk(workdir) == ([4, 8, 12], [])
+    assert not (workdir / "lock").exists()
+
+    ran = []
+    config = tiny_config(**{"ckpt.asynchronous": True})
+    results = loop.train_and_evaluate(config, str(workdir), step_callback=ran.append)
+    assert ran == [] and results["status"] == "completed" and results["step"] == 12

@@ -236,3 +236,21 @@ def test_write_errors_of_every_layer_are_described():
     tf_error = tf.errors.OutOfRangeError(None, None, "/wd/events.out; File too large\n\tFailed")
     assert wd.describe_write_error(tf_error) == ("File too large (errno 27)", True)
     assert wd.describe_write_error(OSError(13, "Permission denied"))[1] is False
+
+
+def test_every_process_stops_when_process_0_cannot_lock(tmp_path):
+    """Multi-host: only process 0 takes the lock; `agree` (a broadcast) tells the others."""
+    (tmp_path / "lock").write_text(json.dumps({"host": "elsewhere", "pid": 12}))
+    outcome = []
+
+    def broadcast(ok):  # process 0's value reaches every process
+        outcome.append(ok)
+        return outcome[0]
+
+    process_0 = wd.locked(str(tmp_path), take=True, agree=broadcast)
+    with pytest.raises(WorkdirError, match="pid 12 on elsewhere"), process_0:
+        pass
+    process_1 = wd.locked(str(tmp_path), take=False, agree=broadcast)
+    with pytest.raises(WorkdirError, match="process 0 of this run could not"), process_1:
+        pass
+    assert outcome == [False, True]
