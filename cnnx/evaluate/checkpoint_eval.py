@@ -13,37 +13,16 @@ from cnnx.errors import CheckpointError, CnnxError, ConfigError, WorkdirError
 from cnnx.evaluate import views as views_lib
 from cnnx.evaluate.multiview import Member, evaluate_members
 from cnnx.train import distributed, optim
-from cnnx.train.checkpoint import Checkpointer, check_workdir
-from cnnx.train.config import base_config
+from cnnx.train import workdir as wd
+from cnnx.train.checkpoint import Checkpointer
 from cnnx.train.experiment import setup
 from cnnx.train.loop import init_state, make_eval_input, make_tx
 
 
 def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
-    """The config a workdir was trained with (written by `train_and_evaluate`)."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        raise ConfigError(
-            f"{path} not found: is {workdir!r} a cnnx workdir? Pass --config explicitly."
-        )
-    try:
-        with open(path) as f:
-            saved = json.load(f)
-    except (OSError, ValueError) as e:  # ValueError: JSONDecodeError, UnicodeDecodeError
-        raise ConfigError(
-            f"{path} is unreadable ({type(e).__name__}: {e}); it may be truncated. Pass the "
-            "run's config explicitly with --config=configs/...py (plus its overrides)."
-        ) from None
-    if not isinstance(saved, dict):
-        raise ConfigError(f"{path} holds no config (a JSON object is expected).")
-    # Start from today's schema so fields added since the run was made get their defaults.
-    config = base_config()
-    for section, values in saved.items():
-        if isinstance(values, dict) and section in config:
-            for key, value in values.items():
-                config[section][key] = tuple(value) if isinstance(value, list) else value
-        else:
-            config[section] = values
+    """The config a workdir was trained with (`workdir.load_config`), its mesh fitted to the
+    devices here (checkpoints restore onto any mesh)."""
+    config = wd.load_config(workdir)
     _fit_mesh(config)
     return config
 
@@ -82,7 +61,7 @@ def _require_ema(workdir: str, config) -> None:
 
 def restore_state(config, workdir: str, step: int | None = None):
     """Builds the experiment from `config` and restores its train state from `workdir`."""
-    check_workdir(workdir)
+    wd.check_folder(workdir)
     directory = os.path.join(workdir, "checkpoints")
     if not os.path.isdir(directory) and "://" not in directory:
         raise CheckpointError(
@@ -235,18 +214,18 @@ def run(
       0, or 2 after printing one `error:` line.
     """
     try:
-        check_workdir(workdir)
+        wd.check_folder(workdir)
         if output:
             folder = os.path.dirname(output) or "."
-            check_workdir(folder, create=True, flag="the folder of --output")
+            wd.check_folder(folder, create=True, flag="the folder of --output")
         elif os.path.isdir(workdir):  # a missing one is reported by what follows
             try:
-                check_workdir(workdir, create=True)
+                wd.check_folder(workdir, create=True)
             except WorkdirError as e:
                 raise WorkdirError(f"{e} Or pass --output=PATH to write elsewhere.") from None
         if confusion_png:
             folder = os.path.dirname(confusion_png) or "."
-            check_workdir(folder, create=True, flag="the folder of --confusion_png")
+            wd.check_folder(folder, create=True, flag="the folder of --confusion_png")
         used = config if config is not None else load_workdir_config(workdir)
         results = evaluate_checkpoint(used, workdir, **options)
     except CnnxError as e:
@@ -282,12 +261,5 @@ def run(
 
 
 def write_json(results: dict, path: str) -> None:
-    """Writes `results` to `path` whole or not at all (a temporary file, then a rename)."""
-    tmp = f"{path}.tmp"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(results, f, indent=2)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Writes `results` to `path` whole or not at all (`workdir.write_json_atomic`)."""
+    wd.write_json_atomic(path, results)

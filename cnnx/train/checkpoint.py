@@ -35,7 +35,7 @@ from absl import logging
 from etils import epath
 from jax import lax
 
-from cnnx.errors import CheckpointDamaged, CheckpointError, CheckpointMismatch, WorkdirError
+from cnnx.errors import CheckpointDamaged, CheckpointError, CheckpointMismatch
 
 # What a failed write raises: OSError from Python file code, ValueError (tensorstore, with
 # "[os_error_code=28]" for ENOSPC) and RuntimeError / TimeoutError from orbax's threads.
@@ -149,39 +149,6 @@ def fingerprints(tree) -> dict[str, int]:
 
 
 # --- Workdirs ------------------------------------------------------------------------------
-
-
-def check_workdir(path: str, *, create: bool = False, flag: str = "--workdir") -> None:
-    """Fails at once, with one line, when `path` cannot be used as a folder.
-
-    Args:
-      path: the folder (a workdir, or where an output file goes). gs:// paths are not checked.
-      create: make it (and its parents) when missing, and require it to be writable.
-      flag: how the user named the path, for the message.
-
-    Raises:
-      WorkdirError: `path` or one of its parents is an existing file; with `create`, the
-        folder cannot be made or written (read-only file system, permissions).
-    """
-    if "://" in path:
-        return
-    full = os.path.abspath(path)
-    existing = full
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        where = "is an existing file" if existing == full else f"is under a file ({existing})"
-        raise WorkdirError(f"{flag}={path} {where}, not a folder; pass a folder.")
-    if not create:
-        return
-    try:
-        os.makedirs(full, exist_ok=True)
-    except OSError as e:
-        raise WorkdirError(f"Cannot create {flag}={path}: {e.strerror}.") from None
-    if not os.access(full, os.W_OK):
-        readonly = os.statvfs(full).f_flag & os.ST_RDONLY
-        why = "a read-only file system" if readonly else "no write permission"
-        raise WorkdirError(f"{flag}={path} is not writable ({why}); pass a writable folder.")
 
 
 def _ignore_abandoned_io() -> None:

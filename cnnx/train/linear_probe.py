@@ -77,7 +77,7 @@ def run(config, workdir: str, *, allow_config_change: bool = False) -> dict:
     """
     if not (config.init.checkpoint or config.init.torch_weights):
         raise ConfigError("fast_linear_probe needs --config.init.checkpoint or init.torch_weights.")
-    wd.check_is_directory(workdir)
+    wd.check_folder(workdir)
     changes = wd.check_same_run(workdir, config, allow_change=allow_config_change)
     with wd.locked(workdir, take=jax.process_index() == 0, agree=agree_with_process_0()):
         return _run(config, workdir, changes)

@@ -332,7 +332,7 @@ def train_and_evaluate(
     """
     t_start = time.time()
     pidx, _ = process_info()
-    wd.check_is_directory(workdir)
+    wd.check_folder(workdir)
     changes = wd.check_same_run(workdir, config, allow_change=allow_config_change)
     exp = setup(config)  # a bad config fails before the workdir is created or locked
     try:

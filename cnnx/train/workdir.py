@@ -265,7 +265,9 @@ def load_saved_config(workdir: str) -> dict | None:
     if saved is None:
         raise WorkdirError(
             f"{p} is unreadable (truncated or not JSON), so which run this workdir holds is "
-            "unknown; nothing was changed. Restore it from a copy, or use another --workdir."
+            "unknown; nothing was changed. Restore it from a copy; to train, use another "
+            "--workdir; to evaluate, pass the run's config with --config=configs/...py (plus "
+            "its overrides)."
         )
     return saved
 
@@ -348,11 +350,38 @@ def record_config_change(workdir: str, changes: dict[str, tuple], step: int) -> 
     )
 
 
-def check_is_directory(workdir: str) -> None:
-    """Raises WorkdirError when `workdir` exists but is not a directory."""
-    p = epath.Path(workdir)
-    if p.exists() and not p.is_dir():
-        raise WorkdirError(f"--workdir={workdir} exists and is not a directory; pass a directory.")
+def check_folder(path: str, *, create: bool = False, flag: str = "--workdir") -> None:
+    """Fails at once, with one line, when `path` cannot be used as a folder.
+
+    Args:
+      path: the folder (a workdir, or where an output file goes). gs:// paths are not
+        checked (object stores have no files in the way and no permissions to read here).
+      create: make it (and its parents) when missing, and require it to be writable.
+      flag: how the user named the path, for the message.
+
+    Raises:
+      WorkdirError: `path` or one of its parents is an existing file; with `create`, the
+        folder cannot be made or written (read-only file system, permissions).
+    """
+    if is_remote(path):
+        return
+    full = os.path.abspath(path)
+    existing = full
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        where = "is an existing file" if existing == full else f"is under a file ({existing})"
+        raise WorkdirError(f"{flag}={path} {where}, not a folder; pass a folder.")
+    if not create:
+        return
+    try:
+        os.makedirs(full, exist_ok=True)
+    except OSError as e:
+        raise WorkdirError(f"Cannot create {flag}={path}: {e.strerror}.") from None
+    if not os.access(full, os.W_OK):
+        readonly = os.statvfs(full).f_flag & os.ST_RDONLY
+        why = "a read-only file system" if readonly else "no write permission"
+        raise WorkdirError(f"{flag}={path} is not writable ({why}); pass a writable folder.")
 
 
 # --- Lock: one writer per workdir -------------------------------------------------------------

@@ -221,7 +221,7 @@ def test_atomic_writes_and_metrics_trim(tmp_path):
 def test_a_workdir_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "f").write_text("")
     with pytest.raises(WorkdirError, match="not a directory"):
-        wd.check_is_directory(str(tmp_path / "f"))
+        wd.check_folder(str(tmp_path / "f"))
 
 
 def test_write_errors_of_every_layer_are_described():
