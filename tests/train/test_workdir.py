@@ -220,7 +220,7 @@ def test_atomic_writes_and_metrics_trim(tmp_path):
 
 def test_a_workdir_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "f").write_text("")
-    with pytest.raises(WorkdirError, match="not a directory"):
+    with pytest.raises(WorkdirError, match="is an existing file, not a folder"):
         wd.check_folder(str(tmp_path / "f"))
 
 
