@@ -24,7 +24,7 @@ from etils import epath
 from cnnx.data import EvalInput, TrainInput, to_global
 from cnnx.errors import CheckpointError, TrainingDiverged
 from cnnx.layers.remat import compiler_options as remat_compiler_options
-from cnnx.train import finetune, optim, steps
+from cnnx.train import finetune, health, optim, steps
 from cnnx.train.checkpoint import Checkpointer
 from cnnx.train.experiment import Experiment, check_step_counts, process_info, setup
 from cnnx.train.mesh import batch_sharding, replicated
@@ -320,6 +320,7 @@ def train_and_evaluate(
     timer = StepTimer()
     profiler = Profiler(config.train.get("profile_steps"), os.path.join(workdir, "profile"), step)
     skipped = {"total": 0, "in_a_row": 0}
+    run_health = health.RunHealth(num_classes, spe, total_steps, config.optim.base_lr)
 
     def last_good() -> str:
         newest = ckpt.latest_step()
@@ -373,6 +374,7 @@ def train_and_evaluate(
                 )
         summary.update({f"train/{k}": v for k, v in timer.summary().items()})
         last_train = summary
+        run_health.add_train(step, summary.get("train/loss"))
         writer.write_scalars(step, summary)
         if pidx == 0:
             with epath.Path(metrics_path).open("a") as f:
@@ -436,6 +438,7 @@ def train_and_evaluate(
                         )
                         writer.write_scalars(step, eval_metrics)
                         state = after_eval(state, eval_metrics)
+                        run_health.add_eval(step, eval_metrics)
         profiler.stop(state)
         if status == "completed":
             eval_metrics = evaluate_state(exp, state.eval_variables(), eval_input, eval_fn)
@@ -443,6 +446,7 @@ def train_and_evaluate(
                 ema = evaluate_state(exp, state.eval_variables(ema=True), eval_input, eval_fn)
                 eval_metrics.update({k.replace("eval/", "eval_ema/"): v for k, v in ema.items()})
             writer.write_scalars(step, eval_metrics)
+            run_health.add_eval(step, eval_metrics)
         failed = False
     finally:
         profiler.stop()
@@ -463,6 +467,7 @@ def train_and_evaluate(
         "wall_time_s": time.time() - t_start,
         **last_train,
         **eval_metrics,
+        "warnings": run_health.warnings,
     }
     if skipped["total"]:
         results["skipped_steps"] = skipped["total"]
