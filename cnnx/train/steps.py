@@ -190,7 +190,8 @@ def train_step(
     if skip_nonfinite:
         # The global norm is finite iff every gradient is (it is computed anyway).
         ok = jnp.isfinite(loss) & jnp.isfinite(metrics["grad_norm"])
-        kept = state.replace(step=new.step, opt_state=at_step(state.opt_state, new.step))
+        # The optimizer's own schedule count stays too: `at_step` resets it before each update.
+        kept = state.replace(step=new.step)
         new = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, kept)
         metrics["skipped"] = 1.0 - ok.astype(jnp.float32)
     return new, metrics
