@@ -118,3 +118,19 @@ def test_default_recipe_learns_coloured_digits(tmp_path):
     results = train_and_evaluate(config, str(tmp_path / "run"))
     assert results["eval/top1"] > 40.0, results
     assert results["warnings"] == []
+
+
+def test_coloured_digits_are_deterministic_by_seed(tmp_path):
+    make = load_script("make_color_digits").make_color_digits
+
+    def files(root):
+        return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*.png"))}
+
+    counts = make(str(tmp_path / "a"), num_train=20, num_test=10, seed=3)
+    make(str(tmp_path / "b"), num_train=20, num_test=10, seed=3)
+    make(str(tmp_path / "c"), num_train=20, num_test=10, seed=4)
+    a, b, c = (files(tmp_path / name) for name in "abc")
+    assert counts == {"train": 20, "test": 10} and len(a) == 30
+    assert a == b and a != c
+    with pytest.raises(ValueError, match="1797"):
+        make(str(tmp_path / "d"), num_train=1500, num_test=400)
