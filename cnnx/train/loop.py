@@ -23,7 +23,7 @@ from etils import epath
 from cnnx.data import EvalInput, TrainInput, to_global
 from cnnx.errors import CheckpointError, CheckpointMismatch, TrainingDiverged, WorkdirError
 from cnnx.layers.remat import compiler_options as remat_compiler_options
-from cnnx.train import finetune, optim, steps
+from cnnx.train import finetune, health, optim, steps
 from cnnx.train import workdir as wd
 from cnnx.train.checkpoint import Checkpointer
 from cnnx.train.experiment import Experiment, check_step_counts, process_info, setup
@@ -443,6 +443,7 @@ def _train_and_evaluate(config, exp, workdir, t_start, changes, preemption, step
     timer = StepTimer()
     profiler = Profiler(config.train.get("profile_steps"), wd.profile_dir(workdir), step)
     skipped = {"total": 0, "in_a_row": 0}
+    run_health = health.RunHealth(num_classes, spe, total_steps, config.optim.base_lr)
 
     def last_good() -> str:
         newest = ckpt.latest_step()
@@ -499,6 +500,7 @@ def _train_and_evaluate(config, exp, workdir, t_start, changes, preemption, step
                 )
         summary.update({f"train/{k}": v for k, v in timer.summary().items()})
         log.write_train(step, summary)
+        run_health.add_train(step, summary.get("train/loss"))
 
     def after_eval(state, metrics):
         """Reduce-on-plateau: the decision is part of the (checkpointed) optimizer state."""
@@ -559,6 +561,7 @@ def _train_and_evaluate(config, exp, workdir, t_start, changes, preemption, step
                         )
                         log.write(step, eval_metrics)
                         state = after_eval(state, eval_metrics)
+                        run_health.add_eval(step, eval_metrics)
         profiler.stop(state)
         if status == "completed":
             # SIGTERM here abandons the evaluation; the final checkpoint is saved (below) and
@@ -574,6 +577,7 @@ def _train_and_evaluate(config, exp, workdir, t_start, changes, preemption, step
             if final is not None:
                 eval_metrics = final
                 log.write(step, eval_metrics)
+                run_health.add_eval(step, eval_metrics)
         log.flush()
         failed = False
     finally:
@@ -599,6 +603,7 @@ def _train_and_evaluate(config, exp, workdir, t_start, changes, preemption, step
         "wall_time_s": log.wall_time(),  # over all segments
         **log.last_train,
         **eval_metrics,
+        "warnings": run_health.warnings,
     }
     if skipped["total"]:
         results["skipped_steps"] = skipped["total"]

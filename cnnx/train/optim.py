@@ -164,6 +164,36 @@ def plateau_update(opt_state, metric: float, cfg):
     return _replace_lr_state(opt_state, new)
 
 
+def _is_schedule_state(x) -> bool:
+    return isinstance(x, optax.ScaleByScheduleState)
+
+
+def at_step(opt_state, step):
+    """The optimizer state with every schedule count set to the training step `step`.
+
+    optax keeps its own count for a schedule (`ScaleByScheduleState`, one per parameter group
+    under `optax.multi_transform`), which stops when a step's update is discarded
+    (`train.on_nonfinite=skip`) while the trainer's step moves on; the schedule would then lag
+    the logged rate. Setting the counts from the one step counter before each update makes
+    the applied rate `schedule(step)` everywhere: after skipped steps, in every group, and on
+    resuming a checkpoint. Other counts (Adam's bias correction) count real updates and stay.
+
+    Args:
+      opt_state: an optimizer state from `make_optimizer` (possibly wrapped).
+      step: the training step, an integer scalar (traced or not).
+
+    Returns:
+      The same structure, each count in its own dtype.
+    """
+
+    def set_count(x):
+        if not _is_schedule_state(x):
+            return x
+        return optax.ScaleByScheduleState(count=jnp.asarray(step, x.count.dtype))
+
+    return jax.tree.map(set_count, opt_state, is_leaf=_is_schedule_state)
+
+
 def make_optimizer(cfg, schedule) -> optax.GradientTransformation:
     """The optimizer of the `optim` config, with masked weight decay, optional clipping and
     the reduce-on-plateau multiplier (`scale_by_lr_scale`, last in the chain).

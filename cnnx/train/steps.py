@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import optax
 
 from cnnx.data import mixing
-from cnnx.train.optim import cross_entropy, lr_scale, soft_cross_entropy
+from cnnx.train.optim import at_step, cross_entropy, lr_scale, soft_cross_entropy
 from cnnx.train.state import TrainState
 
 
@@ -96,12 +96,15 @@ def train_step(
       skip_nonfinite: when the loss or the gradient norm is NaN/Inf, keep the old parameters,
         statistics, optimizer and EMA state (the step counter still advances, so data and
         random numbers stay those of an uninterrupted run) and report `skipped` = 1; a
-        `jnp.where` over the state, selected on device with no host round trip.
+        `jnp.where` over the state, selected on device with no host round trip. The step
+        counter is the one clock: the schedule (`optim.at_step`) and EMA warmup follow it, so
+        the next step applies schedule(step), not the rate of the step that was skipped.
 
     Returns:
       (new state, metrics dict of scalars: loss, top1 and top5 (%, against the unmixed
-      labels), lr (including the plateau multiplier), grad_norm, and skipped (0/1) with
-      `skip_nonfinite`).
+      labels), lr (the rate this step applied: schedule(step) times the plateau multiplier;
+      groups under `train.lr_mult_pattern` apply it times lr_mult, frozen ones nothing),
+      grad_norm, and skipped (0/1) with `skip_nonfinite`).
     """
     step_rng = jax.random.fold_in(rng, state.step)
     labels = batch["label"]
@@ -160,7 +163,9 @@ def train_step(
         logits = logits.reshape((-1, *logits.shape[2:]))
         labels = _micro_batches(labels, k).reshape(-1)
 
-    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    # One counter drives the schedule: the step (see `optim.at_step`), so the rate applied is
+    # the rate logged below, whatever was skipped or restored before.
+    updates, opt_state = state.tx.update(grads, at_step(state.opt_state, state.step), state.params)
     params = optax.apply_updates(state.params, updates)
     new = state.replace(
         step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
@@ -185,6 +190,7 @@ def train_step(
     if skip_nonfinite:
         # The global norm is finite iff every gradient is (it is computed anyway).
         ok = jnp.isfinite(loss) & jnp.isfinite(metrics["grad_norm"])
+        # The optimizer's own schedule count stays too: `at_step` resets it before each update.
         kept = state.replace(step=new.step)
         new = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, kept)
         metrics["skipped"] = 1.0 - ok.astype(jnp.float32)

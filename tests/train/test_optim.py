@@ -137,3 +137,21 @@ def test_plateau_reduction_survives_preemption_and_resume(tmp_path):
     expect = {1: 1, 2: 1, 3: 1, 4: 1, 5: 0.1, 6: 0.1, 7: 0.01}
     for step, factor in expect.items():
         np.testing.assert_allclose(lrs[step], peak * factor, rtol=1e-5, err_msg=f"step {step}")
+
+
+def test_at_step_sets_every_schedule_count_and_no_other():
+    """Every parameter group's schedule count follows the step; Adam's update count (its bias
+    correction) keeps counting real updates."""
+    from cnnx.train import finetune
+
+    tx = optim.make_optimizer(_cfg("adamw"), optax.linear_schedule(0.0, 1.0, 10))
+    tx = finetune.partition_optimizer(tx, "conv|bn", lr_mult_pattern="bn", lr_mult=0.1)
+    state = tx.init(PARAMS)
+    is_count = lambda x: isinstance(x, optax.ScaleByScheduleState | optax.ScaleByAdamState)  # noqa: E731
+    before = [x for x in jax.tree.leaves(state, is_leaf=is_count) if is_count(x)]
+    after = [x for x in jax.tree.leaves(optim.at_step(state, 7), is_leaf=is_count) if is_count(x)]
+    schedules = [x for x in after if isinstance(x, optax.ScaleByScheduleState)]
+    assert len(schedules) == 2  # the 'train' and the 'slow' group; 'frozen' has none
+    assert all(int(x.count) == 7 and x.count.dtype == jnp.int32 for x in schedules)
+    adam = [(b, a) for b, a in zip(before, after) if isinstance(a, optax.ScaleByAdamState)]
+    assert len(adam) == 2 and all(int(a.count) == int(b.count) == 0 for b, a in adam)

@@ -163,3 +163,126 @@ def test_make_norm(name):
         np.testing.assert_allclose(g.std(axis=(1, 2, 4)), 1.0, atol=1e-2)
     with pytest.raises(ValueError, match="Unknown norm"):
         make_norm("weight")
+
+
+class _TwoLayer(nn.Module):
+    """Two dense layers, no BatchNorm or dropout: an SGD step is exactly -lr × gradient."""
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        del train
+        h = jnp.tanh(nn.Dense(8, name="body")(x.reshape((x.shape[0], -1))))
+        return nn.Dense(10, name="head")(h)
+
+
+# Warmup from 0 to 1 over 10 steps: the rate names the step it was computed for (0.1 × step).
+WARMUP = optax.linear_schedule(0.0, 1.0, 10)
+
+# (name, finetune.partition_optimizer arguments, plateau multiplier, grad_accum_steps); the
+# multiplier each group applies on top of the logged rate.
+APPLIED_LR_CASES = [
+    ("plain", {}, 1.0, 1, {"body": 1.0, "head": 1.0}),
+    ("grad_accum", {}, 1.0, 2, {"body": 1.0, "head": 1.0}),
+    ("plateau", {}, 0.5, 1, {"body": 1.0, "head": 1.0}),
+    ("lr_mult", {"lr_mult_pattern": "body", "lr_mult": 0.1}, 1.0, 1, {"body": 0.1, "head": 1.0}),
+    ("frozen", {"trainable": "head"}, 1.0, 1, {"body": 0.0, "head": 1.0}),
+]
+
+
+@pytest.mark.parametrize(
+    "partition, plateau_scale, accum, group_mult",
+    [case[1:] for case in APPLIED_LR_CASES],
+    ids=[case[0] for case in APPLIED_LR_CASES],
+)
+def test_logged_lr_is_the_applied_lr_after_a_skipped_step(
+    partition, plateau_scale, accum, group_mult
+):
+    """Issue 16 item 8: a skipped (NaN) step must not leave the schedule one step behind.
+
+    SGD without momentum or decay moves each parameter by -lr × gradient, so the applied rate
+    is measured from the update itself and compared with the logged one and schedule(step).
+    """
+    from cnnx.train import finetune
+
+    cfg = base_config().optim
+    cfg.momentum, cfg.weight_decay = 0.0, 0.0
+    tx = optim.make_optimizer(cfg, WARMUP)
+    tx = finetune.partition_optimizer(tx, **{"trainable": None, **partition})
+    model = _TwoLayer()
+    state = create_train_state(model, tx, jax.random.PRNGKey(0), (1, 4, 4, 1), ema=True)
+    if plateau_scale != 1.0:
+        plateau = base_config().schedule
+        plateau.patience, plateau.decay_factor = 1, plateau_scale
+        opt_state = optim.plateau_update(state.opt_state, 50.0, plateau)  # sets the best
+        state = state.replace(opt_state=optim.plateau_update(opt_state, 10.0, plateau))
+    step = jax.jit(
+        functools.partial(
+            steps.train_step,
+            num_classes=10,
+            schedule=WARMUP,
+            skip_nonfinite=True,
+            grad_accum_steps=accum,
+            ema_decay=0.99,
+            ema_warmup=True,
+        )
+    )
+
+    def grads(params, batch):
+        def loss(p):
+            logits = model.apply({"params": p}, batch["image"], train=True)
+            return jnp.mean(optim.cross_entropy(logits, batch["label"], 10))
+
+        return jax.grad(loss)(params)
+
+    rng = jax.random.PRNGKey(0)
+    nan_batch = _batch(8, 4, 1, seed=1)
+    nan_batch["image"] = nan_batch["image"].at[0, 0, 0, 0].set(jnp.nan)
+    state, _ = step(state, _batch(8, 4, 1, seed=0), rng)
+    state, metrics = step(state, nan_batch, rng)
+    assert float(metrics["skipped"]) == 1.0
+    for i in (2, 3, 4):
+        batch = _batch(8, 4, 1, seed=i)
+        before = state
+        state, metrics = step(state, batch, rng)
+        assert float(metrics["skipped"]) == 0.0 and int(state.step) == i + 1
+        expected = 0.1 * i * plateau_scale
+        np.testing.assert_allclose(float(metrics["lr"]), expected, rtol=1e-5)
+        g = grads(before.params, batch)
+        for layer, mult in group_mult.items():
+            for name in ("kernel", "bias"):
+                delta = state.params[layer][name] - before.params[layer][name]
+                np.testing.assert_allclose(
+                    delta, -mult * float(metrics["lr"]) * g[layer][name], rtol=1e-4, atol=1e-7
+                )
+        # EMA warmup follows the same counter: decay (1 + t) / (10 + t) at step t = i.
+        d = (1 + i) / (10 + i)
+        ema = jax.tree.map(lambda e, p, d=d: d * e + (1 - d) * p, before.ema_params, state.params)
+        _close(state.ema_params, ema, rtol=1e-5, atol=1e-7)
+
+
+def test_schedule_follows_the_step_of_a_restored_state():
+    """A checkpoint whose optimizer count lags its step (written by a run that skipped steps
+    before the fix) applies schedule(step) once restored."""
+    cfg = base_config().optim
+    cfg.momentum, cfg.weight_decay = 0.0, 0.0
+    model = _TwoLayer()
+    state = create_train_state(
+        model, optim.make_optimizer(cfg, WARMUP), jax.random.PRNGKey(0), (1, 4, 4, 1)
+    )
+    state = state.replace(step=jnp.asarray(5, jnp.int32))  # its optax count is still 0
+    step = jax.jit(functools.partial(steps.train_step, num_classes=10, schedule=WARMUP))
+    batch = _batch(8, 4, 1)
+    new, metrics = step(state, batch, jax.random.PRNGKey(0))
+
+    def loss(p):
+        logits = model.apply({"params": p}, batch["image"], train=True)
+        return jnp.mean(optim.cross_entropy(logits, batch["label"], 10))
+
+    g = jax.grad(loss)(state.params)
+    np.testing.assert_allclose(float(metrics["lr"]), 0.5, rtol=1e-6)
+    _close(
+        jax.tree.map(lambda a, b: a - b, new.params, state.params),
+        jax.tree.map(lambda x: -0.5 * x, g),
+        rtol=1e-4,
+        atol=1e-7,
+    )
