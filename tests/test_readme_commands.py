@@ -85,9 +85,15 @@ COMMANDS: dict[str, Check] = {
         slow=True,
     ),
     # Recipes, transfer learning, sweeps
-    "python train.py --config=configs/efficientnet_b0.py": Check(PARSE, why=IMAGENET),
-    "python train.py --config=configs/convnext.py:tiny": Check(PARSE, why=IMAGENET),
-    "python train.py --config=configs/resnet.py:50,paper": Check(PARSE, why=IMAGENET),
+    "python train.py --config=configs/efficientnet_b0.py --workdir=workdirs/b0": Check(
+        PARSE, why=IMAGENET
+    ),
+    "python train.py --config=configs/convnext.py:tiny --workdir=workdirs/convnext_t": Check(
+        PARSE, why=IMAGENET
+    ),
+    "python train.py --config=configs/resnet.py:50,paper --workdir=workdirs/r50_paper": Check(
+        PARSE, why=IMAGENET
+    ),
     "python eval.py --workdir=DIR --views=tencrop --ensemble=DIR2 --confusion_png=cm.png": Check(
         RUN,
         "python eval.py --workdir={lenet5} --views=tencrop --ensemble={lenet5} "
@@ -99,7 +105,7 @@ COMMANDS: dict[str, Check] = {
         PARSE, why="needs the user's weights file; tests/scripts/test_convert_weights.py runs it"
     ),
     "python train.py --config=configs/finetune_flowers102.py "
-    "--config.init.torch_weights=resnet50.pth": Check(
+    "--config.init.torch_weights=resnet50.pth --workdir=workdirs/flowers": Check(
         PARSE, why="needs Flowers-102 from TFDS and a weights file"
     ),
     "python scripts/sweep.py --sweep=configs/sweeps/efficientnet_grid.py "
@@ -131,7 +137,9 @@ COMMANDS: dict[str, Check] = {
     # GPU
     "scripts/gpu_smoke.sh": Check(DRY_RUN),
     ".venv/bin/python train.py --config=configs/resnet.py:50 "
-    "--config.data.data_dir=$HOME/tensorflow_datasets": Check(PARSE, why=IMAGENET),
+    "--config.data.data_dir=$HOME/tensorflow_datasets --workdir=workdirs/r50": Check(
+        PARSE, why=IMAGENET
+    ),
     # Cloud TPU
     "export TPU_NAME=cnnx ZONE=us-central2-b ACCELERATOR_TYPE=v4-32 PROJECT=your-project": Check(
         OUTSIDE, why="sets the variables the TPU scripts read (given to every DRY_RUN below)"
@@ -198,7 +206,7 @@ COMMANDS: dict[str, Check] = {
         why=IMAGENET,
     ),
     "python train.py --config=configs/efficientnet_b7.py --config.mesh.fsdp=8 "
-    "--config.model.remat=True": Check(PARSE, why=IMAGENET),
+    "--config.model.remat=True --workdir=workdirs/b7": Check(PARSE, why=IMAGENET),
     "XLA_FLAGS=--xla_force_host_platform_device_count=8 python train.py "
     "--config=configs/resnet_cifar.py:20,smoke --workdir=/tmp/fsdp --config.mesh.fsdp=4 "
     "--config.mesh.fsdp_min_size=1000 --config.model.remat=True "
