@@ -4,6 +4,8 @@ A source turns a split into a `tf.data.Dataset` of raw examples for one process:
 `{'image': uint8 HWC tensor or encoded JPEG/PNG bytes, 'label': int32}` in a fixed order
 (shuffling happens in the pipeline, seeded, so data order is a pure function of the seed and
 the epoch). Splits accept TFDS-style slices everywhere: `train[:90%]`, `test[100:200]`.
+Image folders live in `cnnx.data.folder`; every source's labels must lie in
+`[0, num_classes)` (`check_labels`), the one class count of a run.
 """
 
 import dataclasses

@@ -44,10 +44,23 @@ class Experiment:
     eval_image_size: int
     crop_pct: float
     channels: int
+    # Input sizes `check_input_size` has passed for this model.
+    checked_sizes: set[int] = dataclasses.field(default_factory=set)
 
     def pp_context(self, train: bool, image_size: int | None = None) -> PPContext:
+        """Preprocessing settings; a size other than the config's (eval.py --image_size,
+        FixRes) is checked against the model first, as setup checks the config's."""
         d = self.config.data
         size = image_size or (self.image_size if train else self.eval_image_size)
+        if size not in self.checked_sizes:
+            if size < self.spec.min_resolution:
+                raise ConfigError(
+                    f"{self.spec.name} needs inputs of at least {self.spec.min_resolution} px; "
+                    f"got {size}."
+                )
+            geometry = _registry_geometry(self.spec, self.model)
+            check_input_size(self.spec, self.model, self.channels, size, registry_geometry=geometry)
+            self.checked_sizes.add(size)
         return PPContext(
             image_size=size,
             crop_pct=self.crop_pct,
@@ -161,6 +174,7 @@ def setup(config: ml_collections.ConfigDict) -> Experiment:
         eval_image_size=eval_image_size,
         crop_pct=d.crop_pct or spec.crop_pct,
         channels=channels,
+        checked_sizes={image_size, eval_image_size},
     )
 
 
@@ -263,7 +277,10 @@ def _as_reference(spec: ModelSpec, model, channels: int, rows, cols) -> bool:
     if rows.sum() + cols.sum() != _trailing(rows) + _trailing(cols):
         return False  # unused pixels inside the image: never the reference's
     if len(rows) != spec.resolution:
-        ref_rows, ref_cols = _unused_rows_and_columns(spec, model, channels, spec.resolution)
+        try:
+            ref_rows, ref_cols = _unused_rows_and_columns(spec, model, channels, spec.resolution)
+        except ConfigError:  # overrides that do not fit the registered resolution
+            return False
         if n > max(_trailing(ref_rows), _trailing(ref_cols)):
             return False
     logging.info(
@@ -309,10 +326,12 @@ def _positions(unused: np.ndarray, what: str) -> str:
     if not len(idx):
         return ""
     n = len(unused)
+    if len(idx) == 1 and idx[0] == n - 1:
+        return f"the last {what} ({what} {n - 1})"
     if idx[0] == n - len(idx):  # a band at the end: the usual crop
-        return f"the last {len(idx)} {what}(s) ({what}s {idx[0]}-{n - 1})"
+        return f"the last {len(idx)} {what}s ({what}s {idx[0]}-{n - 1})"
     shown = ", ".join(map(str, idx[:8])) + (" ..." if len(idx) > 8 else "")
-    return f"{len(idx)} {what}(s) ({shown})"
+    return f"{len(idx)} {what}s ({shown})"
 
 
 def _usable_sizes(spec: ModelSpec, model, channels: int, size: int, unused: int) -> str:

@@ -180,8 +180,8 @@ def test_vit_at_40_px_is_refused_before_compiling(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as e:
         loop.train_and_evaluate(config, str(tmp_path))
     msg = str(e.value)
-    assert "vit_ti_16 at 40x40 px never uses the last 8 row(s) (rows 32-39)" in msg
-    assert "the last 8 column(s)" in msg and "e.g. 32 or 48" in msg
+    assert "vit_ti_16 at 40x40 px never uses the last 8 rows (rows 32-39)" in msg
+    assert "the last 8 columns" in msg and "e.g. 32 or 48" in msg
     assert not os.path.exists(tmp_path / "checkpoints")
 
 
@@ -215,7 +215,8 @@ def _model(name, **kw):
 def test_sizes_a_family_would_crop_are_refused(case):
     name, size, n = CROPS[case]
     spec, model = _model(name)
-    want = rf"{name} at {size}x{size} px never uses the last {n} row\(s\) \(rows {size - n}-"
+    rows = f"row \\(row {size - 1}" if n == 1 else rf"{n} rows \(rows {size - n}-"
+    want = rf"{name} at {size}x{size} px never uses the last {rows}"
     with pytest.raises(ConfigError, match=want) as e:
         experiment.check_input_size(spec, model, spec.in_chans, size)
     suggested = [int(s) for s in re.findall(r"e\.g\. (\d+)(?: or (\d+))?", str(e.value))[0] if s]
@@ -270,8 +271,18 @@ def test_a_band_the_reference_drops_too_is_accepted():
     spec, model = _model("nin")
     assert _unused(model, 228)[1].sum() == 1
     experiment.check_input_size(spec, model, 3, 224, 228)
-    with pytest.raises(ConfigError, match="nin at 226x226 px never uses the last 3 row"):
+    with pytest.raises(ConfigError, match="nin at 226x226 px never uses the last 3 rows"):
         experiment.check_input_size(spec, model, 3, 226)
+
+
+def test_evaluation_at_another_size_is_checked_too():
+    # eval.py --image_size and FixRes build their inputs at sizes the config does not name.
+    from cnnx.train import loop
+
+    exp = experiment.setup(tiny_config())
+    with pytest.raises(ConfigError, match=r"lenet5 at 33x33 px never uses the last row \(row 32\)"):
+        loop.make_eval_input(exp, image_size=33)
+    assert loop.make_eval_input(exp, image_size=36).ctx.image_size == 36
 
 
 def _registry_cases():
