@@ -23,13 +23,15 @@ import numpy as np
 import tensorflow as tf
 
 from cnnx.data import preprocess
-from cnnx.data.sources import Source, process_slice
+from cnnx.data.sources import Source, check_labels, process_slice
 from cnnx.errors import ConfigError, DataError
 
 
 def _checked(batches, source: Source, split: str) -> Iterator[dict[str, np.ndarray]]:
     """Yields numpy batches; a read or decode error becomes a `DataError`, and after each
-    batch the source reports what loading found (corrupt files: logged, or an error)."""
+    batch the source reports what loading found (corrupt files: logged, or an error). Labels
+    are checked against the source's class count (the model's; see `decide_num_classes`) on
+    the host, where it costs nothing: TFDS and folder labels are only seen here."""
     it = iter(batches)
     while True:
         try:
@@ -43,14 +45,85 @@ def _checked(batches, source: Source, split: str) -> Iterator[dict[str, np.ndarr
                 "cannot be read or decoded is the usual cause; check (or remove) it."
             ) from None
         source.check()
+        check_labels(batch["label"], source.num_classes, f"split {split!r} of {source.name}")
         yield batch
 
 
 def _mapped(ds: tf.data.Dataset, fn, pp: str, key: str) -> tf.data.Dataset:
-    """`ds.map(fn)` in parallel; a preprocessing string that cannot be built for this data
-    (a negative padding, a zero crop ratio...) becomes a `ConfigError` naming it."""
+    """`ds.map(fn)` in parallel; see `_traced`."""
+    return _traced(
+        lambda: ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True), pp, key
+    )
+
+
+# Stand-ins per training example of a source whose files can fail: the next examples of the
+# epoch's order. All of them unreadable too (a broken folder) stops the run.
+STAND_INS = 2
+
+
+def _with_stand_ins(ds: tf.data.Dataset, k: int = STAND_INS) -> tf.data.Dataset:
+    """(index, example) -> (index, example, ((index, example) of the next k in the order)),
+    wrapping around. A pure function of the order, so a resumed run picks the same ones."""
+    shifted = [ds.skip(j).concatenate(ds.take(j)) for j in range(1, k + 1)]
+    return tf.data.Dataset.zip((ds, *shifted)).map(lambda first, *rest: (*first, tuple(rest)))
+
+
+def _first_readable(ds, source: Source, prepare, fallback) -> tf.data.Dataset:
+    """Prepares each element from the first of its candidates that can be read, decoded and
+    preprocessed, without dropping any: every epoch keeps its length and order.
+
+    Each element is (index, example, stand_ins). `prepare(index, loaded_example)` gives the
+    features of a candidate; a failing one (any TensorFlow error: a truncated file, a
+    non-image, a decoder's refusal) yields nothing (`ignore_errors` on a one-element dataset)
+    and the next candidate is tried. The failure of the example itself is reported to the
+    source (`record_unreadable`: named, counted, `on_corrupt`); `fallback(index, example)`
+    gives the features when every candidate failed, after `record_exhausted` (training: an
+    error; evaluation, which has no stand-ins: a masked-out example)."""
+
+    def noted(fn, *args):
+        """Runs a host-side report before the features are made."""
+        done = tf.py_function(lambda *a: (fn(*(x.numpy() for x in a)), True)[1], args, tf.bool)
+        with tf.control_dependencies([done]):
+            return tf.identity(done)
+
+    def one(index, example, stand_ins):
+        def candidate(i, e, note=None):
+            if note is not None:
+                with tf.control_dependencies([noted(source.record_unreadable, note)]):
+                    i = tf.identity(i)
+            return prepare(i, source.load(e))
+
+        first = source.describe(example)
+        out = tf.data.Dataset.from_tensors((index, example)).map(candidate).ignore_errors()
+        for n, (i, e) in enumerate(stand_ins):
+            note = first if n == 0 else None
+            more = tf.data.Dataset.from_tensors((i, e))
+            more = more.map(lambda i, e, note=note: candidate(i, e, note))
+            out = out.concatenate(more.ignore_errors())
+
+        def last_resort(i, e):
+            names = tf.stack([first] + [source.describe(e) for _, e in stand_ins])
+            if stand_ins:
+                done = noted(lambda n: source.record_exhausted(list(n)), names)
+            else:
+                done = noted(source.record_unreadable, first)
+            with tf.control_dependencies([done]):
+                return fallback(tf.identity(i), e)
+
+        rest = tf.data.Dataset.from_tensors((index, example)).map(last_resort)
+        return out.concatenate(rest).take(1)
+
+    return ds.interleave(
+        one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True, cycle_length=16
+    )
+
+
+def _traced(build, pp: str, key: str) -> tf.data.Dataset:
+    """`build()` (a dataset transformation that traces the preprocessing); a preprocessing
+    string that cannot be built for this data (a negative padding, a zero crop ratio...)
+    becomes a `ConfigError` naming it."""
     try:
-        return ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return build()
     except Exception as e:  # whatever TensorFlow raised while tracing the ops
         lines = [x.strip() for x in str(e).strip().splitlines() if x.strip()]
         detail = lines[-1][:300] if lines else ""
@@ -115,19 +188,38 @@ class TrainInput:
         # Traced once (a tf.function) and reused by every epoch's pipeline, with the epoch's
         # seed as an argument: building a pipeline does not re-trace heavy ops (RandAugment).
         self._prepare_example = tf.function(self._prepare_body)
-        probe = _mapped(self._raw(0).enumerate().take(1), self._prepare(0), self.pp, "train_pp")
+        probe = self._raw(0).enumerate().take(1)
+        if self.source.can_fail:
+            probe = _with_stand_ins(probe)
+        probe = self._prepared(probe, 0)
         _check_images(probe.element_spec["image"], self.ctx, self.pp, "train_pp", views=False)
 
     def _prepare_body(self, index, example, eseed):
+        """Features of one loaded example ({'image', 'label'})."""
         seed = tf.stack([eseed, index])
-        features = self._pp({**self.source.load(example), "seed": seed})
+        features = self._pp({**example, "seed": seed})
         # `index` is the example's position in the split (fast linear probes use it).
         image = tf.cast(features["image"], tf.float32)
         return {"image": image, "label": features["label"], "index": index}
 
-    def _prepare(self, eseed: int):
-        return lambda index, example: self._prepare_example(
-            index, example, tf.constant(eseed, tf.int64)
+    def _prepared(self, ds: tf.data.Dataset, eseed: int) -> tf.data.Dataset:
+        """(index, example[, stand_ins]) elements -> features; an unreadable example of a
+        file source is replaced by its first readable stand-in, with that one's label."""
+        eseed = tf.constant(eseed, tf.int64)
+
+        def prepare(index, loaded):
+            return self._prepare_example(index, loaded, eseed)
+
+        if not self.source.can_fail:
+            return _mapped(ds, lambda i, e: prepare(i, self.source.load(e)), self.pp, "train_pp")
+
+        def fallback(index, example):  # only after record_exhausted, which stops the run
+            s, c = self.ctx.image_size, self.ctx.channels
+            zeros = tf.zeros([s, s, c], tf.uint8)
+            return prepare(index, {"image": zeros, "label": example["label"]})
+
+        return _traced(
+            lambda: _first_readable(ds, self.source, prepare, fallback), self.pp, "train_pp"
         )
 
     def _raw(self, epoch: int) -> tf.data.Dataset:
@@ -154,18 +246,20 @@ class TrainInput:
             seed=eseed,
             reshuffle_each_iteration=False,
         )
+        if self.source.can_fail:  # before the skip: stand-ins are the same on resume
+            ds = _with_stand_ins(ds)
         if self.global_order:
             # Every process walks the same global order and keeps its rows of each batch.
             ds = ds.skip(skip_batches * self.global_batch)
             lo = self.process_index * self.local_batch
             ds = ds.batch(self.global_batch, drop_remainder=True)
             rows = slice(lo, lo + self.local_batch)
-            ds = ds.map(lambda i, e: (i[rows], tf.nest.map_structure(lambda t: t[rows], e)))
+            ds = ds.map(lambda *x: tf.nest.map_structure(lambda t: t[rows], x))
             ds = ds.unbatch()
         else:
             ds = ds.skip(skip_batches * self.local_batch)
 
-        ds = _mapped(ds, self._prepare(eseed), self.pp, "train_pp")
+        ds = self._prepared(ds, eseed)
         ds = ds.batch(self.local_batch, drop_remainder=True)
         ds = ds.take(self.steps_per_epoch - skip_batches)
         return ds.prefetch(tf.data.AUTOTUNE)
@@ -209,7 +303,7 @@ class EvalInput:
         self.num_batches = max(1, math.ceil(largest / self.local_batch))
         self._pp = preprocess.build(self.pp, self.ctx)
         self._prepare = tf.function(self._prepare_body)  # traced once, for every pass
-        probe = _mapped(self._dataset().take(1), self._prepare, self.pp, "eval_pp")
+        probe = self._prepared(self._dataset().take(1))
         _check_images(probe.element_spec["image"], self.ctx, self.pp, "eval_pp", views=True)
 
     def _dataset(self) -> tf.data.Dataset:
@@ -221,15 +315,37 @@ class EvalInput:
             seed=0,
         )
 
-    def _prepare_body(self, example):
-        example = self.source.load(example)
-        features = self._pp({**example, "seed": tf.constant([0, 0], tf.int64)})
+    def _prepare_body(self, loaded, mask):
+        features = self._pp({**loaded, "seed": tf.constant([0, 0], tf.int64)})
         return {
             "image": tf.cast(features["image"], tf.float32),
             "label": features["label"],
-            # An unreadable example (a corrupt file that was skipped) does not count.
-            "mask": tf.cast(example.get("valid", True), tf.float32),
+            "mask": mask,
         }
+
+    def _prepared(self, ds: tf.data.Dataset) -> tf.data.Dataset:
+        """Examples -> features with a mask: 0 for padding and for unreadable files (skipped:
+        they do not count)."""
+        one, zero = tf.constant(1.0), tf.constant(0.0)
+        if not self.source.can_fail:
+            return _mapped(
+                ds, lambda e: self._prepare(self.source.load(e), one), self.pp, "eval_pp"
+            )
+
+        def fallback(index, example):
+            del index
+            s, c = self.ctx.image_size, self.ctx.channels
+            zeros = tf.zeros([s, s, c], tf.uint8)
+            return self._prepare({"image": zeros, "label": example["label"]}, zero)
+
+        ds = ds.map(lambda e: (tf.constant(0, tf.int64), e, ()))
+        return _traced(
+            lambda: _first_readable(
+                ds, self.source, lambda i, loaded: self._prepare(loaded, one), fallback
+            ),
+            self.pp,
+            "eval_pp",
+        )
 
     def check_count(self, n: float) -> None:
         """Asserts that a pass counted every example once (skipped corrupt files excepted)."""
@@ -239,7 +355,7 @@ class EvalInput:
             raise AssertionError(f"evaluated {n} examples, expected {self.num_examples}")
 
     def iterate(self) -> Iterator[dict[str, np.ndarray]]:
-        ds = _mapped(self._dataset(), self._prepare, self.pp, "eval_pp")
+        ds = self._prepared(self._dataset())
         spec = ds.element_spec["image"].shape
         # Test-time view ops give (V, S, S, C) per example; the padding matches whatever shape.
         shape = spec.as_list() if spec.is_fully_defined() else [

@@ -51,11 +51,30 @@ def _op_seed(features, salt: int):
     return tf.random.experimental.stateless_fold_in(features["seed"], salt)
 
 
+def _decode_channels(channels: int) -> int:
+    """The channel count to ask the decoder for: 3 for grey and RGB models, since some valid
+    files cannot be decoded straight to one channel (CMYK JPEG, GIF, BMP)."""
+    return 3 if channels in (1, 3) else channels
+
+
+def _to_channels(image, channels: int):
+    """A decoded image (3 channels for grey and RGB models) with the model's channel count."""
+    if channels == 1:
+        image = tf.image.rgb_to_grayscale(image)  # ITU-R 601 luma, as PIL's convert("L")
+    image.set_shape([None, None, channels])
+    return image
+
+
 def _decode(image, channels: int):
-    """Decodes encoded bytes (JPEG/PNG/GIF/BMP) or passes a uint8 tensor through."""
+    """Decodes encoded bytes (JPEG/PNG/GIF/BMP) or passes a uint8 tensor through.
+
+    Files are decoded to three channels and then converted, so a one-channel model reads any
+    valid file (CMYK JPEGs, GIFs and BMPs cannot be decoded to one channel directly)."""
     if image.dtype == tf.string:
-        image = tf.io.decode_image(image, channels=channels, expand_animations=False)
-        image.set_shape([None, None, channels])
+        image = tf.io.decode_image(
+            image, channels=_decode_channels(channels), expand_animations=False
+        )
+        image = _to_channels(image, channels)
     return image
 
 
@@ -103,12 +122,19 @@ def inception_crop(ctx: PPContext, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
             window = tf.stack([begin[0], begin[1], size[0], size[1]])
             crop = tf.cond(
                 tf.image.is_jpeg(image),
-                lambda: tf.image.decode_and_crop_jpeg(image, window, channels=ctx.channels),
+                lambda: _to_channels(
+                    tf.image.decode_and_crop_jpeg(
+                        image, window, channels=_decode_channels(ctx.channels)
+                    ),
+                    ctx.channels,
+                ),
                 lambda: tf.slice(_decode(image, ctx.channels), begin, size),
             )
             crop.set_shape([None, None, ctx.channels])
         else:
             crop = tf.slice(image, begin, size)
+            # A crop of data-dependent size loses every static dimension; the channels stay.
+            crop.set_shape([None, None, image.shape[-1]])
         return {**f, "image": _resize(crop, [ctx.image_size, ctx.image_size])}
 
     return fn

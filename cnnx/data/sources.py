@@ -4,20 +4,18 @@ A source turns a split into a `tf.data.Dataset` of raw examples for one process:
 `{'image': uint8 HWC tensor or encoded JPEG/PNG bytes, 'label': int32}` in a fixed order
 (shuffling happens in the pipeline, seeded, so data order is a pure function of the seed and
 the epoch). Splits accept TFDS-style slices everywhere: `train[:90%]`, `test[100:200]`.
+Image folders live in `cnnx.data.folder`; every source's labels must lie in
+`[0, num_classes)` (`check_labels`), the one class count of a run.
 """
 
 import dataclasses
 import os
 import re
-from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from cnnx.errors import ConfigError, DataError
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
 def parse_split(split: str) -> tuple[str, slice]:
@@ -28,7 +26,7 @@ def parse_split(split: str) -> tuple[str, slice]:
     return m.group(1), (m.group(2) or "", m.group(3) or "")
 
 
-def _slice_indices(n: int, bounds: tuple[str, str]) -> range:
+def slice_indices(n: int, bounds: tuple[str, str]) -> range:
     def resolve(b: str, default: int) -> int:
         if not b:
             return default
@@ -50,6 +48,32 @@ def process_slice(n: int, process_index: int, process_count: int, drop_remainder
     return range(start, start + base + (1 if process_index < extra else 0))
 
 
+def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
+    """Labels must index the classes: one outside [0, num_classes) would become an all-zero
+    one-hot target (loss 0, silently never learnt or scored).
+
+    Raises:
+      DataError: naming the offending labels and where they came from.
+    """
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        return
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= num_classes:
+        bad = np.unique(labels[(labels < 0) | (labels >= num_classes)])
+        raise DataError(
+            f"Labels {', '.join(map(str, bad[:10]))}{' ...' if len(bad) > 10 else ''} in "
+            f"{where} are outside 0-{num_classes - 1} ({num_classes} classes). "
+            + (
+                "Negative labels usually mark unlabelled examples (some TFDS test splits): "
+                "evaluate on a labelled split. "
+                if lo < 0
+                else ""
+            )
+            + "Fix the labels or the data's class count."
+        )
+
+
 @dataclasses.dataclass
 class Source:
     """Base class: a named dataset with integer labels.
@@ -64,12 +88,25 @@ class Source:
     name: str
     num_classes: int
     global_order = True
+    # Whether reading or decoding an example can fail (files): the pipelines then catch
+    # failures per example and report them through `record_unreadable`.
+    can_fail = False
 
     def load(self, example: dict) -> dict:
         """Turns a listed example into {'image', 'label'} (e.g. reads the file); lazy so that
-        only the examples a process keeps are read. May add 'valid' (bool): False for an
-        unreadable example, which evaluation masks out."""
+        only the examples a process keeps are read."""
         return example
+
+    def describe(self, example: dict) -> tf.Tensor:
+        """A string naming the example in messages (a file's path)."""
+        del example
+        return tf.constant(self.name)
+
+    def record_unreadable(self, what: bytes) -> None:
+        """Host side: the example `describe` names could not be read or preprocessed."""
+
+    def record_exhausted(self, what: list[bytes]) -> None:
+        """Host side: an example and every stand-in for it were unreadable."""
 
     def check(self) -> None:
         """Called by the pipelines after each batch: raises or logs what loading found."""
@@ -90,13 +127,17 @@ class ArraySource(Source):
     images: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     labels: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
+    def __post_init__(self):
+        for split, labels in self.labels.items():
+            check_labels(labels, self.num_classes, f"split {split!r} of {self.name}")
+
     def _indices(self, split: str) -> tuple[str, range]:
         base, bounds = parse_split(split)
         if base not in self.images:
             raise ConfigError(
                 f"Dataset {self.name!r} has no split {base!r}; available: {sorted(self.images)}."
             )
-        return base, _slice_indices(len(self.images[base]), bounds)
+        return base, slice_indices(len(self.images[base]), bounds)
 
     def num_examples(self, split: str) -> int:
         return len(self._indices(split)[1])
@@ -173,220 +214,6 @@ def synthetic_source(
         images[split] = np.clip(x, 0, 255).astype(np.uint8)
         labels[split] = y.astype(np.int32)
     return ArraySource("synthetic", num_classes, images, labels)
-
-
-# How much of a file's end is searched for its format's end marker: some writers pad or
-# append metadata after a JPEG's EOI, which decoders ignore.
-_TAIL = 1024
-_PNG = b"\x89PNG\r\n\x1a\n"
-_NAMED_CORRUPT = 10  # corrupt files named one by one in the logs; later ones every 100th
-
-
-def looks_complete(data: bytes) -> bool:
-    """Whether bytes are a whole JPEG / PNG / GIF / BMP: its signature at the start and its end
-    marker (JPEG EOI, PNG IEND, GIF trailer) near the end, or a BMP no longer than the file.
-    The same test as `looks_complete_tf`, on the host."""
-    tail = data[-_TAIL:]
-    if data.startswith(b"\xff\xd8\xff"):
-        return b"\xff\xd9" in tail
-    if data.startswith(_PNG):
-        return b"IEND" in tail
-    if data.startswith((b"GIF87a", b"GIF89a")):
-        return b";" in tail
-    if data.startswith(b"BM"):
-        return len(data) >= 26 and int.from_bytes(data[2:6], "little") <= len(data)
-    return False
-
-
-def looks_complete_tf(data: tf.Tensor) -> tf.Tensor:
-    """`looks_complete` as TensorFlow ops on a scalar string (inside tf.data, no Python)."""
-    n = tf.strings.length(data)
-    head = tf.strings.substr(tf.strings.join([tf.strings.substr(data, 0, 8), "\0" * 8]), 0, 8)
-    tail = tf.strings.substr(data, tf.maximum(n - _TAIL, 0), _TAIL)
-
-    def starts(magic: bytes):
-        return tf.equal(tf.strings.substr(head, 0, len(magic)), magic)
-
-    def has(marker: bytes):
-        return tf.size(tf.strings.split(tail, sep=marker)) > 1
-
-    size_bytes = tf.cast(tf.io.decode_raw(tf.strings.substr(head, 2, 4), tf.uint8), tf.int64)
-    bmp_size = tf.reduce_sum(size_bytes * tf.constant([1, 1 << 8, 1 << 16, 1 << 24], tf.int64))
-    return (
-        (starts(b"\xff\xd8\xff") & has(b"\xff\xd9"))
-        | (starts(_PNG) & has(b"IEND"))
-        | ((starts(b"GIF87a") | starts(b"GIF89a")) & has(b";"))
-        | (starts(b"BM") & (n >= 26) & (bmp_size <= tf.cast(n, tf.int64)))
-    )
-
-
-@dataclasses.dataclass
-class FolderSource(Source):
-    """Images in `<root>/<split>/<class>/<file>` (JPEG/PNG/BMP/GIF), classes sorted by name.
-
-    If `<root>` holds class folders directly, its only split is `all` (slice it, e.g.
-    `all[:90%]` / `all[90%:]`; files are listed in a fixed, class-interleaved order so a
-    slice covers every class).
-
-    Corrupt files. A truncated file (an interrupted copy or download) or a non-image with an
-    image extension would stop a tf.data pipeline with a decode error that names no file.
-    Each file is therefore checked where it is read, in the pipeline, with
-    `looks_complete_tf`: its format's signature at the start and end marker near the end.
-    That costs nothing extra (the bytes are in memory anyway), unlike a scan of every file
-    when the folder is listed (ImageNet: 1.28 M files, minutes of I/O on each start) or
-    decoding twice with PIL. A file that fails the check is recorded on the host (file name
-    and count, through a `tf.py_function` that runs only for bad files) and then
-      - `on_corrupt='skip'`: is logged (the first ten by name, then every 100th) and replaced
-        in its batch by a fixed, complete image of the folder (training; evaluation masks it
-        out), so every epoch still has the same number of batches in the same order: resumes
-        stay exact, which dropping examples (`Dataset.ignore_errors`) would break;
-      - `on_corrupt='error'`: raises `DataError` naming the file(s) at the next batch.
-    A file with intact markers but damaged contents still fails to decode; the pipelines
-    turn that into a `DataError` (TensorFlow's message does not name the file).
-    """
-
-    root: str = ""
-    classes: Sequence[str] = ()
-    files: dict[str, list[tuple[str, int]]] = dataclasses.field(default_factory=dict)
-    on_corrupt: str = "skip"
-    # path -> times it was found corrupt (every epoch and eval pass reads it again).
-    corrupt: dict[str, int] = dataclasses.field(default_factory=dict)
-    _fallback_example: tuple[bytes, int] | None = dataclasses.field(default=None, repr=False)
-
-    def _entries(self, split: str):
-        base, bounds = parse_split(split)
-        if base not in self.files:
-            raise ConfigError(
-                f"Image folder {self.root!r} has no split {base!r}; available: "
-                f"{sorted(self.files)}. Layout: <root>/<split>/<class>/<image>."
-            )
-        entries = self.files[base]
-        return [entries[i] for i in _slice_indices(len(entries), bounds)]
-
-    def num_examples(self, split: str) -> int:
-        return len(self._entries(split))
-
-    def dataset(self, split, *, process_index, process_count, drop_remainder, seed):
-        del seed
-        entries = self._entries(split)
-        mine = process_slice(len(entries), process_index, process_count, drop_remainder)
-        entries = entries[mine.start : mine.stop]
-        paths = [p for p, _ in entries]
-        labels = np.array([c for _, c in entries], np.int32)
-        return tf.data.Dataset.from_tensor_slices({"path": paths, "label": labels})
-
-    def load(self, example):
-        data = tf.io.read_file(example["path"])
-        fallback, fallback_label = self._fallback()
-        valid = looks_complete_tf(data)
-        valid = tf.cond(
-            valid,
-            lambda: valid,
-            lambda: tf.py_function(self._record_corrupt, [example["path"]], tf.bool),
-        )
-        valid.set_shape([])
-        return {
-            "image": tf.where(valid, data, tf.constant(fallback)),
-            "label": tf.where(valid, example["label"], tf.constant(fallback_label, tf.int32)),
-            "valid": valid,
-        }
-
-    def _fallback(self) -> tuple[bytes, int]:
-        """The first complete image of the folder: the stand-in for corrupt ones."""
-        if self._fallback_example is None:
-            for entries in self.files.values():
-                for path, label in entries[:1000]:
-                    with tf.io.gfile.GFile(path, "rb") as f:
-                        data = f.read()
-                    if looks_complete(data):
-                        self._fallback_example = (data, label)
-                        return self._fallback_example
-            raise DataError(
-                f"None of the first files of image folder {self.root!r} is a complete JPEG, "
-                "PNG, GIF or BMP image; check the folder."
-            )
-        return self._fallback_example
-
-    def _record_corrupt(self, path: tf.Tensor) -> bool:
-        """Host side of the check (a tf.py_function, called only for corrupt files)."""
-        name = path.numpy().decode()
-        first = name not in self.corrupt
-        self.corrupt[name] = self.corrupt.get(name, 0) + 1
-        n = len(self.corrupt)
-        if first and self.on_corrupt == "skip" and (n <= _NAMED_CORRUPT or n % 100 == 0):
-            logging.warning(
-                "Skipping corrupt or truncated image %s (%d such file(s) in %s so far; each "
-                "is replaced by a fixed complete image in training and masked in evaluation).",
-                name,
-                n,
-                self.root,
-            )
-        return False
-
-    def check(self) -> None:
-        if self.corrupt and self.on_corrupt == "error":
-            names = sorted(self.corrupt)
-            raise DataError(
-                f"Corrupt or truncated image file(s) in {self.root}: {', '.join(names[:5])}"
-                + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-                + " (not a complete JPEG/PNG/GIF/BMP). Delete or replace them, or set "
-                "--config.data.on_corrupt=skip to skip such files (logged and counted)."
-            )
-
-
-def _list_classes(directory: str) -> list[str]:
-    return sorted(d for d in os.listdir(directory) if os.path.isdir(os.path.join(directory, d)))
-
-
-def _list_images(directory: str, classes: Sequence[str]) -> list[tuple[str, int]]:
-    per_class = []
-    for c, name in enumerate(classes):
-        folder = os.path.join(directory, name)
-        files = (
-            sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
-            if os.path.isdir(folder)
-            else []
-        )
-        per_class.append([(os.path.join(folder, f), c) for f in files])
-    # Interleave classes so any contiguous slice is class balanced.
-    out = []
-    for i in range(max((len(p) for p in per_class), default=0)):
-        out.extend(p[i] for p in per_class if i < len(p))
-    return out
-
-
-def folder_source(root: str, on_corrupt: str = "skip") -> FolderSource:
-    if on_corrupt not in ("skip", "error"):
-        raise ConfigError(f"--config.data.on_corrupt={on_corrupt!r}: use 'skip' or 'error'.")
-    root = os.path.expanduser(root)
-    if not os.path.isdir(root):
-        raise DataError(
-            f"Image folder {root!r} does not exist. Expected <root>/<split>/<class>/<image> "
-            "(e.g. <root>/train/cat/0001.jpg) or <root>/<class>/<image>; fix "
-            "--config.data.source=folder:<path>."
-        )
-    subdirs = _list_classes(root)
-    split_names = [d for d in subdirs if d in ("train", "val", "validation", "test")]
-    if split_names:
-        classes = _list_classes(os.path.join(root, split_names[0]))
-        files = {s: _list_images(os.path.join(root, s), classes) for s in split_names}
-    else:
-        classes = subdirs
-        files = {"all": _list_images(root, classes)}
-    if not classes or not any(files.values()):
-        raise DataError(
-            f"Image folder {root!r} has no class folders with images "
-            f"({', '.join(IMAGE_EXTENSIONS)})."
-            " Expected <root>/<split>/<class>/<image>."
-        )
-    return FolderSource(
-        f"folder:{root}",
-        len(classes),
-        root=root,
-        classes=classes,
-        files=files,
-        on_corrupt=on_corrupt,
-    )
 
 
 @dataclasses.dataclass
@@ -492,6 +319,8 @@ def get_source(
     if spec == "synthetic":
         return synthetic_source(num_classes=num_classes, image_size=image_size)
     if spec.startswith("folder:"):
+        from cnnx.data.folder import folder_source  # folder.py builds on this module
+
         return folder_source(spec[len("folder:") :], on_corrupt)
     if spec.startswith("tfds:"):
         return tfds_source(spec[len("tfds:") :], data_dir, download)

@@ -101,3 +101,32 @@ def test_finetune_updates_only_trainable_and_re_estimates_bn():
     stats_old = jax.tree.leaves(variables["batch_stats"])
     stats_new = jax.tree.leaves(jax.device_get(tuned["batch_stats"]))
     assert all(not np.allclose(a, b) for a, b in zip(stats_old, stats_new))
+
+
+@pytest.mark.slow
+def test_readme_fixres_command_smoke(tmp_path):
+    # The README's `scripts/fixres.py --config=configs/sweeps/fixres.py:digits` (one-channel
+    # digits through inception_crop), shortened: it used to stop at once with rc 2, blaming an
+    # inception_crop that was already in the pipeline (issue 16.11).
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    args = [
+        f"--config={FIXRES_FILE}:digits",
+        f"--workdir={tmp_path}",
+        "--config.train.train.num_steps=4",
+        "--config.finetune.steps=2",
+        "--config.test_resolutions=(20,24)",
+    ]
+    p = subprocess.run(
+        [sys.executable, "scripts/fixres.py", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "| 24 | after fine-tuning |" in p.stdout
+    for name in ("fixres.json", "fixres.md", "fixres.png"):
+        assert os.path.getsize(tmp_path / name) > 0

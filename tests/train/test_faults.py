@@ -25,9 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from cnnx.data import sources
 from cnnx.errors import CheckpointError, ConfigError, DataError, TrainingDiverged, WorkdirError
 from cnnx.evaluate.checkpoint_eval import restore_state
 from cnnx.models import get_spec
@@ -130,27 +128,6 @@ def _image_bytes(fmt: str, size=(12, 12)) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.random.RandomState(0).randint(0, 255, (*size, 3), np.uint8)).save(buf, fmt)
     return buf.getvalue()
-
-
-def _files():
-    jpg, png = _image_bytes("JPEG"), _image_bytes("PNG")
-    return {
-        "jpeg": (jpg, True),
-        "jpeg + trailing padding": (jpg + b"\0" * 200, True),
-        "png": (png, True),
-        "gif": (_image_bytes("GIF"), True),
-        "bmp": (_image_bytes("BMP"), True),
-        "truncated jpeg": (jpg[: len(jpg) // 2], False),
-        "truncated png": (png[:-20], False),
-        "text named .jpg": (b"<html>404 not found</html>", False),
-        "empty": (b"", False),
-    }
-
-
-def test_completeness_check_host_and_tf_agree():
-    for name, (data, complete) in _files().items():
-        assert sources.looks_complete(data) == complete, name
-        assert bool(sources.looks_complete_tf(tf.constant(data))) == complete, name
 
 
 def _folder(root):
