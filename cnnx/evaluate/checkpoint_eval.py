@@ -62,14 +62,8 @@ def _require_ema(workdir: str, config) -> None:
 def restore_state(config, workdir: str, step: int | None = None):
     """Builds the experiment from `config` and restores its train state from `workdir`."""
     wd.check_folder(workdir)
-    directory = os.path.join(workdir, "checkpoints")
-    if not os.path.isdir(directory) and "://" not in directory:
-        raise CheckpointError(
-            f"No checkpoint in {directory}; train first (python train.py --workdir="
-            f"{workdir}) or point --workdir at a run."
-        )
-    exp = setup(config)
-    ckpt = Checkpointer(directory, asynchronous=False, read_only=True)
+    exp = setup(config)  # the config's own faults first: they say more than a missing step
+    ckpt = Checkpointer(wd.checkpoints_dir(workdir), asynchronous=False, read_only=True)
     if ckpt.latest_step() is None:
         ckpt.close()
         raise CheckpointError(

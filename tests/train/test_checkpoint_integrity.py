@@ -91,12 +91,20 @@ def test_damaged_newest_step_readers_stop_naming_the_intact_steps(case, trained,
     assert int(state.step) == 8
 
 
+def _interrupted(trained, tmp_path) -> str:
+    """A copy of the trained run without its results.json: a run stopped before its end (a
+    finished run is not trained again, so it would never restore)."""
+    workdir = _copy(trained, tmp_path)
+    os.remove(os.path.join(workdir, "results.json"))
+    return workdir
+
+
 @pytest.mark.parametrize("case", list(DAMAGES))
 def test_training_sets_a_damaged_step_aside_and_resumes_from_the_intact_one(
     case, trained, tmp_path, caplog
 ):
     damage, step, _ = DAMAGES[case]
-    workdir = _copy(trained, tmp_path)
+    workdir = _interrupted(trained, tmp_path)
     damage(workdir)
     caplog.set_level("WARNING")
     results = loop.train_and_evaluate(tiny_config(), workdir)
@@ -112,7 +120,7 @@ def test_training_sets_a_damaged_step_aside_and_resumes_from_the_intact_one(
 
 
 def test_every_step_damaged_is_an_error_that_changes_nothing(trained, tmp_path):
-    workdir = _copy(trained, tmp_path)
+    workdir = _interrupted(trained, tmp_path)
     for step in (4, 8, 12):
         _flip_64_bytes(workdir, step)
     before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
