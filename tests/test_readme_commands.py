@@ -70,6 +70,15 @@ COMMANDS: dict[str, Check] = {
     # Quick start
     "make demo": Check(PARSE, why="creates a venv and installs (network); `make -n` checks it"),
     "make test": Check(PARSE, why="the whole suite; `make -n` checks the target"),
+    "python scripts/make_color_digits.py /tmp/color_digits": Check(
+        RUN, "python scripts/make_color_digits.py {tmp}/color_digits --num_train=20 --num_test=10"
+    ),
+    "python train.py --config=configs/default.py --config.data.source=folder:/tmp/color_digits "
+    "--workdir=workdirs/color_digits": Check(
+        PARSE,
+        why="30 epochs on 1,400 images (minutes); tests/train/test_health.py trains a smaller "
+        "version (test_default_recipe_learns_coloured_digits)",
+    ),
     # Training and evaluation
     "python train.py --config=configs/default.py --workdir=workdirs/lenet5": Check(
         RUN, "python train.py --config=configs/default.py:smoke --workdir={lenet5}", slow=True
@@ -304,6 +313,10 @@ def _absl_flag_names(script: Path) -> tuple[set[str], set[str]]:
             names.add(node.args[0].value)
             if any(k.arg == "required" and getattr(k.value, "value", False) for k in node.keywords):
                 required.add(node.args[0].value)
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "define_flags":
+            from cnnx.train import distributed  # the shared multi-process flags
+
+            names.update(distributed.FLAGS)
     return names, required
 
 
