@@ -40,16 +40,11 @@ distributed.define_flags()
 
 def main(argv):
     del argv
-    from cnnx.errors import CnnxError
+    from cnnx.cli import start_process
     from cnnx.evaluate.checkpoint_eval import run
-    from cnnx.train import logs
 
-    logs.configure()
-    try:
-        distributed.initialize_from_flags()
-    except CnnxError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if (failed := start_process()) is not None:
+        return failed
     return run(
         _WORKDIR.value,
         _CONFIG.value,

@@ -36,9 +36,7 @@ distributed.define_flags()
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from cnnx.cli import run_training
-    from cnnx.errors import CnnxError
-    from cnnx.train import logs
+    from cnnx.cli import run_training, start_process
 
     if not _WORKDIR.value:
         print(
@@ -48,15 +46,8 @@ def main(argv):
             file=sys.stderr,
         )
         return 2
-    logs.configure()
-    try:
-        distributed.initialize_from_flags()
-    except CnnxError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    import tensorflow as tf
-
-    tf.config.set_visible_devices([], "GPU")  # tf.data only; accelerators belong to jax
+    if (failed := start_process()) is not None:
+        return failed
     return run_training(
         _CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CONFIG_CHANGE.value
     )

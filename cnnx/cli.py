@@ -154,6 +154,30 @@ def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) ->
     return rest
 
 
+def start_process() -> int | None:
+    """What every entry point does once its flags are parsed: logging, `jax.distributed` from
+    the shared multi-process flags (`cnnx.train.distributed.define_flags`), and tf.data kept
+    off the accelerators.
+
+    Returns:
+      None when the process is ready; 2 after printing one `error:` line when
+      `jax.distributed` cannot start (bad or incomplete multi-process flags).
+    """
+    from cnnx.errors import CnnxError
+    from cnnx.train import distributed, logs
+
+    logs.configure()
+    try:
+        distributed.initialize_from_flags()
+    except CnnxError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    import tensorflow as tf
+
+    tf.config.set_visible_devices([], "GPU")  # tf.data only; accelerators belong to jax
+    return None
+
+
 def run_training(config, workdir: str, *, allow_config_change: bool = False) -> int:
     """train.py after its flags: trains, prints the outcome, returns the exit status.
 

@@ -31,18 +31,11 @@ distributed.define_flags()
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from cnnx.cli import start_process
     from cnnx.errors import CnnxError
-    from cnnx.train import logs
 
-    logs.configure()
-    try:
-        distributed.initialize_from_flags()
-    except CnnxError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    import tensorflow as tf
-
-    tf.config.set_visible_devices([], "GPU")  # tf.data only; accelerators belong to jax
+    if (failed := start_process()) is not None:
+        return failed
     from cnnx.sweeps import fixres
 
     workdir = _WORKDIR.value
