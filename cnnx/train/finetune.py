@@ -6,6 +6,7 @@ fast). Parameter paths are '/'-joined module names, e.g. `stage4_block2/conv3/co
 `head/fc/kernel`; patterns are regular expressions searched in those paths.
 """
 
+import contextlib
 import re
 
 import jax
@@ -195,3 +196,62 @@ def check_init_config(init_cfg) -> None:
             f"--config.init.checkpoint={init_cfg.checkpoint}: no such directory (a cnnx workdir "
             "or its checkpoints/ directory)."
         )
+
+
+def _normalization_of_checkpoint(path: str) -> tuple[tuple, tuple, str] | None:
+    """(mean, std, where from) of the run whose checkpoints `path` holds; None if unknown."""
+    from cnnx.train import workdir as wd
+
+    root = path.rstrip("/")
+    if root.rsplit("/", 1)[-1] == wd.CHECKPOINTS:  # the checkpoints/ folder itself
+        root = root.rsplit("/", 1)[0]
+    saved = wd.load_saved_config(root)
+    data = (saved or {}).get("data") or {}
+    if "mean" not in data or "std" not in data:
+        return None
+    return tuple(data["mean"]), tuple(data["std"]), f"the run in {root} was trained with them"
+
+
+def check_init_normalization(config, model_name: str) -> None:
+    """Fails before training when the initial weights expect another input normalisation.
+
+    Weights learn features of inputs normalised one way; fed inputs normalised another way
+    (ImageNet mean/std where torchvision's `transform_input` or timm's `pretrained_cfg`
+    means 0.5/0.5, or another cnnx run's statistics), they start from shifted features while
+    everything looks normal. `init.checkpoint`: the source run's `config.json` (a converted
+    workdir holds the reference's normalisation). `init.torch_weights`: the reference's
+    (`cnnx.convert.input_normalization`); for references with a `transform_input` flag both
+    of its settings are accepted, since a weights file does not say which made it. Channel
+    counts that differ are left to the weight loading, which refuses them.
+
+    Raises:
+      ConfigError: naming both normalisations and the overrides that make them agree.
+    """
+    init = config.init
+    if init.checkpoint:
+        found = _normalization_of_checkpoint(init.checkpoint)
+        expected = [found] if found else []
+        source = f"--config.init.checkpoint={init.checkpoint}"
+    elif init.torch_weights:
+        from cnnx import convert
+
+        expected = [convert.input_normalization(model_name)]
+        # A reference without a transform_input flag has one normalisation only.
+        with contextlib.suppress(convert.ConversionError):
+            expected.append(convert.input_normalization(model_name, transform_input=False))
+        source = f"--config.init.torch_weights={init.torch_weights}"
+    else:
+        return
+    mean, std = tuple(config.data.mean), tuple(config.data.std)
+    comparable = [e for e in expected if len(e[0]) == len(mean) and len(e[1]) == len(std)]
+    if not comparable or any(
+        np.allclose(mean, m, atol=1e-6) and np.allclose(std, s, atol=1e-6) for m, s, _ in comparable
+    ):
+        return
+    want_mean, want_std, why = comparable[0]
+    raise ConfigError(
+        f"{source} expects inputs normalised with mean {list(want_mean)} and std "
+        f"{list(want_std)} ({why}), but this config normalises with mean {list(mean)} and "
+        f"std {list(std)}: the weights would start from features of other inputs. Pass "
+        f"--config.data.mean='{tuple(want_mean)}' --config.data.std='{tuple(want_std)}'."
+    )

@@ -86,6 +86,7 @@ def run(config, workdir: str, *, allow_config_change: bool = False) -> dict:
 def _run(config, workdir: str, changes: dict) -> dict:
     t0 = time.time()
     exp = setup(config)
+    finetune.check_init_normalization(config, exp.spec.name)
     if not exp.source.global_order:
         raise ConfigError("fast_linear_probe supports in-memory and folder sources only.")
     train_input = make_train_input(exp)

@@ -97,3 +97,47 @@ def test_fast_linear_probe_matches_the_slow_path(pretrained, tmp_path):
     np.testing.assert_allclose(a["bias"], b["bias"], rtol=1e-4, atol=1e-5)
     assert abs(slow["eval/top1"] - fast["eval/top1"]) < 1.0
     print(f"linear probe: slow {t_slow:.1f}s, fast {t_fast:.1f}s")
+
+
+@pytest.mark.parametrize(
+    ("mean", "std", "refused"),
+    [((0.5,), (0.5,), True), (None, None, False)],
+    ids=["other_normalisation", "same_normalisation"],
+)
+def test_init_checkpoint_must_be_fed_as_its_run_was(pretrained, tmp_path, mean, std, refused):
+    """Starting from a run's weights with another input normalisation is refused before
+    training (before: accepted silently, features of other inputs)."""
+    config = tiny_config(**{"train.num_steps": 2})
+    config.init.checkpoint = pretrained
+    if mean is not None:
+        config.data.mean, config.data.std = mean, std
+    if refused:
+        with pytest.raises(ConfigError, match=r"normalised with mean \[.*--config.data.mean="):
+            finetune.check_init_normalization(config, "lenet5")
+        with pytest.raises(ConfigError, match="normalised with mean"):
+            train_and_evaluate(config, str(tmp_path))
+        assert not (tmp_path / "checkpoints").exists()
+    else:
+        finetune.check_init_normalization(config, "lenet5")
+
+
+@pytest.mark.parametrize(
+    ("model", "mean", "std", "refused"),
+    [
+        ("resnet18", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), False),
+        ("resnet18", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), True),
+        ("inception_v4", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), True),  # timm: 0.5
+        ("googlenet", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), False),  # transform_input=True
+        ("googlenet", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), False),  # =False
+        ("googlenet", (0.2, 0.2, 0.2), (0.3, 0.3, 0.3), True),
+    ],
+)
+def test_torch_weights_must_be_fed_as_their_reference(model, mean, std, refused):
+    config = tiny_config()
+    config.init.torch_weights = "weights.pth"
+    config.data.mean, config.data.std = mean, std
+    if refused:
+        with pytest.raises(ConfigError, match="torch_weights=weights.pth expects inputs"):
+            finetune.check_init_normalization(config, model)
+    else:
+        finetune.check_init_normalization(config, model)
