@@ -137,7 +137,7 @@ def test_torch_weights_must_be_fed_as_their_reference(model, mean, std, refused)
     config.init.torch_weights = "weights.pth"
     config.data.mean, config.data.std = mean, std
     if refused:
-        with pytest.raises(ConfigError, match="torch_weights=weights.pth expects inputs"):
+        with pytest.raises(ConfigError, match=r"torch_weights=weights\.pth expects inputs"):
             finetune.check_init_normalization(config, model)
     else:
         finetune.check_init_normalization(config, model)
