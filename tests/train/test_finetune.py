@@ -101,7 +101,7 @@ def test_fast_linear_probe_matches_the_slow_path(pretrained, tmp_path):
 
 @pytest.mark.parametrize(
     ("mean", "std", "refused"),
-    [((0.5,), (0.5,), True), (None, None, False)],
+    [((0.4,), (0.25,), True), (None, None, False)],
     ids=["other_normalisation", "same_normalisation"],
 )
 def test_init_checkpoint_must_be_fed_as_its_run_was(pretrained, tmp_path, mean, std, refused):
