@@ -31,6 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jcore
 
+from cnnx.layers import cpu_conv
+
 GLOBAL = "global"  # receptive field of a value that has seen the whole image
 
 
@@ -427,10 +429,12 @@ def trace(model, input_shape: Sequence[int], dtype=jnp.float32) -> Trace:
     # One trace of `init_with_output` gives both the forward equations and the variable
     # shapes (initialisers depend on the rng only, so they never count as layers); it costs
     # about half of eval_shape(init) followed by make_jaxpr(apply).
-    closed, (_, variables) = jax.make_jaxpr(
-        lambda x: model.init_with_output(jax.random.PRNGKey(0), x, train=False),
-        return_shape=True,
-    )(x)
+    # Depthwise convolutions as `conv_general_dilated` equations, not cnnx's CPU formulation.
+    with cpu_conv.lax_convolutions():
+        closed, (_, variables) = jax.make_jaxpr(
+            lambda x: model.init_with_output(jax.random.PRNGKey(0), x, train=False),
+            return_shape=True,
+        )(x)
     walker = _Walker(int(input_shape[0]))
     outs = walker.run(closed.jaxpr, [Info(True, 0, 0, INPUT_RF)], "", 1)
     data_outs = [o for o in outs if o.data] or [CONST]
