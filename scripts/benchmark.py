@@ -266,13 +266,13 @@ def run(args) -> dict:
 def layer_table(rows: list[dict]) -> str:
     """The stdout table of --depthwise-layers: milliseconds per layer."""
     heads = [f"{who} {kind}" for kind in ("fwd", "train") for who in ("xla", "cnnx", "torch")]
-    lines = [f"{'layer (batch x)':<22}" + "".join(f"{h:>11}" for h in heads)]
+    lines = [f"{'layer (HxWxC k /s)':<22}" + "".join(f"{h:>12}" for h in heads)]
     for row in rows:
         cells = []
         for kind in ("fwd", "train"):
             for who in ("xla", "cnnx", "torch"):
                 v = row.get(f"{who}_{kind}_ms")
-                cells.append(f"{v:>11.2f}" if v is not None else f"{'-':>11}")
+                cells.append(f"{v:>12.2f}" if v is not None else f"{'-':>12}")
         lines.append(f"{row['layer']:<22}" + "".join(cells))
     lines += ["", "ms, median; train: forward + input and weight gradients; torch: channels-last"]
     return "\n".join(lines) + "\n"

@@ -488,7 +488,7 @@ def _torch_depthwise(x, w, stride: int, pad: int) -> dict:
     c = x.shape[-1]
     conv = torch.nn.Conv2d(c, c, w.shape[0], stride, pad, groups=c, bias=False)
     with torch.no_grad():
-        conv.weight.copy_(torch.from_numpy(np.asarray(w).transpose(3, 2, 0, 1)))
+        conv.weight.copy_(torch.from_numpy(np.array(w).transpose(3, 2, 0, 1).copy()))
     conv = conv.to(memory_format=torch.channels_last)
     tx = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())
     tx = tx.contiguous(memory_format=torch.channels_last).requires_grad_()
