@@ -29,7 +29,8 @@ It applies to NHWC inputs with at least 8 channels, HWIO 1x1 kernels with no pad
 dilation, dense (groups = 1), on the CPU backend (`jax.default_backend()` when traced).
 
 Depthwise convolutions (`feature_group_count` = input channels, NHWC, any kernel, stride,
-dilation, padding or channel multiplier) go to `cnnx.layers.depthwise` on the same switch:
+dilation, padding or channel multiplier; on 'auto' only inputs of at least 2**15 elements)
+go to `cnnx.layers.depthwise` on the same switch:
 forward and both gradients as shifted multiply-adds, 20-100x faster than XLA:CPU's grouped
 convolution. Their jaxpr has no `conv_general_dilated`, so tools that read convolutions from
 a jaxpr trace inside `lax_convolutions()`.
@@ -53,6 +54,11 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 # Layers with fewer input channels (the image: 3) keep XLA's gradient: a product with 3
 # columns is a poor matrix product, and the image has no producer to recompute.
 _MIN_CHANNELS = 8
+# Depthwise layers with smaller inputs (tests' 32-pixel images) keep XLA's convolution on
+# 'auto': there it costs little, and the shifted formulation (k*k slices, a loop in the weight
+# gradient) compiles slower: a 32-pixel NASNet-A Mobile's gradient took 120 s to compile,
+# 12 s with XLA's. 'custom' takes every size. A 224-pixel batch of one has >= 47k elements.
+_MIN_DEPTHWISE_ELEMENTS = 2**15
 _LAX_ONLY = contextvars.ContextVar("cnnx_lax_convolutions", default=False)
 
 
@@ -79,9 +85,13 @@ def enabled() -> bool:
     setting = os.environ.get("CNNX_CPU_GRADS", "auto").lower()
     if setting in ("xla", "off", "0"):
         return False
-    if setting in ("custom", "on", "1"):
+    if _forced():
         return True
     return jax.default_backend() == "cpu"
+
+
+def _forced() -> bool:
+    return os.environ.get("CNNX_CPU_GRADS", "auto").lower() in ("custom", "on", "1")
 
 
 def _is_nhwc(dimension_numbers) -> bool:
@@ -113,7 +123,14 @@ def _is_depthwise(
         and preferred_element_type is None
         and not _LAX_ONLY.get()
         and enabled()
+        and (_forced() or _input_elements(lhs, rhs) >= _MIN_DEPTHWISE_ELEMENTS)
     )
+
+
+def _input_elements(lhs, rhs) -> int:
+    """Elements of a depthwise layer's input (channel multiplier included)."""
+    n, h, w, c = lhs.shape
+    return n * h * w * c * max(rhs.shape[3] // max(c, 1), 1)
 
 
 def _no_padding(padding) -> bool:

@@ -126,3 +126,20 @@ def test_grouped_but_not_depthwise_stays_lax(monkeypatch):
 def test_bad_kernel_shape_raises():
     with pytest.raises(ValueError, match="depthwise kernel"):
         depthwise.depthwise_conv(jnp.ones((1, 5, 5, 4)), jnp.ones((3, 3, 1, 6)))
+
+
+def test_auto_takes_only_layers_large_enough(monkeypatch):
+    """On 'auto' (CPU), tiny depthwise layers keep XLA's convolution (cheaper to compile)."""
+    monkeypatch.setenv("CNNX_CPU_GRADS", "auto")
+    w = jax.ShapeDtypeStruct((3, 3, 1, 8), jnp.float32)
+
+    def jaxpr(n, size):
+        x = jax.ShapeDtypeStruct((n, size, size, 8), jnp.float32)
+        f = lambda x, w: cpu_conv.conv_general_dilated(  # noqa: E731
+            x, w, (1, 1), "SAME", dimension_numbers=DN, feature_group_count=8
+        )
+        return str(jax.make_jaxpr(f)(x, w))
+
+    on_cpu = jax.default_backend() == "cpu"
+    assert "conv_general_dilated" in jaxpr(2, 16)  # 4k elements
+    assert ("conv_general_dilated" in jaxpr(2, 64)) != on_cpu  # 64k elements
