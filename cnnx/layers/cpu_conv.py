@@ -17,9 +17,10 @@ ResNet-50 training (batch 16, 224 px, two cores, timed in rounds alternating wit
 on the same noisy host): 0.99-1.03x torchvision's speed with this module, 0.78x with
 `CNNX_CPU_GRADS=xla` (README, "Performance").
 
-Kernels larger than 1x1 keep XLA's gradient: per-tap products for them (one product per
-kernel tap), and per-tap reductions for depthwise kernels, were tried during development and
-made the step slower than XLA's convolution; keeping the layer input from the forward pass
+Dense kernels larger than 1x1 keep XLA's gradient: per-tap products for them (one product per
+kernel tap) were tried during development and made the step slower than XLA's convolution
+(as did one reduction per tap for depthwise kernels; `cnnx.layers.depthwise` accumulates
+blocks of rows instead); keeping the layer input from the forward pass
 (an optimisation barrier) instead of letting XLA recompute it changed nothing.
 
 The forward pass and the input gradient are XLA's own convolutions, so a forward jaxpr still
@@ -30,10 +31,10 @@ dilation, dense (groups = 1), on the CPU backend (`jax.default_backend()` when t
 
 Depthwise convolutions (`feature_group_count` = input channels, NHWC, any kernel, stride,
 dilation, padding or channel multiplier; on 'auto' only inputs of at least 2**15 elements)
-go to `cnnx.layers.depthwise` on the same switch:
-forward and both gradients as shifted multiply-adds, 20-100x faster than XLA:CPU's grouped
-convolution. Their jaxpr has no `conv_general_dilated`, so tools that read convolutions from
-a jaxpr trace inside `lax_convolutions()`.
+go to `cnnx.layers.depthwise` on the same switch: forward and both gradients as shifted
+multiply-adds, 10-70x faster than XLA:CPU's grouped convolution. Their jaxpr has no
+`conv_general_dilated`, so tools that read convolutions from a jaxpr trace inside
+`lax_convolutions()`.
 
 Everywhere else this is exactly `lax.conv_general_dilated`. `CNNX_CPU_GRADS=xla` in the
 environment turns it off, and `cnnx.layers.cpu_pool` with it (`custom` forces both on).
