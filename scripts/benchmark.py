@@ -1,15 +1,21 @@
 """Throughput of inference and of the real training step, against ceilings measured alongside.
 
   python scripts/benchmark.py --models resnet50 --batch 16 --resolution 224 --vs-torch
-  python scripts/benchmark.py --models resnet50,efficientnet_b0 --dtype bfloat16 --json b.json
+  python scripts/benchmark.py --families --json families.json   # the README's table
+  python scripts/benchmark.py --models resnet50:16,efficientnet_b0:8 --dtype bfloat16
   python scripts/benchmark.py --models resnet50 --input-pipeline      # + tf.data over JPEGs
+  python scripts/benchmark.py --depthwise-layers --batch 8    # one layer: XLA, cnnx, torch
 
 Per model: inference and train-step images/s (median of --repeats timed runs after --warmup),
 compile times, achieved GFLOP/s and its fraction of two ceilings measured in the same run,
 XLA's compiled peak memory; with --vs-torch the torchvision / timm counterpart timed in the
-same process, its runs alternating with cnnx's (one of each per round, the order rotating),
-and train_ratio / infer_ratio: the median over rounds of torch's time / cnnx's, so that a
-shared host's drifting speed weighs on both alike.
+same process in both of torch's memory formats (NCHW and channels-last, which torch users
+who care about CPU speed pick; --torch-formats to choose), its runs alternating with cnnx's
+(one of each per round, the order rotating), and train_ratio / infer_ratio: the median over
+rounds of torch's time / cnnx's, so that a shared host's drifting speed weighs on both alike.
+--families is --vs-torch --resolution 224 over one model per family whose CPU speed the
+README tracks, each at its own batch (FAMILIES below); `name:batch` in --models sets a batch
+per model.
 
   matmul ceiling  GFLOP/s of one large square matrix product (--matmul-size) in float32, and
                   in bfloat16 too with --dtype bfloat16: the matrix unit's speed through XLA.
@@ -25,7 +31,10 @@ shared host's drifting speed weighs on both alike.
 --input-pipeline writes --pipeline-images JPEGs (500x375) to a temporary folder and measures
 images/s of the trainer's tf.data pipeline over them (folder source, inception crop at 224,
 flip, normalise), and for each model how many train steps' worth of images it delivers
-(input_over_train). See cnnx/analysis/benchmark.py for the exact definitions.
+(input_over_train). --depthwise-layers times single depthwise convolutions instead (the
+shapes of issue 20: XLA's grouped convolution, cnnx.layers.depthwise, torch channels-last;
+forward and forward + both gradients, in alternation). See cnnx/analysis/benchmark.py for the
+exact definitions.
 """
 
 import argparse
@@ -40,16 +49,39 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+# --families: (model, batch) at 224 px, the README's "Performance" table.
+FAMILIES = (
+    ("resnet50", 16),
+    ("densenet121", 8),
+    ("vit_b_16", 8),
+    ("efficientnet_b0", 8),
+    ("mobilenet_v2", 8),
+    ("convnext_tiny", 8),
+)
+# --torch-formats: label -> channels_last.
+TORCH_FORMATS = {"nchw": False, "channels_last": True}
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--models", default="resnet50", help="comma-separated registry names")
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument(
+        "--models", default="resnet50", help="comma-separated registry names, each `name:batch`"
+    )
+    p.add_argument("--families", action="store_true", help="the README's table (see above)")
+    p.add_argument("--batch", type=int, default=16, help="for models given without one")
     p.add_argument("--resolution", type=int, default=None, help="default: each model's own")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--repeats", type=int, default=5, help="timed runs (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs after compiling")
     p.add_argument("--vs-torch", action="store_true", help="time the torch counterpart too")
-    p.add_argument("--torch-channels-last", action="store_true")
+    p.add_argument(
+        "--torch-formats",
+        default="nchw,channels_last",
+        help="torch memory formats to time with --vs-torch: nchw, channels_last or both",
+    )
+    p.add_argument(
+        "--torch-channels-last", action="store_true", help="--torch-formats channels_last"
+    )
     p.add_argument("--no-conv-ceiling", action="store_true", help="skip the per-conv timing")
     p.add_argument("--matmul-size", type=int, default=2048)
     p.add_argument("--input-pipeline", action="store_true", help="also time tf.data on JPEGs")
@@ -57,7 +89,35 @@ def parse_args(argv=None):
     p.add_argument("--pipeline-batches", type=int, default=30)
     p.add_argument("--pipeline-resolution", type=int, default=224)
     p.add_argument("--json", default=None, help="write all figures here")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--depthwise-layers", action="store_true", help="time single depthwise layers only"
+    )
+    args = p.parse_args(argv)
+    if args.families:
+        args.models = ",".join(f"{name}:{batch}" for name, batch in FAMILIES)
+        args.resolution = args.resolution or 224
+        args.vs_torch = True
+    if args.torch_channels_last:
+        args.torch_formats = "channels_last"
+    args.torch_formats = [f.strip().lower() for f in args.torch_formats.split(",") if f.strip()]
+    unknown = sorted(set(args.torch_formats) - set(TORCH_FORMATS))
+    if unknown or not args.torch_formats:
+        p.error(f"--torch-formats: {unknown or 'none'}; choose from {', '.join(TORCH_FORMATS)}")
+    args.model_batches = [_model_batch(entry, args.batch, p) for entry in args.models.split(",")]
+    args.model_batches = [mb for mb in args.model_batches if mb]
+    return args
+
+
+def _model_batch(entry: str, default_batch: int, parser) -> tuple[str, int] | None:
+    """'name' or 'name:batch' -> (name, batch); '' -> None."""
+    name, _, batch = entry.strip().partition(":")
+    if not name:
+        return None
+    if not batch:
+        return name, default_batch
+    if not batch.isdigit() or int(batch) < 1:
+        parser.error(f"--models: {entry!r}: the batch after ':' must be a positive integer")
+    return name, int(batch)
 
 
 def table(result: dict) -> str:
@@ -86,6 +146,10 @@ def table(result: dict) -> str:
         ("t.train", "torch_train_ips", ">7.2f"),
         ("x.inf", "infer_ratio", ">5.2f"),
         ("x.trn", "train_ratio", ">5.2f"),
+        ("cl.inf", "torch_cl_infer_ips", ">6.2f"),
+        ("cl.trn", "torch_cl_train_ips", ">6.2f"),
+        ("xcl.i", "infer_ratio_cl", ">5.2f"),
+        ("xcl.t", "train_ratio_cl", ">5.2f"),
     ]
     widths = [re.match(r"[<>]\d+", spec).group() for _, _, spec in cols]
     lines.append(" ".join(format(h, w) for (h, _, _), w in zip(cols, widths)))
@@ -100,7 +164,8 @@ def table(result: dict) -> str:
         "infer/s, train/s: images/s (median); compile: train step, s; GFLOP/s: achieved by the",
         "train step; %mm, %conv: of the matmul and conv-only ceilings (conv: GFLOP/s of the",
         "model's convolutions timed alone, fwd+bwd); peakMB: XLA's train-step peak;",
-        "t.*: torch counterpart images/s; x.*: cnnx / torch speed, median over paired rounds.",
+        "t.*, cl.*: torch counterpart images/s, NCHW and channels-last; x.*, xcl.*: cnnx /",
+        "torch speed (NCHW, channels-last), median over paired rounds.",
     ]
     pipe = result.get("input_pipeline")
     if pipe:
@@ -112,6 +177,19 @@ def table(result: dict) -> str:
         for m in result["models"]:
             lines.append(f"  {m['model']}: {m['input_over_train']:.1f}x what its train step uses")
     return "\n".join(lines) + "\n"
+
+
+def _torch_columns(fmt: str, figures: dict, info: dict) -> dict:
+    """A model's result keys for one torch memory format ('nchw': torch_*, train_ratio, ...;
+    'channels_last': torch_cl_*, train_ratio_cl, ...)."""
+    prefix, suffix = ("torch", "") if fmt == "nchw" else ("torch_cl", "_cl")
+    return {
+        f"{prefix}_train_ips": figures["train_ips"],
+        f"{prefix}_infer_ips": figures["infer_ips"],
+        f"train_ratio{suffix}": figures["train_ratio"],
+        f"infer_ratio{suffix}": figures["infer_ratio"],
+        prefix: {**info, "train_ips": figures["train_ips"], "infer_ips": figures["infer_ips"]},
+    }
 
 
 def run(args) -> dict:
@@ -142,39 +220,33 @@ def run(args) -> dict:
     if args.dtype == "bfloat16":
         mm["bfloat16"] = benchmark.matmul_ceiling(jax.numpy.bfloat16, args.matmul_size)
     result = {"config": config, "ceilings": {"matmul_gflops": mm}, "models": []}
-    for name in [n.strip() for n in args.models.split(",") if n.strip()]:
-        companion = None
+    for name, batch in args.model_batches:
+        companions = {}
         if args.vs_torch:
             from cnnx.analysis import torch_speed
 
             if torch_speed.counterpart(name) is not None:
-                companion = torch_speed.TorchRunner(
-                    name,
-                    args.batch,
-                    args.resolution or models.get_spec(name).resolution,
-                    args.dtype,
-                    channels_last=args.torch_channels_last,
-                )
+                resolution = args.resolution or models.get_spec(name).resolution
+                companions = {
+                    fmt: torch_speed.TorchRunner(
+                        name, batch, resolution, args.dtype, channels_last=TORCH_FORMATS[fmt]
+                    )
+                    for fmt in args.torch_formats
+                }
         m = benchmark.benchmark_model(
             name,
-            args.batch,
+            batch,
             args.resolution,
             args.dtype,
             warmup=args.warmup,
             repeats=args.repeats,
             conv_ceiling_too=not args.no_conv_ceiling,
-            companion=companion,
+            companions=companions,
         )
         m["train_fraction_of_matmul"] = m["train_gflops"] / mm[args.dtype]
         m["infer_fraction_of_matmul"] = m["infer_gflops"] / mm[args.dtype]
-        if companion is not None:
-            m["torch_train_ips"] = m.pop("companion_train_ips")
-            m["torch_infer_ips"] = m.pop("companion_infer_ips")
-            m["torch"] = {
-                **companion.info,
-                "train_ips": m["torch_train_ips"],
-                "infer_ips": m["torch_infer_ips"],
-            }
+        for fmt, figures in m.pop("companions").items():
+            m.update(_torch_columns(fmt, figures, companions[fmt].info))
         result["models"].append(m)
         print(f"done: {name}", file=sys.stderr, flush=True)
     if args.input_pipeline:
@@ -191,8 +263,34 @@ def run(args) -> dict:
     return result
 
 
+def layer_table(rows: list[dict]) -> str:
+    """The stdout table of --depthwise-layers: milliseconds per layer."""
+    heads = [f"{who} {kind}" for kind in ("fwd", "train") for who in ("xla", "cnnx", "torch")]
+    lines = [f"{'layer (HxWxC k /s)':<22}" + "".join(f"{h:>12}" for h in heads)]
+    for row in rows:
+        cells = []
+        for kind in ("fwd", "train"):
+            for who in ("xla", "cnnx", "torch"):
+                v = row.get(f"{who}_{kind}_ms")
+                cells.append(f"{v:>12.2f}" if v is not None else f"{'-':>12}")
+        lines.append(f"{row['layer']:<22}" + "".join(cells))
+    lines += ["", "ms, median; train: forward + input and weight gradients; torch: channels-last"]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.depthwise_layers:
+        import torch  # noqa: F401  (before TensorFlow)
+
+        from cnnx.analysis import benchmark
+
+        rows = benchmark.depthwise_layers(args.batch, warmup=args.warmup, repeats=args.repeats)
+        sys.stdout.write(layer_table(rows))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"batch": args.batch, "layers": rows}, f, indent=2)
+        return 0
     result = run(args)
     sys.stdout.write(table(result))
     if args.json:

@@ -84,6 +84,12 @@ def _sub_jaxprs(eqn):
                 yield v
 
 
+def _is_depthwise(lhs_shape, rhs_shape, params) -> bool:
+    dn = params["dimension_numbers"]
+    groups = params["feature_group_count"]
+    return groups > 1 and lhs_shape[dn.lhs_spec[1]] == groups and rhs_shape[dn.rhs_spec[1]] == 1
+
+
 def _collect_convs(jaxpr, image_vars: set, repeat: int, found: dict, custom=False) -> None:
     """Adds every conv_general_dilated equation of `jaxpr` (recursively) to `found`.
 
@@ -113,7 +119,9 @@ def _collect_convs(jaxpr, image_vars: set, repeat: int, found: dict, custom=Fals
                     "out": eqn.outvars[0].aval.shape,
                     "count": 0,
                     "first": eqn.invars[0] in image_vars,
-                    "custom": custom,
+                    # Depthwise ones traced as conv equations (`lax_convolutions`) but run
+                    # as cnnx.layers.depthwise in the model.
+                    "custom": custom or _is_depthwise(lhs.shape, rhs.shape, params),
                 },
             )
             entry["count"] += repeat
@@ -133,11 +141,13 @@ def model_convolutions(model, input_shape: Sequence[int], dtype=jnp.float32) -> 
     Returns:
       Dicts with 'lhs' / 'rhs' (`ShapeDtypeStruct`s), 'params' (the primitive's), 'out' (the
       output shape), 'count', 'first' (fed by the image: no input gradient), 'custom' (inside
-      a custom gradient: `cnnx.layers.cpu_conv`, timed through it) and 'macs' (of one call).
+      a custom gradient, or depthwise: `cnnx.layers.cpu_conv`, timed through it) and 'macs'
+      (of one call).
     """
     x = jax.ShapeDtypeStruct(tuple(input_shape), dtype)
     variables = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), x)
-    closed = jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(variables, x)
+    with cpu_conv.lax_convolutions():  # depthwise ones as conv equations too
+        closed = jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(variables, x)
     image = closed.jaxpr.invars[-1]
     found: dict = {}
     _collect_convs(closed.jaxpr, {image}, 1, found)
@@ -294,14 +304,15 @@ def benchmark_model(
     repeats: int = 5,
     conv_ceiling_too: bool = True,
     seed: int = 0,
-    companion=None,
+    companions: dict | None = None,
 ) -> dict:
     """Inference and train-step speed of a registered model (see the module docstring).
 
-    companion: another implementation to time alongside (`torch_speed.TorchRunner`: objects
-      with `train_once()` and `infer_once()`). Its runs alternate with ours
-      (`time_interleaved`); the result gains `companion_train_ips` / `companion_infer_ips`
-      and `train_ratio` / `infer_ratio`, the median over rounds of its time / ours.
+    companions: other implementations to time alongside, by label (`torch_speed.TorchRunner`
+      in NCHW and channels-last: objects with `train_once()` and `infer_once()`). Their runs
+      alternate with ours (`time_interleaved`); the result gains `companions`: per label,
+      `train_ips` / `infer_ips` and `train_ratio` / `infer_ratio`, the median over rounds of
+      its time / ours (above 1: cnnx is faster).
     """
     from cnnx import models
 
@@ -331,9 +342,10 @@ def benchmark_model(
     def train_once():  # the state is donated: each step consumes the previous one
         holder["state"] = run(holder["state"])
 
+    companions = companions or {}
     runs = {"ours": train_once}
-    if companion is not None:
-        runs["companion"] = companion.train_once
+    for label, companion in companions.items():
+        runs[label] = companion.train_once
     if ceiling is not None:
         runs["convs"] = lambda: ceiling.run_pass("train")
     train_times = time_interleaved(runs, warmup, repeats)
@@ -347,8 +359,8 @@ def benchmark_model(
     infer_compile = time.perf_counter() - t
     infer_mem = memory.of_compiled(infer_compiled)
     runs = {"ours": lambda: infer_compiled(variables, data["image"])}
-    if companion is not None:
-        runs["companion"] = companion.infer_once
+    for label, companion in companions.items():
+        runs[label] = companion.infer_once
     if ceiling is not None:
         runs["convs"] = lambda: ceiling.run_pass("infer")
     infer_times = time_interleaved(runs, warmup, repeats)
@@ -376,11 +388,15 @@ def benchmark_model(
         "infer_peak_mb": infer_mem.peak / 2**20,
         "repeats": repeats,
     }
-    if companion is not None:
-        result["companion_train_ips"] = _stats(train_times["companion"], batch)["per_s"]
-        result["companion_infer_ips"] = _stats(infer_times["companion"], batch)["per_s"]
-        result["train_ratio"] = paired_ratio(train_times["ours"], train_times["companion"])
-        result["infer_ratio"] = paired_ratio(infer_times["ours"], infer_times["companion"])
+    result["companions"] = {
+        label: {
+            "train_ips": _stats(train_times[label], batch)["per_s"],
+            "infer_ips": _stats(infer_times[label], batch)["per_s"],
+            "train_ratio": paired_ratio(train_times["ours"], train_times[label]),
+            "infer_ratio": paired_ratio(infer_times["ours"], infer_times[label]),
+        }
+        for label in companions
+    }
     if ceiling is not None:
         conv_train_s = statistics.median(train_times["convs"])
         conv_infer_s = statistics.median(infer_times["convs"])
@@ -398,3 +414,92 @@ def benchmark_model(
             [t / ceiling.flops["infer"] for t in infer_times["convs"]],
         )
     return result
+
+
+# The depthwise layers of issue 20's table (MobileNet v2, EfficientNet, ConvNeXt shapes):
+# (height = width, channels, kernel, stride).
+DEPTHWISE_LAYERS = (
+    (112, 32, 3, 1),
+    (56, 144, 3, 1),
+    (28, 240, 5, 1),
+    (56, 96, 7, 1),
+    (112, 96, 3, 2),
+)
+
+
+def depthwise_layers(
+    batch: int = 8, layers=DEPTHWISE_LAYERS, warmup: int = 2, repeats: int = 7, torch_too=True
+) -> list[dict]:
+    """One depthwise convolution (torch padding) at a time: XLA's, cnnx's and torch's.
+
+    XLA: `lax.conv_general_dilated(feature_group_count=C)`; cnnx: `cnnx.layers.depthwise`
+    (what `cpu_conv` runs on CPU); torch: `nn.Conv2d(groups=C)` in channels-last. Forward,
+    and forward + input and weight gradients, each jitted (torch: eager), timed in
+    alternation (`time_interleaved`), float32.
+
+    Returns:
+      Per layer: 'layer' ('HxWxC kxk /s'), and '{xla,cnnx,torch}_{fwd,train}_ms' (medians).
+    """
+    from cnnx.layers import depthwise
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for size, channels, k, stride in layers:
+        pad = [((k - 1) // 2, (k - 1) // 2)] * 2
+        x = jnp.asarray(rng.standard_normal((batch, size, size, channels), np.float32))
+        w = jnp.asarray(0.1 * rng.standard_normal((k, k, 1, channels), np.float32))
+
+        def xla(x, w, stride=stride, pad=pad, groups=channels):
+            dn = ("NHWC", "HWIO", "NHWC")
+            return lax.conv_general_dilated(
+                x, w, (stride, stride), pad, dimension_numbers=dn, feature_group_count=groups
+            )
+
+        def ours(x, w, stride=stride, pad=pad):
+            return depthwise.depthwise_conv(x, w, (stride, stride), pad)
+
+        dy = jnp.ones(jax.eval_shape(xla, x, w).shape, jnp.float32)
+        runs = {}
+        for label, conv in (("xla", xla), ("cnnx", ours)):
+            fwd = jax.jit(conv)
+            train = jax.jit(functools.partial(_forward_backward, conv))
+            runs[f"{label}_fwd"] = functools.partial(fwd, x, w)
+            runs[f"{label}_train"] = functools.partial(train, x, w, dy)
+        if torch_too:
+            runs.update(_torch_depthwise(x, w, stride, (k - 1) // 2))
+        row = {"layer": f"{size}x{size}x{channels} {k}x{k} /{stride}"}
+        for kind in ("fwd", "train"):
+            chosen = {name: run for name, run in runs.items() if name.endswith(kind)}
+            times = time_interleaved(chosen, warmup, repeats)
+            row.update({f"{name}_ms": 1e3 * statistics.median(t) for name, t in times.items()})
+        rows.append(row)
+    return rows
+
+
+def _forward_backward(conv, x, w, dy):
+    y, vjp = jax.vjp(conv, x, w)
+    return y, vjp(dy)
+
+
+def _torch_depthwise(x, w, stride: int, pad: int) -> dict:
+    """torch's channels-last depthwise convolution of the same x, w: forward and train runs."""
+    import torch
+
+    c = x.shape[-1]
+    conv = torch.nn.Conv2d(c, c, w.shape[0], stride, pad, groups=c, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(np.array(w).transpose(3, 2, 0, 1).copy()))
+    conv = conv.to(memory_format=torch.channels_last)
+    tx = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())
+    tx = tx.contiguous(memory_format=torch.channels_last).requires_grad_()
+
+    def forward():
+        with torch.inference_mode():
+            conv(tx)
+
+    def train():
+        tx.grad, conv.weight.grad = None, None
+        out = conv(tx)
+        out.backward(torch.ones_like(out))
+
+    return {"torch_fwd": forward, "torch_train": train}

@@ -39,6 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jcore
 
+from cnnx.layers import cpu_conv
+
 GLOBAL = "global"  # receptive field of a value that has seen the whole image
 
 
@@ -491,9 +493,11 @@ def trace(model, input_shape: Sequence[int], dtype=jnp.float32) -> Trace:
     x = jax.ShapeDtypeStruct(tuple(input_shape), dtype)
     # `init` runs every branch that owns parameters, training-only heads included (GoogLeNet's
     # auxiliary classifiers), so the layers come from a trace of inference itself: `apply`
-    # with train=False on the abstract variables of eval_shape(init).
-    variables = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), x)
-    closed = jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(variables, x)
+    # with train=False on the abstract variables of eval_shape(init). Depthwise convolutions
+    # are traced as `conv_general_dilated` equations, not cnnx's CPU formulation.
+    with cpu_conv.lax_convolutions():
+        variables = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), x)
+        closed = jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(variables, x)
     walker = _Walker(int(input_shape[0]))
     n_vars = len(jax.tree.leaves(variables))
     infos = [CONST] * n_vars + [Info(True, 0, 0, INPUT_RF)]

@@ -21,7 +21,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnnx.layers import ClassifierHead, DropPath, drop_path_rates, maybe_remat
+from cnnx.layers import ClassifierHead, DropPath, cpu_conv, drop_path_rates, maybe_remat
 from cnnx.layers.transformer import gelu, layer_norm
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
@@ -39,7 +39,15 @@ class ConvNeXtBlock(nn.Module):
     @nn.compact
     def __call__(self, x, *, train: bool):
         c = x.shape[-1]
-        y = nn.Conv(c, (7, 7), padding=3, feature_group_count=c, dtype=self.dtype, name="dwconv")(x)
+        y = nn.Conv(
+            c,
+            (7, 7),
+            padding=3,
+            feature_group_count=c,
+            dtype=self.dtype,
+            conv_general_dilated=cpu_conv.conv_general_dilated,  # depthwise: fast on CPU
+            name="dwconv",
+        )(x)
         y = layer_norm(LN_EPS, "norm", self.dtype)(y)
         y = nn.Dense(4 * c, dtype=self.dtype, name="pwconv1")(y)
         y = gelu(y)

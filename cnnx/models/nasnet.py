@@ -25,7 +25,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnnx.layers import ClassifierHead, batch_norm
+from cnnx.layers import ClassifierHead, batch_norm, cpu_conv
 from cnnx.models.registry import INCEPTION_MEAN, INCEPTION_STD, register_family
 from cnnx.models.scaling import round_filters, round_repeats
 
@@ -74,6 +74,7 @@ class SeparableConv(nn.Module):
         x = nn.Conv(
             c, (self.kernel, self.kernel), self.strides, "SAME", feature_group_count=c,
             use_bias=False, dtype=self.dtype, name="depthwise_conv2d",
+            conv_general_dilated=cpu_conv.conv_general_dilated,  # depthwise: fast on CPU
         )(x)  # fmt: skip
         return nn.Conv(self.features, (1, 1), use_bias=False, dtype=self.dtype,
                        name="pointwise_conv2d")(x)  # fmt: skip

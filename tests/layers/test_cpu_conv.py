@@ -101,7 +101,7 @@ class _Net(nn.Module):
         y = ConvNormAct(16, 1, act=None, name="expand")(y, train=train)
         x = nn.relu(x + y)
         x = ConvNormAct(32, 1, 2, act=None, name="downsample")(x, train=train)
-        x = ConvNormAct(32, 3, groups=32, name="depthwise")(x, train=train)  # plain lax
+        x = ConvNormAct(32, 3, groups=32, name="depthwise")(x, train=train)  # depthwise.py
         return jnp.mean(x, axis=(1, 2))
 
 
@@ -125,5 +125,9 @@ def test_model_gradients_and_analysis_unchanged(monkeypatch):
     monkeypatch.setenv("CNNX_CPU_GRADS", "custom")
     out, macs = grads(), flops.total_macs(trace(model, x.shape))
     assert macs == macs_ref
+    # The depthwise kernel's gradient is ~1e-5 of the others (train-mode BatchNorm right after
+    # it removes most of it): a different summation order moves it by 1e-3 of itself, so the
+    # absolute tolerance is on the scale of the whole gradient.
+    scale = max(float(jnp.max(jnp.abs(b))) for b in jax.tree.leaves(ref))
     for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(ref)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(b))))
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * scale)

@@ -93,6 +93,26 @@ def test_vs_torch_reports_ratios(tmp_path, monkeypatch):
     for key in ("train_ratio", "infer_ratio", "torch_train_ips", "torch_infer_ips"):
         assert m[key] > 0, key
     assert m["torch"]["train_ips"] == m["torch_train_ips"]
+    # Both memory formats by default: channels-last is what torch's CPU users run.
+    for key in ("train_ratio_cl", "infer_ratio_cl", "torch_cl_train_ips", "torch_cl_infer_ips"):
+        assert m[key] > 0, key
+    assert m["torch_cl"]["channels_last"] and not m["torch"]["channels_last"]
+
+
+def test_families_and_per_model_batches():
+    script = _script()
+    args = script.parse_args(["--families"])
+    assert args.vs_torch and args.resolution == 224
+    assert args.model_batches == list(script.FAMILIES)
+    assert ("efficientnet_b0", 8) in args.model_batches and ("resnet50", 16) in args.model_batches
+    assert args.torch_formats == ["nchw", "channels_last"]
+    args = script.parse_args(["--models", "resnet50:4,lenet5", "--batch", "2"])
+    assert args.model_batches == [("resnet50", 4), ("lenet5", 2)]
+    assert script.parse_args(["--torch-channels-last"]).torch_formats == ["channels_last"]
+    bad_args = (["--models", "resnet50:x"], ["--models", "resnet50:0"], ["--torch-formats", "x"])
+    for bad in bad_args:
+        with pytest.raises(SystemExit):
+            script.parse_args(bad)
 
 
 def test_interleaved_rounds_rotate_and_pair():
@@ -148,3 +168,17 @@ def test_stats_are_medians():
     s = benchmark._stats([3.0, 1.0, 2.0], work=4.0)
     assert s["median_s"] == 2.0 and s["best_s"] == 1.0 and s["per_s"] == 2.0
     assert np.isfinite(benchmark.matmul_ceiling(size=64, warmup=1, repeats=1))
+
+
+@pytest.mark.torch
+def test_depthwise_layers_time_all_three():
+    pytest.importorskip("torch")
+    rows = benchmark.depthwise_layers(
+        batch=1, layers=((9, 8, 3, 2),), warmup=1, repeats=1, torch_too=True
+    )
+    (row,) = rows
+    assert row["layer"] == "9x9x8 3x3 /2"
+    for who in ("xla", "cnnx", "torch"):
+        for kind in ("fwd", "train"):
+            assert row[f"{who}_{kind}_ms"] > 0
+    assert "9x9x8 3x3 /2" in _script().layer_table(rows)
