@@ -158,9 +158,10 @@ def _ignore_abandoned_io() -> None:
     When one array of a restore (or save) fails, orbax closes its event loop while
     tensorstore still reads (writes) the others; as each finishes, tensorstore's callback
     meets the closed loop and reports `RuntimeError('Event loop is closed')` through
-    `sys.unraisablehook`: dozens of tracebacks after the `error:` line that ended the run.
-    Those operations are dead weight: only that exact error is dropped, everything else
-    still reaches the previous hook.
+    `sys.unraisablehook`, and orbax's abandoned read coroutines report their own failure
+    (the damage the `error:` line already names) the same way when they are collected:
+    dozens of tracebacks after the line that ended the run. Those operations are dead
+    weight: only these two are dropped, everything else still reaches the previous hook.
     """
     previous = sys.unraisablehook
     if getattr(previous, "_cnnx_abandoned_reads", False):
@@ -169,6 +170,9 @@ def _ignore_abandoned_io() -> None:
     def hook(unraisable):
         error = unraisable.exc_value
         if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+            return
+        code = getattr(unraisable.object, "cr_code", None)  # an abandoned coroutine
+        if code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename:
             return
         previous(unraisable)
 

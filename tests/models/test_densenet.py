@@ -94,4 +94,6 @@ def test_memory_efficient_matches_plain():
     (loss_e, upd_e), grads_e = run(efficient)
     np.testing.assert_allclose(loss_e, loss_p, rtol=1e-6)
     for a, b in zip(jax.tree.leaves((grads_e, upd_e)), jax.tree.leaves((grads_p, upd_p))):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+        # Recomputation reorders float32 sums: differences scale with the largest terms
+        # (seen: 1.1e-7 on a 3.7e-4 entry of a kernel gradient whose largest entry is 0.44).
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * float(np.max(np.abs(b))))

@@ -174,11 +174,21 @@ def test_abandoned_read_noise_is_dropped_and_nothing_else(monkeypatch):
     monkeypatch.setattr(sys, "unraisablehook", seen.append)
     checkpoint._ignore_abandoned_io()
     checkpoint._ignore_abandoned_io()  # installed once
-    noise = types.SimpleNamespace(exc_value=RuntimeError("Event loop is closed"))
-    other = types.SimpleNamespace(exc_value=RuntimeError("something else"))
-    sys.unraisablehook(noise)
-    sys.unraisablehook(other)
-    assert seen == [other]
+    noise = types.SimpleNamespace(exc_value=RuntimeError("Event loop is closed"), object=None)
+    other = types.SimpleNamespace(exc_value=RuntimeError("something else"), object=None)
+
+    def coroutine_from(filename):
+        code = types.SimpleNamespace(co_filename=filename)
+        return types.SimpleNamespace(
+            exc_value=Exception("read failed"), object=types.SimpleNamespace(cr_code=code)
+        )
+
+    # What an abandoned orbax read reports when collected; the same from elsewhere is kept.
+    orbax_read = coroutine_from(f"{os.sep}site-packages{os.sep}orbax{os.sep}serialization.py")
+    mine = coroutine_from(f"{os.sep}cnnx{os.sep}train{os.sep}loop.py")
+    for unraisable in (noise, other, orbax_read, mine):
+        sys.unraisablehook(unraisable)
+    assert seen == [other, mine]
 
 
 def test_fingerprints_see_any_changed_word_whatever_the_sharding():

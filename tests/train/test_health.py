@@ -106,17 +106,20 @@ def test_loop_records_a_diverging_run_in_results_json(tmp_path, caplog):
 
 @pytest.mark.slow
 def test_default_recipe_learns_coloured_digits(tmp_path):
-    """The default recipe on a small folder of coloured digits (chance 10%) learns, with no
-    warning (issue 16 item 9: base_lr 0.4 ended at chance)."""
+    """The default recipe on the issue's folder of coloured digits (1,400 train / 397 test,
+    chance 10%) learns, with no warning (issue 16 item 9: base_lr 0.4 ended at chance).
+
+    The issue's size, not a subset: on 640 images LeNet-5 at this rate is on the edge (seed 0
+    stays at chance, which the stuck-at-chance warning reports; seed 1 reaches 73%)."""
     spec = importlib.util.spec_from_file_location("default_config", CONFIGS / "default.py")
     default = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(default)
     root = str(tmp_path / "color_digits")
-    load_script("make_color_digits").make_color_digits(root, num_train=640, num_test=200)
+    load_script("make_color_digits").make_color_digits(root)
     config = default.get_config()
     config.data.source = f"folder:{root}"
     results = train_and_evaluate(config, str(tmp_path / "run"))
-    assert results["eval/top1"] > 40.0, results
+    assert results["eval/top1"] > 80.0, results  # measured 94.7% (seed 0)
     assert results["warnings"] == []
 
 
