@@ -84,7 +84,9 @@ def main(argv=None) -> int:
     if not os.path.exists(args.source):
         print(f"error: {args.source} does not exist", file=sys.stderr)
         return 2
-    if os.path.isdir(os.path.join(args.out, "checkpoints")):
+    from cnnx.train import workdir as wd
+
+    if os.path.isdir(wd.checkpoints_dir(args.out)):
         print(f"error: {args.out} already holds checkpoints; choose a new --out", file=sys.stderr)
         return 2
     try:
@@ -120,11 +122,12 @@ def main(argv=None) -> int:
     state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
                        opt_state=tx.init(params))  # fmt: skip
     os.makedirs(args.out, exist_ok=True)
-    ckpt = Checkpointer(os.path.join(args.out, "checkpoints"), asynchronous=False)
+    ckpt = Checkpointer(wd.checkpoints_dir(args.out), asynchronous=False)
     ckpt.save(0, state, wait=True)
     ckpt.close()
-    with open(os.path.join(args.out, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    wd.write_text_atomic(
+        wd.config_path(args.out), config.to_json_best_effort(indent=2, sort_keys=True)
+    )
     n = sum(x.size for x in jax.tree.leaves(params))
     print(f"wrote {args.out}/checkpoints/0 ({n:,} parameters) and {args.out}/config.json")
     return 0

@@ -36,6 +36,7 @@ from etils import epath
 from jax import lax
 
 from cnnx.errors import CheckpointDamaged, CheckpointError, CheckpointMismatch
+from cnnx.train import workdir as workdir_layout
 
 # What a failed write raises: OSError from Python file code, ValueError (tensorstore, with
 # "[os_error_code=28]" for ENOSPC) and RuntimeError / TimeoutError from orbax's threads.
@@ -495,7 +496,7 @@ class Checkpointer:
 
 def checkpoints_dir(path: str) -> str:
     """The checkpoints directory of a workdir (`path` may also be that directory itself)."""
-    inside = epath.Path(path, "checkpoints")
+    inside = epath.Path(workdir_layout.checkpoints_dir(path))
     return str(inside) if inside.is_dir() else path
 
 
