@@ -21,8 +21,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
-from cnnx.data import mixing, preprocess
-from cnnx.data.preprocess import PPContext
+from cnnx.data import mixing
+from cnnx.data.pp import PPContext, build
 
 ROWS = (
     ("original (resize)", "resize"),
@@ -63,7 +63,7 @@ def load_images(args) -> list[np.ndarray]:
 
 
 def run_row(pp: str, images, ctx: PPContext) -> list[np.ndarray]:
-    fn = preprocess.build(pp, ctx)
+    fn = build(pp, ctx)
     rows = []
     for i, img in enumerate(images):
         ds = tf.data.Dataset.from_tensors({"image": img, "label": 0, "seed": np.int64([7, i])})

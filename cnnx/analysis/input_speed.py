@@ -60,8 +60,11 @@ def pipeline_throughput(
       'mean_file_kb', 'pp', 'resolution'}.
     """
     from cnnx.data import PPContext, TrainInput, get_source
+    from cnnx.train.config import base_config
 
-    source = get_source(f"folder:{root}")
+    section = base_config().data
+    section.source = f"folder:{root}"
+    source = get_source(section)
     data = TrainInput(
         source=source,
         split="train",

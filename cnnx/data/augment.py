@@ -1,4 +1,4 @@
-"""Training augmentations as preprocessing ops (registered with `preprocess.op`).
+"""Training augmentations as preprocessing ops (registered in `cnnx.data.pp`).
 
     "resnet_scale|flip|lighting|normalize"                          He et al. 2015
     "inception_crop|flip|color_jitter|normalize"                    Szegedy et al. 2014
@@ -18,7 +18,7 @@ import math
 import tensorflow as tf
 
 from cnnx.data import autoaugment
-from cnnx.data.preprocess import PPContext, _decode, _op_seed, _resize, op
+from cnnx.data.pp import PPContext, decode, op, op_seed, resize
 
 # AlexNet's PCA of ImageNet RGB pixels (in [0, 1]), as used by fb.resnet.torch and timm.
 IMAGENET_PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
@@ -47,8 +47,8 @@ def resnet_scale(ctx: PPContext, min: float = 256 / 224, max: float = 480 / 224)
     lo, hi = round(min * ctx.image_size), round(max * ctx.image_size)
 
     def fn(f):
-        image = _decode(f["image"], ctx.channels)
-        seed = _op_seed(f, 10)
+        image = decode(f["image"], ctx.channels)
+        seed = op_seed(f, 10)
         short = tf.random.stateless_uniform(
             (), tf.random.experimental.stateless_fold_in(seed, 0), lo, hi + 1, dtype=tf.int32
         )
@@ -56,7 +56,7 @@ def resnet_scale(ctx: PPContext, min: float = 256 / 224, max: float = 480 / 224)
         w = tf.cast(tf.shape(image)[1], tf.float32)
         scale = tf.cast(short, tf.float32) / tf.minimum(h, w)
         new = tf.maximum(tf.cast(tf.round(tf.stack([h * scale, w * scale])), tf.int32), short)
-        image = _resize(image, new)
+        image = resize(image, new)
         size = tf.stack([ctx.image_size, ctx.image_size, tf.shape(image)[-1]])
         crop_seed = tf.random.experimental.stateless_fold_in(seed, 1)
         image = tf.image.stateless_random_crop(image, size, seed=crop_seed)
@@ -84,7 +84,7 @@ def color_jitter(
 
     def fn(f):
         image = _image(f, ctx) / 255.0
-        seed = _op_seed(f, 11)
+        seed = op_seed(f, 11)
         sub = [tf.random.experimental.stateless_fold_in(seed, i) for i in range(5)]
 
         def adjust_brightness(x):
@@ -148,7 +148,7 @@ def lighting(ctx: PPContext, alphastd: float = 0.1):
 
     def fn(f):
         image = _image(f, ctx)
-        alpha = tf.random.stateless_normal((3,), _op_seed(f, 12), stddev=alphastd)
+        alpha = tf.random.stateless_normal((3,), op_seed(f, 12), stddev=alphastd)
         rgb = tf.linalg.matvec(eigvec, alpha * eigval) * 255.0
         return {**f, "image": tf.clip_by_value(image + rgb, 0.0, 255.0)}
 
@@ -177,7 +177,7 @@ def cutout(ctx: PPContext, size: float = 0.5, fill=None):
             if size > 1
             else tf.cast(tf.round(size * tf.cast(tf.minimum(h, w), tf.float32)), tf.int32)
         )
-        seed = _op_seed(f, 13)
+        seed = op_seed(f, 13)
         cy = tf.random.stateless_uniform((), seed, 0, h, dtype=tf.int32)
         cx = tf.random.stateless_uniform(
             (), tf.random.experimental.stateless_fold_in(seed, 1), 0, w, dtype=tf.int32
@@ -202,7 +202,7 @@ def random_erasing(
         image = _image(f, ctx)
         h, w = tf.shape(image)[0], tf.shape(image)[1]
         hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
-        seed = _op_seed(f, 14)
+        seed = op_seed(f, 14)
         s = [tf.random.experimental.stateless_fold_in(seed, i) for i in range(6)]
         area = _uniform(s[0], scale[0], scale[1], (attempts,)) * hf * wf
         aspect = tf.exp(_uniform(s[1], math.log(ratio[0]), math.log(ratio[1]), (attempts,)))
@@ -235,7 +235,7 @@ def autoaugment_op(ctx: PPContext, policy: str = "imagenet"):
         raise ValueError(f"autoaugment policy {policy!r}: only 'imagenet' is implemented")
 
     def fn(f):
-        image = autoaugment.auto_augment(_as_uint8(_image(f, ctx, None)), _op_seed(f, 15))
+        image = autoaugment.auto_augment(_as_uint8(_image(f, ctx, None)), op_seed(f, 15))
         return {**f, "image": image}
 
     return fn
@@ -257,7 +257,7 @@ def randaugment_op(
     def fn(f):
         image = autoaugment.rand_augment(
             _as_uint8(_image(f, ctx, None)),
-            _op_seed(f, 16),
+            op_seed(f, 16),
             num_ops=num_ops,
             magnitude=magnitude,
             magnitude_std=magnitude_std,

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from cnnx.data.sources import Source, parse_split, process_slice, slice_indices
+from cnnx.data.sources import Source, parse_split, process_slice, slice_indices, source
 from cnnx.errors import ConfigError, DataError
 
 # What tf.io.decode_image reads (the same extensions torchvision's ImageFolder takes, less
@@ -52,7 +52,7 @@ class FolderSource(Source):
     root: str = ""
     classes: Sequence[str] = ()
     files: dict[str, list[tuple[str, int]]] = dataclasses.field(default_factory=dict)
-    on_corrupt: str = "skip"
+    on_corrupt: str = dataclasses.field(kw_only=True)  # no default: the config schema has it
     # path -> times it was found unreadable (every epoch and eval pass reads it again).
     corrupt: dict[str, int] = dataclasses.field(default_factory=dict)
     # Set when an example and all its stand-ins were unreadable: raised by check().
@@ -222,8 +222,8 @@ def class_map(per_split: dict[str, dict[str, list[str]]], root: str) -> list[str
     return classes
 
 
-def folder_source(root: str, on_corrupt: str = "skip") -> FolderSource:
-    """Lists an image folder (see the module docstring).
+def folder_source(root: str, on_corrupt: str) -> FolderSource:
+    """Lists an image folder (see the module docstring); `on_corrupt` as `FolderSource`.
 
     Raises:
       ConfigError: `on_corrupt` is not one of 'skip', 'error'.
@@ -231,7 +231,9 @@ def folder_source(root: str, on_corrupt: str = "skip") -> FolderSource:
         class folders disagree (see `class_map`).
     """
     if on_corrupt not in ON_CORRUPT:
-        raise ConfigError(f"--config.data.on_corrupt={on_corrupt!r}: use 'skip' or 'error'.")
+        raise ConfigError(
+            f"--config.data.on_corrupt={on_corrupt!r}: use {' or '.join(map(repr, ON_CORRUPT))}."
+        )
     root = os.path.expanduser(root)
     if not os.path.isdir(root):
         raise DataError(
@@ -272,3 +274,8 @@ def folder_source(root: str, on_corrupt: str = "skip") -> FolderSource:
         files=files,
         on_corrupt=on_corrupt,
     )
+
+
+@source("folder")
+def _folder(arg: str, data) -> FolderSource:
+    return folder_source(arg, data["on_corrupt"])

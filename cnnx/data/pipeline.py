@@ -7,7 +7,14 @@ rebuilds epoch s // steps_per_epoch and skips the batches already seen, giving e
 batches an uninterrupted run would have seen. Sources that can list the whole split cheaply
 (digits, synthetic, folders) are shuffled globally and each process keeps its rows of every
 global batch, so 1 process × 8 devices and 2 processes × 4 devices see identical batches;
-TFDS sources are read per process (`tfds.even_splits`), each host reading 1/N of the files.
+TFDS sources are read per process (`tfds.split_for_jax_process`), each host reading 1/N of
+the files.
+
+In-memory sources (digits, synthetic) whose pp string has batched forms for all its ops
+(`cnnx.data.pp.build_batched`: resize, resize_crop, random_crop, flip, normalize) skip
+tf.data's per-example work: the pipeline shuffles example indices, batches them, and gathers
+and preprocesses each batch at once. Each example gets exactly the images and random draws of
+the per-example path, so results do not depend on which path ran.
 
 Evaluation: every example counts exactly once. Each process pads its shard to the same number
 of batches with masked examples (mask 0), so all processes run the same number of steps.
@@ -22,7 +29,7 @@ import jax
 import numpy as np
 import tensorflow as tf
 
-from cnnx.data import preprocess
+from cnnx.data import pp as pp_lib
 from cnnx.data.sources import Source, check_labels, process_slice
 from cnnx.errors import ConfigError, DataError
 
@@ -134,17 +141,43 @@ def _traced(build, pp: str, key: str) -> tf.data.Dataset:
         ) from None
 
 
-def _check_images(spec: tf.TensorSpec, ctx: preprocess.PPContext, pp: str, key: str, views: bool):
+def _check_images(
+    spec: tf.TensorSpec, ctx: pp_lib.PPContext, pp: str, key: str, views: bool, batched=False
+):
     """The preprocessed images must be what the model was built for: S x S x C (or V views of
-    them at evaluation), known when the pipeline is built, before anything compiles."""
+    them at evaluation), known when the pipeline is built, before anything compiles. A
+    `batched` spec has a leading batch axis."""
     want = [ctx.image_size, ctx.image_size, ctx.channels]
     dims = spec.shape.as_list() if spec.shape.rank is not None else None
+    dims = dims[1:] if dims and batched else dims
     if dims is None or len(dims) not in ((3, 4) if views else (3,)) or dims[-3:] != want:
         raise ConfigError(
             f"--config.data.{key}={pp!r} gives images of shape {spec.shape}, but the model takes "
             f"{ctx.image_size}x{ctx.image_size}x{ctx.channels}: include an op that sets the size "
             "(resize, resize_crop, random_crop, inception_crop)."
         )
+
+
+# In-memory images are resized ahead (once) up to this size (float32 at the model's resolution).
+PRE_RESIZE_BYTES = 256 * 2**20
+
+
+def _in_memory(images: np.ndarray, pp: str, ctx: pp_lib.PPContext) -> tf.Tensor:
+    """The split's images as the batched pipeline gathers them: resized once to the model's
+    resolution when the pp string starts with a resize (`pp.resizes_first`; exactly what each
+    batch would compute) and the result fits in `PRE_RESIZE_BYTES`, else as they are."""
+    n, _, _, c = images.shape
+    if not pp_lib.resizes_first(pp) or n * ctx.image_size**2 * c * 4 > PRE_RESIZE_BYTES:
+        return tf.constant(images)
+    chunks = [
+        pp_lib.resize_batch_to(tf.constant(images[i : i + 256]), ctx.image_size)
+        for i in range(0, n, 256)
+    ]
+    return tf.concat(chunks, 0) if chunks else tf.constant(images)
+
+
+# Epochs of in-memory data chained into one dataset (its prefetch crosses their boundaries).
+BATCHED_EPOCHS = 100
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -158,7 +191,7 @@ class TrainInput:
     source: Source
     split: str
     pp: str
-    ctx: preprocess.PPContext
+    ctx: pp_lib.PPContext
     global_batch: int
     seed: int = 0
     shuffle_buffer: int = 10_000
@@ -183,8 +216,27 @@ class TrainInput:
                 f"Split {self.split!r} of {self.source.name} has {n} examples, fewer than one "
                 f"global batch of {self.global_batch}; lower --config.train.batch_size."
             )
-        self._pp = preprocess.build(self.pp, self.ctx)
+        self._pp = pp_lib.build(self.pp, self.ctx)
         self._raw_cache = None
+        # In memory with batched ops: batches are gathered and preprocessed whole (see the
+        # module docstring).
+        self.batched = self.source.in_memory and self.global_order and pp_lib.has_batched(self.pp)
+        if self.batched:
+            images, labels = self.source.arrays(self.split)
+            self._images, self._labels = _in_memory(images, self.pp, self.ctx), tf.constant(labels)
+            self._pp_batch = pp_lib.build_batched(self.pp, self.ctx)
+            self._prepare_batch = tf.function(self._prepare_batch_body)
+            zero = tf.constant(0, tf.int64)
+            first = tf.data.Dataset.range(1).batch(1)
+            probe = _traced(
+                lambda: first.map(lambda i: self._prepare_batch(i, zero)),
+                self.pp,
+                "train_pp",
+            )
+            _check_images(
+                probe.element_spec["image"], self.ctx, self.pp, "train_pp", False, batched=True
+            )
+            return
         # Traced once (a tf.function) and reused by every epoch's pipeline, with the epoch's
         # seed as an argument: building a pipeline does not re-trace heavy ops (RandAugment).
         self._prepare_example = tf.function(self._prepare_body)
@@ -201,6 +253,46 @@ class TrainInput:
         # `index` is the example's position in the split (fast linear probes use it).
         image = tf.cast(features["image"], tf.float32)
         return {"image": image, "label": features["label"], "index": index}
+
+    def _prepare_batch_body(self, index, eseed):
+        """Features of the examples at `index` (B,) of an in-memory split, preprocessed as a
+        batch; each gets the seed (eseed, index) of `_prepare_body`."""
+        eseed = tf.cast(eseed, tf.int64)
+        seed = tf.stack([tf.fill(tf.shape(index), eseed), index], axis=1)
+        features = self._pp_batch(
+            {
+                "image": tf.gather(self._images, index),
+                "label": tf.gather(self._labels, index),
+                "seed": seed,
+            }
+        )
+        image = tf.cast(features["image"], tf.float32)
+        return {"image": image, "label": features["label"], "index": index}
+
+    def _batched_epochs(self, epoch: int, skip_batches: int, count: int) -> tf.data.Dataset:
+        """Epochs `epoch`..`epoch + count - 1` for in-memory sources, as one dataset (its
+        prefetch runs across epoch boundaries: no pipeline is rebuilt at each epoch), after
+        skipping `skip_batches` of the first: each epoch the same shuffle of the same indices
+        as `epoch_dataset` (a shuffle's order depends only on its seed, buffer and length),
+        batched, then each batch gathered and preprocessed whole."""
+        n = self.examples_per_reader
+        buffer = min(self.shuffle_buffer, n)
+        lo = self.process_index * self.local_batch
+        seeds = [_epoch_seed(self.seed, e) for e in range(epoch, epoch + count)]
+        skips = [skip_batches] + [0] * (count - 1)
+
+        def one_epoch(eseed, skip):
+            ds = tf.data.Dataset.range(n)
+            ds = ds.shuffle(buffer, seed=eseed, reshuffle_each_iteration=False)
+            ds = ds.skip(skip * self.global_batch)
+            ds = ds.batch(self.global_batch, drop_remainder=True)
+            ds = ds.take(self.steps_per_epoch - skip)
+            return ds.map(lambda index: (index[lo : lo + self.local_batch], eseed))
+
+        skips = tf.constant(skips, tf.int64)
+        ds = tf.data.Dataset.from_tensor_slices((tf.constant(seeds, tf.int64), skips))
+        ds = ds.flat_map(one_epoch).map(self._prepare_batch)
+        return ds.prefetch(tf.data.AUTOTUNE)
 
     def _prepared(self, ds: tf.data.Dataset, eseed: int) -> tf.data.Dataset:
         """(index, example[, stand_ins]) elements -> features; an unreadable example of a
@@ -240,6 +332,8 @@ class TrainInput:
     def epoch_dataset(self, epoch: int, skip_batches: int = 0) -> tf.data.Dataset:
         """The batches of one epoch (per process), after skipping `skip_batches`."""
         eseed = _epoch_seed(self.seed, epoch)
+        if self.batched:
+            return self._batched_epochs(epoch, skip_batches, 1)
         ds = self._raw(epoch).enumerate()
         ds = ds.shuffle(
             min(self.shuffle_buffer, self.examples_per_reader),
@@ -267,6 +361,10 @@ class TrainInput:
     def iterate(self, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
         """Local numpy batches from `start_step` on, forever."""
         epoch, skip = divmod(start_step, self.steps_per_epoch)
+        while self.batched:
+            ds = self._batched_epochs(epoch, skip, BATCHED_EPOCHS)
+            yield from _checked(ds.as_numpy_iterator(), self.source, self.split)
+            epoch, skip = epoch + BATCHED_EPOCHS, 0
         while True:
             ds = self.epoch_dataset(epoch, skip)
             yield from _checked(ds.as_numpy_iterator(), self.source, self.split)
@@ -280,7 +378,7 @@ class EvalInput:
     source: Source
     split: str
     pp: str
-    ctx: preprocess.PPContext
+    ctx: pp_lib.PPContext
     global_batch: int
     process_index: int = 0
     process_count: int = 1
@@ -301,7 +399,24 @@ class EvalInput:
             )
         largest = len(process_slice(self.num_examples, 0, self.process_count, False))
         self.num_batches = max(1, math.ceil(largest / self.local_batch))
-        self._pp = preprocess.build(self.pp, self.ctx)
+        self._pp = pp_lib.build(self.pp, self.ctx)
+        self.batched = self.source.in_memory and pp_lib.has_batched(self.pp)
+        if self.batched:
+            images, labels = self.source.arrays(self.split)
+            mine = process_slice(len(labels), self.process_index, self.process_count, False)
+            self._images = _in_memory(images[mine.start : mine.stop], self.pp, self.ctx)
+            self._labels = tf.constant(labels[mine.start : mine.stop])
+            self._pp_batch = pp_lib.build_batched(self.pp, self.ctx)
+            self._prepare_batch = tf.function(self._prepare_batch_body)
+            probe = _traced(
+                lambda: tf.data.Dataset.range(1).batch(1).map(self._prepare_batch),
+                self.pp,
+                "eval_pp",
+            )
+            _check_images(
+                probe.element_spec["image"], self.ctx, self.pp, "eval_pp", True, batched=True
+            )
+            return
         self._prepare = tf.function(self._prepare_body)  # traced once, for every pass
         probe = self._prepared(self._dataset().take(1))
         _check_images(probe.element_spec["image"], self.ctx, self.pp, "eval_pp", views=True)
@@ -321,6 +436,27 @@ class EvalInput:
             "image": tf.cast(features["image"], tf.float32),
             "label": features["label"],
             "mask": mask,
+        }
+
+    def _prepare_batch_body(self, index):
+        """Features of rows `index` (B,) of this process's in-memory share, preprocessed as a
+        batch; rows past its end are padding (zeros, label 0, mask 0), as in `iterate`."""
+        n = tf.shape(self._labels, out_type=tf.int64)[0]
+        real = index < n
+        index = tf.minimum(index, n - 1)
+        features = self._pp_batch(
+            {
+                "image": tf.gather(self._images, index),
+                "label": tf.gather(self._labels, index),
+                "seed": tf.zeros([tf.shape(index)[0], 2], tf.int64),
+            }
+        )
+        image = tf.cast(features["image"], tf.float32)
+        rows = tf.reshape(real, [-1] + [1] * (len(image.shape) - 1))
+        return {
+            "image": tf.where(rows, image, tf.zeros_like(image)),
+            "label": tf.where(real, features["label"], tf.zeros_like(features["label"])),
+            "mask": tf.cast(real, tf.float32),
         }
 
     def _prepared(self, ds: tf.data.Dataset) -> tf.data.Dataset:
@@ -355,11 +491,20 @@ class EvalInput:
             raise AssertionError(f"evaluated {n} examples, expected {self.num_examples}")
 
     def iterate(self) -> Iterator[dict[str, np.ndarray]]:
+        """This process's `num_batches` batches of `local_batch` examples, padded (mask 0)."""
+        if self.batched:
+            total = self.num_batches * self.local_batch
+            ds = tf.data.Dataset.range(total).batch(self.local_batch).map(self._prepare_batch)
+            it = ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+            return _checked(it, self.source, self.split)
         ds = self._prepared(self._dataset())
         spec = ds.element_spec["image"].shape
         # Test-time view ops give (V, S, S, C) per example; the padding matches whatever shape.
-        shape = spec.as_list() if spec.is_fully_defined() else [
-            self.ctx.image_size, self.ctx.image_size, spec[-1]]  # fmt: skip
+        shape = (
+            spec.as_list()
+            if spec.is_fully_defined()
+            else [self.ctx.image_size, self.ctx.image_size, spec[-1]]
+        )
         pad = tf.data.Dataset.from_tensors(
             {
                 "image": tf.zeros(shape, tf.float32),

@@ -1,5 +1,11 @@
 """Data sources by name: `digits`, `synthetic`, `folder:<path>`, `tfds:<name>`.
 
+`get_source(data)` builds one from the config's `data` section: the part of `data.source`
+before the first colon picks a constructor in `SOURCES` (registered with `@source(prefix)`;
+`cnnx.data.folder` registers `folder`), which reads the fields it needs (`data_dir` and
+`download` for TFDS, `on_corrupt` for folders); their defaults live in the config schema
+(`cnnx.train.config`) only.
+
 A source turns a split into a `tf.data.Dataset` of raw examples for one process:
 `{'image': uint8 HWC tensor or encoded JPEG/PNG bytes, 'label': int32}` in a fixed order
 (shuffling happens in the pipeline, seeded, so data order is a pure function of the seed and
@@ -11,6 +17,8 @@ Image folders live in `cnnx.data.folder`; every source's labels must lie in
 import dataclasses
 import os
 import re
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -27,6 +35,13 @@ def parse_split(split: str) -> tuple[str, slice]:
 
 
 def slice_indices(n: int, bounds: tuple[str, str]) -> range:
+    """The example indices a slice of `parse_split` selects out of `n`, clipped to [0, n).
+
+    Percentages round to the nearest example (TFDS's 'closest' rounding); negative bounds
+    count from the end; a bound past the end is clipped (`test[:1000]` of 500 examples is the
+    whole split), where TFDS would raise.
+    """
+
     def resolve(b: str, default: int) -> int:
         if not b:
             return default
@@ -88,6 +103,8 @@ class Source:
     name: str
     num_classes: int
     global_order = True
+    # Whether the split's decoded images are arrays of one shape (`ArraySource.arrays`).
+    in_memory = False
     # Whether reading or decoding an example can fail (files): the pipelines then catch
     # failures per example and report them through `record_unreadable`.
     can_fail = False
@@ -112,17 +129,31 @@ class Source:
         """Called by the pipelines after each batch: raises or logs what loading found."""
 
     def num_examples(self, split: str) -> int:
+        """Examples in `split` (slices such as `train[:90%]` included).
+
+        Raises:
+          ConfigError: the source has no such split.
+        """
         raise NotImplementedError
 
     def dataset(
         self, split: str, *, process_index: int, process_count: int, drop_remainder: bool, seed: int
     ) -> tf.data.Dataset:
+        """Process `process_index`'s contiguous share of `split` (of `process_count`; with
+        `drop_remainder` every share has the same size), in a fixed order; `seed` only
+        shuffles the order in which TFDS reads its files."""
         raise NotImplementedError
 
 
 @dataclasses.dataclass
 class ArraySource(Source):
-    """Examples held in memory as numpy arrays, one array pair per split."""
+    """Examples held in memory as numpy arrays, one array pair per split.
+
+    `in_memory`: the pipelines gather whole batches from `arrays` and preprocess them with
+    batched ops (`cnnx.data.pp.build_batched`) when the pp string allows it.
+    """
+
+    in_memory = True
 
     images: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     labels: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
@@ -141,6 +172,13 @@ class ArraySource(Source):
 
     def num_examples(self, split: str) -> int:
         return len(self._indices(split)[1])
+
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """The split's (images (N, H, W, C) uint8, labels (N,) int32), in the split's order:
+        what `dataset` yields with one process, for pipelines that gather whole batches."""
+        base, idx = self._indices(split)
+        sel = np.asarray(idx, dtype=np.int64)
+        return self.images[base][sel], self.labels[base][sel].astype(np.int32)
 
     @property
     def channels(self) -> int:
@@ -253,8 +291,12 @@ class TfdsSource(Source):
         import tensorflow_datasets as tfds
 
         if process_count > 1:
-            sub = tfds.even_splits(split, n=process_count, drop_remainder=drop_remainder)
-            split = sub[process_index]
+            split = tfds.split_for_jax_process(
+                split,
+                process_index=process_index,
+                process_count=process_count,
+                drop_remainder=drop_remainder,
+            )
         ds = self._read(split, shuffle=drop_remainder, seed=seed)  # shuffle files when training
         return ds.map(
             lambda e: {"image": e[self.image_key], "label": tf.cast(e[self.label_key], tf.int32)}
@@ -262,13 +304,23 @@ class TfdsSource(Source):
 
 
 def tfds_source(name: str, data_dir: str | None, download: bool) -> TfdsSource:
+    """A TFDS dataset (`name` as `tfds.builder` takes it, e.g. 'imagenet2012:5.1.0').
+
+    Args:
+      data_dir: where it is prepared (None: TFDS's default, ~/tensorflow_datasets).
+      download: prepare it when it is not (for datasets TFDS can download).
+
+    Raises:
+      DataError: TFDS does not know it; it is not prepared (naming the command that
+        prepares it, or the manual download steps); it has no ClassLabel 'label'.
+    """
     import tensorflow_datasets as tfds
 
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except Exception as e:  # DatasetNotFoundError and friends
         raise DataError(f"TFDS has no dataset {name!r}: {e}") from None
-    if not builder.is_prepared() and not _tfds_is_mocked():
+    if not builder.is_prepared():
         manual = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
         where = builder.data_dir
         root = data_dir or os.path.dirname(os.path.dirname(where))
@@ -296,36 +348,63 @@ def tfds_source(name: str, data_dir: str | None, download: bool) -> TfdsSource:
     return TfdsSource(name=f"tfds:{name}", num_classes=label.num_classes, builder=builder)
 
 
-def _tfds_is_mocked() -> bool:
-    import tensorflow_datasets as tfds
-
-    return "mock" in getattr(tfds.core.DatasetBuilder.as_dataset, "__qualname__", "").lower() or (
-        "mocking" in getattr(tfds.core.DatasetBuilder.as_dataset, "__module__", "")
-    )
+# The prefix of `data.source` (before the first ':') -> constructor(rest, data section).
+SOURCES: dict[str, Callable[[str, Any], Source]] = {}
 
 
-def get_source(
-    spec: str,
-    *,
-    data_dir: str | None = None,
-    download: bool = False,
-    num_classes: int = 10,
-    image_size: int = 32,
-    on_corrupt: str = "skip",
-) -> Source:
-    """Builds a source from its name (see module docstring); `on_corrupt` is for folders."""
-    if spec == "digits" or spec.startswith("digits:"):
-        return digits_source(task=spec.partition(":")[2] or "digit")
-    if spec == "synthetic":
-        return synthetic_source(num_classes=num_classes, image_size=image_size)
-    if spec.startswith("folder:"):
-        from cnnx.data.folder import folder_source  # folder.py builds on this module
+def source(prefix: str):
+    """Registers `constructor(arg, data) -> Source` for `data.source` = `prefix[:arg]`; it
+    reads the fields it needs from `data`, the config's data section."""
 
-        return folder_source(spec[len("folder:") :], on_corrupt)
-    if spec.startswith("tfds:"):
-        return tfds_source(spec[len("tfds:") :], data_dir, download)
-    raise ConfigError(
-        f"Unknown data source {spec!r}; use 'digits' ('digits:parity', 'digits:loop'), "
-        "'synthetic', 'folder:<path>' or "
-        "'tfds:<name>' (e.g. tfds:imagenet2012)."
-    )
+    def wrap(fn):
+        SOURCES[prefix] = fn
+        return fn
+
+    return wrap
+
+
+@source("digits")
+def _digits(arg: str, data) -> ArraySource:
+    del data
+    return digits_source(task=arg or "digit")
+
+
+@source("synthetic")
+def _synthetic(arg: str, data) -> ArraySource:
+    if arg:
+        raise ConfigError(f"--config.data.source=synthetic:{arg}: synthetic takes no argument.")
+    sizes = {k: data[k] for k in ("num_classes", "image_size") if data.get(k) is not None}
+    return synthetic_source(**sizes)
+
+
+@source("tfds")
+def _tfds(arg: str, data) -> TfdsSource:
+    return tfds_source(arg, data.get("data_dir"), data["download"])
+
+
+def get_source(data, **resolved) -> Source:
+    """Builds the source that the config's `data` section names in `data.source`.
+
+    Args:
+      data: the `data` section (a ConfigDict or a mapping with its fields: `source` and the
+        fields the source kind reads: `data_dir`, `download`, `on_corrupt`, `num_classes`,
+        `image_size`).
+      **resolved: values the run decided for fields the section leaves unset (None): the
+        model's resolution for `image_size`, the head's size for `num_classes` (generated
+        data takes them).
+
+    Raises:
+      ConfigError: an unknown source kind (naming the known ones).
+      DataError, ConfigError: from the source's constructor (a missing folder, an
+        unprepared TFDS dataset...).
+    """
+    fields = dict(data.items())
+    fields.update({k: v for k, v in resolved.items() if fields.get(k) is None})
+    spec = fields["source"]
+    kind, _, arg = spec.partition(":")
+    if kind not in SOURCES:
+        raise ConfigError(
+            f"Unknown data source {spec!r}; use 'digits' ('digits:parity', 'digits:loop'), "
+            "'synthetic', 'folder:<path>' or 'tfds:<name>' (e.g. tfds:imagenet2012)."
+        )
+    return SOURCES[kind](arg, fields)

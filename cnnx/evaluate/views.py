@@ -19,7 +19,9 @@ Each op takes `flip=False` to drop the mirror images (half the views), e.g.
 
 import tensorflow as tf
 
-from cnnx.data.preprocess import PPContext, _decode, _resize, op
+from cnnx.data.pp import PPContext, op
+from cnnx.data.pp import decode as _decode
+from cnnx.data.pp import resize as _resize
 
 MULTISCALE_FACTORS = (1.0, 256 / 224, 384 / 224, 480 / 224, 640 / 224)
 GOOGLENET_FACTORS = (256 / 224, 288 / 224, 320 / 224, 352 / 224)

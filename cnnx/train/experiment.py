@@ -132,15 +132,8 @@ def setup(config: ml_collections.ConfigDict) -> Experiment:
     parse_rules(config.mesh.get("rules"))  # bad regexes and axis names fail here
     check_batch(config.train.batch_size, mesh, "train.batch_size")
     check_batch(config.eval.batch_size, mesh, "eval.batch_size")
-    source = get_source(
-        d.source,
-        data_dir=d.data_dir,
-        download=d.download,
-        # Synthetic data takes the class count it is asked for (data's, else the head's).
-        num_classes=d.num_classes or config.model.get("num_classes") or 10,
-        image_size=image_size,
-        on_corrupt=d.get("on_corrupt", "skip"),
-    )
+    # Synthetic data takes the class count it is asked for (data's, else the head's).
+    source = get_source(d, image_size=image_size, num_classes=config.model.get("num_classes"))
     spec, model = build_model(config, decide_num_classes(config, source))
     # Arrays know their channels (digits: 1); decoded files follow the model (RGB: 3).
     channels = d.channels or getattr(source, "channels", None) or spec.in_chans

@@ -52,10 +52,10 @@ def extract_features(exp, variables, split: str) -> tuple[np.ndarray, np.ndarray
     """Backbone features (num_classes=0) and labels of every example of a split, in order."""
     import tensorflow as tf
 
-    from cnnx.data import preprocess
+    from cnnx.data.pp import build as build_pp
 
     feature_model = build_model(exp.config, 0)[1]
-    pp = preprocess.build(exp.config.data.train_pp, exp.pp_context(train=True))
+    pp = build_pp(exp.config.data.train_pp, exp.pp_context(train=True))
     ds = exp.source.dataset(split, process_index=0, process_count=1, drop_remainder=False,
                             seed=0)  # fmt: skip
     ds = ds.enumerate().map(

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cnnx.data import autoaugment, preprocess
-from cnnx.data.preprocess import PPContext
+from cnnx.data import autoaugment
+from cnnx.data import pp as pp_lib
+from cnnx.data.pp import PPContext
 
 RGB = PPContext(image_size=24, channels=3)
 GRAY = PPContext(image_size=24, mean=(0.5,), std=(0.5,), channels=1)
@@ -32,7 +33,7 @@ def _image(shape=(30, 40, 3), seed=0):
 
 def _run(pp, ctx, image, seeds):
     """Outputs of `pp` inside tf.data for one image under each (a, b) seed."""
-    fn = preprocess.build(pp, ctx)
+    fn = pp_lib.build(pp, ctx)
     ds = tf.data.Dataset.from_tensor_slices(np.array(seeds, np.int64))
     ds = ds.map(lambda s: fn({"image": tf.constant(image), "label": 0, "seed": s}))
     return [o["image"] for o in ds.as_numpy_iterator()]
@@ -88,8 +89,9 @@ def test_random_erasing_area_and_probability():
 
 def test_color_jitter_keeps_gray_images_gray():
     image = np.repeat(_image((24, 24, 1)), 3, axis=-1)
-    (out,) = _run("color_jitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)", RGB,
-                  image, [(3, 3)])  # fmt: skip
+    (out,) = _run(
+        "color_jitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)", RGB, image, [(3, 3)]
+    )
     np.testing.assert_allclose(out[..., 0], out[..., 1], atol=0.05)
     np.testing.assert_allclose(out[..., 0], out[..., 2], atol=0.05)
 

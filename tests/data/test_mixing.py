@@ -22,8 +22,17 @@ def _batch(seed=0):
 
 @functools.partial(jax.jit, static_argnames=("mixup", "cutmix", "switch", "prob", "smoothing"))
 def _mix(rng, images, labels, *, mixup, cutmix, switch=0.5, prob=1.0, smoothing=0.0):
-    return mixing.mix_batch(rng, images, labels, K, mixup_alpha=mixup, cutmix_alpha=cutmix,
-                            prob=prob, switch_prob=switch, label_smoothing=smoothing)  # fmt: skip
+    return mixing.mix_batch(
+        rng,
+        images,
+        labels,
+        K,
+        mixup_alpha=mixup,
+        cutmix_alpha=cutmix,
+        prob=prob,
+        switch_prob=switch,
+        label_smoothing=smoothing,
+    )
 
 
 @pytest.mark.parametrize("mixup,cutmix,switch", CASES, ids=["mixup", "cutmix", "both"])
@@ -32,13 +41,13 @@ def test_label_mass_and_determinism(mixup, cutmix, switch):
     compiled = None
     for i in range(5):
         rng = jax.random.PRNGKey(i)
-        out, targets, lam = _mix(rng, images, labels, mixup=mixup, cutmix=cutmix, switch=switch,
-                                 smoothing=0.1)  # fmt: skip
+        out, targets, lam = _mix(
+            rng, images, labels, mixup=mixup, cutmix=cutmix, switch=switch, smoothing=0.1
+        )
         np.testing.assert_allclose(targets.sum(-1), 1.0, atol=1e-6)
         assert out.shape == images.shape and out.dtype == images.dtype
         assert 0.0 <= float(lam) <= 1.0
-        again = _mix(rng, images, labels, mixup=mixup, cutmix=cutmix, switch=switch,
-                     smoothing=0.1)  # fmt: skip
+        again = _mix(rng, images, labels, mixup=mixup, cutmix=cutmix, switch=switch, smoothing=0.1)
         np.testing.assert_array_equal(out, again[0])
         compiled = compiled or _mix._cache_size()
     assert _mix._cache_size() == compiled  # new draws never recompile
@@ -74,8 +83,9 @@ def test_switch_prob_and_mix_prob():
         changed = np.asarray(jnp.any(out != images, axis=-1)[0])
         kinds.add("cutmix" if 0 < changed.mean() < 1 or lam == 1 else "mixup")
     assert kinds == {"cutmix", "mixup"}
-    out, targets, lam = _mix(jax.random.PRNGKey(0), images, labels, mixup=0.8, cutmix=1.0,
-                             prob=0.0, smoothing=0.1)  # fmt: skip
+    out, targets, lam = _mix(
+        jax.random.PRNGKey(0), images, labels, mixup=0.8, cutmix=1.0, prob=0.0, smoothing=0.1
+    )
     np.testing.assert_array_equal(out, images)
     assert float(lam) == 1.0
     np.testing.assert_allclose(targets, mixing.soft_targets(labels, K, 0.1), atol=1e-7)

@@ -3,18 +3,26 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
-from cnnx.data import EvalInput, PPContext, TrainInput, get_source, preprocess
+from cnnx.data import EvalInput, PPContext, TrainInput, get_source
+from cnnx.data import pp as pp_lib
 from cnnx.errors import ConfigError
+from tests.data.sections import data_section, mock_tfds
 
 GRAY = PPContext(image_size=32, mean=(0.5,), std=(0.5,), channels=1)
 RGB = PPContext(image_size=24, channels=3)
 
 
 def _train(**kw):
-    args = dict(source=get_source("digits"), split="train", pp="random_crop|flip|normalize",
-                ctx=GRAY, global_batch=32, seed=3, cache=True)  # fmt: skip
+    args = dict(
+        source=get_source(data_section("digits")),
+        split="train",
+        pp="random_crop|flip|normalize",
+        ctx=GRAY,
+        global_batch=32,
+        seed=3,
+        cache=True,
+    )
     return TrainInput(**{**args, **kw})
 
 
@@ -45,11 +53,18 @@ def test_processes_share_one_global_order():
 
 @pytest.mark.parametrize("processes", [1, 2, 3])
 def test_eval_counts_every_example_once(processes):
-    src = get_source("digits")
+    src = get_source(data_section("digits"))
     seen, masks, batches = [], 0.0, []
     for i in range(processes):
-        e = EvalInput(src, "test", "resize|normalize", GRAY, 16 * processes,
-                      process_index=i, process_count=processes)  # fmt: skip
+        e = EvalInput(
+            src,
+            "test",
+            "resize|normalize",
+            GRAY,
+            16 * processes,
+            process_index=i,
+            process_count=processes,
+        )
         local = list(e.iterate())
         batches.append(len(local))
         for b in local:
@@ -68,16 +83,17 @@ def test_ops_inside_tf_data_on_encoded_images(tmp_path):
     for name in ("a.jpg", "b.png"):
         data = tf.io.read_file(str(tmp_path / name))
         for pp in ("inception_crop|flip|normalize", "resize_crop|normalize", "decode|resize"):
-            fn = preprocess.build(pp, RGB)
-            ds = tf.data.Dataset.from_tensors({"image": data, "label": 0,
-                                               "seed": tf.constant([1, 2], tf.int64)})  # fmt: skip
+            fn = pp_lib.build(pp, RGB)
+            ds = tf.data.Dataset.from_tensors(
+                {"image": data, "label": 0, "seed": tf.constant([1, 2], tf.int64)}
+            )
             out = next(iter(ds.map(fn)))
             assert out["image"].shape == (24, 24, 3), (name, pp)
             assert np.all(np.isfinite(out["image"]))
 
 
 def test_random_ops_are_deterministic_per_seed():
-    fn = preprocess.build("inception_crop|flip", RGB)
+    fn = pp_lib.build("inception_crop|flip", RGB)
     img = tf.constant(np.random.RandomState(0).randint(0, 255, (40, 40, 3), np.uint8))
     a = fn({"image": img, "seed": tf.constant([1, 2], tf.int64)})["image"]
     b = fn({"image": img, "seed": tf.constant([1, 2], tf.int64)})["image"]
@@ -88,22 +104,22 @@ def test_random_ops_are_deterministic_per_seed():
 
 def test_resize_crop_uses_the_crop_ratio():
     img = tf.constant(np.arange(100 * 100 * 3, dtype=np.uint8).reshape(100, 100, 3))
-    full = preprocess.build("resize_crop(crop_pct=1.0)", RGB)({"image": img})["image"]
+    full = pp_lib.build("resize_crop(crop_pct=1.0)", RGB)({"image": img})["image"]
     assert full.shape == (24, 24, 3)
-    inner = preprocess.build("resize_crop(crop_pct=0.5)", RGB)({"image": img})["image"]
+    inner = pp_lib.build("resize_crop(crop_pct=0.5)", RGB)({"image": img})["image"]
     assert not np.allclose(full, inner)
 
 
 def test_unknown_op_and_bad_args():
     with pytest.raises(ConfigError, match="known ops"):
-        preprocess.build("inception_crop|blur", RGB)
+        pp_lib.build("inception_crop|blur", RGB)
     with pytest.raises(ConfigError, match="Bad arguments"):
-        preprocess.build("flip(p=2)", RGB)
+        pp_lib.build("flip(p=2)", RGB)
 
 
 def test_tfds_train_input_with_mock_data():
-    with tfds.testing.mock_data(num_examples=16):
-        src = get_source("tfds:mnist")
+    with mock_tfds(num_examples=16):
+        src = get_source(data_section("tfds:mnist"))
         ctx = PPContext(image_size=16, mean=(0.5,), std=(0.5,), channels=1)
         t = TrainInput(src, "train", "inception_crop|normalize", ctx, 8)
         b = next(t.iterate(0))

@@ -7,26 +7,26 @@ import pytest
 import tensorflow as tf
 
 import cnnx.evaluate.views  # noqa: F401 (registers the test-time view ops)
-from cnnx.data import preprocess
+from cnnx.data import pp as pp_lib
 
 SIZE = 24
 
 
-def _ctx(channels: int) -> preprocess.PPContext:
-    return preprocess.PPContext(
+def _ctx(channels: int) -> pp_lib.PPContext:
+    return pp_lib.PPContext(
         image_size=SIZE, channels=channels, mean=(0.5,) * channels, std=(0.5,) * channels
     )
 
 
 def _ops(channels: int) -> list[str]:
     # lighting is RGB-only (it refuses other channel counts when built).
-    return [o for o in preprocess.known_ops() if not (o == "lighting" and channels != 3)]
+    return [o for o in sorted(pp_lib.OPS) if not (o == "lighting" and channels != 3)]
 
 
 def _traced_shape(pp: str, ctx, image_spec: tf.TensorSpec) -> tf.TensorShape:
     """The static shape of the op's output image, traced as tf.data traces it: the image and
     the per-example seed are graph inputs (not constants that shape inference could fold)."""
-    fn = preprocess.build(pp, ctx)
+    fn = pp_lib.build(pp, ctx)
 
     @tf.function(input_signature=[image_spec, tf.TensorSpec([2], tf.int64)])
     def apply(image, seed):
@@ -75,7 +75,7 @@ def test_valid_files_decode_for_one_and_three_channel_models(kind, channels):
     data = tf.constant(_encoded(*FILES[kind]))
     seed = tf.constant([3, 4], tf.int64)
     for pp in DECODING_PPS:
-        out = preprocess.build(pp, _ctx(channels))({"image": data, "label": 0, "seed": seed})
+        out = pp_lib.build(pp, _ctx(channels))({"image": data, "label": 0, "seed": seed})
         assert out["image"].shape == (SIZE, SIZE, channels), (pp, out["image"].shape)
 
 
@@ -83,6 +83,6 @@ def test_one_channel_decode_is_the_luma_of_the_colour_image():
     from PIL import Image
 
     data = _encoded("PNG")
-    grey = preprocess.build("decode", _ctx(1))({"image": tf.constant(data)})["image"].numpy()
+    grey = pp_lib.build("decode", _ctx(1))({"image": tf.constant(data)})["image"].numpy()
     want = np.asarray(Image.open(io.BytesIO(data)).convert("L"))
     assert np.abs(grey[..., 0].astype(int) - want).max() <= 1

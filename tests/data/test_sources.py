@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_datasets as tfds
 from PIL import Image
 
 from cnnx.data.sources import get_source, parse_split, process_slice
 from cnnx.errors import ConfigError, DataError
+from tests.data.sections import data_section, mock_tfds
 
 SPLITS = [
     ("train", ("train", ("", ""))),
@@ -30,15 +30,20 @@ def test_process_slices_cover_everything_once():
 
 
 def test_digits_splits_are_disjoint_and_fixed():
-    s = get_source("digits")
+    s = get_source(data_section("digits"))
     assert s.num_classes == 10
     assert s.num_examples("train") + s.num_examples("test") == 1797
     assert s.num_examples("test[:100]") == 100
     a = next(
         iter(s.dataset("test", process_index=0, process_count=1, drop_remainder=False, seed=0))
     )
-    b = next(iter(get_source("digits").dataset("test", process_index=0, process_count=1,
-                                                drop_remainder=False, seed=0)))  # fmt: skip
+    b = next(
+        iter(
+            get_source(data_section("digits")).dataset(
+                "test", process_index=0, process_count=1, drop_remainder=False, seed=0
+            )
+        )
+    )
     np.testing.assert_array_equal(a["image"], b["image"])
     assert a["image"].shape == (8, 8, 1) and a["image"].dtype == tf.uint8
     with pytest.raises(ConfigError, match="no split"):
@@ -58,7 +63,7 @@ def _write_folder(root, split_dirs=True, n_per_class=3, fmt="JPEG"):
 
 
 def test_folder_source_reads_split_folders(tmp_path):
-    s = get_source(f"folder:{_write_folder(tmp_path)}")
+    s = get_source(data_section(f"folder:{_write_folder(tmp_path)}"))
     assert s.num_classes == 2 and s.classes == ["cat", "dog"]
     assert s.num_examples("train") == 6 and s.num_examples("val") == 6
     ds = s.dataset("train", process_index=0, process_count=1, drop_remainder=False, seed=0)
@@ -68,27 +73,27 @@ def test_folder_source_reads_split_folders(tmp_path):
 
 
 def test_folder_without_split_folders_has_split_all(tmp_path):
-    s = get_source(f"folder:{_write_folder(tmp_path, split_dirs=False, fmt='PNG')}")
+    s = get_source(data_section(f"folder:{_write_folder(tmp_path, split_dirs=False, fmt='PNG')}"))
     assert s.num_examples("all") == 6
     assert s.num_examples("all[:50%]") == 3
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
-        get_source(f"folder:{tmp_path / 'nope'}")
+        get_source(data_section(f"folder:{tmp_path / 'nope'}"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no class folders"):
-        get_source(f"folder:{tmp_path / 'empty'}")
+        get_source(data_section(f"folder:{tmp_path / 'empty'}"))
 
 
 def test_unknown_source():
     with pytest.raises(ConfigError, match="Unknown data source"):
-        get_source("imagenet")
+        get_source(data_section("imagenet"))
 
 
 def test_tfds_source_with_mock_data():
-    with tfds.testing.mock_data(num_examples=12):
-        s = get_source("tfds:mnist")
+    with mock_tfds(num_examples=12):
+        s = get_source(data_section("tfds:mnist"))
         assert s.num_classes == 10
         assert s.num_examples("train") == 12
         ds = s.dataset("train", process_index=0, process_count=1, drop_remainder=True, seed=0)
@@ -99,7 +104,7 @@ def test_tfds_source_with_mock_data():
 
 def test_unprepared_manual_tfds_dataset_names_the_steps(tmp_path):
     with pytest.raises(DataError) as e:
-        get_source("tfds:imagenet2012", data_dir=str(tmp_path))
+        get_source(data_section("tfds:imagenet2012", data_dir=str(tmp_path)))
     msg = str(e.value)
     assert "imagenet2012" in msg and str(tmp_path) in msg
     assert "manual" in msg and "tfds build imagenet2012" in msg
@@ -107,4 +112,4 @@ def test_unprepared_manual_tfds_dataset_names_the_steps(tmp_path):
 
 def test_unprepared_downloadable_tfds_dataset(tmp_path):
     with pytest.raises(DataError, match="download=True"):
-        get_source("tfds:mnist", data_dir=str(tmp_path))
+        get_source(data_section("tfds:mnist", data_dir=str(tmp_path)))

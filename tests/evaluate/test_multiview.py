@@ -15,6 +15,7 @@ from cnnx.evaluate.multiview import (
     save_confusion_png,
 )
 from cnnx.train.mesh import batch_sharding, make_mesh
+from tests.data.sections import data_section
 
 CTX = PPContext(image_size=8, crop_pct=1.0, channels=1, mean=(0.5,), std=(0.5,))
 
@@ -32,7 +33,7 @@ def _softmax(z):
 
 
 def test_ensemble_averages_probabilities():
-    src = get_source("digits")
+    src = get_source(data_section("digits"))
     eval_input = EvalInput(src, "test[:40]", "tencrop|normalize", CTX, 16)
     a = np.zeros(10)
     a[3] = 2.0

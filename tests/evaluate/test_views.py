@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cnnx.data import PPContext, preprocess
+from cnnx.data import PPContext, pp
 from cnnx.evaluate import views
 from cnnx.evaluate.checkpoint_eval import view_pp
 from cnnx.evaluate.multiview import log_mean_probabilities
@@ -21,12 +21,12 @@ def _ramp(h=8, w=12):
 def test_view_counts(name, count):
     ctx = PPContext(image_size=16, crop_pct=0.875, channels=3)
     img = tf.constant(np.random.RandomState(0).randint(0, 255, (40, 56, 3), np.uint8))
-    out = preprocess.build(f"{name}|normalize", ctx)({"image": img})["image"]
+    out = pp.build(f"{name}|normalize", ctx)({"image": img})["image"]
     assert out.shape == (count, 16, 16, 3)
 
 
 def test_tencrop_positions_and_flips():
-    out = preprocess.build("tencrop", CTX)({"image": _ramp()})["image"].numpy()[..., 0]
+    out = pp.build("tencrop", CTX)({"image": _ramp()})["image"].numpy()[..., 0]
     # Shorter side 8 stays 8 (crop_pct 1): corners at columns 0-7 and 4-11, centre 2-9.
     means = out.mean(axis=(1, 2))
     np.testing.assert_allclose(means[:5], [3.5, 7.5, 3.5, 7.5, 5.5], atol=1e-4)
@@ -35,7 +35,7 @@ def test_tencrop_positions_and_flips():
 
 def test_googlenet_has_three_squares_per_scale():
     ctx = PPContext(image_size=8, channels=1, mean=(0.0,), std=(1.0,))
-    out = preprocess.build("googlenet(scales=(1.0,))", ctx)({"image": _ramp(8, 16)})["image"]
+    out = pp.build("googlenet(scales=(1.0,))", ctx)({"image": _ramp(8, 16)})["image"]
     out = out.numpy()[..., 0]
     assert out.shape == (36, 8, 8)
     # The 6th view of each square is the whole square resized: left, centre, right squares.

@@ -7,12 +7,12 @@ import re
 import jax
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 from PIL import Image
 
 from cnnx.data import sources
 from cnnx.errors import ConfigError, DataError
 from cnnx.train import experiment
+from tests.data.sections import mock_tfds
 from tests.train.tiny import tiny_config
 
 # --- Class counts: one decision, from the data ----------------------------------------------
@@ -50,7 +50,7 @@ def test_head_size_other_than_the_data_is_refused(kind, delta, tmp_path):
     overrides, have = _source_overrides(kind, tmp_path)
     head = have + delta
     config = tiny_config(**overrides, **{"model.num_classes": head})
-    with tfds.testing.mock_data(num_examples=8), pytest.raises(ConfigError) as e:
+    with mock_tfds(num_examples=8), pytest.raises(ConfigError) as e:
         experiment.setup(config)
     msg = str(e.value)
     assert f"model.num_classes={head}" in msg and f"has {have} classes" in msg
@@ -63,14 +63,14 @@ def test_data_num_classes_on_real_data_is_refused(kind, tmp_path):
     overrides, have = _source_overrides(kind, tmp_path)
     config = tiny_config(**overrides, **{"data.num_classes": have - 1})
     want = rf"data.num_classes={have - 1}.*has {have} classes"
-    with tfds.testing.mock_data(num_examples=8), pytest.raises(ConfigError, match=want):
+    with mock_tfds(num_examples=8), pytest.raises(ConfigError, match=want):
         experiment.setup(config)
 
 
 @pytest.mark.parametrize("kind", SOURCE_KINDS)
 def test_matching_or_unset_class_counts_are_accepted(kind, tmp_path):
     overrides, have = _source_overrides(kind, tmp_path)
-    with tfds.testing.mock_data(num_examples=8):
+    with mock_tfds(num_examples=8):
         for extra in ({}, {"model.num_classes": have}):
             exp = experiment.setup(tiny_config(**overrides, **extra))
             assert exp.model.num_classes == exp.source.num_classes == have
