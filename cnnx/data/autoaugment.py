@@ -93,6 +93,8 @@ def _gray(image):
 
 
 def autocontrast(image):
+    """Stretches each channel to 0-255 (PIL ImageOps.autocontrast, no cutoff); a flat
+    channel stays as it is. uint8 (H, W, C) in and out."""
     x = tf.cast(image, tf.float32)
     lo = tf.reduce_min(x, axis=[0, 1], keepdims=True)
     hi = tf.reduce_max(x, axis=[0, 1], keepdims=True)
@@ -121,34 +123,45 @@ def equalize(image):
 
 
 def invert(image):
+    """255 - x (PIL ImageOps.invert); uint8 in and out."""
     return 255 - image
 
 
 def posterize(image, bits):
+    """Keeps the `bits` (1-8) high bits of each value (PIL ImageOps.posterize); uint8."""
     shift = tf.cast(8 - bits, tf.uint8)
     return tf.bitwise.left_shift(tf.bitwise.right_shift(image, shift), shift)
 
 
 def solarize(image, threshold):
+    """Inverts values at or above `threshold` (0-256; PIL ImageOps.solarize); uint8."""
     x = tf.cast(image, tf.float32)
     return _to_u8(tf.where(x < threshold, x, 255.0 - x))
 
 
 def solarize_add(image, addition, threshold=128.0):
+    """Adds `addition` to values below `threshold`, clipped to 0-255 (the TF/timm
+    SolarizeAdd op); uint8."""
     x = tf.cast(image, tf.float32)
     return _to_u8(tf.where(x < threshold, x + addition, x))
 
 
 def color(image, factor):
+    """Saturation as PIL ImageEnhance.Color: blends the grey image (factor 0) with the
+    image (1); factors > 1 extrapolate. uint8 in and out."""
     return _blend(_gray(image), image, factor)
 
 
 def contrast(image, factor):
+    """Contrast as PIL ImageEnhance.Contrast: blends the image's mean grey level (factor 0)
+    with the image (1). uint8 in and out."""
     mean = tf.reduce_mean(_gray(image))
     return _blend(tf.fill(tf.shape(image), mean), image, factor)
 
 
 def brightness(image, factor):
+    """Brightness as PIL ImageEnhance.Brightness: blends black (factor 0) with the image
+    (1). uint8 in and out."""
     return _blend(tf.zeros_like(image, tf.float32), image, factor)
 
 
@@ -180,6 +193,8 @@ def _transform(image, matrix):
 
 
 def rotate(image, degrees):
+    """Rotation by `degrees` about the image centre, bilinear, the
+    uncovered corners filled with grey (FILL). uint8 (H, W, C) in and out."""
     h = tf.cast(tf.shape(image)[0], tf.float32)
     w = tf.cast(tf.shape(image)[1], tf.float32)
     a = degrees * math.pi / 180.0
@@ -190,18 +205,22 @@ def rotate(image, degrees):
 
 
 def shear_x(image, s):
+    """Horizontal shear: output (x, y) reads input (x + s·y, y); grey fill; uint8."""
     return _transform(image, tf.stack([1.0, s, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]))
 
 
 def shear_y(image, s):
+    """Vertical shear: output (x, y) reads input (x, y + s·x); grey fill; uint8."""
     return _transform(image, tf.stack([1.0, 0.0, 0.0, s, 1.0, 0.0, 0.0, 0.0]))
 
 
 def translate_x(image, pixels):
+    """Shifts the image right by `pixels` (may be fractional or negative); grey fill."""
     return _transform(image, tf.stack([1.0, 0.0, -pixels, 0.0, 1.0, 0.0, 0.0, 0.0]))
 
 
 def translate_y(image, pixels):
+    """Shifts the image down by `pixels` (may be fractional or negative); grey fill."""
     return _transform(image, tf.stack([1.0, 0.0, 0.0, 0.0, 1.0, -pixels, 0.0, 0.0]))
 
 
