@@ -400,10 +400,12 @@ class EvalInput:
         largest = len(process_slice(self.num_examples, 0, self.process_count, False))
         self.num_batches = max(1, math.ceil(largest / self.local_batch))
         self._pp = pp_lib.build(self.pp, self.ctx)
-        self.batched = self.source.in_memory and pp_lib.has_batched(self.pp)
+        # In memory with batched ops: batches gathered and preprocessed whole (a process
+        # whose share is empty, with fewer examples than processes, pads per example).
+        mine = process_slice(self.num_examples, self.process_index, self.process_count, False)
+        self.batched = self.source.in_memory and pp_lib.has_batched(self.pp) and len(mine) > 0
         if self.batched:
             images, labels = self.source.arrays(self.split)
-            mine = process_slice(len(labels), self.process_index, self.process_count, False)
             self._images = _in_memory(images[mine.start : mine.stop], self.pp, self.ctx)
             self._labels = tf.constant(labels[mine.start : mine.stop])
             self._pp_batch = pp_lib.build_batched(self.pp, self.ctx)

@@ -188,3 +188,12 @@ def test_batched_ops_match_their_per_example_form_on_rgb():
         one = pp_lib.build(pp, ctx)
         want = [one({"image": tf.constant(x), "seed": s})["image"] for x, s in zip(images, seeds)]
         np.testing.assert_array_equal(batch["image"], np.stack(want), err_msg=pp)
+
+
+def test_batched_eval_input_with_an_empty_process_share():
+    src = get_source(data_section("digits"))
+    args = dict(split="test[:1]", pp="resize|normalize", ctx=GRAY, global_batch=4, process_count=2)
+    first, second = EvalInput(src, **args, process_index=0), EvalInput(src, **args, process_index=1)
+    assert first.batched and not second.batched
+    masks = [b["mask"].sum() for e in (first, second) for b in e.iterate()]
+    assert sum(masks) == 1
