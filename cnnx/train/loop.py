@@ -406,21 +406,21 @@ def train_and_evaluate(
         raise _write_failed(workdir, e) from None
 
 
-def restore_or_initialize(config, exp, workdir: str, ckpt: Checkpointer, tx, rng, changes):
-    """The run's state: restored from the newest checkpoint in `workdir`, else initialised
-    (from `config.init`'s weights when given, else at random).
+def restore_or_initialize(config, exp, workdir: str, ckpt: Checkpointer, state, shardings, changes):
+    """The run's state: restored from the newest checkpoint in `workdir` into the layout of
+    the freshly initialised `state` (placed by `shardings`), else that state, its weights
+    from `config.init` when given.
 
     Process 0 then records a config change (`changes`) and writes config.json: only once the
     state is there, so a config that cannot restore the workdir changes nothing in it.
 
     Returns:
-      (state, its shardings, the step it starts at).
+      (state, the step it starts at).
 
     Raises:
       CheckpointMismatch: the checkpoints do not fit this config (with a hint at what wrote
         them). CheckpointError: a damaged checkpoint.
     """
-    state, shardings = build.init_state(exp, tx, rng)
     start_step = 0
     if ckpt.latest_step() is not None:
         try:
@@ -441,7 +441,7 @@ def restore_or_initialize(config, exp, workdir: str, ckpt: Checkpointer, tx, rng
             wd.write_text_atomic(
                 wd.config_path(workdir), config.to_json_best_effort(indent=2, sort_keys=True)
             )
-    return state, shardings, start_step
+    return state, start_step
 
 
 class _Run:
@@ -582,15 +582,14 @@ def _train_and_evaluate(config, exp, workdir, t_start, changes, preemption, step
     finetune.check_init_normalization(config, exp.spec.name)
 
     init_rng, step_rng = jax.random.split(jax.random.PRNGKey(config.seed))
+    state, shardings = build.init_state(exp, tx, init_rng)
     ckpt = Checkpointer(
         wd.checkpoints_dir(workdir),
         max_to_keep=config.ckpt.max_to_keep,
         asynchronous=config.ckpt.asynchronous,
         cleanup=True,  # what a killed save left behind
     )
-    state, shardings, start_step = restore_or_initialize(
-        config, exp, workdir, ckpt, tx, init_rng, changes
-    )
+    state, start_step = restore_or_initialize(config, exp, workdir, ckpt, state, shardings, changes)
     n_params = write_model_summary(workdir, exp, state.params)
     logging.info(
         "%d steps (%d per epoch), global batch %d on %d devices",

@@ -193,7 +193,7 @@ def test_bad_config_fails_before_compiling(case, tmp_path, monkeypatch):
     def compiled(*args, **kwargs):
         raise AssertionError("the state was initialised (compiled) before the config error")
 
-    monkeypatch.setattr(loop, "init_state", compiled)
+    monkeypatch.setattr(build, "init_state", compiled)
     with pytest.raises(ConfigError, match=message):
         loop.train_and_evaluate(tiny_config(**overrides), str(tmp_path))
     assert not os.path.exists(tmp_path / "checkpoints")

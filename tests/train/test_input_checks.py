@@ -170,12 +170,12 @@ def test_pipeline_refuses_labels_outside_the_classes():
 def test_vit_at_40_px_is_refused_before_compiling(tmp_path, monkeypatch):
     # vit_ti_16 at 40 px used to train on the first 32 rows and columns only (patches of 16):
     # changing the last 8 changed no logit.
-    from cnnx.train import loop
+    from cnnx.train import build, loop
 
     def compiled(*args, **kwargs):
         raise AssertionError("the state was initialised (compiled) before the config error")
 
-    monkeypatch.setattr(loop, "init_state", compiled)
+    monkeypatch.setattr(build, "init_state", compiled)
     config = tiny_config(**{"model.name": "vit_ti_16", "data.image_size": 40})
     with pytest.raises(ConfigError) as e:
         loop.train_and_evaluate(config, str(tmp_path))
