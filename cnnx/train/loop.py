@@ -332,34 +332,27 @@ class MetricsLog:
             self.writer.flush()
 
 
-def write_model_summary(workdir: str, exp, params) -> int:
-    """Logs a one-line parameter summary; process 0 writes the per-tensor table (shapes,
-    dtypes, mean and std; sharding only where the parameters span hosts) to
-    `<workdir>/model_summary.txt`. Returns the parameter count."""
+def write_model_summary(workdir: str, exp, params) -> str:
+    """Writes the per-tensor parameter table (shapes, dtypes, mean and std; shardings instead
+    of statistics where the parameters span hosts) to `<workdir>/model_summary.txt` (process
+    0, atomically) and returns its one-line summary for the log: 'lenet5: 60,850 parameters
+    (0.2 MiB) in 14 tensors (table: <path>)'."""
     leaves = jax.tree.leaves(params)
     n_params = sum(int(np.prod(x.shape)) for x in leaves)
     n_bytes = sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in leaves)
     path = os.fspath(epath.Path(workdir) / MODEL_SUMMARY)
     if process_info()[0] == 0:
-        # Parameters split across hosts (FSDP) cannot be fetched by one process: shapes and
-        # shardings only, no statistics.
+        # Parameters split across hosts (FSDP) cannot be fetched by one process.
         local = all(x.is_fully_addressable for x in leaves)
         table = parameter_overview.get_parameter_overview(
             params, include_stats=True if local else "sharding"
         )
         with _writing(path):
             wd.write_text_atomic(path, f"{exp.spec.name}\n{table}\n")
-    logging.info(
-        "model %s: %s parameters (%.1f MiB) in %d tensors; per-tensor table in %s, per-layer "
-        "shapes and MACs: python scripts/summarize.py --model %s",
-        exp.spec.name,
-        f"{n_params:,}",
-        n_bytes / 2**20,
-        len(leaves),
-        path,
-        exp.spec.name,
+    return (
+        f"{exp.spec.name}: {n_params:,} parameters ({n_bytes / 2**20:.1f} MiB) in "
+        f"{len(leaves)} tensors (table: {path})"
     )
-    return n_params
 
 
 def train_and_evaluate(
@@ -590,9 +583,10 @@ def _train_and_evaluate(config, exp, workdir, t_start, changes, preemption, step
         cleanup=True,  # what a killed save left behind
     )
     state, start_step = restore_or_initialize(config, exp, workdir, ckpt, state, shardings, changes)
-    n_params = write_model_summary(workdir, exp, state.params)
+    n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
     logging.info(
-        "%d steps (%d per epoch), global batch %d on %d devices",
+        "model %s; %d steps (%d per epoch), global batch %d on %d devices",
+        write_model_summary(workdir, exp, state.params),
         total_steps,
         spe,
         config.train.batch_size,

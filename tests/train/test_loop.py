@@ -87,7 +87,10 @@ def test_train_and_evaluate_writes_results(tmp_path, caplog):
     table = (tmp_path / "model_summary.txt").read_text()
     assert "c5/kernel" in table and "(5, 5, 16, 120)" in table
     assert not [m for m in messages if "c5/kernel" in m]
-    assert any("60,850 parameters" in m and "model_summary.txt" in m for m in messages)
+    assert any(
+        m.startswith("model lenet5: 60,850 parameters") and "model_summary.txt" in m
+        for m in messages
+    )
     on_disk = json.loads((tmp_path / "results.json").read_text())
     for key in ("step", "eval/top1", "eval/top5", "eval/loss", "wall_time_s"):
         assert key in on_disk
