@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     config.data.std = tuple(std)
     # The optimizer state has the layout of the config's optimizer, so eval.py and resumed
     # training restore it; its values are fresh.
-    from cnnx.train.loop import make_tx
+    from cnnx.train.build import make_tx
     from cnnx.train.optim import make_schedule
 
     tx = make_tx(config, make_schedule(config.schedule, 0.0, 1, 1))

@@ -10,6 +10,7 @@ nothing itself, so `import cnnx.analysis` stays cheap.
   receptive_field  receptive field size, jump and start per layer
   memory           parameter and activation bytes; compiled peak of inference / train steps
   speed            images/s of inference and train steps
+  reference_steps  the steps memory, speed and benchmark measure (the trainer's own train step)
   filters          first-layer filters as a PNG grid
   zoo              the at-a-glance table of all registered models
 """

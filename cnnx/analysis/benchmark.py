@@ -2,11 +2,12 @@
 
 What each figure measures (`scripts/benchmark.py` prints and saves them):
 
-* **train images/s**: `cnnx.train.steps.train_step` (the trainer's step: forward, softmax
-  cross entropy, backward, the config schema's default optimizer, SGD with momentum 0.9 and
-  weight decay 1e-4 under a cosine schedule, metrics), jitted as the trainer jits it: on a
-  one-device mesh, state replicated, batch sharded, state donated. batch / median seconds of
-  `repeats` steps after `warmup` steps, each step waited for (`block_until_ready`).
+* **train images/s**: the trainer's step (`cnnx.analysis.reference_steps.train_setup`, built
+  by `cnnx.train.steps.make_train_step` as in training: forward, softmax cross entropy,
+  backward, the config schema's default optimizer, SGD with momentum 0.9 and weight decay
+  1e-4 under a cosine schedule, metrics) on a one-device mesh, state donated.
+  batch / median seconds of `repeats` steps after `warmup` steps, each step waited for
+  (`block_until_ready`).
 * **inference images/s**: the eval-mode forward pass (`model.apply(..., train=False)`).
 * **compile s**: `jit(...).lower(...).compile()` of each step; **init s**: the trainer's
   jitted initialisation (compile + run), part of the time to the first step.
@@ -46,7 +47,7 @@ from jax import lax
 from jax.extend import core as jcore
 
 from cnnx.analysis import flops as flops_lib
-from cnnx.analysis import memory, speed
+from cnnx.analysis import memory, reference_steps, speed
 from cnnx.analysis.speed import time_interleaved
 from cnnx.analysis.trace import trace
 from cnnx.layers import cpu_conv
@@ -260,39 +261,16 @@ def model_flops(model, input_shape: Sequence[int]) -> tuple[float, float]:
 
 
 def _train_setup(model, input_shape, num_classes: int):
-    """The trainer's optimizer, state and jitted step for `model` on a one-device mesh."""
-    from cnnx.train import optim, steps
-    from cnnx.train.config import base_config
-    from cnnx.train.mesh import batch_sharding, make_mesh, replicated
-    from cnnx.train.state import create_train_state, jit_initialize
+    """The trainer's state and jitted step for `model` on a one-device mesh
+    (`reference_steps.train_setup`), the state initialised as the trainer initialises it."""
+    from cnnx.train.state import jit_initialize
 
-    config = base_config()
-    batch = int(input_shape[0])
-    schedule = optim.make_schedule(
-        config.schedule, optim.scaled_lr(config.optim.base_lr, batch), 1000, 100_000
-    )
-    tx = optim.make_optimizer(config.optim, schedule)
-    mesh = make_mesh(1)
-    create = functools.partial(
-        create_train_state, model, tx, input_shape=(1, *tuple(input_shape)[1:])
-    )
-    abstract = jax.eval_shape(create, jax.random.PRNGKey(0))
-    shardings = jax.tree.map(lambda _: replicated(mesh), abstract)
+    setup = reference_steps.train_setup(model, input_shape, num_classes)
     t = time.perf_counter()
-    state = jax.block_until_ready(jit_initialize(create, jax.random.PRNGKey(0), shardings))
+    state = jit_initialize(setup.create, jax.random.PRNGKey(0), setup.state_shardings)
+    state = jax.block_until_ready(state)
     init_s = time.perf_counter() - t
-    step = jax.jit(
-        functools.partial(
-            steps.train_step,
-            num_classes=num_classes,
-            schedule=schedule,
-            **steps.options_from_config(config.train),
-        ),
-        in_shardings=(shardings, batch_sharding(mesh), replicated(mesh)),
-        out_shardings=(shardings, replicated(mesh)),
-        donate_argnums=(0,),
-    )
-    return state, step, batch_sharding(mesh), replicated(mesh), init_s
+    return state, setup.step, setup.batch_sharding, setup.replicated, init_s
 
 
 def benchmark_model(

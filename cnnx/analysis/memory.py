@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from cnnx.analysis import steps
+from cnnx.analysis import reference_steps
 from cnnx.analysis.trace import Trace
 
 
@@ -43,8 +43,8 @@ class CompiledMemory:
         return self.argument + self.output + self.temp - self.alias
 
 
-def _analyse(fn, args, donate=()) -> CompiledMemory:
-    return of_compiled(jax.jit(fn, donate_argnums=donate).lower(*args).compile())
+def _analyse(fn, args) -> CompiledMemory:
+    return of_compiled(jax.jit(fn).lower(*args).compile())
 
 
 def of_compiled(compiled) -> CompiledMemory:
@@ -63,6 +63,10 @@ def compiled_memory(
 ) -> dict[str, CompiledMemory]:
     """Compiles (without running) the inference and train steps and reads their memory.
 
+    The train step is the trainer's (`reference_steps.train_setup`: the schema's optimizer,
+    its state included, on one device, the state donated as the trainer donates it: updated
+    buffers may reuse the old ones', counted in `alias`).
+
     Args:
       model: a Flax module.
       input_shape: (batch, height, width, channels).
@@ -71,12 +75,12 @@ def compiled_memory(
     Returns:
       {'inference': CompiledMemory, 'train': CompiledMemory}.
     """
-    infer_args, train_args = steps.abstract_args(model, input_shape, num_classes)
+    variables = reference_steps.abstract_variables(model, input_shape)
+    x = jax.ShapeDtypeStruct(tuple(input_shape), jax.numpy.float32)
+    setup = reference_steps.train_setup(model, input_shape, num_classes)
     return {
-        "inference": _analyse(steps.inference_fn(model), infer_args),
-        # The variables are donated, as the trainer donates its state: updated parameters
-        # may reuse the old ones' buffers (counted in `alias`).
-        "train": _analyse(steps.train_step_fn(model), train_args, donate=(0,)),
+        "inference": _analyse(reference_steps.inference_fn(model), (variables, x)),
+        "train": of_compiled(setup.step.lower(*setup.abstract_args()).compile()),
     }
 
 
@@ -102,10 +106,10 @@ def sharded_train_memory(
 ) -> tuple[CompiledMemory, int]:
     """Per-device memory of the trainer's own step, compiled for a mesh from abstract inputs.
 
-    Unlike `compiled_memory` (forward, backward and plain SGD on one device), this compiles
-    `cnnx.train.steps.train_step` with the optimizer's state, the state sharded as the trainer
-    shards it (`cnnx.train.sharding`, replicated unless the mesh has fsdp/model axes > 1 or
-    `rules` say otherwise), the batch split over ('data', 'fsdp') and the state donated.
+    The trainer's step (`reference_steps.train_setup`, as `compiled_memory`) compiled for a
+    mesh, with the optimizer's state, the state sharded as the trainer shards it
+    (`cnnx.train.sharding`, replicated unless the mesh has fsdp/model axes > 1 or `rules`
+    say otherwise), the batch split over ('data', 'fsdp') and the state donated.
     Nothing is allocated: the inputs are `ShapeDtypeStruct`s carrying their shardings.
 
     Args:
@@ -122,44 +126,12 @@ def sharded_train_memory(
     Returns:
       (XLA's figures for one device, bytes of the train state one device holds).
     """
-    import functools
+    from cnnx.train import sharding
 
-    import jax.numpy as jnp
-    import optax
-
-    from cnnx.train import optim, sharding
-    from cnnx.train import steps as train_steps
-    from cnnx.train.config import base_config
-    from cnnx.train.mesh import batch_sharding, replicated
-    from cnnx.train.state import create_train_state
-
-    schedule = optax.constant_schedule(0.1)
-    tx = optim.make_optimizer(optim_cfg or base_config().optim, schedule)
-    create = functools.partial(
-        create_train_state, model, tx, input_shape=(1, *tuple(input_shape)[1:])
+    setup = reference_steps.train_setup(
+        model, input_shape, num_classes, mesh, optim_cfg=optim_cfg, rules=rules, min_size=min_size
     )
-    abstract = jax.eval_shape(create, jax.random.PRNGKey(0))
-    min_size = sharding.DEFAULT_MIN_SIZE if min_size is None else min_size
-    shardings = sharding.state_shardings(abstract, mesh, rules, min_size)
-    batch = {
-        "image": jax.ShapeDtypeStruct(
-            tuple(input_shape), jnp.float32, sharding=batch_sharding(mesh)
-        ),
-        "label": jax.ShapeDtypeStruct((input_shape[0],), jnp.int32, sharding=batch_sharding(mesh)),
-    }
-    rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=replicated(mesh))
-    step = jax.jit(
-        functools.partial(train_steps.train_step, num_classes=num_classes, schedule=schedule),
-        in_shardings=(shardings, batch_sharding(mesh), replicated(mesh)),
-        out_shardings=(shardings, replicated(mesh)),
-        donate_argnums=(0,),
+    compiled = setup.step.lower(*setup.abstract_args()).compile(compiler_options)
+    return of_compiled(compiled), sharding.bytes_per_device(
+        setup.abstract_state, setup.state_shardings
     )
-    state = sharding.with_shardings(abstract, shardings)
-    m = step.lower(state, batch, rng).compile(compiler_options).memory_analysis()
-    figures = CompiledMemory(
-        int(m.argument_size_in_bytes),
-        int(m.output_size_in_bytes),
-        int(m.temp_size_in_bytes),
-        int(getattr(m, "alias_size_in_bytes", 0)),
-    )
-    return figures, sharding.bytes_per_device(abstract, shardings)

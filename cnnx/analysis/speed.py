@@ -1,7 +1,9 @@
 """Throughput: images/s of inference and of a training step on the default JAX device.
 
-Each step is compiled first (compile time reported apart), run `warmup` times, then timed
-`repeats` times with `block_until_ready`; the median time gives images/s = batch / median.
+The training step is the trainer's own (`reference_steps.train_setup`: the config schema's
+optimizer and step options, state donated). Each step is compiled first (compile time
+reported apart), run `warmup` times, then timed `repeats` times with `block_until_ready`;
+the median time gives images/s = batch / median.
 """
 
 import dataclasses
@@ -13,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnnx.analysis import steps
+from cnnx.analysis import reference_steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,34 +86,54 @@ def throughput(
       A `Speed`.
     """
     batch = int(input_shape[0])
-    key = jax.random.PRNGKey(seed)
     rng = np.random.default_rng(seed)
+    x = rng.standard_normal(tuple(input_shape)).astype(np.float32)
+    labels = rng.integers(0, max(num_classes, 1), (batch,)).astype(np.int32)
+
     # Host-side random values of the right shapes: timing does not depend on the values, and
     # compiling the model's initialiser can cost more than the benchmark itself.
-    shapes = steps.abstract_variables(model, input_shape)
-    variables = jax.tree.map(
-        lambda s: jnp.asarray((rng.standard_normal(s.shape) * 0.02).astype(s.dtype)), shapes
-    )
-    x = jnp.asarray(rng.standard_normal(tuple(input_shape)).astype(np.float32))
-    labels = jnp.asarray(rng.integers(0, max(num_classes, 1), (batch,)).astype(np.int32))
-    results = {}
-    for kind, fn, args in (
-        ("inference", steps.inference_fn(model), (variables, x)),
-        ("train", steps.train_step_fn(model), (variables, x, labels, key)),
-    ):
-        t = time.perf_counter()
-        compiled = jax.jit(fn).lower(*args).compile()
-        compile_s = time.perf_counter() - t
-        results[kind] = (batch / _time(compiled, args, warmup, repeats), compile_s)
+    variables = _random_like(reference_steps.abstract_variables(model, input_shape), rng)
+    infer = jax.jit(reference_steps.inference_fn(model))
+    t = time.perf_counter()
+    compiled = infer.lower(variables, x).compile()
+    infer_compile = time.perf_counter() - t
+    infer_s = _time(compiled, (variables, jnp.asarray(x)), warmup, repeats)
+
+    setup = reference_steps.train_setup(model, input_shape, num_classes)
+    holder = {
+        "state": jax.device_put(_random_like(setup.abstract_state, rng), setup.state_shardings)
+    }
+    data = jax.device_put({"image": x, "label": labels}, setup.batch_sharding)
+    key = jax.device_put(jax.random.PRNGKey(seed), setup.replicated)
+    t = time.perf_counter()
+    compiled = setup.step.lower(holder["state"], data, key).compile()
+    train_compile = time.perf_counter() - t
+
+    def train_once():  # the state is donated: each step consumes the previous one
+        holder["state"], metrics = compiled(holder["state"], data, key)
+        return metrics
+
+    train_s = statistics.median(time_interleaved({"train": train_once}, warmup, repeats)["train"])
     return Speed(
         batch=batch,
         resolution=int(input_shape[1]),
-        inference_ips=results["inference"][0],
-        train_ips=results["train"][0],
-        inference_compile_s=results["inference"][1],
-        train_compile_s=results["train"][1],
+        inference_ips=batch / infer_s,
+        train_ips=batch / train_s,
+        inference_compile_s=infer_compile,
+        train_compile_s=train_compile,
         device=str(jax.devices()[0].device_kind),
     )
+
+
+def _random_like(abstract, rng: np.random.Generator):
+    """Arrays of the shapes and dtypes of `abstract`: small normal floats, integer zeros."""
+
+    def leaf(s):
+        if jnp.issubdtype(s.dtype, jnp.floating):
+            return jnp.asarray((rng.standard_normal(s.shape) * 0.02).astype(s.dtype))
+        return jnp.zeros(s.shape, s.dtype)
+
+    return jax.tree.map(leaf, abstract)
 
 
 def throughput_registered(name: str, resolution: int | None = None, batch: int = 32, **kw):

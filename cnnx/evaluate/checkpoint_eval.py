@@ -14,9 +14,9 @@ from cnnx.evaluate import views as views_lib
 from cnnx.evaluate.multiview import Member, evaluate_members
 from cnnx.train import distributed, optim
 from cnnx.train import workdir as wd
+from cnnx.train.build import init_state, make_eval_input, make_tx
 from cnnx.train.checkpoint import Checkpointer
 from cnnx.train.experiment import setup
-from cnnx.train.loop import init_state, make_eval_input, make_tx
 
 
 def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:

@@ -12,15 +12,15 @@ classifier (optionally BN affine parameters or the last N blocks) is updated, th
   3. fine-tune at each R_test and evaluate again,
 and returns the R_train × R_test table before and after fine-tuning.
 
-The fine-tuning is a small jitted loop of its own rather than the trainer with an `init`
-checkpoint and a `trainable` regex: it keeps the pretrained variables in memory across all
-R_test values (no checkpoint per resolution), feeds the *test-time* preprocessing, and keeps
-BatchNorm in train mode even for frozen layers, so their running statistics move to R_test while
+The fine-tuning runs the trainer's step (`cnnx.train.steps.make_train_step`) in a small loop
+of its own rather than the trainer with an `init` checkpoint and a `trainable` regex: it
+keeps the pretrained variables in memory across all R_test values (no checkpoint per
+resolution), feeds the *test-time* preprocessing, and keeps BatchNorm in train mode even for
+frozen layers, so their running statistics move to R_test while
 their weights stay fixed (`optax.set_to_zero` on the frozen leaves). Resolution-dependent
 parameters (a ViT's position embedding) are interpolated with `vit.resize_pos_embed`.
 """
 
-import functools
 import os
 import re
 
@@ -35,11 +35,13 @@ from cnnx.data import TrainInput, to_global
 from cnnx.evaluate.multiview import Member, evaluate_members
 from cnnx.models.registry import model_fields
 from cnnx.sweeps.spec import apply_overrides
+from cnnx.train.build import make_eval_input
 from cnnx.train.distributed import is_writer
 from cnnx.train.experiment import process_info, setup
-from cnnx.train.loop import make_eval_input, train_and_evaluate
+from cnnx.train.loop import train_and_evaluate
 from cnnx.train.mesh import batch_sharding, replicated
-from cnnx.train.optim import cross_entropy
+from cnnx.train.state import TrainState
+from cnnx.train.steps import StepOptions, make_train_step
 
 # Classifier plus every normalisation layer (ConvNormAct's `bn`, `bn1`, `norm1`, ...).
 DEFAULT_TRAINABLE = r"(^|/)head/|(^|/)(bn|norm)[^/]*/"
@@ -151,38 +153,33 @@ def finetune_at(config, variables, res: int, ft: ml_collections.ConfigDict, crop
         process_index=pidx,
         process_count=pcount,
     )
-    num_classes = model.num_classes
+    # The trainer's own step; no auxiliary-classifier loss (only the main head is adapted).
     rep = replicated(exp.mesh)
-    state = jax.device_put((params, variables["batch_stats"], tx.init(params)), rep)
-
-    # Replicated outputs: every process can read the loss, and the state stays as it came in.
-    @functools.partial(jax.jit, donate_argnums=(0,), out_shardings=rep)
-    def step(state, batch, rng):
-        params, batch_stats, opt_state = state
-
-        def loss_fn(p):
-            out, upd = model.apply(
-                {"params": p, "batch_stats": batch_stats},
-                batch["image"],
-                train=True,  # BatchNorm uses and updates batch statistics at this resolution
-                mutable=["batch_stats"],
-                rngs={"dropout": rng},
-            )
-            logits = out[0] if isinstance(out, tuple) else out
-            loss = jnp.mean(cross_entropy(logits, batch["label"], num_classes))
-            return loss, upd["batch_stats"]
-
-        (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), new_stats, opt_state), loss
-
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=variables["batch_stats"],
+        opt_state=tx.init(params),
+        apply_fn=model.apply,
+        tx=tx,
+    )
+    shardings = jax.tree.map(lambda _: rep, state)
+    state = jax.device_put(state, shardings)
+    step = make_train_step(
+        num_classes=model.num_classes,
+        schedule=schedule,
+        mesh=exp.mesh,
+        state_shardings=shardings,
+        options=StepOptions.default(aux_loss_weight=0.0),
+    )
     sharding = batch_sharding(exp.mesh)
-    rng = jax.random.PRNGKey(cfg.seed + 17)
+    rng = jax.device_put(jax.random.PRNGKey(cfg.seed + 17), rep)  # folded with each step
     batches = train_input.iterate(0)
     loss = float("nan")
-    for i in range(ft.steps):
-        state, loss = step(state, to_global(next(batches), sharding), jax.random.fold_in(rng, i))
-    params, batch_stats, _ = state
+    for _ in range(ft.steps):
+        state, metrics = step(state, to_global(next(batches), sharding), rng)
+        loss = metrics["loss"]
+    params, batch_stats = state.params, state.batch_stats
     return (
         model,
         {"params": params, "batch_stats": batch_stats},

@@ -14,24 +14,28 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import traverse_util
 
+from cnnx.data import to_global
 from cnnx.errors import ConfigError
 from cnnx.train import finetune, optim
 from cnnx.train import workdir as wd
-from cnnx.train.checkpoint import Checkpointer
-from cnnx.train.experiment import build_model, setup
-from cnnx.train.loop import (
+from cnnx.train.build import (
     agree_with_process_0,
     evaluate_state,
     init_state,
     make_eval_fn,
     make_eval_input,
+    make_schedule,
     make_train_input,
     make_tx,
     train_steps,
 )
+from cnnx.train.checkpoint import Checkpointer
+from cnnx.train.experiment import build_model, setup
+from cnnx.train.mesh import batch_sharding, replicated
+from cnnx.train.state import TrainState
+from cnnx.train.steps import StepOptions, make_train_step
 
 
 def find_head(params, pattern: str) -> tuple[str, ...]:
@@ -56,8 +60,7 @@ def extract_features(exp, variables, split: str) -> tuple[np.ndarray, np.ndarray
 
     feature_model = build_model(exp.config, 0)[1]
     pp = build_pp(exp.config.data.train_pp, exp.pp_context(train=True))
-    ds = exp.source.dataset(split, process_index=0, process_count=1, drop_remainder=False,
-                            seed=0)  # fmt: skip
+    ds = exp.source.dataset(split, process_index=0, process_count=1, drop_remainder=False, seed=0)
     ds = ds.enumerate().map(
         lambda i, e: pp({**exp.source.load(e), "seed": tf.stack([tf.constant(0, tf.int64), i])})
     )
@@ -67,6 +70,66 @@ def extract_features(exp, variables, split: str) -> tuple[np.ndarray, np.ndarray
         feats.append(np.asarray(apply(variables, batch["image"])))
         labels.append(batch["label"])
     return np.concatenate(feats), np.concatenate(labels)
+
+
+def _head_apply(head_path):
+    """A `model.apply` stand-in for the head alone: features (B, D) -> logits (B, K)."""
+
+    def apply(variables, features, train=False, mutable=(), rngs=None):
+        del train, rngs
+        head = variables["params"]
+        for name in head_path:
+            head = head[name]
+        logits = features @ head["kernel"] + head["bias"]
+        return (logits, {}) if mutable else logits
+
+    return apply
+
+
+def _train_head(exp, head_path, head, schedule, features, labels, train_input, total) -> dict:
+    """Trains the head with the trainer's step (`steps.make_train_step`) on cached features,
+    in the pipeline's batch order; returns the trained kernel, bias and the last loss."""
+    config = exp.config
+    if config.train.mixup_alpha or config.train.cutmix_alpha:
+        raise ConfigError(
+            "fast_linear_probe trains on cached features, which cannot be mixed as images "
+            "are: set --config.train.mixup_alpha=0 and cutmix_alpha=0, or use the normal path "
+            "(fast_linear_probe=False)."
+        )
+    head_tx = optim.make_optimizer(config.optim, schedule)
+    params = traverse_util.unflatten_dict({(*head_path, k): v for k, v in head.items()})
+    rep = replicated(exp.mesh)
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats={},
+        opt_state=head_tx.init(params),
+        apply_fn=_head_apply(head_path),
+        tx=head_tx,
+    )
+    shardings = jax.tree.map(lambda _: rep, state)
+    state = jax.device_put(state, shardings)
+    step = make_train_step(
+        num_classes=head["kernel"].shape[-1],
+        schedule=schedule,
+        mesh=exp.mesh,
+        state_shardings=shardings,
+        options=StepOptions.from_config(config.train),
+    )
+    rng = jax.device_put(jax.random.PRNGKey(0), rep)  # unused: no dropout, no mixing
+    metrics = {"loss": jnp.nan}
+    for i, batch in enumerate(train_input.iterate(0)):
+        if i == total:
+            break
+        idx = np.asarray(batch["index"])  # host-side gather, as the pipeline's own batches
+        batch = {"image": features[idx], "label": labels[idx]}
+        state, metrics = step(state, to_global(batch, batch_sharding(exp.mesh)), rng)
+    flat = traverse_util.flatten_dict(state.params)
+    return {
+        "kernel": flat[(*head_path, "kernel")],
+        "bias": flat[(*head_path, "bias")],
+        "loss": metrics["loss"],
+    }
 
 
 def run(config, workdir: str, *, allow_config_change: bool = False) -> dict:
@@ -95,9 +158,7 @@ def _run(config, workdir: str, changes: dict) -> dict:
     finished = wd.finished_results(workdir, total)
     if finished is not None:
         return {**finished, "already_finished": True}
-    schedule = optim.make_schedule(
-        config.schedule, optim.scaled_lr(config.optim.base_lr, config.train.batch_size), spe, total
-    )
+    schedule = make_schedule(config, spe, total)
     tx = make_tx(config, schedule)
     state, shardings = init_state(exp, tx, jax.random.split(jax.random.PRNGKey(config.seed))[0])
     state = finetune.initialize_from(state, config.init, exp.spec.name, shardings)
@@ -108,44 +169,28 @@ def _run(config, workdir: str, changes: dict) -> dict:
 
     flat = traverse_util.flatten_dict(state.params)
     head = {"kernel": flat[(*head_path, "kernel")], "bias": flat[(*head_path, "bias")]}
-    head_tx = optim.make_optimizer(config.optim, schedule)
-    nest = lambda h: traverse_util.unflatten_dict(  # noqa: E731
-        {(*head_path, k): v for k, v in h.items()}
-    )
-    opt_state = head_tx.init(nest(head))
-    num_classes = head["kernel"].shape[-1]
-
-    @jax.jit
-    def step(head, opt_state, feats, labels):
-        def loss_fn(h):
-            logits = feats @ h["kernel"] + h["bias"]
-            return jnp.mean(optim.cross_entropy(
-                logits, labels, num_classes, config.train.label_smoothing))  # fmt: skip
-
-        loss, grads = jax.value_and_grad(loss_fn)(head)
-        updates, opt_state = head_tx.update(nest(grads), opt_state, nest(head))
-        updates = {k: traverse_util.flatten_dict(updates)[(*head_path, k)] for k in head}
-        return optax.apply_updates(head, updates), opt_state, loss
-
-    features = jnp.asarray(features)
-    for i, batch in enumerate(train_input.iterate(0)):
-        if i == total:
-            break
-        idx = jnp.asarray(batch["index"])
-        head, opt_state, loss = step(head, opt_state, features[idx], jnp.asarray(labels)[idx])
+    head = _train_head(exp, head_path, head, schedule, features, labels, train_input, total)
 
     flat[(*head_path, "kernel")], flat[(*head_path, "bias")] = head["kernel"], head["bias"]
-    state = state.replace(step=jnp.asarray(total, jnp.int32),
-                          params=traverse_util.unflatten_dict(flat))  # fmt: skip
+    state = state.replace(
+        step=jnp.asarray(total, jnp.int32), params=traverse_util.unflatten_dict(flat)
+    )
     state = jax.device_put(state, shardings)
     ckpt = Checkpointer(wd.checkpoints_dir(workdir), asynchronous=False)
     ckpt.save(total, state, wait=True)
     ckpt.close()
-    metrics = evaluate_state(exp, state.eval_variables(), make_eval_input(exp),
-                             make_eval_fn(exp, exp.model.num_classes))  # fmt: skip
-    results = {"status": "completed", "step": total, "model": exp.spec.name,
-               "train/loss": float(loss), "feature_seconds": t_feat,
-               "wall_time_s": time.time() - t0, **metrics}  # fmt: skip
+    metrics = evaluate_state(
+        exp, state.eval_variables(), make_eval_input(exp), make_eval_fn(exp, exp.model.num_classes)
+    )
+    results = {
+        "status": "completed",
+        "step": total,
+        "model": exp.spec.name,
+        "train/loss": float(head.pop("loss")),
+        "feature_seconds": t_feat,
+        "wall_time_s": time.time() - t0,
+        **metrics,
+    }
     if jax.process_index() == 0:
         if changes:
             wd.record_config_change(workdir, changes, total)

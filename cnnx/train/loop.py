@@ -8,6 +8,7 @@ initialised by the entry point).
 
 import contextlib
 import functools
+import os
 import signal
 import time
 
@@ -17,20 +18,21 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 from absl import logging
-from clu import metric_writers, parameter_overview, periodic_actions
+from clu import metric_writers, parameter_overview
 from etils import epath
 
-from cnnx.data import EvalInput, TrainInput, to_global
+from cnnx.data import to_global
 from cnnx.errors import CheckpointError, CheckpointMismatch, TrainingDiverged, WorkdirError
-from cnnx.layers.remat import compiler_options as remat_compiler_options
-from cnnx.train import finetune, health, optim, steps
+from cnnx.train import build, finetune, health, optim
 from cnnx.train import workdir as wd
+from cnnx.train.build import agree_with_process_0
 from cnnx.train.checkpoint import Checkpointer
-from cnnx.train.experiment import Experiment, check_step_counts, process_info, setup
+from cnnx.train.experiment import check_step_counts, process_info, setup
 from cnnx.train.mesh import batch_sharding, replicated
 from cnnx.train.profiling import Profiler, StepTimer
-from cnnx.train.sharding import log_placement, shardings_from_config
-from cnnx.train.state import create_train_state, jit_initialize
+
+# The per-tensor parameter table of a run (shapes, dtypes, statistics), in its workdir.
+MODEL_SUMMARY = "model_summary.txt"
 
 
 class _Preemption:
@@ -107,98 +109,6 @@ def all_finite(tree) -> jax.Array:
     return functools.reduce(jnp.logical_and, sums, jnp.bool_(True))
 
 
-def train_steps(config, steps_per_epoch: int) -> int:
-    if config.train.num_steps:
-        return int(config.train.num_steps)
-    return max(1, round(config.train.num_epochs * steps_per_epoch))
-
-
-def make_train_input(exp: Experiment) -> TrainInput:
-    c = exp.config
-    pidx, pcount = process_info()
-    return TrainInput(
-        source=exp.source,
-        split=c.data.train_split,
-        pp=c.data.train_pp,
-        ctx=exp.pp_context(train=True),
-        global_batch=c.train.batch_size,
-        seed=c.seed,
-        shuffle_buffer=c.data.shuffle_buffer,
-        cache=c.data.cache,
-        process_index=pidx,
-        process_count=pcount,
-    )
-
-
-def make_eval_input(exp: Experiment, split=None, image_size=None, pp=None) -> EvalInput:
-    c = exp.config
-    pidx, pcount = process_info()
-    return EvalInput(
-        source=exp.source,
-        split=split or c.data.eval_split,
-        pp=pp or c.data.eval_pp,
-        ctx=exp.pp_context(train=False, image_size=image_size),
-        global_batch=c.eval.batch_size,
-        process_index=pidx,
-        process_count=pcount,
-    )
-
-
-def evaluate_state(
-    exp: Experiment, variables, eval_input: EvalInput, eval_fn, stop=None
-) -> dict | None:
-    """Runs one pass over an eval split; returns eval/loss, eval/top1, eval/top5 (in %).
-
-    `stop`: optional `fn() -> bool` checked between batches; when it says so the pass is
-    abandoned and None returned (SIGTERM during the final evaluation).
-    """
-    sharding = batch_sharding(exp.mesh)
-    totals = None
-    for batch in eval_input.iterate():
-        if stop is not None and stop():
-            return None
-        sums = eval_fn(variables, to_global(batch, sharding))
-        totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
-    totals = jax.device_get(totals)
-    n = float(totals["count"])
-    eval_input.check_count(n)
-    return {
-        "eval/loss": float(totals["loss"]) / n,
-        "eval/top1": 100.0 * float(totals["top1"]) / n,
-        "eval/top5": 100.0 * float(totals["top5"]) / n,
-        "eval/examples": int(n),
-    }
-
-
-def make_eval_fn(exp: Experiment, num_classes: int):
-    return jax.jit(
-        functools.partial(steps.eval_step, apply_fn=exp.model.apply, num_classes=num_classes),
-        out_shardings=replicated(exp.mesh),
-    )
-
-
-def make_tx(config, schedule):
-    """The optimizer of a config, with frozen / slowed parameter groups applied."""
-    tx = optim.make_optimizer(config.optim, schedule)
-    return finetune.partition_optimizer(
-        tx, config.train.trainable, config.train.lr_mult_pattern, config.train.lr_mult
-    )
-
-
-def init_state(exp: Experiment, tx, rng):
-    """Abstract shapes first (`jax.eval_shape`), then a sharded, jitted initialisation."""
-    ema = exp.config.train.ema_decay is not None
-    create = functools.partial(
-        create_train_state, exp.model, tx, input_shape=exp.input_shape, ema=ema
-    )
-    abstract = jax.eval_shape(create, rng)
-    # Parameters, their optimizer state and EMA copies by `config.mesh` (replicated unless
-    # fsdp/model > 1 or rules say otherwise); created in place, never gathered on one device.
-    shardings = shardings_from_config(abstract, exp.mesh, exp.config.mesh)
-    log_placement(abstract, shardings, exp.mesh)
-    return jit_initialize(create, rng, shardings), shardings
-
-
 class _WriteFailed(Exception):
     """A metrics or results file could not be written (reported once the saves are done)."""
 
@@ -246,34 +156,161 @@ def _progress_before(workdir: str, step: int) -> tuple[float, dict]:
     return float(last.get("wall_time_s", 0.0)), train
 
 
-class MetricsLog:
-    """Where a run's metrics go: TensorBoard and `train_metrics.jsonl` (process 0; the others
-    only log them), with the run's wall time and last train metrics summed over its segments.
+def format_duration(seconds: float) -> str:
+    """A duration as a progress line shows it: '45s', '3m05s', '2h07m', '1d04h'.
 
-    Resuming at `start_step` drops the jsonl lines after it (a killed segment's, written again)
-    and carries on the wall time and train metrics logged at it. A failed write (full disk)
-    raises `_WriteFailed`, reported as one error once the pending checkpoint save is done.
+    Seconds under a minute, minutes and seconds under an hour, then hours and minutes, then
+    days and hours; '?' when unknown (NaN, infinite); negative values count as 0.
+    """
+    if not np.isfinite(seconds):
+        return "?"
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+# The order of a log line's metrics (others follow in their own order).
+_LINE_ORDER = ("loss", "top1", "top5", "lr", "grad_norm", "skipped")
+_TIMING = ("step_ms", "data_wait_ms", "compute_ms")
+
+
+def _scalars(values: dict, prefix: str = "") -> str:
+    """'loss 0.7431  top1 75.94' from {'train/top1': 75.94, 'train/loss': 0.7431}."""
+    short = {k.removeprefix(prefix): v for k, v in values.items()}
+    keys = [k for k in _LINE_ORDER if k in short]
+    keys += [k for k in short if k not in keys and k not in _TIMING]
+    return "  ".join(f"{k} {short[k]:.4g}" for k in keys)
+
+
+def train_line(step: int, total: int, summary: dict, eta_s: float) -> str:
+    """The one log line of a log step: progress, train metrics, speed and time left.
+
+    Args:
+      step, total: steps done and the run's length.
+      summary: the step's 'train/*' scalars, with `StepTimer`'s step_ms and data_wait_ms
+        (compilation, evaluation and checkpoints excluded).
+      eta_s: seconds left (`MetricsLog.eta`).
+    """
+    step_ms = summary.get("train/step_ms", 0.0)
+    speed = f"{1000.0 / step_ms:.1f} steps/s" if step_ms > 0 else "? steps/s"
+    return (
+        f"step {step}/{total} ({100.0 * step / total:.1f}%)  {_scalars(summary, 'train/')}  | "
+        f"{speed} ({step_ms:.1f} ms/step, {summary.get('train/data_wait_ms', 0.0):.1f} of them "
+        f"waiting for data), ETA {format_duration(eta_s)}"
+    )
+
+
+class MetricsLog:
+    """Where a run's metrics go: TensorBoard and `train_metrics.jsonl` (process 0), and one
+    log line per log step or evaluation (every process), with the run's wall time and last
+    train metrics summed over its segments.
+
+    It holds the device metrics of the steps since the last log (`add`) and fetches them only
+    at `flush`, where the non-finite and skip accounting happens. Resuming at `start_step`
+    drops the jsonl lines after it (a killed segment's, written again) and carries on the
+    wall time and train metrics logged at it. A failed write (full disk) raises `_WriteFailed`,
+    reported as one error once the pending checkpoint save is done.
+
+    Args:
+      workdir: the run's directory.
+      start_step: the step the run starts or resumes at.
+      total_steps: the run's length (for progress and ETA).
+      t_start: `time.time()` when this segment started.
+      process_index: this process (0 writes files).
+      last_good: `fn() -> str` saying which checkpoint is intact, for divergence errors.
     """
 
-    def __init__(self, workdir: str, start_step: int, t_start: float, process_index: int):
+    def __init__(self, workdir, start_step, total_steps, t_start, process_index, last_good):
         self.path = wd.metrics_path(workdir)
         self.tensorboard = f"the TensorBoard log in {workdir}"
+        self.start_step, self.total_steps = start_step, total_steps
+        self.pending = []  # device metrics since the last log
+        self.skipped_total = 0
+        self.skipped_in_a_row = 0
+        self._last_good = last_good
         self._t_start = t_start
         self._jsonl = process_index == 0
+        self._pace = None  # (step, time.perf_counter()) once the first step has compiled
         self.wall_before, self.last_train = _progress_before(workdir, start_step)
         if self._jsonl:
             with _writing(self.path):
                 wd.keep_metrics_until(self.path, start_step)
         # Synchronous: a failed write raises here, in the loop, not in a background thread.
-        self.writer = metric_writers.create_default_writer(
-            workdir, just_logging=process_index > 0, asynchronous=False
+        # The log lines are this class's own (one per log step), not the writer's.
+        self.writer = metric_writers.MultiWriter(
+            [metric_writers.SummaryWriter(workdir)] if process_index == 0 else []
         )
 
     def wall_time(self) -> float:
         """Seconds spent on the run so far, over all its segments."""
         return self.wall_before + time.time() - self._t_start
 
-    def write_train(self, step: int, summary: dict) -> None:
+    def compiled(self, step: int) -> None:
+        """The step `step` ran after compiling: the ETA's pace is measured from here."""
+        self._pace = (step, time.perf_counter())
+
+    def eta(self, step: int) -> float:
+        """Seconds to `total_steps` at the pace since the first step compiled (evaluations
+        and checkpoints included, as they recur; compilation not)."""
+        if self._pace is None or step <= self._pace[0]:
+            return float("nan")
+        done, t0 = self._pace
+        return (self.total_steps - step) * (time.perf_counter() - t0) / (step - done)
+
+    def add(self, metrics: dict) -> None:
+        self.pending.append(metrics)
+
+    def _check(self, fetched: list, first: int) -> list:
+        """The fetched metrics of steps that were not skipped; raises on divergence."""
+        good = []
+        for i, m in enumerate(fetched):
+            if m.get("skipped", 0.0) > 0:
+                self.skipped_total += 1
+                self.skipped_in_a_row += 1
+                if self.skipped_in_a_row >= MAX_CONSECUTIVE_SKIPS:
+                    raise TrainingDiverged(
+                        f"{self.skipped_in_a_row} steps in a row up to step {first + i} had a "
+                        f"non-finite loss or gradient (on_nonfinite=skip); stopping; "
+                        f"{self._last_good()}. Lower the learning rate or check the data."
+                    )
+                continue
+            self.skipped_in_a_row = 0
+            if not np.isfinite(m["loss"]):
+                shown = {k: round(float(v), 6) for k, v in m.items()}
+                raise TrainingDiverged(
+                    f"Loss became {float(m['loss'])} at step {first + i} (metrics of that "
+                    f"step: {shown}). Training stopped; {self._last_good()}. Lower the "
+                    "learning rate, check the data, or set --config.train.on_nonfinite=skip "
+                    "to skip such steps."
+                )
+            good.append(m)
+        return good
+
+    def flush(self, step: int, timing: StepTimer, run_health) -> None:
+        """Fetches the metrics of the steps since the last log, checks and writes them."""
+        if not self.pending:
+            return
+        fetched, self.pending = jax.device_get(self.pending), []
+        first = step - len(fetched) + 1
+        good = self._check(fetched, first)
+        summary = {f"train/{k}": float(np.mean([m[k] for m in good])) for k in fetched[0] if good}
+        if "skipped" in fetched[0]:
+            summary["train/skipped"] = float(len(fetched) - len(good))
+            if len(good) < len(fetched):
+                logging.warning(
+                    "Skipped %d step(s) with a non-finite loss or gradient in steps %d-%d "
+                    "(their updates were discarded; %d skipped so far).",
+                    len(fetched) - len(good),
+                    first,
+                    step,
+                    self.skipped_total,
+                )
+        summary.update({f"train/{k}": v for k, v in timing.summary().items()})
         self.last_train = summary
         with _writing(self.tensorboard):
             self.writer.write_scalars(step, summary)
@@ -281,24 +318,41 @@ class MetricsLog:
             record = {"step": step, **summary, "wall_time_s": self.wall_time()}
             with _writing(self.path):
                 wd.append_line(self.path, record)
+        logging.info("%s", train_line(step, self.total_steps, summary, self.eta(step)))
+        run_health.add_train(step, summary.get("train/loss"))
 
     def write(self, step: int, scalars: dict) -> None:
-        """Other scalars (evaluations): TensorBoard and the log only."""
+        """Other scalars (evaluations): TensorBoard and one log line."""
         with _writing(self.tensorboard):
             self.writer.write_scalars(step, scalars)
+        logging.info("step %d  %s", step, _scalars(scalars))
 
-    def flush(self) -> None:
+    def flush_writer(self) -> None:
         with _writing(self.tensorboard):
             self.writer.flush()
 
 
-def agree_with_process_0():
-    """`fn(ok) -> process 0's ok` on every process, or None for a single process."""
-    if jax.process_count() == 1:
-        return None
-    from jax.experimental import multihost_utils
-
-    return lambda ok: bool(multihost_utils.broadcast_one_to_all(np.asarray(ok)))
+def write_model_summary(workdir: str, exp, params) -> str:
+    """Writes the per-tensor parameter table (shapes, dtypes, mean and std; shardings instead
+    of statistics where the parameters span hosts) to `<workdir>/model_summary.txt` (process
+    0, atomically) and returns its one-line summary for the log: 'lenet5: 60,850 parameters
+    (0.2 MiB) in 14 tensors (table: <path>)'."""
+    leaves = jax.tree.leaves(params)
+    n_params = sum(int(np.prod(x.shape)) for x in leaves)
+    n_bytes = sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in leaves)
+    path = os.fspath(epath.Path(workdir) / MODEL_SUMMARY)
+    if process_info()[0] == 0:
+        # Parameters split across hosts (FSDP) cannot be fetched by one process.
+        local = all(x.is_fully_addressable for x in leaves)
+        table = parameter_overview.get_parameter_overview(
+            params, include_stats=True if local else "sharding"
+        )
+        with _writing(path):
+            wd.write_text_atomic(path, f"{exp.spec.name}\n{table}\n")
+    return (
+        f"{exp.spec.name}: {n_params:,} parameters ({n_bytes / 2**20:.1f} MiB) in "
+        f"{len(leaves)} tensors (table: {path})"
+    )
 
 
 def train_and_evaluate(
@@ -345,54 +399,21 @@ def train_and_evaluate(
         raise _write_failed(workdir, e) from None
 
 
-def _train_and_evaluate(config, exp, workdir, t_start, changes, preemption, step_callback):
-    """The run itself, with the workdir checked and locked (see `train_and_evaluate`)."""
-    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-    pidx, _ = process_info()
+def restore_or_initialize(config, exp, workdir: str, ckpt: Checkpointer, state, shardings, changes):
+    """The run's state: restored from the newest checkpoint in `workdir` into the layout of
+    the freshly initialised `state` (placed by `shardings`), else that state, its weights
+    from `config.init` when given.
 
-    train_input = make_train_input(exp)
-    eval_input = make_eval_input(exp)
-    spe = train_input.steps_per_epoch
-    total_steps = train_steps(config, spe)
-    check_step_counts(config, spe, total_steps)
-    finished = wd.finished_results(workdir, total_steps)
-    if finished is not None:
-        logging.info("%s holds a run completed at step %d; nothing to do.", workdir, total_steps)
-        return {**finished, "already_finished": True}
-    num_classes = exp.model.num_classes
-    peak_lr = optim.scaled_lr(config.optim.base_lr, config.train.batch_size)
-    schedule = optim.make_schedule(config.schedule, peak_lr, spe, total_steps)
-    tx = make_tx(config, schedule)
-    finetune.check_init_config(config.init)
-    finetune.check_init_normalization(config, exp.spec.name)
+    Process 0 then records a config change (`changes`) and writes config.json: only once the
+    state is there, so a config that cannot restore the workdir changes nothing in it.
 
-    rng = jax.random.PRNGKey(config.seed)
-    init_rng, step_rng = jax.random.split(rng)
-    state, state_shardings = init_state(exp, tx, init_rng)
-    n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
-    if pidx == 0:
-        # Parameters split across hosts (FSDP) cannot be fetched by one process: shapes and
-        # shardings only, no statistics.
-        local = all(x.is_fully_addressable for x in jax.tree.leaves(state.params))
-        parameter_overview.log_parameter_overview(
-            state.params, include_stats=True if local else "sharding"
-        )
-    logging.info(
-        "model %s: %d parameters; %d steps (%d per epoch), global batch %d on %d devices",
-        exp.spec.name,
-        n_params,
-        total_steps,
-        spe,
-        config.train.batch_size,
-        exp.mesh.size,
-    )
+    Returns:
+      (state, the step it starts at).
 
-    ckpt = Checkpointer(
-        wd.checkpoints_dir(workdir),
-        max_to_keep=config.ckpt.max_to_keep,
-        asynchronous=config.ckpt.asynchronous,
-        cleanup=True,  # what a killed save left behind
-    )
+    Raises:
+      CheckpointMismatch: the checkpoints do not fit this config (with a hint at what wrote
+        them). CheckpointError: a damaged checkpoint.
+    """
     start_step = 0
     if ckpt.latest_step() is not None:
         try:
@@ -405,196 +426,209 @@ def _train_and_evaluate(config, exp, workdir, t_start, changes, preemption, step
         start_step = int(jax.device_get(state.step))
         logging.info("Resumed from checkpoint at step %d", start_step)
     elif config.init.checkpoint or config.init.torch_weights:
-        state = finetune.initialize_from(state, config.init, exp.spec.name, state_shardings)
-    if pidx == 0:  # only now: a config that cannot restore the workdir changes nothing
+        state = finetune.initialize_from(state, config.init, exp.spec.name, shardings)
+    if process_info()[0] == 0:
         if changes:
             wd.record_config_change(workdir, changes, start_step)
         with _writing(wd.config_path(workdir)):
             wd.write_text_atomic(
                 wd.config_path(workdir), config.to_json_best_effort(indent=2, sort_keys=True)
             )
-    log = MetricsLog(workdir, start_step, t_start, pidx)
+    return state, start_step
 
-    step_fn = jax.jit(
-        functools.partial(
-            steps.train_step,
-            num_classes=num_classes,
-            schedule=schedule,
-            **steps.options_from_config(config.train),
-        ),
-        in_shardings=(state_shardings, batch_sharding(exp.mesh), replicated(exp.mesh)),
-        out_shardings=(state_shardings, replicated(exp.mesh)),
-        donate_argnums=(0,),
-        # XLA:CPU would undo remat without this (see cnnx.layers.remat.compiler_options).
-        compiler_options=remat_compiler_options() if config.model.get("remat") else None,
-    )
-    eval_fn = make_eval_fn(exp, num_classes)
-    step_rng = jax.device_put(step_rng, replicated(exp.mesh))
 
-    report = periodic_actions.ReportProgress(
-        num_train_steps=total_steps, writer=log.writer, every_steps=config.train.log_every_steps
-    )
-    eval_every = config.eval.every_steps or spe
-    ckpt_every = config.ckpt.every_steps or spe
-    sharding = batch_sharding(exp.mesh)
-    pending = []  # device metrics since the last log; fetched only at log time
-    eval_metrics: dict = {}
-    status = "completed"
-    step = start_step
-    timer = StepTimer()
-    profiler = Profiler(config.train.get("profile_steps"), wd.profile_dir(workdir), step)
-    skipped = {"total": 0, "in_a_row": 0}
-    run_health = health.RunHealth(num_classes, spe, total_steps, config.optim.base_lr)
+class _Run:
+    """What the step loop works with: the compiled step and evaluation, their inputs, the
+    checkpointer, the metrics log and the run's health record."""
 
-    def last_good() -> str:
-        newest = ckpt.latest_step()
+    def __init__(self, exp, workdir, inputs, ckpt, step_fn, step_rng, preemption, log):
+        config = self.config = exp.config
+        self.exp, self.workdir, self.ckpt, self.log = exp, workdir, ckpt, log
+        self.step_fn, self.step_rng, self.preemption = step_fn, step_rng, preemption
+        self.train_input, self.eval_input = inputs
+        self.eval_fn = build.make_eval_fn(exp, exp.model.num_classes)
+        spe = self.train_input.steps_per_epoch
+        self.eval_every = config.eval.every_steps or spe
+        self.ckpt_every = config.ckpt.every_steps or spe
+        self.timer = StepTimer()
+        self.profiler = Profiler(
+            config.train.get("profile_steps"), wd.profile_dir(workdir), log.start_step
+        )
+        self.health = health.RunHealth(
+            exp.model.num_classes, spe, log.total_steps, config.optim.base_lr
+        )
+
+    def last_good(self) -> str:
+        newest = self.ckpt.latest_step()
         if newest is None:
-            return f"no checkpoint had been written to {ckpt.directory} yet"
+            return f"no checkpoint had been written to {self.ckpt.directory} yet"
         return (
-            f"the last good checkpoint in {ckpt.directory} (step {newest}) is intact (to go "
-            "on from it with another config, e.g. learning rate, pass --allow_config_change)"
+            f"the last good checkpoint in {self.ckpt.directory} (step {newest}) is intact (to "
+            "go on from it with another config, e.g. learning rate, pass --allow_config_change)"
         )
 
-    def diverged(step, metrics):
-        shown = {k: round(float(v), 6) for k, v in metrics.items()}
-        return TrainingDiverged(
-            f"Loss became {float(metrics['loss'])} at step {step} (metrics of that step: "
-            f"{shown}). Training stopped; {last_good()}. Lower the learning rate, check the "
-            "data, or set --config.train.on_nonfinite=skip to skip such steps."
-        )
+    def evaluate(self, state, ema: bool = False, stop=None):
+        variables = state.eval_variables(ema=ema)
+        return build.evaluate_state(self.exp, variables, self.eval_input, self.eval_fn, stop)
 
-    def flush(step):
-        """Fetches the metrics of the steps since the last log, checks and writes them."""
-        nonlocal pending
-        if not pending:
-            return
-        fetched = jax.device_get(pending)
-        pending = []
-        first = step - len(fetched) + 1
-        good = []
-        for i, m in enumerate(fetched):
-            if m.get("skipped", 0.0) > 0:
-                skipped["total"] += 1
-                skipped["in_a_row"] += 1
-                if skipped["in_a_row"] >= MAX_CONSECUTIVE_SKIPS:
-                    raise TrainingDiverged(
-                        f"{skipped['in_a_row']} steps in a row up to step {first + i} had a "
-                        f"non-finite loss or gradient (on_nonfinite=skip); stopping; "
-                        f"{last_good()}. Lower the learning rate or check the data."
-                    )
-                continue
-            skipped["in_a_row"] = 0
-            if not np.isfinite(m["loss"]):
-                raise diverged(first + i, m)
-            good.append(m)
-        summary = {f"train/{k}": float(np.mean([m[k] for m in good])) for k in fetched[0] if good}
-        if "skipped" in fetched[0]:
-            summary["train/skipped"] = float(len(fetched) - len(good))
-            if len(good) < len(fetched):
-                logging.warning(
-                    "Skipped %d step(s) with a non-finite loss or gradient in steps %d-%d "
-                    "(their updates were discarded; %d skipped so far).",
-                    len(fetched) - len(good),
-                    first,
-                    step,
-                    skipped["total"],
-                )
-        summary.update({f"train/{k}": v for k, v in timer.summary().items()})
-        log.write_train(step, summary)
-        run_health.add_train(step, summary.get("train/loss"))
-
-    def after_eval(state, metrics):
+    def after_eval(self, state, metrics):
         """Reduce-on-plateau: the decision is part of the (checkpointed) optimizer state."""
-        if config.schedule.name != "plateau":
+        if self.config.schedule.name != "plateau":
             return state
-        opt_state = optim.plateau_update(state.opt_state, metrics["eval/top1"], config.schedule)
-        return state.replace(opt_state=opt_state)
+        schedule = self.config.schedule
+        return state.replace(
+            opt_state=optim.plateau_update(state.opt_state, metrics["eval/top1"], schedule)
+        )
 
-    resumed_at_eval = 0 < start_step < total_steps and start_step % eval_every == 0
+    def flush(self, step: int) -> None:
+        self.log.flush(step, self.timer, self.health)
+
+    def save(self, step: int, state, wait: bool) -> None:
+        self.flush(step)  # never checkpoint a diverged state
+        with self.timer.excluded():
+            if not bool(all_finite(state.params)):
+                raise TrainingDiverged(
+                    f"Parameters became non-finite by step {step}; not saving; "
+                    f"{self.last_good()}. Lower the learning rate."
+                )
+            self.ckpt.save(step, state, wait=wait)
+
+    def periodic_eval(self, step: int, state):
+        with self.timer.excluded():
+            metrics = self.evaluate(state)
+            self.log.write(step, metrics)
+            self.health.add_eval(step, metrics)
+            return self.after_eval(state, metrics), metrics
+
+    def final_eval(self, step: int, state) -> dict | None:
+        """Evaluation of the last state (and its EMA); None when SIGTERM abandoned it."""
+        # SIGTERM here abandons the evaluation; the final checkpoint is saved (by the caller)
+        # and the restart evaluates it without training again.
+        stop = (lambda: self.preemption.requested) if jax.process_count() == 1 else None
+        final = self.evaluate(state, stop=stop)
+        if final is not None and state.ema_params is not None:
+            ema = self.evaluate(state, ema=True, stop=stop)
+            if ema is None:
+                return None
+            final.update({k.replace("eval/", "eval_ema/"): v for k, v in ema.items()})
+        if final is not None:
+            self.log.write(step, final)
+            self.health.add_eval(step, final)
+        return final
+
+
+def _step_loop(run: _Run, state, start_step: int, step_callback):
+    """Trains from `start_step` to the end or to a SIGTERM: the state, the step reached, the
+    last evaluation's metrics and whether it was preempted."""
+    log, timer, profiler = run.log, run.timer, run.profiler
+    sharding = batch_sharding(run.exp.mesh)
+    batches = run.train_input.iterate(start_step)
+    step, eval_metrics, total = start_step, {}, log.total_steps
+    while step < total:
+        with timer.waiting_for_data():
+            batch = next(batches)
+        batch = to_global(batch, sharding)
+        profiler.before_step(step)
+        compiling = step == start_step  # the first call traces and compiles
+        with timer.excluded() if compiling else contextlib.nullcontext():
+            t_call = time.perf_counter()
+            with profiler.annotation(step):
+                state, metrics = run.step_fn(state, batch, run.step_rng)
+            if compiling:
+                logging.info("train step compiled in %.1f s", time.perf_counter() - t_call)
+        log.add(metrics)
+        step += 1
+        if compiling:
+            log.compiled(step)
+        timer.step()
+        profiler.after_step(step, metrics)
+        if step_callback is not None:
+            step_callback(step)
+        if step % run.config.train.log_every_steps == 0 or step == total:
+            run.flush(step)
+        stop = run.preemption.should_stop(step)
+        if step % run.ckpt_every == 0 or step == total or stop:
+            run.save(step, state, wait=stop)
+        if stop:
+            logging.warning("SIGTERM: saved checkpoint at step %d; exiting.", step)
+            return state, step, eval_metrics, True
+        if step % run.eval_every == 0 and step != total:
+            state, eval_metrics = run.periodic_eval(step, state)
+    return state, step, eval_metrics, False
+
+
+def _train_and_evaluate(config, exp, workdir, t_start, changes, preemption, step_callback):
+    """The run itself, with the workdir checked and locked (see `train_and_evaluate`)."""
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+    pidx, _ = process_info()
+    inputs = build.make_train_input(exp), build.make_eval_input(exp)
+    spe = inputs[0].steps_per_epoch
+    total_steps = build.train_steps(config, spe)
+    check_step_counts(config, spe, total_steps)
+    finished = wd.finished_results(workdir, total_steps)
+    if finished is not None:
+        logging.info("%s holds a run completed at step %d; nothing to do.", workdir, total_steps)
+        return {**finished, "already_finished": True}
+    schedule = build.make_schedule(config, spe, total_steps)
+    tx = build.make_tx(config, schedule)
+    finetune.check_init_config(config.init)
+    finetune.check_init_normalization(config, exp.spec.name)
+
+    init_rng, step_rng = jax.random.split(jax.random.PRNGKey(config.seed))
+    state, shardings = build.init_state(exp, tx, init_rng)
+    ckpt = Checkpointer(
+        wd.checkpoints_dir(workdir),
+        max_to_keep=config.ckpt.max_to_keep,
+        asynchronous=config.ckpt.asynchronous,
+        cleanup=True,  # what a killed save left behind
+    )
+    state, start_step = restore_or_initialize(config, exp, workdir, ckpt, state, shardings, changes)
+    n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
+    logging.info(
+        "model %s; %d steps (%d per epoch), global batch %d on %d devices",
+        write_model_summary(workdir, exp, state.params),
+        total_steps,
+        spe,
+        config.train.batch_size,
+        exp.mesh.size,
+    )
+    log = MetricsLog(workdir, start_step, total_steps, t_start, pidx, lambda: run.last_good())
+    step_fn = build.make_train_step(exp, schedule, shardings)
+    step_rng = jax.device_put(step_rng, replicated(exp.mesh))
+    run = _Run(exp, workdir, inputs, ckpt, step_fn, step_rng, preemption, log)
+    return _run_and_finish(run, state, start_step, step_callback, n_params)
+
+
+def _run_and_finish(run: _Run, state, start_step: int, step_callback, n_params: int) -> dict:
+    """The step loop, the final evaluation and results.json; the checkpointer is closed."""
+    config, exp, log = run.config, run.exp, run.log
+    resumed_at_eval = 0 < start_step < log.total_steps and start_step % run.eval_every == 0
     if config.schedule.name == "plateau" and resumed_at_eval:
         # Checkpoints at an eval step are written before that eval; redo its lr decision.
-        state = after_eval(state, evaluate_state(exp, state.eval_variables(), eval_input, eval_fn))
-
-    batches = train_input.iterate(start_step)
-    failed = True
+        state = run.after_eval(state, run.evaluate(state))
+    failed, step = True, start_step
     try:
-        with preemption:
-            while step < total_steps:
-                with timer.waiting_for_data():
-                    batch = next(batches)
-                batch = to_global(batch, sharding)
-                profiler.before_step(step)
-                compiling = step == start_step  # the first call traces and compiles
-                with timer.excluded() if compiling else contextlib.nullcontext():
-                    t_call = time.perf_counter()
-                    with profiler.annotation(step):
-                        state, metrics = step_fn(state, batch, step_rng)
-                    if compiling:
-                        logging.info("train step compiled in %.1f s", time.perf_counter() - t_call)
-                pending.append(metrics)
-                step += 1
-                timer.step()
-                profiler.after_step(step, metrics)
-                with _writing(log.tensorboard):
-                    report(step)
-                if step_callback is not None:
-                    step_callback(step)
-                if step % config.train.log_every_steps == 0 or step == total_steps:
-                    flush(step)
-                stop = preemption.should_stop(step)
-                if step % ckpt_every == 0 or step == total_steps or stop:
-                    flush(step)  # never checkpoint a diverged state
-                    with timer.excluded():
-                        if not bool(all_finite(state.params)):
-                            raise TrainingDiverged(
-                                f"Parameters became non-finite by step {step}; not saving; "
-                                f"{last_good()}. Lower the learning rate."
-                            )
-                        ckpt.save(step, state, wait=stop)
-                if stop:
-                    status = "preempted"
-                    logging.warning("SIGTERM: saved checkpoint at step %d; exiting.", step)
-                    break
-                if step % eval_every == 0 and step != total_steps:
-                    with timer.excluded():
-                        eval_metrics = evaluate_state(
-                            exp, state.eval_variables(), eval_input, eval_fn
-                        )
-                        log.write(step, eval_metrics)
-                        state = after_eval(state, eval_metrics)
-                        run_health.add_eval(step, eval_metrics)
-        profiler.stop(state)
-        if status == "completed":
-            # SIGTERM here abandons the evaluation; the final checkpoint is saved (below) and
-            # the restart evaluates it without training again.
-            stop = (lambda: preemption.requested) if jax.process_count() == 1 else None
-            final = evaluate_state(exp, state.eval_variables(), eval_input, eval_fn, stop)
-            if final is not None and state.ema_params is not None:
-                ema = evaluate_state(exp, state.eval_variables(ema=True), eval_input, eval_fn, stop)
-                if ema is None:
-                    final = None
-                else:
-                    final.update({k.replace("eval/", "eval_ema/"): v for k, v in ema.items()})
-            if final is not None:
-                eval_metrics = final
-                log.write(step, eval_metrics)
-                run_health.add_eval(step, eval_metrics)
-        log.flush()
+        with run.preemption:
+            state, step, eval_metrics, preempted = _step_loop(run, state, start_step, step_callback)
+        run.profiler.stop(state)
+        if not preempted:
+            eval_metrics = run.final_eval(step, state) or eval_metrics
+        log.flush_writer()
         failed = False
     finally:
-        profiler.stop()
+        run.profiler.stop()
         try:
-            ckpt.close()  # waits for the last asynchronous save: its errors surface here
+            run.ckpt.close()  # waits for the last asynchronous save: its errors surface here
         except CheckpointError as e:
             if not failed:
                 raise
             logging.error("%s", e)  # the error already on its way says more; do not mask it
-    if preemption.requested and status == "completed":
+    status = "preempted" if preempted else "completed"
+    if run.preemption.requested and status == "completed":
         # SIGTERM during the final evaluation or save: the checkpoint of the last step is
         # complete; the orchestrator asked to stop, so say preempted (the restart evaluates).
         status = "preempted"
         logging.warning("SIGTERM: checkpoint of step %d complete; exiting.", step)
-
     results = {
         "status": status,
         "step": step,
@@ -604,14 +638,14 @@ def _train_and_evaluate(config, exp, workdir, t_start, changes, preemption, step
         "wall_time_s": log.wall_time(),  # over all segments
         **log.last_train,
         **eval_metrics,
-        "warnings": run_health.warnings,
+        "warnings": run.health.warnings,
     }
-    if skipped["total"]:
-        results["skipped_steps"] = skipped["total"]
+    if log.skipped_total:
+        results["skipped_steps"] = log.skipped_total
     if getattr(exp.source, "corrupt", None):
         results["corrupt_files"] = sorted(exp.source.corrupt)
-    if pidx == 0:
-        with _writing(wd.results_path(workdir)):
-            wd.write_json_atomic(wd.results_path(workdir), results)
+    if process_info()[0] == 0:
+        with _writing(wd.results_path(run.workdir)):
+            wd.write_json_atomic(wd.results_path(run.workdir), results)
     logging.info("results: %s", results)
     return results

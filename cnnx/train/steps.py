@@ -1,10 +1,21 @@
-"""Pure train and eval steps. `jax.jit` them with `functools.partial` for the static settings."""
+"""The train and eval steps, and `make_train_step`: the one place a train step is jitted.
+
+The trainer, the benchmark, the memory report, FixRes fine-tuning and the linear probe all
+build their step with `make_train_step(..., StepOptions.from_config(config.train))`, so
+"the train step" means one thing wherever it is timed, measured or run.
+"""
+
+import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from cnnx.data import mixing
+from cnnx.layers.remat import compiler_options as remat_compiler_options
+from cnnx.train.config import base_config
+from cnnx.train.mesh import batch_sharding, replicated
 from cnnx.train.optim import at_step, cross_entropy, lr_scale, soft_cross_entropy
 from cnnx.train.state import TrainState
 
@@ -27,20 +38,52 @@ def topk_correct(logits, labels, k: int):
 _MIX_SALT = 0x6D6978
 
 
-def options_from_config(train_cfg) -> dict:
-    """The static `train_step` settings of a config's `train` section."""
-    return {
-        "label_smoothing": train_cfg.label_smoothing,
-        "aux_loss_weight": train_cfg.aux_loss_weight,
-        "ema_decay": train_cfg.ema_decay,
-        "ema_warmup": train_cfg.get("ema_warmup", False),
-        "mixup_alpha": train_cfg.get("mixup_alpha", 0.0),
-        "cutmix_alpha": train_cfg.get("cutmix_alpha", 0.0),
-        "mix_prob": train_cfg.get("mix_prob", 1.0),
-        "mix_switch_prob": train_cfg.get("mix_switch_prob", 0.5),
-        "grad_accum_steps": train_cfg.get("grad_accum_steps", 1),
-        "skip_nonfinite": train_cfg.get("on_nonfinite", "stop") == "skip",
-    }
+@dataclasses.dataclass(frozen=True)
+class StepOptions:
+    """The static settings of `train_step`, from a config's `train` section.
+
+    No defaults here: they live in the config schema (`cnnx.train.config.base_config`), and
+    `from_config` reads a key a config lacks (an older config.json) from there.
+
+    Attributes:
+      label_smoothing: in [0, 1); the targets' smoothing (Szegedy et al. 2016).
+      aux_loss_weight: weight of auxiliary classifiers' losses (GoogLeNet, Inception v3).
+      ema_decay: decay of the weights' exponential moving average, or None for no EMA.
+      ema_warmup: decay min(ema_decay, (1 + t) / (10 + t)) at step t (TensorFlow's
+        `ExponentialMovingAverage(num_updates=t)`).
+      mixup_alpha, cutmix_alpha, mix_prob, mix_switch_prob: on-device mixing
+        (`cnnx.data.mixing.mix_batch`).
+      grad_accum_steps: micro-batches per step (must divide the batch).
+      skip_nonfinite: `train.on_nonfinite == 'skip'`: discard a step with a non-finite loss
+        or gradient instead of applying it.
+    """
+
+    label_smoothing: float
+    aux_loss_weight: float
+    ema_decay: float | None
+    ema_warmup: bool
+    mixup_alpha: float
+    cutmix_alpha: float
+    mix_prob: float
+    mix_switch_prob: float
+    grad_accum_steps: int
+    skip_nonfinite: bool
+
+    @classmethod
+    def from_config(cls, train_cfg) -> "StepOptions":
+        """The options of a `train` config section; keys it lacks take the schema's default."""
+        schema = base_config().train
+
+        def get(key):
+            return train_cfg.get(key, schema[key])
+
+        fields = {f.name: get(f.name) for f in dataclasses.fields(cls) if f.name in schema}
+        return cls(**fields, skip_nonfinite=get("on_nonfinite") == "skip")
+
+    @classmethod
+    def default(cls, **changes) -> "StepOptions":
+        """The schema's default options, with `changes` (field=value) applied."""
+        return dataclasses.replace(cls.from_config(base_config().train), **changes)
 
 
 def _micro_batches(x, k: int):
@@ -59,16 +102,7 @@ def train_step(
     *,
     num_classes: int,
     schedule,
-    label_smoothing: float = 0.0,
-    aux_loss_weight: float = 0.3,
-    ema_decay: float | None = None,
-    ema_warmup: bool = False,
-    mixup_alpha: float = 0.0,
-    cutmix_alpha: float = 0.0,
-    mix_prob: float = 1.0,
-    mix_switch_prob: float = 0.5,
-    grad_accum_steps: int = 1,
-    skip_nonfinite: bool = False,
+    options: StepOptions,
 ):
     """One optimizer step on a global batch.
 
@@ -86,19 +120,17 @@ def train_step(
       batch: {'image': (B, H, W, C) float, 'label': (B,) int}.
       rng: the run's base key; it is folded with the step so every step draws fresh dropout /
         drop-path masks and mixing, and a resumed run draws the same ones.
-      num_classes, schedule, label_smoothing, aux_loss_weight, ema_decay: static settings.
-      ema_warmup: use decay min(ema_decay, (1 + t) / (10 + t)) at step t, as TensorFlow's
-        `ExponentialMovingAverage(num_updates=t)`, so short runs do not keep the random
-        initialisation in the average.
-      mixup_alpha, cutmix_alpha, mix_prob, mix_switch_prob: on-device mixing (see
-        `cnnx.data.mixing.mix_batch`); targets become soft and the loss is soft-target CE.
-      grad_accum_steps: micro-batches per step (must divide the batch).
-      skip_nonfinite: when the loss or the gradient norm is NaN/Inf, keep the old parameters,
-        statistics, optimizer and EMA state (the step counter still advances, so data and
-        random numbers stay those of an uninterrupted run) and report `skipped` = 1; a
-        `jnp.where` over the state, selected on device with no host round trip. The step
-        counter is the one clock: the schedule (`optim.at_step`) and EMA warmup follow it, so
-        the next step applies schedule(step), not the rate of the step that was skipped.
+      num_classes: label range of the loss.
+      schedule: `fn(step) -> learning rate` of the optimizer (logged as `lr`).
+      options: the static settings (see `StepOptions`). `ema_warmup` keeps short runs from
+        keeping the random initialisation in the average. With mixing, targets become soft
+        and the loss is soft-target CE. With `skip_nonfinite`, when the loss or the gradient
+        norm is NaN/Inf, the step keeps the old parameters, statistics, optimizer and EMA
+        state (the step counter still advances, so data and random numbers stay those of an
+        uninterrupted run) and reports `skipped` = 1; a `jnp.where` over the state, selected
+        on device with no host round trip. The step counter is the one clock: the schedule
+        (`optim.at_step`) and EMA warmup follow it, so the next step applies schedule(step),
+        not the rate of the step that was skipped.
 
     Returns:
       (new state, metrics dict of scalars: loss, top1 and top5 (%, against the unmixed
@@ -106,6 +138,7 @@ def train_step(
       groups under `train.lr_mult_pattern` apply it times lr_mult, frozen ones nothing),
       grad_norm, and skipped (0/1) with `skip_nonfinite`).
     """
+    o = options
     step_rng = jax.random.fold_in(rng, state.step)
     labels = batch["label"]
     images, targets, _ = mixing.mix_batch(
@@ -113,11 +146,11 @@ def train_step(
         batch["image"],
         labels,
         num_classes,
-        mixup_alpha=mixup_alpha,
-        cutmix_alpha=cutmix_alpha,
-        prob=mix_prob,
-        switch_prob=mix_switch_prob,
-        label_smoothing=label_smoothing,
+        mixup_alpha=o.mixup_alpha,
+        cutmix_alpha=o.cutmix_alpha,
+        prob=o.mix_prob,
+        switch_prob=o.mix_switch_prob,
+        label_smoothing=o.label_smoothing,
     )
 
     def loss_fn(params, batch_stats, images, targets, dropout_rng):
@@ -132,11 +165,11 @@ def train_step(
         loss = jnp.mean(soft_cross_entropy(logits, targets))
         total = loss
         for a in aux:
-            total += aux_loss_weight * jnp.mean(soft_cross_entropy(a, targets))
+            total += o.aux_loss_weight * jnp.mean(soft_cross_entropy(a, targets))
         return total, (loss, logits, updates.get("batch_stats", batch_stats))
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    k = grad_accum_steps
+    k = o.grad_accum_steps
     if k == 1:
         (_, (loss, logits, batch_stats)), grads = grad_fn(
             state.params, state.batch_stats, images, targets, step_rng
@@ -170,9 +203,9 @@ def train_step(
     new = state.replace(
         step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
     )
-    if ema_decay is not None and state.ema_params is not None:
-        decay = jnp.asarray(ema_decay, jnp.float32)
-        if ema_warmup:
+    if o.ema_decay is not None and state.ema_params is not None:
+        decay = jnp.asarray(o.ema_decay, jnp.float32)
+        if o.ema_warmup:
             t = state.step.astype(jnp.float32)
             decay = jnp.minimum(decay, (1.0 + t) / (10.0 + t))
         mix = lambda e, p: decay * e + (1.0 - decay) * p  # noqa: E731
@@ -187,7 +220,7 @@ def train_step(
         "lr": schedule(state.step) * lr_scale(state.opt_state),
         "grad_norm": optax.global_norm(grads),
     }
-    if skip_nonfinite:
+    if o.skip_nonfinite:
         # The global norm is finite iff every gradient is (it is computed anyway).
         ok = jnp.isfinite(loss) & jnp.isfinite(metrics["grad_norm"])
         # The optimizer's own schedule count stays too: `at_step` resets it before each update.
@@ -195,6 +228,43 @@ def train_step(
         new = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, kept)
         metrics["skipped"] = 1.0 - ok.astype(jnp.float32)
     return new, metrics
+
+
+def make_train_step(
+    *,
+    num_classes: int,
+    schedule,
+    mesh,
+    state_shardings,
+    options: StepOptions,
+    remat: bool = False,
+):
+    """`train_step` jitted as the trainer runs it: `step(state, batch, rng) -> (state, metrics)`.
+
+    The batch is sharded over the mesh's ('data', 'fsdp') axes, the state placed by
+    `state_shardings` (a pytree of shardings matching the state, e.g. from
+    `cnnx.train.sharding.shardings_from_config`) and donated (the old state's buffers are
+    reused: do not touch it after the call); the key and the metrics are replicated.
+
+    Args:
+      num_classes: label range of the loss.
+      schedule: the optimizer's learning-rate schedule (for the logged `lr`).
+      mesh: the device mesh (`cnnx.train.mesh`).
+      state_shardings: shardings of the `TrainState`.
+      options: `StepOptions.from_config(config.train)`.
+      remat: the model rematerialises blocks (`config.model.remat`): compile with the options
+        that keep XLA:CPU from undoing it (`cnnx.layers.remat.compiler_options`).
+
+    Returns:
+      The jitted function.
+    """
+    return jax.jit(
+        functools.partial(train_step, num_classes=num_classes, schedule=schedule, options=options),
+        in_shardings=(state_shardings, batch_sharding(mesh), replicated(mesh)),
+        out_shardings=(state_shardings, replicated(mesh)),
+        donate_argnums=(0,),
+        compiler_options=remat_compiler_options() if remat else None,
+    )
 
 
 def eval_step(variables: dict, batch: dict, *, apply_fn, num_classes: int):

@@ -17,9 +17,9 @@ sys.argv = [os.path.join(REPO, "train.py"), *sys.argv[2:]]
 sys.path.insert(0, REPO)
 os.chdir(REPO)
 
-from cnnx.train import loop  # noqa: E402
+from cnnx.train import build  # noqa: E402
 
-_evaluate = loop.evaluate_state
+_evaluate = build.evaluate_state
 
 
 def _held_evaluate(*args, **kwargs):
@@ -30,7 +30,7 @@ def _held_evaluate(*args, **kwargs):
     return _evaluate(*args, **kwargs)
 
 
-loop.evaluate_state = _held_evaluate
+build.evaluate_state = _held_evaluate
 
 from absl import app  # noqa: E402
 

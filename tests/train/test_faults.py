@@ -29,7 +29,7 @@ import pytest
 from cnnx.errors import CheckpointError, ConfigError, DataError, TrainingDiverged, WorkdirError
 from cnnx.evaluate.checkpoint_eval import restore_state
 from cnnx.models import get_spec
-from cnnx.train import loop, steps
+from cnnx.train import build, loop, steps
 from cnnx.train.checkpoint import Checkpointer
 from cnnx.train.experiment import check_input_size, setup
 from tests import jax_cache
@@ -65,8 +65,8 @@ class _PoisonedInput:
 @pytest.fixture
 def poison(monkeypatch):
     def install(*bad_steps):
-        real = loop.make_train_input
-        monkeypatch.setattr(loop, "make_train_input", lambda e: _PoisonedInput(real(e), bad_steps))
+        real = build.make_train_input
+        monkeypatch.setattr(build, "make_train_input", lambda e: _PoisonedInput(real(e), bad_steps))
 
     return install
 
@@ -106,11 +106,16 @@ def test_nonfinite_skip_discards_the_update_and_goes_on(tmp_path, poison):
 
     # Inside the step: a non-finite batch leaves every state leaf but the counter untouched.
     exp = setup(tiny_config())
-    tx = loop.make_tx(exp.config, lambda _: 0.1)
-    state, _ = loop.init_state(exp, tx, jax.random.PRNGKey(0))
+    tx = build.make_tx(exp.config, lambda _: 0.1)
+    state, _ = build.init_state(exp, tx, jax.random.PRNGKey(0))
     batch = {"image": jnp.full((8, 32, 32, 1), jnp.nan), "label": jnp.zeros(8, jnp.int32)}
-    step = functools.partial(steps.train_step, rng=jax.random.PRNGKey(1), num_classes=10,
-                             schedule=lambda _: 0.1, skip_nonfinite=True)  # fmt: skip
+    step = functools.partial(
+        steps.train_step,
+        rng=jax.random.PRNGKey(1),
+        num_classes=10,
+        schedule=lambda _: 0.1,
+        options=steps.StepOptions.default(skip_nonfinite=True),
+    )
     fn = jax.jit(step)
     new, metrics = fn(state, batch)
     assert float(metrics["skipped"]) == 1.0 and int(new.step) == int(state.step) + 1
@@ -163,7 +168,7 @@ def test_corrupt_images_skipped_and_counted_or_an_error(tmp_path, caplog):
 
     # on_corrupt='error': the first batch that meets one stops the run, naming the file(s).
     config = tiny_config(**overrides, **{"data.on_corrupt": "error"})
-    train_input = loop.make_train_input(setup(config))
+    train_input = build.make_train_input(setup(config))
     with pytest.raises(DataError, match=r"(truncated|notes)\.jpg.*on_corrupt=skip"):
         for _ in train_input.iterate(0):
             pass
@@ -188,7 +193,7 @@ def test_bad_config_fails_before_compiling(case, tmp_path, monkeypatch):
     def compiled(*args, **kwargs):
         raise AssertionError("the state was initialised (compiled) before the config error")
 
-    monkeypatch.setattr(loop, "init_state", compiled)
+    monkeypatch.setattr(build, "init_state", compiled)
     with pytest.raises(ConfigError, match=message):
         loop.train_and_evaluate(tiny_config(**overrides), str(tmp_path))
     assert not os.path.exists(tmp_path / "checkpoints")
@@ -220,7 +225,7 @@ def test_checkpoint_of_another_model_changes_nothing(tmp_path):
     wd = str(tmp_path)
     config = tiny_config()
     exp = setup(config)
-    state, _ = loop.init_state(exp, loop.make_tx(config, lambda _: 0.1), jax.random.PRNGKey(0))
+    state, _ = build.init_state(exp, build.make_tx(config, lambda _: 0.1), jax.random.PRNGKey(0))
     ckpt = Checkpointer(os.path.join(wd, "checkpoints"), asynchronous=False)
     ckpt.save(4, state)
     ckpt.close()

@@ -153,15 +153,15 @@ def test_in_memory_labels_outside_the_classes_are_refused():
 def test_pipeline_refuses_labels_outside_the_classes():
     # Labels that reach the pipeline unchecked (TFDS, folders) are checked on the host before
     # the step sees them: a label >= num_classes never becomes a silent all-zero target.
-    from cnnx.train import loop
+    from cnnx.train import build
 
     exp = experiment.setup(tiny_config())
     exp.source.labels["train"] = exp.source.labels["train"] + 1  # labels 1-10 of 10 classes
     with pytest.raises(DataError, match=r"Labels 10 in split 'train' of digits"):
-        next(loop.make_train_input(exp).iterate(0))
+        next(build.make_train_input(exp).iterate(0))
     exp.source.labels["test"] = exp.source.labels["test"] + 1
     with pytest.raises(DataError, match=r"Labels 10 in split 'test\[:100\]' of digits"):
-        next(iter(loop.make_eval_input(exp).iterate()))
+        next(iter(build.make_eval_input(exp).iterate()))
 
 
 # --- Pixels the model never sees -------------------------------------------------------------
@@ -170,12 +170,12 @@ def test_pipeline_refuses_labels_outside_the_classes():
 def test_vit_at_40_px_is_refused_before_compiling(tmp_path, monkeypatch):
     # vit_ti_16 at 40 px used to train on the first 32 rows and columns only (patches of 16):
     # changing the last 8 changed no logit.
-    from cnnx.train import loop
+    from cnnx.train import build, loop
 
     def compiled(*args, **kwargs):
         raise AssertionError("the state was initialised (compiled) before the config error")
 
-    monkeypatch.setattr(loop, "init_state", compiled)
+    monkeypatch.setattr(build, "init_state", compiled)
     config = tiny_config(**{"model.name": "vit_ti_16", "data.image_size": 40})
     with pytest.raises(ConfigError) as e:
         loop.train_and_evaluate(config, str(tmp_path))
@@ -277,12 +277,12 @@ def test_a_band_the_reference_drops_too_is_accepted():
 
 def test_evaluation_at_another_size_is_checked_too():
     # eval.py --image_size and FixRes build their inputs at sizes the config does not name.
-    from cnnx.train import loop
+    from cnnx.train import build
 
     exp = experiment.setup(tiny_config())
     with pytest.raises(ConfigError, match=r"lenet5 at 33x33 px never uses the last row \(row 32\)"):
-        loop.make_eval_input(exp, image_size=33)
-    assert loop.make_eval_input(exp, image_size=36).ctx.image_size == 36
+        build.make_eval_input(exp, image_size=33)
+    assert build.make_eval_input(exp, image_size=36).ctx.image_size == 36
 
 
 def _registry_cases():

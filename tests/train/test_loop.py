@@ -2,7 +2,9 @@
 
 import functools
 import json
+import logging
 import os
+import re
 import signal
 
 import jax
@@ -13,9 +15,10 @@ import pytest
 from cnnx.errors import ConfigError, TrainingDiverged
 from cnnx.evaluate.checkpoint_eval import restore_state
 from cnnx.train import optim, steps
+from cnnx.train.build import init_state, make_train_input
 from cnnx.train.checkpoint import load_variables
 from cnnx.train.experiment import setup
-from cnnx.train.loop import init_state, make_train_input, train_and_evaluate
+from cnnx.train.loop import format_duration, train_and_evaluate, train_line
 from cnnx.train.mesh import batch_sharding, replicated
 from tests.train.tiny import tiny_config
 
@@ -33,7 +36,12 @@ def _run_steps(config, n):
     tx = optim.make_optimizer(config.optim, schedule)
     state, shardings = init_state(exp, tx, jax.random.PRNGKey(0))
     fn = jax.jit(
-        functools.partial(steps.train_step, num_classes=10, schedule=schedule),
+        functools.partial(
+            steps.train_step,
+            num_classes=10,
+            schedule=schedule,
+            options=steps.StepOptions.default(),
+        ),
         in_shardings=(shardings, batch_sharding(exp.mesh), replicated(exp.mesh)),
         out_shardings=(shardings, replicated(exp.mesh)),
         donate_argnums=(0,),
@@ -63,9 +71,26 @@ def test_one_and_eight_devices_agree():
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
 
 
-def test_train_and_evaluate_writes_results(tmp_path):
-    results = train_and_evaluate(tiny_config(), str(tmp_path))
+def test_train_and_evaluate_writes_results(tmp_path, caplog):
+    with caplog.at_level(logging.INFO):
+        results = train_and_evaluate(tiny_config(), str(tmp_path))
     assert results["status"] == "completed" and results["step"] == 12
+    # One log line per log step (every step here), one per evaluation, no library echoes.
+    messages = [r.getMessage() for r in caplog.records]
+    train_lines = [m for m in messages if re.match(r"step \d+/12 ", m)]
+    assert [int(m.split()[1].split("/")[0]) for m in train_lines] == list(range(1, 13))
+    assert re.search(r"loss [\d.e+-]+  top1 .*\| [\d.]+ steps/s .*ETA (\d+s|\?)$", train_lines[-1])
+    assert "ETA ?" in train_lines[0]  # the first step compiled: no pace yet
+    # clu's metric and progress writers (3 lines per log step before) log nothing.
+    assert not [r for r in caplog.records if r.filename in ("logging_writer.py", "local.py")]
+    # The parameter table goes to a file; the log gets one summary line pointing at it.
+    table = (tmp_path / "model_summary.txt").read_text()
+    assert "c5/kernel" in table and "(5, 5, 16, 120)" in table
+    assert not [m for m in messages if "c5/kernel" in m]
+    assert any(
+        m.startswith("model lenet5: 60,850 parameters") and "model_summary.txt" in m
+        for m in messages
+    )
     on_disk = json.loads((tmp_path / "results.json").read_text())
     for key in ("step", "eval/top1", "eval/top5", "eval/loss", "wall_time_s"):
         assert key in on_disk
@@ -81,6 +106,35 @@ def test_train_and_evaluate_writes_results(tmp_path):
     _, state = restore_state(tiny_config(), str(tmp_path))
     for a, b in zip(jax.tree.leaves(variables["params"]), jax.tree.leaves(state.params)):
         np.testing.assert_array_equal(a, np.asarray(b))
+
+
+@pytest.mark.parametrize(
+    "seconds, shown",
+    [
+        (0.2, "0s"),
+        (45.4, "45s"),
+        (59.6, "1m00s"),
+        (185, "3m05s"),
+        (7620, "2h07m"),
+        (100_800, "1d04h"),
+        (-3, "0s"),
+        (float("nan"), "?"),
+        (float("inf"), "?"),
+    ],
+)
+def test_eta_shows_seconds_under_a_minute(seconds, shown):
+    assert format_duration(seconds) == shown
+
+
+def test_train_line_is_one_line_with_rate_and_eta():
+    summary = {"train/lr": 0.1, "train/loss": 0.5, "train/step_ms": 20.0}
+    summary |= {"train/data_wait_ms": 5.0, "train/compute_ms": 15.0}
+    line = train_line(30, 120, summary, 4.4)
+    assert "\n" not in line
+    assert line == (
+        "step 30/120 (25.0%)  loss 0.5  lr 0.1  | 50.0 steps/s (20.0 ms/step, 5.0 of them "
+        "waiting for data), ETA 4s"
+    )
 
 
 def test_sigterm_then_resume_equals_uninterrupted(tmp_path):

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from cnnx.errors import WorkdirError
-from cnnx.train import loop
+from cnnx.train import build, loop
 from cnnx.train import workdir as wd
 from cnnx.train.checkpoint import Checkpointer
 from tests.jax_cache import compilation_cache  # noqa: F401
@@ -110,7 +110,7 @@ def test_sigterm_during_final_evaluation_keeps_the_handler_and_the_save(tmp_path
     """The final save runs in the background while the final evaluation starts; SIGTERM then
     must not kill the process (a test handler catches any that leaks to the default)."""
     config = tiny_config(**{"ckpt.asynchronous": True})
-    real = loop.evaluate_state
+    real = build.evaluate_state
 
     def evaluate_and_get_sigterm(*args, **kwargs):
         # 12 steps are less than an epoch: the only evaluation is the final one.
@@ -119,7 +119,7 @@ def test_sigterm_during_final_evaluation_keeps_the_handler_and_the_save(tmp_path
 
     leaked = []
     previous = signal.signal(signal.SIGTERM, lambda *_: leaked.append(1))
-    monkeypatch.setattr(loop, "evaluate_state", evaluate_and_get_sigterm)
+    monkeypatch.setattr(build, "evaluate_state", evaluate_and_get_sigterm)
     try:
         first = loop.train_and_evaluate(config, str(tmp_path))
     finally:
@@ -181,7 +181,7 @@ def test_tensorboard_write_failure_is_one_error(tmp_path, monkeypatch):
     """TensorBoard's writer reports a full disk as a TensorFlow OpError (from its flush)."""
     from clu import metric_writers
 
-    real = metric_writers.create_default_writer
+    real = metric_writers.SummaryWriter
 
     def failing_writer(*args, **kwargs):
         writer = real(*args, **kwargs)
@@ -197,7 +197,7 @@ def test_tensorboard_write_failure_is_one_error(tmp_path, monkeypatch):
         writer.write_scalars = write_scalars
         return writer
 
-    monkeypatch.setattr(loop.metric_writers, "create_default_writer", failing_writer)
+    monkeypatch.setattr(loop.metric_writers, "SummaryWriter", failing_writer)
     _hold_commits(monkeypatch, 2.0)
     with pytest.raises(WorkdirError) as e:
         loop.train_and_evaluate(tiny_config(**{"ckpt.asynchronous": True}), str(tmp_path))

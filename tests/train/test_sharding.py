@@ -13,9 +13,9 @@ from jax.sharding import PartitionSpec as P
 
 from cnnx.errors import ConfigError
 from cnnx.train import finetune, optim, steps
+from cnnx.train.build import init_state
 from cnnx.train.checkpoint import Checkpointer
 from cnnx.train.experiment import setup
-from cnnx.train.loop import init_state
 from cnnx.train.mesh import batch_sharding, check_batch, make_mesh, mesh_shape, replicated
 from cnnx.train.sharding import (
     auto_spec,
@@ -143,7 +143,12 @@ def _train(config, n):
     tx = optim.make_optimizer(config.optim, schedule)
     state, shardings = init_state(exp, tx, jax.random.PRNGKey(0))
     fn = jax.jit(
-        functools.partial(steps.train_step, num_classes=10, schedule=schedule, ema_decay=0.9),
+        functools.partial(
+            steps.train_step,
+            num_classes=10,
+            schedule=schedule,
+            options=steps.StepOptions.default(ema_decay=0.9),
+        ),
         in_shardings=(shardings, batch_sharding(exp.mesh), replicated(exp.mesh)),
         out_shardings=(shardings, replicated(exp.mesh)),
         donate_argnums=(0,),

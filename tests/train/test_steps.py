@@ -5,6 +5,7 @@ import functools
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -35,8 +36,11 @@ def _batch(n, size, channels, classes=10, seed=0):
 
 
 def _step(num_classes=10, **kw):
+    options = steps.StepOptions.default(**kw)
     return jax.jit(
-        functools.partial(steps.train_step, num_classes=num_classes, schedule=SCHEDULE, **kw)
+        functools.partial(
+            steps.train_step, num_classes=num_classes, schedule=SCHEDULE, options=options
+        )
     )
 
 
@@ -220,10 +224,9 @@ def test_logged_lr_is_the_applied_lr_after_a_skipped_step(
             steps.train_step,
             num_classes=10,
             schedule=WARMUP,
-            skip_nonfinite=True,
-            grad_accum_steps=accum,
-            ema_decay=0.99,
-            ema_warmup=True,
+            options=steps.StepOptions.default(
+                skip_nonfinite=True, grad_accum_steps=accum, ema_decay=0.99, ema_warmup=True
+            ),
         )
     )
 
@@ -270,7 +273,10 @@ def test_schedule_follows_the_step_of_a_restored_state():
         model, optim.make_optimizer(cfg, WARMUP), jax.random.PRNGKey(0), (1, 4, 4, 1)
     )
     state = state.replace(step=jnp.asarray(5, jnp.int32))  # its optax count is still 0
-    step = jax.jit(functools.partial(steps.train_step, num_classes=10, schedule=WARMUP))
+    options = steps.StepOptions.default()
+    step = jax.jit(
+        functools.partial(steps.train_step, num_classes=10, schedule=WARMUP, options=options)
+    )
     batch = _batch(8, 4, 1)
     new, metrics = step(state, batch, jax.random.PRNGKey(0))
 
@@ -286,3 +292,37 @@ def test_schedule_follows_the_step_of_a_restored_state():
         rtol=1e-4,
         atol=1e-7,
     )
+
+
+# --- Step options: defaults only in the config schema ------------------------------------
+
+
+def test_step_options_take_missing_keys_from_the_schema(monkeypatch):
+    schema = base_config().train
+    assert steps.StepOptions.from_config(ml_collections.ConfigDict()) == (
+        steps.StepOptions.from_config(schema)
+    )
+    assert steps.StepOptions.default().label_smoothing == schema.label_smoothing
+
+    # A changed schema default is what a config without the key gets; a config's value wins.
+    def changed_schema():
+        c = base_config()
+        c.train.label_smoothing = 0.25
+        c.train.on_nonfinite = "skip"
+        return c
+
+    monkeypatch.setattr(steps, "base_config", changed_schema)
+    options = steps.StepOptions.from_config(ml_collections.ConfigDict())
+    assert options.label_smoothing == 0.25 and options.skip_nonfinite
+    options = steps.StepOptions.from_config(ml_collections.ConfigDict({"label_smoothing": 0.1}))
+    assert options.label_smoothing == 0.1
+
+
+def test_step_options_of_a_config():
+    config = base_config()
+    config.train.mixup_alpha, config.train.grad_accum_steps = 0.2, 4
+    config.train.on_nonfinite = "skip"
+    options = steps.StepOptions.from_config(config.train)
+    assert options.mixup_alpha == 0.2 and options.grad_accum_steps == 4
+    assert options.skip_nonfinite
+    assert not steps.StepOptions.from_config(base_config().train).skip_nonfinite
