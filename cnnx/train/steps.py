@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import optax
 
 from cnnx.data import mixing
-from cnnx.train.optim import at_step, cross_entropy, lr_scale, soft_cross_entropy
+from cnnx.train.optim import at_step, lr_scale, soft_cross_entropy
 from cnnx.train.state import TrainState
 
 
@@ -195,16 +195,3 @@ def train_step(
         new = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, kept)
         metrics["skipped"] = 1.0 - ok.astype(jnp.float32)
     return new, metrics
-
-
-def eval_step(variables: dict, batch: dict, *, apply_fn, num_classes: int):
-    """Sums of loss, top-1 and top-5 hits over the real (mask 1) examples of a batch."""
-    logits = apply_fn(variables, batch["image"], train=False)
-    mask = batch["mask"]
-    loss = cross_entropy(logits, batch["label"], num_classes)
-    return {
-        "loss": jnp.sum(loss * mask),
-        "top1": jnp.sum(topk_correct(logits, batch["label"], 1) * mask),
-        "top5": jnp.sum(topk_correct(logits, batch["label"], 5) * mask),
-        "count": jnp.sum(mask),
-    }
