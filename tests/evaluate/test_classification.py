@@ -3,6 +3,7 @@ through the real input pipeline, the same numbers for the training loop and eval
 below six classes, and progress."""
 
 import functools
+import io
 import logging
 
 import jax
@@ -201,6 +202,22 @@ def test_progress_is_logged_when_stderr_is_not_a_terminal(monkeypatch, caplog):
     lines = [r.getMessage() for r in caplog.records if "batches" in r.getMessage()]
     assert lines[0].startswith("eval test[:40] (40 images): 0/3 batches")
     assert any(line.startswith("eval test[:40] (40 images): 3/3 batches") for line in lines)
+
+
+def test_progress_is_a_bar_on_a_terminal(monkeypatch, caplog):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(progress.sys, "stderr", terminal)
+    monkeypatch.setattr(progress, "DELAY_S", 0.0)
+    member = _constant_member("a", np.arange(10.0))
+    with caplog.at_level(logging.INFO):
+        evaluate_members([member], _digits_eval(40), make_mesh(8), confusion=False)
+    assert "eval test[:40] (40 images):" in terminal.getvalue()
+    assert "3/3" in terminal.getvalue()
+    assert not [r for r in caplog.records if "batches" in r.getMessage()]  # not logged too
 
 
 def test_a_short_evaluation_shows_no_progress(caplog):
