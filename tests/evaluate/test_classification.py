@@ -215,8 +215,9 @@ def test_progress_is_a_bar_on_a_terminal(monkeypatch, caplog):
     member = _constant_member("a", np.arange(10.0))
     with caplog.at_level(logging.INFO):
         evaluate_members([member], _digits_eval(40), make_mesh(8), confusion=False)
-    assert "eval test[:40] (40 images):" in terminal.getvalue()
-    assert "3/3" in terminal.getvalue()
+    shown = terminal.getvalue()
+    assert "eval test[:40] (40 images):   0%|" in shown and "| 0/3 [" in shown
+    assert shown.rstrip(" ").endswith("\r")  # cleared when done: the terminal keeps no bar
     assert not [r for r in caplog.records if "batches" in r.getMessage()]  # not logged too
 
 
