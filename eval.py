@@ -4,9 +4,11 @@
     python eval.py --workdir=DIR --step=600 --split=test --image_size=40 --crop_pct=1.0
     python eval.py --workdir=DIR --views=tencrop --ensemble=DIR2,DIR3 --confusion_png=cm.png
 
-Uses the config saved in the workdir unless --config is given; prints top-1 / top-5, then
-writes JSON (default <workdir>/eval_<split>_<size>_step<step>[_<options>].json: one file per
-distinct evaluation). Several processes: as train.py; process 0 prints and writes.
+Uses the config saved in the workdir unless --config is given; prints top-1 / top-5 (top-5
+from 6 classes on), then writes JSON (default <workdir>/eval_<split>_<size>_step<step>
+[_<options>].json: one file per distinct evaluation; local or gs://). The evaluation is the
+training loop's own (cnnx.evaluate.classification); a long one shows its progress on stderr.
+Several processes: as train.py; process 0 prints and writes.
 """
 
 import os
@@ -33,7 +35,12 @@ _VIEWS = flags.DEFINE_string(
     "arguments, e.g. 'tencrop(flip=False)' or 'multiscale(scales=(1.0, 1.25))'.",
 )
 _ENSEMBLE = flags.DEFINE_list("ensemble", [], "More workdirs whose probabilities are averaged.")
-_CONFUSION = flags.DEFINE_string("confusion_png", None, "Write the confusion matrix here.")
+_CONFUSION = flags.DEFINE_string(
+    "confusion_png",
+    None,
+    "Write the confusion plot here (the matrix up to 30 classes, else the most-confused "
+    "pairs and the worst classes).",
+)
 _OUTPUT = flags.DEFINE_string("output", None, "JSON output path.")
 distributed.define_flags()
 

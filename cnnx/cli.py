@@ -211,9 +211,10 @@ def run_training(config, workdir: str, *, allow_config_change: bool = False) -> 
             "kept. Use another --workdir for a new run."
         )
         return 0
+    from cnnx.evaluate.metrics import format_metrics
+
     print(
-        f"{results['model']}: eval top-1 {results['eval/top1']:.2f}%  "
-        f"top-5 {results['eval/top5']:.2f}%  loss {results['eval/loss']:.4f}  "
+        f"{results['model']}: eval {format_metrics(results)}  "
         f"({results['step']} steps, {results['wall_time_s']:.0f} s)  -> {workdir}/results.json"
     )
     return 0

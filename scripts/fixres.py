@@ -36,7 +36,10 @@ def main(argv):
 
     if (failed := start_process()) is not None:
         return failed
+    from etils import epath
+
     from cnnx.sweeps import fixres
+    from cnnx.train import workdir as wd
 
     workdir = _WORKDIR.value
     try:
@@ -47,11 +50,11 @@ def main(argv):
     if not distributed.is_writer():  # every process ran the protocol; process 0 writes
         return 0
     text = fixres.format_table(table)
-    with open(os.path.join(workdir, "fixres.md"), "w") as f:
-        f.write(text + "\n")
-    png = fixres.plot(table, os.path.join(workdir, "fixres.png"))
+    folder = epath.Path(workdir)  # local or gs://
+    wd.write_text_atomic(os.fspath(folder / "fixres.md"), text + "\n")
+    fixres.plot(table, os.fspath(folder / "fixres.png"))
     print(text)
-    print(f"\n-> {workdir}/fixres.json, fixres.md, {os.path.basename(png)}")
+    print(f"\n-> {workdir}/fixres.json, fixres.md, fixres.png")
     return 0
 
 

@@ -8,10 +8,12 @@ import sys
 
 import jax
 import ml_collections
+from etils import epath
 
 from cnnx.errors import CheckpointError, CnnxError, ConfigError, WorkdirError
 from cnnx.evaluate import views as views_lib
-from cnnx.evaluate.multiview import Member, evaluate_members
+from cnnx.evaluate.classification import Member, evaluate_members
+from cnnx.evaluate.metrics import format_metrics
 from cnnx.train import distributed, optim
 from cnnx.train import workdir as wd
 from cnnx.train.build import init_state, make_eval_input, make_tx
@@ -19,16 +21,8 @@ from cnnx.train.checkpoint import Checkpointer
 from cnnx.train.experiment import setup
 
 
-def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
-    """The config a workdir was trained with (`workdir.load_config`), its mesh fitted to the
-    devices here (checkpoints restore onto any mesh)."""
-    config = wd.load_config(workdir)
-    _fit_mesh(config)
-    return config
-
-
 def _fit_mesh(config) -> None:
-    """Adapts a saved run's mesh to this machine (checkpoints restore onto any mesh)."""
+    """Adapts a run's mesh, in place, to the devices here (checkpoints restore onto any mesh)."""
     from absl import logging
 
     from cnnx.train.mesh import mesh_shape
@@ -106,7 +100,8 @@ def evaluate_checkpoint(
     """Top-1 / top-5 / loss (and per-class accuracy, confusion) of a checkpoint on a split.
 
     Args:
-      config: the training config (e.g. from `load_workdir_config`).
+      config: the training config (e.g. `workdir.load_config(workdir)`); its mesh is fitted
+        to the devices here.
       workdir: the run's directory.
       step: checkpoint step (default: the newest).
       split: dataset split (default: config.data.eval_split).
@@ -121,7 +116,9 @@ def evaluate_checkpoint(
     config = ml_collections.ConfigDict(config.to_dict())
     if crop_pct is not None:
         config.data.crop_pct = crop_pct
-    others = [(other, load_workdir_config(other)) for other in ensemble]
+    others = [(other, wd.load_config(other)) for other in ensemble]
+    for run_config in [config] + [c for _, c in others]:
+        _fit_mesh(run_config)
     if use_ema:  # before anything is restored: a run without EMA weights has nothing to give
         for run, run_config in [(workdir, config), *others]:
             _require_ema(run, run_config)
@@ -176,7 +173,8 @@ def output_name(results: dict, *, explicit: dict) -> str:
     if explicit.get("views"):
         parts.append("".join(explicit["views"].split()))
     if explicit.get("ensemble"):
-        members = [os.path.abspath(w) for w in explicit["ensemble"]]
+        # A path string, not a file operation: local folders by absolute path, gs:// as given.
+        members = [w if wd.is_remote(w) else os.path.abspath(w) for w in explicit["ensemble"]]
         parts.append(f"ensemble{len(members) + 1}-{digest(members)}")
     if explicit.get("config") is not None:
         parts.append(f"config-{digest(explicit['config'].to_dict())}")
@@ -210,17 +208,17 @@ def run(
     try:
         wd.check_folder(workdir)
         if output:
-            folder = os.path.dirname(output) or "."
+            folder = os.fspath(epath.Path(output).parent)
             wd.check_folder(folder, create=True, flag="the folder of --output")
-        elif os.path.isdir(workdir):  # a missing one is reported by what follows
+        elif not wd.is_remote(workdir) and epath.Path(workdir).is_dir():  # missing: below
             try:
                 wd.check_folder(workdir, create=True)
             except WorkdirError as e:
                 raise WorkdirError(f"{e} Or pass --output=PATH to write elsewhere.") from None
         if confusion_png:
-            folder = os.path.dirname(confusion_png) or "."
+            folder = os.fspath(epath.Path(confusion_png).parent)
             wd.check_folder(folder, create=True, flag="the folder of --confusion_png")
-        used = config if config is not None else load_workdir_config(workdir)
+        used = config if config is not None else wd.load_config(workdir)
         results = evaluate_checkpoint(used, workdir, **options)
     except CnnxError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -228,21 +226,20 @@ def run(
     if not distributed.is_writer():  # every process evaluated; process 0 reports
         return 0
     explicit = {**options, "config": config}
-    out = output or os.path.join(workdir, output_name(results, explicit=explicit))
+    out = output or os.fspath(epath.Path(workdir) / output_name(results, explicit=explicit))
     print(
         f"{results['model']} step {results['step']} on {results['split']} at "
         f"{results['image_size']} px, {results['views']} view(s), "
         f"{len(results['members'])} model(s){' (EMA weights)' if results['ema'] else ''}: "
-        f"top-1 {results['eval/top1']:.2f}%  top-5 {results['eval/top5']:.2f}%  "
-        f"loss {results['eval/loss']:.4f}",
+        f"{format_metrics(results)}",
         flush=True,
     )
     try:
         write_json(results, out)
         if confusion_png:
-            from cnnx.evaluate.multiview import save_confusion_png
+            from cnnx.evaluate.plots import save_confusion_png
 
-            save_confusion_png(results["confusion"], confusion_png, title=results["model"])
+            save_confusion_png(results["confusion"], confusion_png, title=plot_title(results))
     except OSError as e:
         print(
             f"error: writing the results to {e.filename or out} failed ({e.strerror or e}); "
@@ -252,6 +249,20 @@ def run(
         return 2
     print(f"-> {out}")
     return 0
+
+
+def plot_title(results: dict) -> str:
+    """'lenet5 step 660 · test · 10 views · 2 models · top-1 97.49%' of `evaluate_checkpoint`'s
+    results: what the confusion plot shows."""
+    parts = [
+        f"{results['model']} step {results['step']}{' (EMA)' if results.get('ema') else ''}",
+        f"{results['split']} at {results['image_size']} px",
+        f"{results['views']} view{'s' if results['views'] != 1 else ''}",
+    ]
+    if len(results.get("members", ())) > 1:
+        parts.append(f"{len(results['members'])} models")
+    parts.append(f"top-1 {results['eval/top1']:.2f}%")
+    return " · ".join(parts)
 
 
 def write_json(results: dict, path: str) -> None:

@@ -11,14 +11,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+# Top-5 of a problem with 5 classes or fewer is 100% whatever the model: not reported there.
+TOP5_MIN_CLASSES = 6
 
-def masked_sums(log_probs, labels, mask, *, confusion: bool = True) -> dict:
+
+def masked_sums(log_probs, labels, mask, *, scores=None, confusion: bool = True) -> dict:
     """Sums over the real (mask 1) examples of a batch, to be added up over batches.
 
     Args:
-      log_probs: (B, K) log-probabilities.
+      log_probs: (B, K) log-probabilities (the loss is their negative at the label).
       labels: (B,) integer labels in [0, K).
       mask: (B,) 1 for real examples, 0 for padding.
+      scores: (B, K) values whose order is the prediction (default `log_probs`). A single
+        model passes its logits, so ties are broken as `argmax(logits)` breaks them (two
+        logits a few ulps apart can round to one log-probability).
       confusion: also sum the (K, K) confusion matrix (rows true, columns predicted).
 
     Returns:
@@ -28,7 +34,7 @@ def masked_sums(log_probs, labels, mask, *, confusion: bool = True) -> dict:
     """
     k = log_probs.shape[-1]
     mask = mask.astype(jnp.float32)
-    top = jax.lax.top_k(log_probs, min(5, k))[1]
+    top = jax.lax.top_k(log_probs if scores is None else scores, min(5, k))[1]
     hits = top == labels[:, None]
     nll = -jnp.take_along_axis(log_probs, labels[:, None].astype(jnp.int32), axis=-1)[:, 0]
     true = jax.nn.one_hot(labels, k, dtype=jnp.float32) * mask[:, None]
@@ -48,20 +54,53 @@ def masked_sums(log_probs, labels, mask, *, confusion: bool = True) -> dict:
     return sums
 
 
+def top5_note(num_classes: int) -> str | None:
+    """Why top-5 is not reported for `num_classes` classes, or None when it is."""
+    if num_classes >= TOP5_MIN_CLASSES:
+        return None
+    return (
+        f"top-5 not reported: {num_classes} classes, and top-5 of {TOP5_MIN_CLASSES - 1} "
+        "classes or fewer is always 100%"
+    )
+
+
 def summarize(totals: dict) -> dict:
-    """Metrics from summed `masked_sums` (host values): top-1/top-5 in %, mean loss, per class."""
+    """Metrics from summed `masked_sums` (host values).
+
+    Returns:
+      'eval/top1', 'eval/top5' (in %; top-5 only for 6 classes or more), 'eval/loss' (mean
+      negative log-likelihood), 'eval/examples', 'num_classes', 'per_class_top1' (in %, None
+      for a class without examples), 'confusion' (lists) when summed, and 'notes' (a list of
+      sentences) when top-5 is left out.
+    """
     n = float(totals["count"])
     support = np.asarray(totals["support"])
     correct = np.asarray(totals["correct"])
+    k = len(support)
     out = {
         "eval/top1": 100.0 * float(totals["top1"]) / n,
         "eval/top5": 100.0 * float(totals["top5"]) / n,
         "eval/loss": float(totals["loss"]) / n,
         "eval/examples": int(n),
+        "num_classes": k,
         "per_class_top1": [
             100.0 * float(c) / float(s) if s else None for c, s in zip(correct, support)
         ],
     }
+    if (note := top5_note(k)) is not None:
+        del out["eval/top5"]
+        out["notes"] = [note]
     if "confusion" in totals:
         out["confusion"] = np.asarray(totals["confusion"]).tolist()
     return out
+
+
+def format_metrics(results: dict, prefix: str = "eval") -> str:
+    """'top-1 99.72%  top-5 100.00%  loss 0.0144' of `results` ('<prefix>/top1', ...); a run
+    without '<prefix>/top5' (fewer than 6 classes) says 'top-5 n/a (under 6 classes)'."""
+    top5 = results.get(f"{prefix}/top5")
+    shown = f"{top5:.2f}%" if top5 is not None else f"n/a (under {TOP5_MIN_CLASSES} classes)"
+    return (
+        f"top-1 {results[f'{prefix}/top1']:.2f}%  top-5 {shown}  "
+        f"loss {results[f'{prefix}/loss']:.4f}"
+    )

@@ -38,8 +38,13 @@ def _resize_shorter(image, shorter):
 def _five_crops(image, size: int):
     """4 corners and the centre, in that order."""
     h, w = tf.shape(image)[0], tf.shape(image)[1]
-    offsets = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size),
-               ((h - size) // 2, (w - size) // 2)]  # fmt: skip
+    offsets = [
+        (0, 0),
+        (0, w - size),
+        (h - size, 0),
+        (h - size, w - size),
+        ((h - size) // 2, (w - size) // 2),
+    ]
     return [image[t : t + size, left : left + size] for t, left in offsets]
 
 

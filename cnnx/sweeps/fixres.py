@@ -21,6 +21,7 @@ their weights stay fixed (`optax.set_to_zero` on the frozen leaves). Resolution-
 parameters (a ViT's position embedding) are interpolated with `vit.resize_pos_embed`.
 """
 
+import io
 import os
 import re
 
@@ -30,9 +31,10 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
+from etils import epath
 
 from cnnx.data import TrainInput, to_global
-from cnnx.evaluate.multiview import Member, evaluate_members
+from cnnx.evaluate.classification import Member, evaluate_members
 from cnnx.models.registry import model_fields
 from cnnx.sweeps.spec import apply_overrides
 from cnnx.train.build import make_eval_input
@@ -42,6 +44,7 @@ from cnnx.train.loop import train_and_evaluate
 from cnnx.train.mesh import batch_sharding, replicated
 from cnnx.train.state import TrainState
 from cnnx.train.steps import StepOptions, make_train_step
+from cnnx.train.workdir import write_json_atomic
 
 # Classifier plus every normalisation layer (ConvNormAct's `bn`, `bn1`, `norm1`, ...).
 DEFAULT_TRAINABLE = r"(^|/)head/|(^|/)(bn|norm)[^/]*/"
@@ -101,8 +104,12 @@ def adapt_to_resolution(model, params, res: int):
 def evaluate_at(config, variables, res: int, crop_pct: float | None = None, model=None) -> dict:
     """Top-1/top-5/loss of `variables` on the eval split at `res` px, centre crop `crop_pct`.
 
-    The same evaluation as eval.py's (`evaluate_members`): sums reduced on device, so every
-    process of a multi-process run takes part and gets the global metrics.
+    The same evaluation as eval.py's and the training loop's
+    (`cnnx.evaluate.classification`): sums reduced on device, so every process of a
+    multi-process run takes part and gets the global metrics.
+
+    Returns:
+      `classification.evaluate_members`'s metrics ('eval/top1', ... in %), no confusion matrix.
     """
     exp = setup(at_resolution(config, res, crop_pct))
     model = model or exp.model
@@ -199,15 +206,14 @@ def run_fixres(fc: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
     Returns:
       {'before': {R_train: {R_test: top1}}, 'after': {...}, 'rows': [per-cell dicts]}.
     """
-    from cnnx.sweeps.results import write_json_atomic
     from cnnx.train.checkpoint import load_variables
 
-    os.makedirs(workdir, exist_ok=True)
-    out_path = os.path.join(workdir, "fixres.json")
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+    out_path = os.fspath(epath.Path(workdir) / "fixres.json")
     table = {"before": {}, "after": {}, "rows": []}
     ft_res = list(fc.finetune.resolutions or fc.test_resolutions)
     for r_train in fc.train_resolutions:
-        twd = os.path.join(workdir, f"train_{r_train}")
+        twd = os.fspath(epath.Path(workdir) / f"train_{r_train}")
         config = at_resolution(fc.train, r_train, fc.crop_pct)
         log(f"train at {r_train} px -> {twd}")
         trained = train_and_evaluate(config, twd)
@@ -259,7 +265,8 @@ def format_table(table: dict) -> str:
 
 
 def plot(table: dict, path: str) -> str:
-    """Top-1 against test resolution, before (dashed) and after (solid) fine-tuning."""
+    """Top-1 against test resolution, before (dashed) and after (solid) fine-tuning, as a PNG
+    at `path` (local or gs://); returns `path`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -272,8 +279,9 @@ def plot(table: dict, path: str) -> str:
             cells = table[phase].get(r_train, {})
             if cells:
                 xs = sorted(cells, key=int)
-                ax.plot([int(x) for x in xs], [cells[x] for x in xs], style, color=color,
-                        label=f"train {r_train}, {phase} fine-tuning")  # fmt: skip
+                label = f"train {r_train}, {phase} fine-tuning"
+                ys = [cells[x] for x in xs]
+                ax.plot([int(x) for x in xs], ys, style, color=color, label=label)
         ax.axvline(int(r_train), color=color, alpha=0.2)
     ax.set_xlabel("test resolution (px)")
     ax.set_ylabel("top-1 (%)")
@@ -281,6 +289,10 @@ def plot(table: dict, path: str) -> str:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=120)
+    finally:
+        plt.close(fig)
+    epath.Path(path).write_bytes(buffer.getvalue())
     return path

@@ -10,10 +10,10 @@ import functools
 import jax
 import numpy as np
 
-from cnnx.data import EvalInput, TrainInput, to_global
+from cnnx.data import EvalInput, TrainInput
+from cnnx.evaluate import classification
 from cnnx.train import finetune, optim, steps
 from cnnx.train.experiment import Experiment, process_info
-from cnnx.train.mesh import batch_sharding, replicated
 from cnnx.train.sharding import log_placement, shardings_from_config
 from cnnx.train.state import create_train_state, jit_initialize
 
@@ -61,35 +61,32 @@ def make_eval_input(exp: Experiment, split=None, image_size=None, pp=None) -> Ev
 def evaluate_state(
     exp: Experiment, variables, eval_input: EvalInput, eval_fn, stop=None
 ) -> dict | None:
-    """Runs one pass over an eval split; returns eval/loss, eval/top1, eval/top5 (in %).
+    """One pass over an eval split (`cnnx.evaluate.classification.evaluate`, eval.py's path).
 
-    `stop`: optional `fn() -> bool` checked between batches; when it says so the pass is
-    abandoned and None returned (SIGTERM during the final evaluation).
+    Args:
+      exp: the experiment (its mesh shards the batches).
+      variables: the model's variables ({'params', 'batch_stats'}), any sharding.
+      eval_input: the split.
+      eval_fn: `make_eval_fn(exp, num_classes)`.
+      stop: optional `fn() -> bool` checked between batches; when it says so the pass is
+        abandoned and None returned (SIGTERM during the final evaluation).
+
+    Returns:
+      The scalars 'eval/loss', 'eval/top1', 'eval/top5' (in %; top-5 only for 6 classes or
+      more) and 'eval/examples', or None when stopped.
     """
-    sharding = batch_sharding(exp.mesh)
-    totals = None
-    for batch in eval_input.iterate():
-        if stop is not None and stop():
-            return None
-        sums = eval_fn(variables, to_global(batch, sharding))
-        totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
-    totals = jax.device_get(totals)
-    n = float(totals["count"])
-    eval_input.check_count(n)
-    return {
-        "eval/loss": float(totals["loss"]) / n,
-        "eval/top1": 100.0 * float(totals["top1"]) / n,
-        "eval/top5": 100.0 * float(totals["top5"]) / n,
-        "eval/examples": int(n),
-    }
+    results = classification.evaluate(eval_fn, (variables,), eval_input, exp.mesh, stop=stop)
+    if results is None:
+        return None
+    return {k: v for k, v in results.items() if k.startswith("eval/")}
 
 
 def make_eval_fn(exp: Experiment, num_classes: int):
-    """The jitted per-batch evaluation (`steps.eval_step`), its sums replicated."""
-    return jax.jit(
-        functools.partial(steps.eval_step, apply_fn=exp.model.apply, num_classes=num_classes),
-        out_shardings=replicated(exp.mesh),
-    )
+    """The jitted per-batch evaluation of `exp.model` (`classification.make_batch_sums` of one
+    model, no confusion matrix), for `evaluate_state`; `num_classes` is the logits' width."""
+    if exp.model.num_classes != num_classes:
+        raise ValueError(f"{exp.model.num_classes} model classes, {num_classes} expected")
+    return classification.make_batch_sums((exp.model.apply,), exp.mesh, confusion=False)
 
 
 def make_schedule(config, steps_per_epoch: int, total_steps: int):

@@ -16,7 +16,7 @@ from cnnx.data import mixing
 from cnnx.layers.remat import compiler_options as remat_compiler_options
 from cnnx.train.config import base_config
 from cnnx.train.mesh import batch_sharding, replicated
-from cnnx.train.optim import at_step, cross_entropy, lr_scale, soft_cross_entropy
+from cnnx.train.optim import at_step, lr_scale, soft_cross_entropy
 from cnnx.train.state import TrainState
 
 
@@ -266,15 +266,3 @@ def make_train_step(
         compiler_options=remat_compiler_options() if remat else None,
     )
 
-
-def eval_step(variables: dict, batch: dict, *, apply_fn, num_classes: int):
-    """Sums of loss, top-1 and top-5 hits over the real (mask 1) examples of a batch."""
-    logits = apply_fn(variables, batch["image"], train=False)
-    mask = batch["mask"]
-    loss = cross_entropy(logits, batch["label"], num_classes)
-    return {
-        "loss": jnp.sum(loss * mask),
-        "top1": jnp.sum(topk_correct(logits, batch["label"], 1) * mask),
-        "top5": jnp.sum(topk_correct(logits, batch["label"], 5) * mask),
-        "count": jnp.sum(mask),
-    }

@@ -7,7 +7,7 @@ import tensorflow as tf
 from cnnx.data import PPContext, pp
 from cnnx.evaluate import views
 from cnnx.evaluate.checkpoint_eval import view_pp
-from cnnx.evaluate.multiview import log_mean_probabilities
+from cnnx.evaluate.classification import log_mean_probabilities
 
 CTX = PPContext(image_size=8, crop_pct=1.0, channels=1, mean=(0.0,), std=(1.0,))
 
@@ -53,7 +53,8 @@ def test_probabilities_are_averaged_over_views():
 
     images = np.stack([np.full((3, 2, 2, 1), v, np.float32) for v in (0.0, 1.0)])
     images[0, 1] = 2.0  # example 0 has views with means 0, 2, 0
-    probs = np.exp(log_mean_probabilities(({"scale": 1.0},), images, (apply_fn,)))
+    log_probs, _ = log_mean_probabilities(({"scale": 1.0},), images, (apply_fn,))
+    probs = np.exp(log_probs)
     sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
     np.testing.assert_allclose(probs[0, 0], (sig(0) + sig(2) + sig(0)) / 3, rtol=1e-6)
     np.testing.assert_allclose(probs[1, 0], sig(1.0), rtol=1e-6)

@@ -95,11 +95,12 @@ def _train(tmp_path):
 def _eval_workdir(tmp_path):
     # eval.py on a workdir: the saved config (here a 5-class head) against other data.
     from cnnx.evaluate import checkpoint_eval
+    from cnnx.train.workdir import load_config
 
     workdir = tmp_path / "run"
     os.makedirs(workdir)
     (workdir / "config.json").write_text(json.dumps(_mismatched().to_dict()))
-    config = checkpoint_eval.load_workdir_config(str(workdir))
+    config = load_config(str(workdir))
     checkpoint_eval.restore_state(config, str(workdir))
 
 
