@@ -101,8 +101,8 @@ def test_batch_sums_are_replicated_scalars_not_per_example_arrays():
 def _trained_lenet():
     """A LeNet-5 after 20 SGD steps on digits (state, experiment), in a few seconds."""
     from cnnx.train import optim, steps
+    from cnnx.train.build import init_state, make_train_input
     from cnnx.train.experiment import setup
-    from cnnx.train.loop import init_state, make_train_input
     from tests.train.tiny import tiny_config
 
     exp = setup(tiny_config())
@@ -110,7 +110,10 @@ def _trained_lenet():
     state, _ = init_state(
         exp, optim.make_optimizer(exp.config.optim, schedule), jax.random.PRNGKey(0)
     )
-    step = jax.jit(functools.partial(steps.train_step, num_classes=10, schedule=schedule))
+    options = steps.StepOptions.from_config(exp.config.train)
+    step = jax.jit(
+        functools.partial(steps.train_step, num_classes=10, schedule=schedule, options=options)
+    )
     batches = make_train_input(exp).iterate(0)
     sharding = batch_sharding(exp.mesh)
     for _ in range(20):
@@ -124,7 +127,7 @@ def test_periodic_eval_eval_py_and_the_old_eval_step_agree():
     same numbers: counts exactly, the loss to float32 rounding."""
     import optax
 
-    from cnnx.train.loop import evaluate_state, make_eval_fn, make_eval_input
+    from cnnx.train.build import evaluate_state, make_eval_fn, make_eval_input
 
     exp, state = _trained_lenet()
     eval_input = make_eval_input(exp)
