@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 from absl import logging
-from clu import metric_writers, parameter_overview, periodic_actions
+from clu import parameter_overview, periodic_actions
 from etils import epath
 
 from cnnx.data import EvalInput, TrainInput, to_global
@@ -265,9 +265,7 @@ class MetricsLog:
             with _writing(self.path):
                 wd.keep_metrics_until(self.path, start_step)
         # Synchronous: a failed write raises here, in the loop, not in a background thread.
-        self.writer = metric_writers.create_default_writer(
-            workdir, just_logging=process_index > 0, asynchronous=False
-        )
+        self.writer = wd.metric_writer(workdir, just_logging=process_index > 0)
 
     def wall_time(self) -> float:
         """Seconds spent on the run so far, over all its segments."""

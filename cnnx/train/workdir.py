@@ -10,19 +10,27 @@ One workdir holds one run::
     <workdir>/lock                  the training process that owns the workdir
     <workdir>/profile/              jax.profiler traces
 
-Every path goes through `etils.epath`, so a workdir may be local or on gs://.
+Every path goes through `etils.epath`, so a workdir may be local or on gs://. gs:// goes
+through gcsfs (cnnx sets `EPATH_USE_TF=false` on import, see cnnx/__init__.py) and orbax's
+arrays through tensorstore: both follow the standard credentials and, for a local emulator,
+`STORAGE_EMULATOR_HOST` (gcsfs) and `TENSORSTORE_GCS_HTTP_URL` (tensorstore). TensorBoard
+events are written by TensorFlow, whose GCS client has no endpoint setting: for a gs:// workdir
+they are written locally and copied into the workdir at each flush (`metric_writer`).
 """
 
 import contextlib
 import json
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 
 import ml_collections
 from absl import logging
+from clu import metric_writers
 from etils import epath
 
 from cnnx.errors import ConfigError, WorkdirError
@@ -182,6 +190,92 @@ def describe_write_error(error: BaseException) -> tuple[str, bool]:
 
 
 _DISK_FULL = (27, 28, 122)  # EFBIG, ENOSPC, EDQUOT
+
+
+# --- TensorBoard ----------------------------------------------------------------------------
+
+
+class _Mirror(metric_writers.MetricWriter):
+    """Copies the event files of a local folder into a gs:// folder at each flush and close.
+
+    Writes nothing itself (it sits after the TensorBoard writer in a `MultiWriter`). A file is
+    copied whole when its size changed: an object cannot be appended to, and TensorFlow's own
+    GCS writer also uploads the whole file again at each flush. The local folder is removed on
+    close.
+    """
+
+    def __init__(self, local: str, remote: str):
+        self.local, self.remote = local, remote
+        self._copied: dict[str, int] = {}
+
+    def _sync(self) -> None:
+        for root, _, files in os.walk(self.local):
+            for name in files:
+                source = os.path.join(root, name)
+                size = os.path.getsize(source)
+                if self._copied.get(source) == size:
+                    continue
+                target = epath.Path(self.remote) / os.path.relpath(source, self.local)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(source, "rb") as f:
+                    target.write_bytes(f.read())
+                self._copied[source] = size
+
+    def write_summaries(self, step, values, metadata=None):
+        pass
+
+    def write_scalars(self, step, scalars):
+        pass
+
+    def write_images(self, step, images):
+        pass
+
+    def write_videos(self, step, videos):
+        pass
+
+    def write_audios(self, step, audios, *, sample_rate):
+        pass
+
+    def write_texts(self, step, texts):
+        pass
+
+    def write_histograms(self, step, arrays, num_buckets=None):
+        pass
+
+    def write_hparams(self, hparams):
+        pass
+
+    def flush(self) -> None:
+        self._sync()
+
+    def close(self) -> None:
+        try:
+            self._sync()
+        finally:
+            shutil.rmtree(self.local, ignore_errors=True)
+
+
+def metric_writer(logdir: str, *, just_logging: bool = False) -> metric_writers.MetricWriter:
+    """clu's default writer (the log, plus TensorBoard events in `logdir`), synchronous.
+
+    Synchronous, so that a failed write raises in the caller, not in a background thread.
+    For a gs:// `logdir` the events are written into a local temporary folder and copied into
+    `logdir` at each `flush()` and at `close()`: TensorFlow, which writes them, reaches Cloud
+    Storage through its own client, which has no endpoint setting (it would ignore
+    `STORAGE_EMULATOR_HOST` and write to the real bucket, or fail without credentials);
+    the copy goes through the path layer like every other file of the workdir.
+
+    Args:
+      logdir: where the event files go (local or gs://).
+      just_logging: only log (processes other than 0).
+    """
+    if just_logging or not is_remote(logdir):
+        return metric_writers.create_default_writer(
+            logdir, just_logging=just_logging, asynchronous=False
+        )
+    local = tempfile.mkdtemp(prefix="cnnx_events_")
+    inner = metric_writers.create_default_writer(local, asynchronous=False)
+    return metric_writers.MultiWriter([inner, _Mirror(local, logdir)])
 
 
 # --- Identity: the saved config ----------------------------------------------------------------
