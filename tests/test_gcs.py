@@ -92,6 +92,7 @@ def runs(gcs, compilation_cache, tmp_path_factory):  # noqa: F811
             CONFIG,
             f"--workdir={remote}",
             *OVERRIDES,
+            "--config.train.profile_steps=1,1",  # identity-free: the resume runs without it
         ],
         cwd=REPO,
         env=env,
@@ -137,6 +138,7 @@ def test_train_sigterm_resume_in_a_bucket_equals_local(runs):
     assert not [p for p in (root / "checkpoints").iterdir() if "tmp" in p.name]
     assert json.loads((root / "config.json").read_text())["model"]["name"] == "lenet5"
     assert len(list(root.glob("events.out.tfevents.*"))) == 2
+    assert list((root / "profile").glob("plugins/profile/*/*.xplane.pb"))
     assert not (root / "lock").exists()
     _no_local_gs_folder()
 

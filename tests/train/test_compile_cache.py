@@ -100,7 +100,9 @@ def _entries(cache) -> set[str]:
 def test_second_launch_in_another_workdir_reuses_the_compiled_steps(tmp_path):
     cache = tmp_path / "cache"
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
-    env.update(PYTHONPATH=REPO, JAX_DEBUG_LOG_MODULES="jax._src.compiler")
+    # With jax_log_compiles JAX logs each persistent cache hit as a warning (cnnx's log filter
+    # keeps JAX's debug and info lines out).
+    env.update(PYTHONPATH=REPO, JAX_LOG_COMPILES="1")
     first = _launch(tmp_path / "a", cache, env)
     stored = _entries(cache)
     for step in ("jit_train_step", "jit_eval_step", "jit_create_train_state"):
