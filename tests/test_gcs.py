@@ -23,7 +23,7 @@ from tests import jax_cache
 from tests.gcs import gcs  # noqa: F401
 from tests.jax_cache import compilation_cache  # noqa: F401
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("compilation_cache")]
+pytestmark = pytest.mark.usefixtures("compilation_cache")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = "--config=configs/default.py"
@@ -70,6 +70,25 @@ def _assert_same_weights(a: str, b: str) -> None:
     assert jax.tree.structure(va) == jax.tree.structure(vb)
     for x, y in zip(jax.tree.leaves(va), jax.tree.leaves(vb)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_tensorboard_events_reach_the_bucket(gcs):  # noqa: F811
+    from cnnx.train import workdir as wd
+
+    logdir = gcs.folder("tb")
+    writer = wd.metric_writer(logdir)
+    mirror = writer._writers[-1]
+    writer.write_scalars(1, {"train/loss": 1.0})
+    assert not list(epath.Path(logdir).glob("events.out.tfevents.*"))  # not yet: no flush
+    writer.flush()
+    (events,) = epath.Path(logdir).glob("events.out.tfevents.*")
+    size = events.stat().length
+    mirror.every_secs = 0.0  # as after two minutes: a write is copied without a flush
+    writer.write_scalars(2, {"train/loss": 0.5})
+    assert events.stat().length > size
+    writer.close()
+    assert not os.path.exists(mirror.local)
+    _no_local_gs_folder()
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +140,7 @@ def runs(gcs, compilation_cache, tmp_path_factory):  # noqa: F811
     }
 
 
+@pytest.mark.slow
 def test_train_sigterm_resume_in_a_bucket_equals_local(runs):
     local, remote = runs["local"], runs["remote"]
     root = epath.Path(remote)
@@ -143,6 +163,7 @@ def test_train_sigterm_resume_in_a_bucket_equals_local(runs):
     _no_local_gs_folder()
 
 
+@pytest.mark.slow
 def test_convert_weights_into_a_bucket_equals_local(gcs, compilation_cache, tmp_path):  # noqa: F811
     torch = pytest.importorskip("torch")
     torchvision = pytest.importorskip("torchvision")
@@ -172,6 +193,7 @@ def test_convert_weights_into_a_bucket_equals_local(gcs, compilation_cache, tmp_
 # --- Legs through other entry points (eval.py, FixRes, sweeps) -------------------------------
 
 
+@pytest.mark.slow
 def test_eval_of_a_bucket_run_equals_local(runs, tmp_path):
     env = runs["env"]
     cwd = tmp_path / "cwd"
@@ -195,6 +217,7 @@ def test_eval_of_a_bucket_run_equals_local(runs, tmp_path):
     _no_local_gs_folder(cwd)
 
 
+@pytest.mark.slow
 def test_fixres_in_a_bucket_equals_local(gcs, compilation_cache, tmp_path):  # noqa: F811
     env = _env(gcs, compilation_cache)
     args = [
@@ -215,6 +238,7 @@ def test_fixres_in_a_bucket_equals_local(gcs, compilation_cache, tmp_path):  # n
     _no_local_gs_folder()
 
 
+@pytest.mark.slow
 def test_sweep_in_a_bucket_equals_local(gcs, compilation_cache, tmp_path):  # noqa: F811
     env = _env(gcs, compilation_cache)
     args = ["scripts/sweep.py", "--sweep=tests/sweeps/sweep_fixture.py:steps=4"]

@@ -196,19 +196,23 @@ _DISK_FULL = (27, 28, 122)  # EFBIG, ENOSPC, EDQUOT
 
 
 class _Mirror(metric_writers.MetricWriter):
-    """Copies the event files of a local folder into a gs:// folder at each flush and close.
+    """Copies the event files of a local folder into a gs:// folder: at each flush and close,
+    and after a write when `every_secs` passed since the last copy (TensorFlow's own writer
+    flushes every two minutes too, and cnnx's loop flushes only at the end of a run).
 
-    Writes nothing itself (it sits after the TensorBoard writer in a `MultiWriter`). A file is
-    copied whole when its size changed: an object cannot be appended to, and TensorFlow's own
-    GCS writer also uploads the whole file again at each flush. The local folder is removed on
-    close.
+    Writes nothing itself: it sits after the TensorBoard writer (`inner`) in a `MultiWriter`.
+    A file is copied whole when its size changed: an object cannot be appended to, and
+    TensorFlow's GCS writer also uploads the whole file again at each flush. The local folder
+    is removed on close.
     """
 
-    def __init__(self, local: str, remote: str):
-        self.local, self.remote = local, remote
+    def __init__(self, inner, local: str, remote: str, every_secs: float = 120.0):
+        self.inner, self.local, self.remote, self.every_secs = inner, local, remote, every_secs
         self._copied: dict[str, int] = {}
+        self._last = time.monotonic()
 
     def _sync(self) -> None:
+        self._last = time.monotonic()
         for root, _, files in os.walk(self.local):
             for name in files:
                 source = os.path.join(root, name)
@@ -221,29 +225,13 @@ class _Mirror(metric_writers.MetricWriter):
                     target.write_bytes(f.read())
                 self._copied[source] = size
 
-    def write_summaries(self, step, values, metadata=None):
-        pass
+    def _written(self, *args, **kwargs) -> None:
+        if time.monotonic() - self._last >= self.every_secs:
+            self.inner.flush()
+            self._sync()
 
-    def write_scalars(self, step, scalars):
-        pass
-
-    def write_images(self, step, images):
-        pass
-
-    def write_videos(self, step, videos):
-        pass
-
-    def write_audios(self, step, audios, *, sample_rate):
-        pass
-
-    def write_texts(self, step, texts):
-        pass
-
-    def write_histograms(self, step, arrays, num_buckets=None):
-        pass
-
-    def write_hparams(self, hparams):
-        pass
+    write_summaries = write_scalars = write_images = write_videos = _written
+    write_audios = write_texts = write_histograms = write_hparams = _written
 
     def flush(self) -> None:
         self._sync()
@@ -275,7 +263,7 @@ def metric_writer(logdir: str, *, just_logging: bool = False) -> metric_writers.
         )
     local = tempfile.mkdtemp(prefix="cnnx_events_")
     inner = metric_writers.create_default_writer(local, asynchronous=False)
-    return metric_writers.MultiWriter([inner, _Mirror(local, logdir)])
+    return metric_writers.MultiWriter([inner, _Mirror(inner, local, logdir)])
 
 
 # --- Identity: the saved config ----------------------------------------------------------------
