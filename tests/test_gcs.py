@@ -164,6 +164,7 @@ def test_train_sigterm_resume_in_a_bucket_equals_local(runs):
 
 
 @pytest.mark.slow
+@pytest.mark.torch
 def test_convert_weights_into_a_bucket_equals_local(gcs, compilation_cache, tmp_path):  # noqa: F811
     torch = pytest.importorskip("torch")
     torchvision = pytest.importorskip("torchvision")
