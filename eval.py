@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags
 from ml_collections import config_flags
 
-from cnnx.train import distributed
+from cnnx.train import compile_cache, distributed
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config (default: the workdir's).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run's directory.", required=True)
@@ -43,6 +43,7 @@ _CONFUSION = flags.DEFINE_string(
 )
 _OUTPUT = flags.DEFINE_string("output", None, "JSON output path.")
 distributed.define_flags()
+compile_cache.define_flags()
 
 
 def main(argv):
@@ -50,6 +51,7 @@ def main(argv):
     from cnnx.cli import start_process
     from cnnx.evaluate.checkpoint_eval import run
 
+    compile_cache.setup()
     if (failed := start_process()) is not None:
         return failed
     return run(

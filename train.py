@@ -20,7 +20,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 from absl import app, flags
 from ml_collections import config_flags
 
-from cnnx.train import distributed
+from cnnx.train import compile_cache, distributed
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/default.py", "Config file (path[:arg]).", lock_config=True
@@ -35,6 +35,7 @@ _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     "(recorded in <workdir>/config_history.jsonl). Without it such a restart is refused.",
 )
 distributed.define_flags()
+compile_cache.define_flags()
 
 
 def main(argv):
@@ -50,6 +51,7 @@ def main(argv):
             file=sys.stderr,
         )
         return 2
+    compile_cache.setup()
     if (failed := start_process()) is not None:
         return failed
     return run_training(

@@ -26,13 +26,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def load_state_dict(path: str) -> dict:
-    if path.endswith(".safetensors"):
-        from safetensors.numpy import load_file
+    """The tensors of a .pth / .safetensors file (local or gs://), unwrapped from a checkpoint
+    dict ('state_dict' or 'model') and without DataParallel's 'module.' prefix."""
+    from etils import epath
 
-        return load_file(path)
+    if path.endswith(".safetensors"):
+        from safetensors.numpy import load
+
+        return load(epath.Path(path).read_bytes())
     import torch
 
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    with epath.Path(path).open("rb") as f:
+        obj = torch.load(f, map_location="cpu", weights_only=True)
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
@@ -74,19 +79,19 @@ def main(argv=None) -> int:
 
     import jax
     import jax.numpy as jnp
+    from etils import epath
 
     from cnnx import convert, models
     from cnnx.errors import CnnxError
+    from cnnx.train import workdir as wd
     from cnnx.train.checkpoint import Checkpointer
     from cnnx.train.config import base_config
     from cnnx.train.state import TrainState
 
-    if not os.path.exists(args.source):
+    if not epath.Path(args.source).exists():
         print(f"error: {args.source} does not exist", file=sys.stderr)
         return 2
-    from cnnx.train import workdir as wd
-
-    if os.path.isdir(wd.checkpoints_dir(args.out)):
+    if epath.Path(wd.checkpoints_dir(args.out)).is_dir():
         print(f"error: {args.out} already holds checkpoints; choose a new --out", file=sys.stderr)
         return 2
     try:
@@ -119,9 +124,13 @@ def main(argv=None) -> int:
     from cnnx.train.optim import make_schedule
 
     tx = make_tx(config, make_schedule(config.schedule, 0.0, 1, 1))
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-                       opt_state=tx.init(params))  # fmt: skip
-    os.makedirs(args.out, exist_ok=True)
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=batch_stats,
+        opt_state=tx.init(params),
+    )
+    epath.Path(args.out).mkdir(parents=True, exist_ok=True)
     ckpt = Checkpointer(wd.checkpoints_dir(args.out), asynchronous=False)
     ckpt.save(0, state, wait=True)
     ckpt.close()

@@ -167,6 +167,14 @@ COMMANDS: dict[str, Check] = {
     "DRY_RUN=1 scripts/tpu/launch.sh ...": Check(
         DRY_RUN, "scripts/tpu/launch.sh --config=configs/resnet.py:50 --workdir=gs://B/r50"
     ),
+    # gs:// workdirs, compilation cache
+    "python train.py --config=configs/default.py --workdir=gs://YOUR_BUCKET/lenet5": Check(
+        PARSE, why="needs a Cloud Storage bucket; tests/test_gcs.py runs it against an emulator"
+    ),
+    "python train.py --config=configs/resnet.py:18,smoke --workdir=workdirs/r18_smoke "
+    "--compilation_cache=off": Check(
+        PARSE, why="compiles ResNet-18; tests/train/test_compile_cache.py launches train.py twice"
+    ),
     # Other clusters
     "srun --nodes=2 --ntasks-per-node=1 .venv/bin/python train.py --config=... "
     "--workdir=/shared/run": Check(

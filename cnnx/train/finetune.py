@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import optax
 from absl import logging
+from etils import epath
 from flax import traverse_util
 
 from cnnx.errors import CheckpointError, ConfigError
@@ -86,13 +87,14 @@ def load_source_variables(init_cfg, model_name: str) -> dict:
         return load_variables(init_cfg.checkpoint, init_cfg.step, ema=init_cfg.ema)
     path = init_cfg.torch_weights
     if path.endswith(".safetensors"):
-        from safetensors.numpy import load_file
+        from safetensors.numpy import load
 
-        state_dict = load_file(path)
+        state_dict = load(epath.Path(path).read_bytes())
     else:
         import torch
 
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        with epath.Path(path).open("rb") as f:  # local or gs://
+            state_dict = torch.load(f, map_location="cpu", weights_only=True)
         state_dict = state_dict.get("state_dict", state_dict)
     from cnnx import convert, models
 
@@ -164,8 +166,12 @@ def initialize_from(state, init_cfg, model_name: str, shardings):
         reset_head=init_cfg.reset_head,
         head_pattern=init_cfg.head_pattern or DEFAULT_HEAD_PATTERN,
     )
-    logging.info("Initialised %d tensors from weights; %d left fresh: %s",
-                 len(loaded), len(fresh), fresh[:10])  # fmt: skip
+    logging.info(
+        "Initialised %d tensors from weights; %d left fresh: %s",
+        len(loaded),
+        len(fresh),
+        fresh[:10],
+    )
     params = merged["params"]
     batch_stats = merged["batch_stats"] or state.batch_stats
     new = state.replace(
@@ -179,19 +185,21 @@ def initialize_from(state, init_cfg, model_name: str, shardings):
 
 
 def check_init_config(init_cfg) -> None:
-    """Fails before any compilation when the initial weights cannot be found."""
-    import os
+    """Fails before any compilation when the initial weights cannot be found (local or gs://).
 
+    Raises:
+      ConfigError: both sources are set, or the one set does not exist.
+    """
     if init_cfg.checkpoint and init_cfg.torch_weights:
         raise ConfigError(
             "Set only one of --config.init.checkpoint and --config.init.torch_weights."
         )
-    if init_cfg.torch_weights and not os.path.exists(init_cfg.torch_weights):
+    if init_cfg.torch_weights and not epath.Path(init_cfg.torch_weights).exists():
         raise ConfigError(
             f"--config.init.torch_weights={init_cfg.torch_weights}: no such file. Download the "
             "torchvision / timm weights (.pth or .safetensors) and pass their path."
         )
-    if init_cfg.checkpoint and not os.path.isdir(init_cfg.checkpoint):
+    if init_cfg.checkpoint and not epath.Path(init_cfg.checkpoint).is_dir():
         raise ConfigError(
             f"--config.init.checkpoint={init_cfg.checkpoint}: no such directory (a cnnx workdir "
             "or its checkpoints/ directory)."

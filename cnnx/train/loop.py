@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 from absl import logging
-from clu import metric_writers, parameter_overview
+from clu import parameter_overview
 from etils import epath
 
 from cnnx.data import to_global
@@ -241,10 +241,7 @@ class MetricsLog:
             with _writing(self.path):
                 wd.keep_metrics_until(self.path, start_step)
         # Synchronous: a failed write raises here, in the loop, not in a background thread.
-        # The log lines are this class's own (one per log step), not the writer's.
-        self.writer = metric_writers.MultiWriter(
-            [metric_writers.SummaryWriter(workdir)] if process_index == 0 else []
-        )
+        self.writer = wd.metric_writer(workdir, just_logging=process_index > 0)
 
     def wall_time(self) -> float:
         """Seconds spent on the run so far, over all its segments."""

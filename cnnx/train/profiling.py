@@ -21,10 +21,13 @@ package) or upload the `.xplane.pb` file to xprof / Perfetto.
 
 import contextlib
 import os
+import shutil
+import tempfile
 import time
 
 import jax
 from absl import logging
+from etils import epath
 
 
 class StepTimer:
@@ -83,6 +86,9 @@ class Profiler:
 
     def __init__(self, profile_steps, directory: str, start_step: int):
         self.directory = directory
+        # jax.profiler writes through XLA's own file system layer, which does not reach gs://
+        # the way the path layer does: a gs:// trace is written locally, then copied over.
+        self._local = None
         self.first, self.count = profile_steps if profile_steps else (None, 0)
         self.active = False
         if self.first is not None and start_step > self.first:
@@ -97,7 +103,9 @@ class Profiler:
     def before_step(self, step: int) -> None:
         """`step`: steps completed so far."""
         if self.first is not None and step == self.first and not self.active:
-            jax.profiler.start_trace(self.directory)
+            if "://" in self.directory:
+                self._local = tempfile.mkdtemp(prefix="cnnx_profile_")
+            jax.profiler.start_trace(self._local or self.directory)
             self.active = True
             logging.info(
                 "Profiling steps %d-%d into %s", step + 1, step + self.count, self.directory
@@ -119,6 +127,21 @@ class Profiler:
         if outputs is not None:
             jax.block_until_ready(outputs)  # the traced steps' device work is in the trace
         jax.profiler.stop_trace()
+        if self._local is not None:
+            _copy_tree(self._local, self.directory)
+            shutil.rmtree(self._local, ignore_errors=True)
+            self._local = None
         self.active = False
         self.first = None
         logging.info("Profile written to %s", os.path.join(self.directory, "plugins", "profile"))
+
+
+def _copy_tree(local: str, remote: str) -> None:
+    """Copies the files under a local folder into a (gs://) folder, keeping their layout."""
+    for root, _, files in os.walk(local):
+        for name in files:
+            source = os.path.join(root, name)
+            target = epath.Path(remote) / os.path.relpath(source, local)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(source, "rb") as f:
+                target.write_bytes(f.read())

@@ -197,7 +197,7 @@ def test_tensorboard_write_failure_is_one_error(tmp_path, monkeypatch):
         writer.write_scalars = write_scalars
         return writer
 
-    monkeypatch.setattr(loop.metric_writers, "SummaryWriter", failing_writer)
+    monkeypatch.setattr(metric_writers, "SummaryWriter", failing_writer)
     _hold_commits(monkeypatch, 2.0)
     with pytest.raises(WorkdirError) as e:
         loop.train_and_evaluate(tiny_config(**{"ckpt.asynchronous": True}), str(tmp_path))
