@@ -114,6 +114,12 @@ COMMANDS: dict[str, Check] = {
     "--workdir=workdirs/r50_tv": Check(
         PARSE, why="needs the user's weights file; tests/scripts/test_convert_weights.py runs it"
     ),
+    "python eval.py --workdir=workdirs/r50_tv --config=configs/resnet.py:50 "
+    "--config.data.source=tfds:imagenet_v2 --config.data.download=True --split=test": Check(
+        PARSE,
+        why="downloads ImageNetV2 (1.2 GB) and needs converted ResNet-50 weights; "
+        "tests/scripts/test_convert_weights.py checks a conversion's logits against torch",
+    ),
     "python train.py --config=configs/finetune_flowers102.py "
     "--config.init.torch_weights=resnet50.pth --workdir=workdirs/flowers": Check(
         PARSE, why="needs Flowers-102 from TFDS and a weights file"
@@ -354,8 +360,14 @@ def _check_absl(script: str, args: list[str], monkeypatch):
         raise AssertionError(f"{shlex.join(argv)}: {type(e).__name__}: {e}") from e
 
 
+class _Parsed(Exception):
+    """Raised right after an argparse script parsed its arguments."""
+
+
 def _check_script_flags(script: str, args: list[str], monkeypatch):
-    """A scripts/ tool (absl flags on its own `FLAGS`, `cnnx.script_flags`) parses `args`."""
+    """A scripts/ tool parses `args`: with its own absl `FLAGS` (`cnnx.script_flags`), or,
+    for a script still on argparse (scripts/sweep.py), with its parser, stopped right after."""
+    import argparse
     import importlib.util
 
     from cnnx import script_flags
@@ -364,10 +376,23 @@ def _check_script_flags(script: str, args: list[str], monkeypatch):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     monkeypatch.chdir(ROOT)
+    if not hasattr(module, "FLAGS"):
+        original = argparse.ArgumentParser.parse_args
+
+        def parse_then_stop(self, a=None, namespace=None):
+            raise _Parsed(original(self, a, namespace))
+
+        monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
     try:
-        script_flags.parse(module.FLAGS, args, module.__doc__, program=script)
+        if hasattr(module, "FLAGS"):
+            script_flags.parse(module.FLAGS, args, module.__doc__, program=script)
+            return
+        module.main(args)
+    except _Parsed:
+        return
     except SystemExit as e:
         raise AssertionError(f"{script} {shlex.join(args)}: refused (exit {e.code})") from e
+    raise AssertionError(f"{script}: main() returned without parsing its arguments")
 
 
 def _check_words(words: list[str], monkeypatch):
@@ -449,7 +474,7 @@ def test_smoke_run(command, tmp_path, monkeypatch, capsys):
     check = TABLE[command]
     _, words = _split(_form(command, check, tmp_path))
     script, args = _entry(words)
-    if "--readme" in args:  # the README itself stays untouched: work on a copy
+    if any(a.startswith("--readme") for a in args):  # the README stays untouched: a copy
         shutil.copy(README, tmp_path / "README.md")
     monkeypatch.chdir(ROOT)
     spec = importlib.util.spec_from_file_location(f"_readme_run_{Path(script).stem}", ROOT / script)

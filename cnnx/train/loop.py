@@ -363,8 +363,7 @@ def _train_and_evaluate(config, exp, workdir, t_start, changes, preemption, step
     peak_lr = optim.scaled_lr(config.optim.base_lr, config.train.batch_size)
     schedule = optim.make_schedule(config.schedule, peak_lr, spe, total_steps)
     tx = make_tx(config, schedule)
-    finetune.check_init_config(config.init)
-    finetune.check_init_normalization(config, exp.spec.name)
+    finetune.check_init(config, exp.spec.name)  # every init problem in one error
 
     rng = jax.random.PRNGKey(config.seed)
     init_rng, step_rng = jax.random.split(rng)

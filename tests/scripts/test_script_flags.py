@@ -22,8 +22,19 @@ SCRIPTS = [
     "zoo_report",
 ]
 # The field's names; the old argparse ones (left) must be gone.
-OLD_NAMES = {"out", "resolution", "batch", "json", "checkpoint", "size", "num", "from",
-             "random_init", "vs-torch", "plots-dir"}  # fmt: skip
+OLD_NAMES = {
+    "out",
+    "resolution",
+    "batch",
+    "json",
+    "checkpoint",
+    "size",
+    "num",
+    "from",
+    "random_init",
+    "vs-torch",
+    "plots-dir",
+}
 PROBE = """
 import runpy, sys, time
 sys.argv = [{path!r}, "--help"]
@@ -42,8 +53,13 @@ print("PROBE", code, time.perf_counter() - t, ",".join(heavy) or "-", file=sys.s
 def test_help_exits_0_quickly_without_jax(name):
     path = str(ROOT / "scripts" / f"{name}.py")
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-c", PROBE.format(path=path)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    p = subprocess.run(
+        [sys.executable, "-c", PROBE.format(path=path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     wall = time.perf_counter() - t0
     _, code, seconds, heavy = p.stderr.strip().splitlines()[-1].split()
     assert code == "0", p.stderr
@@ -86,3 +102,27 @@ def test_two_scripts_and_two_parses_in_one_process(tmp_path, capsys):
     assert listing.main(["--models=lenet5"]) == 0
     assert listing.main([]) == 0
     assert "resnet50 " in capsys.readouterr().out
+
+
+def _train(*args):
+    return subprocess.run(
+        [sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_train_print_config_prints_the_resolved_config_and_exits():
+    import json
+
+    p = _train("--config=configs/default.py:smoke", "--config.optim.base_lr=0.3", "--print_config")
+    assert p.returncode == 0, p.stderr[-2000:]
+    config = json.loads(p.stdout)  # the JSON a run writes to config.json
+    assert config["optim"]["base_lr"] == 0.3 and config["model"]["name"] == "lenet5"
+    bad = _train("--config=configs/default.py", "--config.optim.base_lr=-1", "--print_config")
+    assert bad.returncode == 2 and not bad.stdout
+    assert "error: Invalid config: --config.optim.base_lr=-1.0 must be" in bad.stderr
+
+
+def test_train_help_says_where_the_schema_is_and_how_overrides_work():
+    text = _train("--help").stdout
+    assert "cnnx/train/config.py" in text and "--config.<section>.<key>=<value>" in text
+    assert "--[no]print_config" in text
