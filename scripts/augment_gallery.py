@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 from absl import flags
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from cnnx import script_flags
 
@@ -115,9 +115,11 @@ def grid(rows, size: int, label_width: int = 190) -> Image.Image:
         "RGB", (label_width + cols * (size + pad), len(rows) * (size + pad)), (255, 255, 255)
     )
     draw = ImageDraw.Draw(canvas)
+    # A scalable font: the default bitmap one drops spaces ("mixupa=0.8").
+    font = ImageFont.load_default(size=13)
     for r, (name, images) in enumerate(rows):
         y = r * (size + pad)
-        draw.text((4, y + size // 2 - 6), name, fill=(0, 0, 0))
+        draw.text((4, y + size // 2 - 7), name, fill=(0, 0, 0), font=font)
         for c, img in enumerate(images):
             canvas.paste(Image.fromarray(img), (label_width + c * (size + pad), y))
     return canvas

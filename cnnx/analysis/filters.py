@@ -78,7 +78,9 @@ def filters_png(params, title: str = "", min_cell: int = 48, dpi: int = 100) -> 
     import matplotlib.pyplot as plt
 
     path, kernel = first_conv_kernel(params)
-    image = grid(filter_images(kernel), min_cell)
+    cols = math.ceil(math.sqrt(kernel.shape[3]))
+    # Few filters (LeNet's 6) get bigger cells: the grid is at least ~240 px wide.
+    image = grid(filter_images(kernel), max(min_cell, 240 // cols))
     h, w = image.shape[:2]
     title_px = 56  # two lines of 11-pt text
     width = max(w, 360)  # room for the title under narrow grids
