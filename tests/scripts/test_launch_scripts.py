@@ -18,8 +18,14 @@ SHELLCHECK = shutil.which("shellcheck") or shutil.which(
 
 def _dry_run(script, *args, **env):
     env = {**os.environ, "DRY_RUN": "1", **env}
-    p = subprocess.run(["bash", os.path.join(REPO, script), *args], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    p = subprocess.run(
+        ["bash", os.path.join(REPO, script), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 0, p.stderr
     return [line[2:] for line in p.stdout.splitlines() if line.startswith("+ ")]
 
@@ -38,15 +44,25 @@ def test_shellcheck_clean():
 
 
 def test_tpu_dry_run_prints_the_gcloud_commands():
-    env = {"TPU_NAME": "t1", "ZONE": "europe-west4-a", "ACCELERATOR_TYPE": "v4-32",
-           "PROJECT": "proj", "NUM_WORKERS": "4", "SPOT": "1"}  # fmt: skip
+    env = {
+        "TPU_NAME": "t1",
+        "ZONE": "europe-west4-a",
+        "ACCELERATOR_TYPE": "v4-32",
+        "PROJECT": "proj",
+        "NUM_WORKERS": "4",
+        "SPOT": "1",
+    }
     where = "--zone=europe-west4-a --project=proj"
     vm = "gcloud compute tpus tpu-vm"
     assert _dry_run("scripts/tpu/create.sh", **env) == [
         f"{vm} create t1 --accelerator-type=v4-32 --version=tpu-ubuntu2204-base --spot {where}"
     ]
-    launch = _dry_run("scripts/tpu/launch.sh", "--config=configs/resnet.py:50",
-                      "--workdir=gs://bucket/r 50", **env)  # fmt: skip
+    launch = _dry_run(
+        "scripts/tpu/launch.sh",
+        "--config=configs/resnet.py:50",
+        "--workdir=gs://bucket/r 50",
+        **env,
+    )
     assert launch[0].startswith("tar -czf ")
     assert launch[1].startswith(f"{vm} scp ") and launch[1].endswith(
         f"t1:cnnx.tar.gz --worker=all {where}"
@@ -69,8 +85,13 @@ def test_tpu_dry_run_prints_the_gcloud_commands():
 
 
 def test_tpu_launch_needs_train_flags():
-    p = subprocess.run(["bash", "scripts/tpu/launch.sh"], cwd=REPO, capture_output=True,
-                       text=True, env={**os.environ, "DRY_RUN": "1"})  # fmt: skip
+    p = subprocess.run(
+        ["bash", "scripts/tpu/launch.sh"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DRY_RUN": "1"},
+    )
     assert p.returncode == 2 and "usage" in p.stderr
 
 
@@ -95,9 +116,14 @@ def test_tpu_launch_checks_every_setting_before_gcloud():
     in one message, exit 2, and no gcloud or tar command runs (not even in DRY_RUN)."""
     base = {k: v for k, v in os.environ.items() if k not in ("TPU_NAME", "ZONE")}
     env = {**base, "DRY_RUN": "1", "ACCELERATOR_TYPE": "v4_32"}
-    p = subprocess.run(["bash", "scripts/tpu/launch.sh", "--config=configs/resnet50.py",
-                        "--workdir=workdirs/r50"], cwd=REPO, env=env, capture_output=True,
-                       text=True, timeout=60)  # fmt: skip
+    p = subprocess.run(
+        ["bash", "scripts/tpu/launch.sh", "--config=configs/resnet50.py", "--workdir=workdirs/r50"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 2
     assert "5 problem(s), nothing was started" in p.stderr
     for words in (
@@ -107,13 +133,19 @@ def test_tpu_launch_checks_every_setting_before_gcloud():
         "--config=configs/resnet50.py is not a file tracked",
         "--workdir=workdirs/r50",
     ):
-        assert words in p.stderr, words  # fmt: skip
+        assert words in p.stderr, words
     assert "+ " not in p.stdout  # nothing printed for running
     # Without DRY_RUN and without gcloud on the PATH it says so too (and runs nothing).
     env = {**base, "TPU_NAME": "t1", "ZONE": "us-central2-b", "PATH": "/usr/bin:/bin"}
     env.pop("DRY_RUN", None)
-    p = subprocess.run(["bash", "scripts/tpu/launch.sh", "--workdir=gs://b/r"], cwd=REPO,
-                       env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    p = subprocess.run(
+        ["bash", "scripts/tpu/launch.sh", "--workdir=gs://b/r"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if shutil.which("gcloud", path="/usr/bin:/bin") is None:
         assert p.returncode == 2 and "gcloud is not installed" in p.stderr
 
@@ -124,10 +156,22 @@ def test_tpu_launch_ships_only_tracked_files(tmp_path):
     with open(stray, "w") as f:
         f.write("not code")
     try:
-        env = {**os.environ, "DRY_RUN": "1", "TMPDIR": str(tmp_path), "TPU_NAME": "t1",
-               "ZONE": "us-central2-b", "NUM_WORKERS": "1"}  # fmt: skip
-        p = subprocess.run(["bash", "scripts/tpu/launch.sh", "--workdir=gs://b/r"], cwd=REPO,
-                           env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+        env = {
+            **os.environ,
+            "DRY_RUN": "1",
+            "TMPDIR": str(tmp_path),
+            "TPU_NAME": "t1",
+            "ZONE": "us-central2-b",
+            "NUM_WORKERS": "1",
+        }
+        p = subprocess.run(
+            ["bash", "scripts/tpu/launch.sh", "--workdir=gs://b/r"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert p.returncode == 0, p.stderr
         shipped = (tmp_path / "cnnx-t1.files").read_text().split("\0")
         assert "train.py" in shipped and "scripts/tpu/launch.sh" in shipped
