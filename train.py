@@ -20,10 +20,11 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 from absl import app, flags
 from ml_collections import config_flags
 
+from cnnx.cli import CONFIG_HELP
 from cnnx.train import compile_cache, distributed
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/default.py", "Config file (path[:arg]).", lock_config=True
+    "config", "configs/default.py", CONFIG_HELP, lock_config=True
 )
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Checkpoints, logs and results of this run go here (required)."
@@ -34,6 +35,9 @@ _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     "Continue the run in --workdir although this config differs from its config.json "
     "(recorded in <workdir>/config_history.jsonl). Without it such a restart is refused.",
 )
+_PRINT_CONFIG = flags.DEFINE_bool(
+    "print_config", False, "Print the resolved config (file + overrides), validated, and exit."
+)
 distributed.define_flags()
 compile_cache.define_flags()
 
@@ -41,8 +45,10 @@ compile_cache.define_flags()
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from cnnx.cli import run_training, start_process
+    from cnnx.cli import print_config, run_training, start_process
 
+    if _PRINT_CONFIG.value:
+        return print_config(_CONFIG.value)
     if not _WORKDIR.value:
         print(
             "error: --workdir is required: the directory of this run (checkpoints, logs, "

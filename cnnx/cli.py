@@ -12,6 +12,39 @@ from absl import flags
 _CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 
+CONFIG_HELP = (
+    "Config file, path[:arg] (e.g. configs/resnet.py:50,smoke): its get_config(arg) returns "
+    "an ml_collections ConfigDict. The schema (every section, key and default) is "
+    "cnnx/train/config.py: base_config() for the keys, _RULES for the allowed values. "
+    "Override any key on the command line with --config.<section>.<key>=<value>, e.g. "
+    "--config.train.batch_size=256 --config.optim.base_lr=0.1 "
+    "--config.data.mean='(0.5,)'; values are parsed as Python literals, unknown keys are "
+    "refused with the valid ones. --print_config prints the result and exits."
+)
+
+
+def print_config(config) -> int:
+    """train.py --print_config: prints the config (file + overrides) as the JSON a run saves
+    in config.json, once it passes the schema check (`cnnx.train.config.validate`) and names
+    a registered model.
+
+    Returns:
+      0 after printing it to stdout; 2 after one `error:` line when it is invalid.
+    """
+    from cnnx import models
+    from cnnx.errors import CnnxError
+    from cnnx.train.config import validate
+
+    try:
+        validate(config)
+        models.get_spec(config.model.name)  # unknown model: the registry's message
+    except (CnnxError, KeyError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(config.to_json_best_effort(indent=2, sort_keys=True))
+    return 0
+
+
 def _suggest(argv: list[str], message: str) -> str:
     """Names the bad `--config.a.b` override and suggests the closest existing key."""
     match = re.search(r"'([^']+)'", message)

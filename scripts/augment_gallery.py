@@ -1,8 +1,8 @@
 """A PNG grid of every training augmentation applied to a few images (one row per op).
 
-    python scripts/augment_gallery.py --out gallery.png                  # bundled digits
-    python scripts/augment_gallery.py --photos --out gallery_photos.png   # sklearn's 2 photos
-    python scripts/augment_gallery.py --folder PATH --out gallery.png     # your JPEG/PNG files
+    python scripts/augment_gallery.py --output gallery.png                 # bundled digits
+    python scripts/augment_gallery.py --photos --output gallery_photos.png  # sklearn's 2 photos
+    python scripts/augment_gallery.py --folder PATH --output gallery.png    # your JPEG/PNG files
 
 Each row runs one preprocessing string of `cnnx.data.preprocess` inside tf.data with the
 stateless per-example seeds the training pipeline uses; the last rows are Mixup and CutMix
@@ -10,19 +10,31 @@ from `cnnx.data.mixing` (the pair of column i is column N-1-i, as in training). 
 erasing runs after `normalize`, so its row is shown un-normalised.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import jax
 import numpy as np
-import tensorflow as tf
-from PIL import Image, ImageDraw
+from absl import flags
+from PIL import Image, ImageDraw, ImageFont
 
-from cnnx.data import mixing
-from cnnx.data.pp import PPContext, build
+from cnnx import script_flags
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_string(
+    "folder",
+    None,
+    "A folder of JPEG/PNG images to show (default: the bundled digits).",
+    flag_values=FLAGS,
+)
+flags.DEFINE_bool(
+    "photos", False, "Show scikit-learn's two sample photos instead of digits.", flag_values=FLAGS
+)
+flags.DEFINE_integer("num_images", 6, "Images shown (the columns).", flag_values=FLAGS)
+flags.DEFINE_integer("image_size", 96, "Output side of each op, in pixels.", flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "Seed of the Mixup / CutMix draw.", flag_values=FLAGS)
+flags.DEFINE_string("output", "augment_gallery.png", "The PNG to write.", flag_values=FLAGS)
 
 ROWS = (
     ("original (resize)", "resize"),
@@ -42,8 +54,9 @@ MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 def load_images(args) -> list[np.ndarray]:
     """uint8 RGB images: digits (upsampled ×8), sklearn's sample photos, or a folder."""
     if args.folder:
-        paths = sorted(p for p in Path(args.folder).iterdir() if p.suffix.lower() in
-                       (".jpg", ".jpeg", ".png", ".bmp"))[: args.num]  # fmt: skip
+        suffixes = (".jpg", ".jpeg", ".png", ".bmp")
+        paths = sorted(p for p in Path(args.folder).iterdir() if p.suffix.lower() in suffixes)
+        paths = paths[: args.num_images]
         if not paths:
             raise SystemExit(f"no JPEG/PNG images in {args.folder}")
         return [np.asarray(Image.open(p).convert("RGB")) for p in paths]
@@ -51,18 +64,22 @@ def load_images(args) -> list[np.ndarray]:
         from sklearn.datasets import load_sample_images
 
         photos = load_sample_images().images
-        return [photos[i % len(photos)] for i in range(args.num)]
+        return [photos[i % len(photos)] for i in range(args.num_images)]
     from sklearn.datasets import load_digits
 
     d = load_digits()
     out = []
-    for img in d.images[: args.num]:
+    for img in d.images[: args.num_images]:
         gray = Image.fromarray(np.round(img * 255 / 16).astype(np.uint8)).resize((64, 64))
         out.append(np.repeat(np.asarray(gray)[..., None], 3, axis=-1))
     return out
 
 
-def run_row(pp: str, images, ctx: PPContext) -> list[np.ndarray]:
+def run_row(pp: str, images, ctx) -> list[np.ndarray]:
+    import tensorflow as tf
+
+    from cnnx.data.pp import build
+
     fn = build(pp, ctx)
     rows = []
     for i, img in enumerate(images):
@@ -75,6 +92,10 @@ def run_row(pp: str, images, ctx: PPContext) -> list[np.ndarray]:
 
 
 def mixed_rows(originals, seed: int):
+    import jax
+
+    from cnnx.data import mixing
+
     x = np.stack(originals).astype(np.float32)
     labels = np.arange(len(originals))
     out = []
@@ -94,31 +115,31 @@ def grid(rows, size: int, label_width: int = 190) -> Image.Image:
         "RGB", (label_width + cols * (size + pad), len(rows) * (size + pad)), (255, 255, 255)
     )
     draw = ImageDraw.Draw(canvas)
+    # A scalable font: the default bitmap one drops spaces ("mixupa=0.8").
+    font = ImageFont.load_default(size=13)
     for r, (name, images) in enumerate(rows):
         y = r * (size + pad)
-        draw.text((4, y + size // 2 - 6), name, fill=(0, 0, 0))
+        draw.text((4, y + size // 2 - 7), name, fill=(0, 0, 0), font=font)
         for c, img in enumerate(images):
             canvas.paste(Image.fromarray(img), (label_width + c * (size + pad), y))
     return canvas
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--folder", help="folder of JPEG/PNG images (default: digits)")
-    parser.add_argument("--photos", action="store_true", help="sklearn's two sample photos")
-    parser.add_argument("--num", type=int, default=6, help="images (columns)")
-    parser.add_argument("--size", type=int, default=96, help="output resolution of each op")
-    parser.add_argument("--seed", type=int, default=0, help="mixup / cutmix draw")
-    parser.add_argument("--out", default="augment_gallery.png")
-    args = parser.parse_args()
+def main(argv=None) -> int:
+    args = script_flags.parse(FLAGS, argv, __doc__)
+    import tensorflow as tf
+
+    from cnnx.data.preprocess import PPContext
+
     tf.config.set_visible_devices([], "GPU")
     images = load_images(args)
-    ctx = PPContext(image_size=args.size, mean=MEAN, std=STD, channels=3)
+    ctx = PPContext(image_size=args.image_size, mean=MEAN, std=STD, channels=3)
     rows = [(name, run_row(pp, images, ctx)) for name, pp in ROWS]
     rows += mixed_rows(rows[0][1], args.seed)
-    grid(rows, args.size).save(args.out)
-    print(f"wrote {args.out}: {len(rows)} rows × {len(images)} images")
+    grid(rows, args.image_size).save(args.output)
+    print(f"wrote {args.output}: {len(rows)} rows × {len(images)} images")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

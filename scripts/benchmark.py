@@ -1,23 +1,23 @@
 """Throughput of inference and of the real training step, against ceilings measured alongside.
 
-  python scripts/benchmark.py --models resnet50 --batch 16 --resolution 224 --vs-torch
-  python scripts/benchmark.py --families --json families.json   # the README's table
+  python scripts/benchmark.py --models resnet50 --batch_size 16 --image_size 224 --vs_torch
+  python scripts/benchmark.py --families --output families.json   # the README's table
   python scripts/benchmark.py --models resnet50:16,efficientnet_b0:8 --dtype bfloat16
-  python scripts/benchmark.py --models resnet50 --input-pipeline      # + tf.data over JPEGs
-  python scripts/benchmark.py --depthwise-layers --batch 8    # one layer: XLA, cnnx, torch
+  python scripts/benchmark.py --models resnet50 --input_pipeline      # + tf.data over JPEGs
+  python scripts/benchmark.py --depthwise_layers --batch_size 8   # one layer: XLA, cnnx, torch
 
 Per model: inference and train-step images/s (median of --repeats timed runs after --warmup),
 compile times, achieved GFLOP/s and its fraction of two ceilings measured in the same run,
-XLA's compiled peak memory; with --vs-torch the torchvision / timm counterpart timed in the
+XLA's compiled peak memory; with --vs_torch the torchvision / timm counterpart timed in the
 same process in both of torch's memory formats (NCHW and channels-last, which torch users
-who care about CPU speed pick; --torch-formats to choose), its runs alternating with cnnx's
+who care about CPU speed pick; --torch_formats to choose), its runs alternating with cnnx's
 (one of each per round, the order rotating), and train_ratio / infer_ratio: the median over
 rounds of torch's time / cnnx's, so that a shared host's drifting speed weighs on both alike.
---families is --vs-torch --resolution 224 over one model per family whose CPU speed the
-README tracks, each at its own batch (FAMILIES below); `name:batch` in --models sets a batch
+--families is --vs_torch --image_size 224 over one model per family whose CPU speed the
+README tracks, each at its own batch (FAMILIES below); `name:batch_size` in --models sets a batch
 per model.
 
-  matmul ceiling  GFLOP/s of one large square matrix product (--matmul-size) in float32, and
+  matmul ceiling  GFLOP/s of one large square matrix product (--matmul_size) in float32, and
                   in bfloat16 too with --dtype bfloat16: the matrix unit's speed through XLA.
   conv ceiling    the model's own convolutions (every conv_general_dilated of its forward
                   pass, exact shapes and settings) timed one by one, forward + input and
@@ -28,16 +28,15 @@ per model.
   peak MB         XLA's memory analysis of the compiled step (arguments + outputs +
                   temporaries - donated buffers).
 
---input-pipeline writes --pipeline-images JPEGs (500x375) to a temporary folder and measures
+--input_pipeline writes --pipeline_images JPEGs (500x375) to a temporary folder and measures
 images/s of the trainer's tf.data pipeline over them (folder source, inception crop at 224,
 flip, normalise), and for each model how many train steps' worth of images it delivers
-(input_over_train). --depthwise-layers times single depthwise convolutions instead (the
+(input_over_train). --depthwise_layers times single depthwise convolutions instead (the
 shapes of issue 20: XLA's grouped convolution, cnnx.layers.depthwise, torch channels-last;
 forward and forward + both gradients, in alternation). See cnnx/analysis/benchmark.py for the
 exact definitions.
 """
 
-import argparse
 import json
 import os
 import platform
@@ -48,6 +47,9 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from absl import flags
+
+from cnnx import script_flags
 
 # --families: (model, batch) at 224 px, the README's "Performance" table.
 FAMILIES = (
@@ -58,57 +60,104 @@ FAMILIES = (
     ("mobilenet_v2", 8),
     ("convnext_tiny", 8),
 )
-# --torch-formats: label -> channels_last.
+# --torch_formats: label -> channels_last.
 TORCH_FORMATS = {"nchw": False, "channels_last": True}
 
 
+FLAGS = flags.FlagValues()
+flags.DEFINE_string(
+    "models",
+    "resnet50",
+    "Comma-separated registry names, each `name` or `name:batch_size`.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_bool(
+    "families",
+    False,
+    "The README's table: one model per family at 224 px, vs torch.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_integer(
+    "batch_size", 16, "Batch size of the models given without one.", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+    "image_size", None, "Input side in pixels (default: each model's own).", flag_values=FLAGS
+)
+flags.DEFINE_enum("dtype", "float32", ("float32", "bfloat16"), "Compute dtype.", flag_values=FLAGS)
+flags.DEFINE_integer("repeats", 5, "Timed runs (the median is reported).", flag_values=FLAGS)
+flags.DEFINE_integer("warmup", 2, "Untimed runs after compiling.", flag_values=FLAGS)
+flags.DEFINE_bool(
+    "vs_torch",
+    False,
+    "Time the torchvision / timm counterpart in the same process too.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_list(
+    "torch_formats",
+    ["nchw", "channels_last"],
+    "Torch memory formats to time with --vs_torch: nchw, channels_last or both.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_bool(
+    "conv_ceiling",
+    True,
+    "Time the model's convolutions one by one (--noconv_ceiling skips).",
+    flag_values=FLAGS,
+)
+flags.DEFINE_integer(
+    "matmul_size",
+    2048,
+    "Side of the square matrix product of the matmul ceiling.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_bool(
+    "input_pipeline",
+    False,
+    "Also time the tf.data pipeline over JPEGs it writes.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_integer(
+    "pipeline_images", 256, "JPEGs (500x375) written for --input_pipeline.", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+    "pipeline_batches", 30, "Batches timed by --input_pipeline.", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+    "pipeline_image_size", 224, "Crop size of the --input_pipeline pipeline.", flag_values=FLAGS
+)
+flags.DEFINE_string("output", None, "Write every figure to this JSON file.", flag_values=FLAGS)
+flags.DEFINE_bool(
+    "depthwise_layers",
+    False,
+    "Time single depthwise layers only (XLA, cnnx, torch).",
+    flag_values=FLAGS,
+)
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument(
-        "--models", default="resnet50", help="comma-separated registry names, each `name:batch`"
-    )
-    p.add_argument("--families", action="store_true", help="the README's table (see above)")
-    p.add_argument("--batch", type=int, default=16, help="for models given without one")
-    p.add_argument("--resolution", type=int, default=None, help="default: each model's own")
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
-    p.add_argument("--repeats", type=int, default=5, help="timed runs (median reported)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed runs after compiling")
-    p.add_argument("--vs-torch", action="store_true", help="time the torch counterpart too")
-    p.add_argument(
-        "--torch-formats",
-        default="nchw,channels_last",
-        help="torch memory formats to time with --vs-torch: nchw, channels_last or both",
-    )
-    p.add_argument(
-        "--torch-channels-last", action="store_true", help="--torch-formats channels_last"
-    )
-    p.add_argument("--no-conv-ceiling", action="store_true", help="skip the per-conv timing")
-    p.add_argument("--matmul-size", type=int, default=2048)
-    p.add_argument("--input-pipeline", action="store_true", help="also time tf.data on JPEGs")
-    p.add_argument("--pipeline-images", type=int, default=256)
-    p.add_argument("--pipeline-batches", type=int, default=30)
-    p.add_argument("--pipeline-resolution", type=int, default=224)
-    p.add_argument("--json", default=None, help="write all figures here")
-    p.add_argument(
-        "--depthwise-layers", action="store_true", help="time single depthwise layers only"
-    )
-    args = p.parse_args(argv)
+    """The flags as a namespace, with --families expanded and `model_batches` added."""
+    args = script_flags.parse(FLAGS, argv, __doc__)
     if args.families:
         args.models = ",".join(f"{name}:{batch}" for name, batch in FAMILIES)
-        args.resolution = args.resolution or 224
+        args.image_size = args.image_size or 224
         args.vs_torch = True
-    if args.torch_channels_last:
-        args.torch_formats = "channels_last"
-    args.torch_formats = [f.strip().lower() for f in args.torch_formats.split(",") if f.strip()]
+    args.torch_formats = [f.strip().lower() for f in args.torch_formats if f.strip()]
     unknown = sorted(set(args.torch_formats) - set(TORCH_FORMATS))
     if unknown or not args.torch_formats:
-        p.error(f"--torch-formats: {unknown or 'none'}; choose from {', '.join(TORCH_FORMATS)}")
-    args.model_batches = [_model_batch(entry, args.batch, p) for entry in args.models.split(",")]
+        _usage_error(
+            f"--torch_formats: {unknown or 'none'}; choose from {', '.join(TORCH_FORMATS)}"
+        )
+    args.model_batches = [_model_batch(entry, args.batch_size) for entry in args.models.split(",")]
     args.model_batches = [mb for mb in args.model_batches if mb]
     return args
 
 
-def _model_batch(entry: str, default_batch: int, parser) -> tuple[str, int] | None:
+def _usage_error(message: str):
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _model_batch(entry: str, default_batch: int) -> tuple[str, int] | None:
     """'name' or 'name:batch' -> (name, batch); '' -> None."""
     name, _, batch = entry.strip().partition(":")
     if not name:
@@ -116,7 +165,7 @@ def _model_batch(entry: str, default_batch: int, parser) -> tuple[str, int] | No
     if not batch:
         return name, default_batch
     if not batch.isdigit() or int(batch) < 1:
-        parser.error(f"--models: {entry!r}: the batch after ':' must be a positive integer")
+        _usage_error(f"--models: {entry!r}: the batch size after ':' must be a positive integer")
     return name, int(batch)
 
 
@@ -167,6 +216,10 @@ def table(result: dict) -> str:
         "t.*, cl.*: torch counterpart images/s, NCHW and channels-last; x.*, xcl.*: cnnx /",
         "torch speed (NCHW, channels-last), median over paired rounds.",
     ]
+    cfg = result["config"]
+    warning = load_warning(cfg.get("load_avg"), cfg.get("load_avg_after"), cfg.get("cpu_count"))
+    if warning:
+        lines += ["", warning]
     pipe = result.get("input_pipeline")
     if pipe:
         lines.append(
@@ -205,8 +258,8 @@ def run(args) -> dict:
     from cnnx.analysis import benchmark
 
     config = {
-        "batch": args.batch,
-        "resolution": args.resolution,
+        "batch": args.batch_size,
+        "resolution": args.image_size,
         "dtype": args.dtype,
         "repeats": args.repeats,
         "warmup": args.warmup,
@@ -214,19 +267,24 @@ def run(args) -> dict:
         f"{os.cpu_count()} CPUs)",
         "jax": jax.__version__,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "load_avg": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "load_avg": _load_avg(),
+        "cpu_count": os.cpu_count(),
     }
     mm = {"float32": benchmark.matmul_ceiling(jax.numpy.float32, args.matmul_size)}
     if args.dtype == "bfloat16":
         mm["bfloat16"] = benchmark.matmul_ceiling(jax.numpy.bfloat16, args.matmul_size)
     result = {"config": config, "ceilings": {"matmul_gflops": mm}, "models": []}
-    for name, batch in args.model_batches:
+    from tqdm import tqdm
+
+    bar = tqdm(args.model_batches, desc="benchmark", unit="model", file=sys.stderr)
+    for name, batch in bar:
+        bar.set_postfix_str(f"{name} (compile, warm-up, {args.repeats} timed runs)")
         companions = {}
         if args.vs_torch:
             from cnnx.analysis import torch_speed
 
             if torch_speed.counterpart(name) is not None:
-                resolution = args.resolution or models.get_spec(name).resolution
+                resolution = args.image_size or models.get_spec(name).resolution
                 companions = {
                     fmt: torch_speed.TorchRunner(
                         name, batch, resolution, args.dtype, channels_last=TORCH_FORMATS[fmt]
@@ -236,11 +294,11 @@ def run(args) -> dict:
         m = benchmark.benchmark_model(
             name,
             batch,
-            args.resolution,
+            args.image_size,
             args.dtype,
             warmup=args.warmup,
             repeats=args.repeats,
-            conv_ceiling_too=not args.no_conv_ceiling,
+            conv_ceiling_too=args.conv_ceiling,
             companions=companions,
         )
         m["train_fraction_of_matmul"] = m["train_gflops"] / mm[args.dtype]
@@ -248,23 +306,47 @@ def run(args) -> dict:
         for fmt, figures in m.pop("companions").items():
             m.update(_torch_columns(fmt, figures, companions[fmt].info))
         result["models"].append(m)
-        print(f"done: {name}", file=sys.stderr, flush=True)
     if args.input_pipeline:
         from cnnx.analysis import input_speed
 
         with tempfile.TemporaryDirectory() as root:
             input_speed.write_jpegs(root, args.pipeline_images)
             pipe = input_speed.pipeline_throughput(
-                root, args.batch, args.pipeline_resolution, batches=args.pipeline_batches
+                root, args.batch_size, args.pipeline_image_size, batches=args.pipeline_batches
             )
         result["input_pipeline"] = pipe
         for m in result["models"]:
             m["input_over_train"] = pipe["ips"] / m["train_ips"]
+    config["load_avg_after"] = _load_avg()
     return result
 
 
+def _load_avg() -> list[float] | None:
+    """The host's 1, 5 and 15-minute load averages (None where the OS has none)."""
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+
+def load_warning(before: list[float] | None, after: list[float] | None, cpus: int) -> str | None:
+    """A warning line when the host was busy enough to skew the timings, else None.
+
+    Other processes were running when the 1-minute load average before the run was at least
+    half the CPU count (the benchmark had not started yet), or when after the run it
+    exceeded the CPU count (more runnable threads than cores, the benchmark's included).
+    """
+    if not before or not after or not cpus:
+        return None
+    if before[0] < cpus / 2 and after[0] <= cpus:
+        return None
+    return (
+        f"WARNING: the host was busy (1-min load average {before[0]:.1f} before, "
+        f"{after[0]:.1f} after, {cpus} CPUs): other processes shared the cores, so these "
+        "figures are low and noisy; the torch ratios (paired rounds) are the most reliable. "
+        "Rerun on an idle host."
+    )
+
+
 def layer_table(rows: list[dict]) -> str:
-    """The stdout table of --depthwise-layers: milliseconds per layer."""
+    """The stdout table of --depthwise_layers: milliseconds per layer."""
     heads = [f"{who} {kind}" for kind in ("fwd", "train") for who in ("xla", "cnnx", "torch")]
     lines = [f"{'layer (HxWxC k /s)':<22}" + "".join(f"{h:>12}" for h in heads)]
     for row in rows:
@@ -285,16 +367,16 @@ def main(argv=None) -> int:
 
         from cnnx.analysis import benchmark
 
-        rows = benchmark.depthwise_layers(args.batch, warmup=args.warmup, repeats=args.repeats)
+        rows = benchmark.depthwise_layers(args.batch_size, warmup=args.warmup, repeats=args.repeats)
         sys.stdout.write(layer_table(rows))
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"batch": args.batch, "layers": rows}, f, indent=2)
+        if args.output:
+            with open(args.output, "w") as f:
+                json.dump({"batch": args.batch_size, "layers": rows}, f, indent=2)
         return 0
     result = run(args)
     sys.stdout.write(table(result))
-    if args.json:
-        with open(args.json, "w") as f:
+    if args.output:
+        with open(args.output, "w") as f:
             json.dump(result, f, indent=2, default=float)
     return 0
 

@@ -1,13 +1,14 @@
 """Convert a torchvision / timm weights file into a cnnx checkpoint.
 
-    python scripts/convert_weights.py --model resnet18 --from resnet18.pth --out workdirs/r18_tv
+    python scripts/convert_weights.py --model resnet18 --torch_weights resnet18.pth \
+        --workdir workdirs/r18_tv
     python eval.py --workdir=workdirs/r18_tv --config=configs/resnet.py:18
     python train.py --config=configs/resnet.py:18 --config.init.checkpoint=workdirs/r18_tv
 
 Reads a `.pth`/`.pt` (torch.save of a state_dict, or of {'state_dict': ...}) or a
 `.safetensors` file, maps every tensor onto the cnnx model (printing what mapped and what was
 deliberately left out), refuses any shape mismatch with a clear message, and writes an orbax
-checkpoint (step 0) plus the config.json that eval.py needs into --out.
+checkpoint (step 0) plus the config.json that eval.py needs into --workdir.
 
 The config's `data.mean` / `data.std` are the normalisation the reference weights expect,
 including any the reference applies inside forward(): torchvision's pretrained GoogLeNet and
@@ -18,11 +19,42 @@ state_dict without auxiliary heads (torchvision's pretrained GoogLeNet) converts
 the heads start fresh (they run only in training).
 """
 
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import flags
+
+from cnnx import script_flags
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("model", None, "cnnx model name, e.g. resnet18.", flag_values=FLAGS)
+flags.DEFINE_string(
+    "torch_weights",
+    None,
+    "The torchvision / timm weights: a .pth, .pt or .safetensors file.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_string(
+    "workdir", None, "The cnnx workdir to write (must hold no checkpoints yet).", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+    "num_classes",
+    None,
+    "Head size in the file (default: the model's, 1000 for ImageNet).",
+    flag_values=FLAGS,
+)
+flags.DEFINE_enum(
+    "transform_input",
+    None,
+    ("true", "false"),
+    "GoogLeNet / Inception v3 only: whether the torch model was built with transform_input "
+    "(default: true, as torchvision's pretrained builders make it).",
+    flag_values=FLAGS,
+)
+for _name in ("model", "torch_weights", "workdir"):
+    flags.mark_flag_as_required(_name, flag_values=FLAGS)
 
 
 def load_state_dict(path: str) -> dict:
@@ -63,23 +95,11 @@ def _report_text(model: str, report) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="cnnx model name, e.g. resnet18")
-    parser.add_argument("--from", dest="source", required=True, help=".pth / .safetensors file")
-    parser.add_argument("--out", required=True, help="output directory (a cnnx workdir)")
-    parser.add_argument("--num_classes", type=int, default=None, help="head size in the file")
-    parser.add_argument(
-        "--transform_input",
-        choices=("true", "false"),
-        default=None,
-        help="GoogLeNet / Inception v3 only: whether the torch model was built with "
-        "transform_input (default: true, as torchvision's pretrained builders make it)",
-    )
-    args = parser.parse_args(argv)
-
+    args = script_flags.parse(FLAGS, argv, __doc__)
     import jax
     import jax.numpy as jnp
     from etils import epath
+    from tqdm import tqdm
 
     from cnnx import convert, models
     from cnnx.errors import CnnxError
@@ -88,24 +108,35 @@ def main(argv=None) -> int:
     from cnnx.train.config import base_config
     from cnnx.train.state import TrainState
 
-    if not epath.Path(args.source).exists():
-        print(f"error: {args.source} does not exist", file=sys.stderr)
+    if not epath.Path(args.torch_weights).exists():
+        print(f"error: {args.torch_weights} does not exist", file=sys.stderr)
         return 2
-    if epath.Path(wd.checkpoints_dir(args.out)).is_dir():
-        print(f"error: {args.out} already holds checkpoints; choose a new --out", file=sys.stderr)
+    if epath.Path(wd.checkpoints_dir(args.workdir)).is_dir():
+        print(
+            f"error: {args.workdir} already holds checkpoints; choose a new --workdir",
+            file=sys.stderr,
+        )
         return 2
+    # Stages, not tensors: reading and mapping a large model (ViT-L, ConvNeXt-XL) takes a while.
+    bar = tqdm(total=3, unit="stage", file=sys.stderr, leave=False)
     try:
         spec = models.get_spec(args.model)
         num_classes = args.num_classes or spec.num_classes
         transform_input = None if args.transform_input is None else args.transform_input == "true"
         mean, std, why = convert.input_normalization(args.model, transform_input)
-        state_dict = load_state_dict(args.source)
+        bar.set_description(f"read {os.path.basename(args.torch_weights)}")
+        state_dict = load_state_dict(args.torch_weights)
+        bar.update()
+        bar.set_description(f"map onto {args.model}")
         variables, report = convert.from_torch(
             args.model, state_dict, num_classes=num_classes, return_report=True
         )
     except CnnxError as e:
+        bar.close()
         print(f"error: {e}", file=sys.stderr)
         return 2
+    bar.update()
+    bar.set_description("write the checkpoint")
     print(_report_text(args.model, report))
     print(f"normalisation written to config.json: mean {list(mean)}, std {list(std)} ({why})")
 
@@ -130,15 +161,17 @@ def main(argv=None) -> int:
         batch_stats=batch_stats,
         opt_state=tx.init(params),
     )
-    epath.Path(args.out).mkdir(parents=True, exist_ok=True)
-    ckpt = Checkpointer(wd.checkpoints_dir(args.out), asynchronous=False)
+    epath.Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    ckpt = Checkpointer(wd.checkpoints_dir(args.workdir), asynchronous=False)
     ckpt.save(0, state, wait=True)
     ckpt.close()
+    bar.update()
+    bar.close()
     wd.write_text_atomic(
-        wd.config_path(args.out), config.to_json_best_effort(indent=2, sort_keys=True)
+        wd.config_path(args.workdir), config.to_json_best_effort(indent=2, sort_keys=True)
     )
     n = sum(x.size for x in jax.tree.leaves(params))
-    print(f"wrote {args.out}/checkpoints/0 ({n:,} parameters) and {args.out}/config.json")
+    print(f"wrote {args.workdir}/checkpoints/0 ({n:,} parameters) and {args.workdir}/config.json")
     return 0
 
 

@@ -7,18 +7,39 @@ by default). The run-health tests and the default recipe's check use it as a sta
 user's own small folder: unlike the bundled grey digits, the contrast between digit and
 background changes from image to image.
 
-    python scripts/make_color_digits.py /tmp/color_digits
+    python scripts/make_color_digits.py --output /tmp/color_digits
     python train.py --config=configs/default.py --config.data.source=folder:/tmp/color_digits \
         --workdir=/tmp/color_digits_run
 """
 
-import argparse
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 import numpy as np
+from absl import flags
 from PIL import Image
-from sklearn.datasets import load_digits
+
+from cnnx import script_flags
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_string(
+    "output", None, "The folder to write (train/ and test/ inside).", flag_values=FLAGS
+)
+flags.DEFINE_integer("num_train", 1400, "Training images.", flag_values=FLAGS)
+flags.DEFINE_integer(
+    "num_test", None, "Test images (default: the other 397 digits).", flag_values=FLAGS
+)
+flags.DEFINE_integer("image_size", 40, "Image side in pixels.", flag_values=FLAGS)
+flags.DEFINE_float(
+    "noise",
+    8.0,
+    "Standard deviation of the Gaussian noise, in 0..255 pixel units.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_integer("seed", 0, "Seeds the order, the colours and the noise.", flag_values=FLAGS)
+flags.mark_flag_as_required("output", flag_values=FLAGS)
 
 
 def render(digit: np.ndarray, fg, bg, size: int, noise: float, rng) -> np.ndarray:
@@ -56,6 +77,8 @@ def make_color_digits(
     Raises:
       ValueError: when more images are asked for than the 1,797 digits.
     """
+    from sklearn.datasets import load_digits
+
     digits = load_digits()
     total = len(digits.target)
     num_test = total - num_train if num_test is None else num_test
@@ -79,23 +102,16 @@ def make_color_digits(
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("root", help="output directory")
-    parser.add_argument("--num_train", type=int, default=1400)
-    parser.add_argument("--num_test", type=int, default=None, help="default: the other 397")
-    parser.add_argument("--size", type=int, default=40)
-    parser.add_argument("--noise", type=float, default=8.0)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    args = script_flags.parse(FLAGS, argv, __doc__)
     counts = make_color_digits(
-        args.root,
+        args.output,
         num_train=args.num_train,
         num_test=args.num_test,
-        size=args.size,
+        size=args.image_size,
         noise=args.noise,
         seed=args.seed,
     )
-    print(f"wrote {counts['train']} train and {counts['test']} test images to {args.root}")
+    print(f"wrote {counts['train']} train and {counts['test']} test images to {args.output}")
     return 0
 
 

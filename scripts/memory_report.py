@@ -1,10 +1,10 @@
 """Per-device memory of a training step: replicated vs FSDP, with and without remat.
 
-  python scripts/memory_report.py --models vit_l_16,convnext_xlarge --batch 8 \
+  python scripts/memory_report.py --models vit_l_16,convnext_xlarge --batch_size 8 \
       --mesh 8,1,1 --mesh 1,8,1 --optim adamw
-  python scripts/memory_report.py --models efficientnet_b7 --batch 8 --resolution 600 \
+  python scripts/memory_report.py --models efficientnet_b7 --batch_size 8 --image_size 600 \
       --mesh 8,1,1 --mesh 1,8,1
-  python scripts/memory_report.py --models resnet152 --batch 8 --resolution 224 \
+  python scripts/memory_report.py --models resnet152 --batch_size 8 --image_size 224 \
       --mesh 1,1,1 --remat both
 
 Compiles (never runs) the trainer's step (`cnnx.train.steps.train_step`: forward, loss,
@@ -12,13 +12,12 @@ backward, optimizer update, state donated) for a mesh of `--devices` fake CPU de
 abstract inputs, so no parameter or image is allocated; prints XLA's per-device figures
 (`compile().memory_analysis()`): arguments (state + batch), outputs, temporaries, peak =
 arguments + outputs + temporaries - aliased (donated) buffers, and the compile time. A mesh is
-data,fsdp,model; its product may be below --devices (the first devices are used). --batch is
+data,fsdp,model; its product may be below --devices (the first devices are used). --batch_size is
 global (split over data × fsdp). MiB = 2^20 bytes. Compiled with XLA:CPU's
 `cse_barrier_expander` pass disabled, as the trainer does with remat on CPU: otherwise XLA:CPU
 undoes rematerialisation (see `cnnx.layers.remat.compiler_options`).
 """
 
-import argparse
 import os
 import sys
 import time
@@ -26,24 +25,63 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from absl import flags
+
+from cnnx import script_flags
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("models", None, "Comma-separated registry names.", flag_values=FLAGS)
+flags.DEFINE_integer(
+    "batch_size", 8, "Global batch size (split over the data and fsdp axes).", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+    "image_size", None, "Input side in pixels (default: each model's own).", flag_values=FLAGS
+)
+flags.DEFINE_multi_string(
+    "mesh",
+    ["8,1,1", "1,8,1"],
+    "A mesh as data,fsdp,model device counts (repeatable).",
+    flag_values=FLAGS,
+)
+flags.DEFINE_enum(
+    "remat",
+    "off",
+    ("off", "on", "both"),
+    "Per-block rematerialisation: off, on or both.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_string(
+    "remat_policy",
+    None,
+    "A jax.checkpoint_policies name for --remat (default: save nothing).",
+    flag_values=FLAGS,
+)
+flags.DEFINE_string(
+    "optim",
+    "sgd",
+    "Optimizer whose state is counted: sgd, rmsprop, adamw, lamb or lars.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_integer(
+    "min_size",
+    None,
+    "Parameters below this many elements stay replicated under fsdp "
+    "(the 'auto' rule's threshold; default: the trainer's).",
+    flag_values=FLAGS,
+)
+flags.DEFINE_integer("devices", 8, "Fake CPU devices to compile for.", flag_values=FLAGS)
+flags.DEFINE_string(
+    "dtype", "float32", "Compute dtype (a jax.numpy name, e.g. bfloat16).", flag_values=FLAGS
+)
+flags.mark_flag_as_required("models", flag_values=FLAGS)
+
 
 def _mib(n: int) -> str:
     return f"{n / 2**20:,.0f}"
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--models", required=True, help="comma-separated registry names")
-    p.add_argument("--batch", type=int, default=8, help="global batch")
-    p.add_argument("--resolution", type=int, default=None, help="default: each model's own")
-    p.add_argument("--mesh", action="append", default=None, help="data,fsdp,model (repeatable)")
-    p.add_argument("--remat", choices=("off", "on", "both"), default="off")
-    p.add_argument("--remat_policy", default=None, help="a jax.checkpoint_policies name")
-    p.add_argument("--optim", default="sgd", help="sgd | rmsprop | adamw | lamb | lars")
-    p.add_argument("--min_size", type=int, default=None, help="'auto' rule threshold")
-    p.add_argument("--devices", type=int, default=8, help="fake CPU devices")
-    p.add_argument("--dtype", default="float32", help="compute dtype (bfloat16 possible)")
-    args = p.parse_args(argv)
+    args = script_flags.parse(FLAGS, argv, __doc__)
 
     # Fake CPU devices must be configured before jax is imported.
     os.environ["XLA_FLAGS"] = (
@@ -61,10 +99,10 @@ def main(argv=None) -> int:
 
     optim_cfg = base_config().optim
     optim_cfg.name = args.optim
-    meshes = [tuple(int(v) for v in m.split(",")) for m in (args.mesh or ["8,1,1", "1,8,1"])]
+    meshes = [tuple(int(v) for v in m.split(",")) for m in args.mesh]
     remats = {"off": [False], "on": [True], "both": [False, True]}[args.remat]
     print(
-        f"global batch {args.batch}, optimizer {args.optim}, {args.dtype} compute, "
+        f"global batch {args.batch_size}, optimizer {args.optim}, {args.dtype} compute, "
         f"{args.devices} fake CPU devices; MiB per device"
     )
     print(
@@ -74,7 +112,7 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.models.split(","):
         spec = models.get_spec(name)
-        r = args.resolution or spec.resolution
+        r = args.image_size or spec.resolution
         for remat in remats:
             kwargs = {"dtype": getattr(jnp, args.dtype)}
             if remat:
@@ -85,7 +123,7 @@ def main(argv=None) -> int:
                 t0 = time.time()
                 m, state = sharded_train_memory(
                     model,
-                    (args.batch, r, r, spec.in_chans),
+                    (args.batch_size, r, r, spec.in_chans),
                     spec.num_classes,
                     mesh,
                     optim_cfg=optim_cfg,

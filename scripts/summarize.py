@@ -1,7 +1,7 @@
 """Per-layer summary of a registered model.
 
-  python scripts/summarize.py --model alexnet --resolution 227
-  python scripts/summarize.py --model resnet50 --format markdown --memory --speed --batch 32
+  python scripts/summarize.py --model alexnet --image_size 227
+  python scripts/summarize.py --model resnet50 --format markdown --memory --speed --batch_size 32
 
 Rows: input C×H×W, filters, kernel, stride, padding, output C×H×W, activation memory (KB),
 weights (K), biases, MACs (M), receptive field; then totals and the conventions used.
@@ -9,37 +9,59 @@ weights (K), biases, MACs (M), receptive field; then totals and the conventions 
 `--speed` compiles and times both on the default device.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cnnx.analysis import summary
+from absl import flags
+
+from cnnx import script_flags
+
+# The keys of cnnx.analysis.summary.FORMATS (kept here so that --help does not import jax).
+FORMATS = ("csv", "json", "markdown", "text")
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_string(
+    "model", None, "Registry name (scripts/list_models.py lists them).", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+    "image_size", None, "Input side in pixels (default: the model's own).", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+    "batch_size", 1, "Batch size of the summary and measurements.", flag_values=FLAGS
+)
+flags.DEFINE_enum("format", "text", FORMATS, "Output format.", flag_values=FLAGS)
+flags.DEFINE_bool(
+    "memory",
+    False,
+    "Add the compiled peak memory of the inference and train steps.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_bool(
+    "speed", False, "Add measured images/s (compiles and runs both steps).", flag_values=FLAGS
+)
+flags.DEFINE_integer("repeats", 10, "Timed runs for --speed.", flag_values=FLAGS)
+flags.DEFINE_string(
+    "output", None, "Write the summary to this file instead of stdout.", flag_values=FLAGS
+)
+flags.mark_flag_as_required("model", flag_values=FLAGS)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", required=True, help="registry name (scripts: list_models)")
-    p.add_argument("--resolution", type=int, default=None, help="default: the spec's")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--format", choices=sorted(summary.FORMATS), default="text")
-    p.add_argument("--memory", action="store_true", help="compiled peak memory of the steps")
-    p.add_argument("--speed", action="store_true", help="measure images/s (compiles, runs)")
-    p.add_argument("--repeats", type=int, default=10, help="timed runs for --speed")
-    p.add_argument("--output", default=None, help="write here instead of stdout")
-    args = p.parse_args(argv)
+    args = script_flags.parse(FLAGS, argv, __doc__)
+    from cnnx.analysis import summary
 
-    s = summary.summarize(args.model, args.resolution, args.batch)
-    r = args.resolution or s.input_shape[0]
+    s = summary.summarize(args.model, args.image_size, args.batch_size)
+    r = args.image_size or s.input_shape[0]
     if args.memory:
         from cnnx.analysis.memory import compiled_memory_registered
 
-        s.memory = compiled_memory_registered(args.model, r, args.batch)
+        s.memory = compiled_memory_registered(args.model, r, args.batch_size)
     if args.speed:
         from cnnx.analysis.speed import throughput_registered
 
-        s.speed = throughput_registered(args.model, r, args.batch, repeats=args.repeats)
+        s.speed = throughput_registered(args.model, r, args.batch_size, repeats=args.repeats)
     text = summary.FORMATS[args.format](s)
     if args.output:
         Path(args.output).write_text(text)

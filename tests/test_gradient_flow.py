@@ -33,7 +33,7 @@ def test_script_writes_png(tmp_path):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     out = tmp_path / "flow.png"
-    argv = ["--depths", "20", "--resolution", "8", "--batch", "4", "--out", str(out)]
+    argv = ["--depths=20", "--image_size=8", "--batch_size=4", f"--output={out}"]
     results = script.main(argv)
     assert set(results) == {"plain20_cifar", "resnet20_cifar"}
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

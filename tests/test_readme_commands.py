@@ -6,8 +6,8 @@ Each command gets the checks every command gets, in process and cheap:
   `make <target>` (a Makefile target);
 * its flags exist and parse: an absl entry point (train.py, eval.py, scripts/fixres.py) knows
   every `--flag`, is given every required one, and its `--config=path[:arg]` loads with the
-  `--config.*` overrides applied and passes the schema check; an argparse script parses the
-  arguments with its own parser (the script stops right after parsing).
+  `--config.*` overrides applied and passes the schema check; a scripts/ tool parses the
+  arguments with its own absl flags (`FLAGS`, through `cnnx.script_flags.parse`).
 
 and then, from the table below, one of:
 
@@ -24,7 +24,6 @@ row. `{tmp}` is a fresh temporary directory, `{lenet5}` a workdir trained by the
 the README's first training command.
 """
 
-import argparse
 import ast
 import dataclasses
 import os
@@ -70,8 +69,10 @@ COMMANDS: dict[str, Check] = {
     # Quick start
     "make demo": Check(PARSE, why="creates a venv and installs (network); `make -n` checks it"),
     "make test": Check(PARSE, why="the whole suite; `make -n` checks the target"),
-    "python scripts/make_color_digits.py /tmp/color_digits": Check(
-        RUN, "python scripts/make_color_digits.py {tmp}/color_digits --num_train=20 --num_test=10"
+    "python scripts/make_color_digits.py --output=/tmp/color_digits": Check(
+        RUN,
+        "python scripts/make_color_digits.py --output={tmp}/color_digits --num_train=20 "
+        "--num_test=10",
     ),
     "python train.py --config=configs/default.py --config.data.source=folder:/tmp/color_digits "
     "--workdir=workdirs/color_digits": Check(
@@ -109,9 +110,15 @@ COMMANDS: dict[str, Check] = {
         "--confusion_png={tmp}/cm.png",
         slow=True,
     ),
-    "python scripts/convert_weights.py --model resnet50 --from resnet50.pth "
-    "--out workdirs/r50_tv": Check(
+    "python scripts/convert_weights.py --model=resnet50 --torch_weights=resnet50.pth "
+    "--workdir=workdirs/r50_tv": Check(
         PARSE, why="needs the user's weights file; tests/scripts/test_convert_weights.py runs it"
+    ),
+    "python eval.py --workdir=workdirs/r50_tv --config=configs/resnet.py:50 "
+    "--config.data.source=tfds:imagenet_v2 --config.data.download=True --split=test": Check(
+        PARSE,
+        why="downloads ImageNetV2 (1.2 GB) and needs converted ResNet-50 weights; "
+        "tests/scripts/test_convert_weights.py checks a conversion's logits against torch",
     ),
     "python train.py --config=configs/finetune_flowers102.py "
     "--config.init.torch_weights=resnet50.pth --workdir=workdirs/flowers": Check(
@@ -128,19 +135,19 @@ COMMANDS: dict[str, Check] = {
         PARSE, why="trains several digits models (minutes); tests/sweeps/test_fixres.py runs it"
     ),
     # Analysis tools
-    "python scripts/summarize.py --model alexnet --resolution 227": Check(RUN),
-    "python scripts/summarize.py --model resnet50 --format markdown --memory --speed": Check(
-        RUN, "python scripts/summarize.py --model lenet5 --format markdown --memory --speed"
+    "python scripts/summarize.py --model=alexnet --image_size=227": Check(RUN),
+    "python scripts/summarize.py --model=resnet50 --format=markdown --memory --speed": Check(
+        RUN, "python scripts/summarize.py --model=lenet5 --format=markdown --memory --speed"
     ),
-    "python scripts/zoo_report.py --readme README.md": Check(
+    "python scripts/zoo_report.py --readme=README.md": Check(
         RUN,
-        "python scripts/zoo_report.py --models lenet5,alexnet --readme {tmp}/README.md "
-        "--out {tmp}/zoo.md --quiet",
+        "python scripts/zoo_report.py --models=lenet5,alexnet --readme={tmp}/README.md "
+        "--output={tmp}/zoo.md --quiet",
     ),
-    "python scripts/show_filters.py --checkpoint workdirs/lenet5 --out filters.png": Check(
-        RUN, "python scripts/show_filters.py --checkpoint {lenet5} --out {tmp}/f.png", slow=True
+    "python scripts/show_filters.py --workdir=workdirs/lenet5 --output=filters.png": Check(
+        RUN, "python scripts/show_filters.py --workdir={lenet5} --output={tmp}/f.png", slow=True
     ),
-    "python scripts/gradient_flow.py --out gradient_flow.png": Check(
+    "python scripts/gradient_flow.py --output=gradient_flow.png": Check(
         PARSE, why="trains-free but compiles three deep ResNets; tests/test_gradient_flow.py"
     ),
     # GPU
@@ -205,17 +212,16 @@ COMMANDS: dict[str, Check] = {
     "--workdir=DIR": Check(PARSE, why=IMAGENET),
     "tensorboard --logdir=DIR/profile": Check(OUTSIDE, why="TensorBoard's own command"),
     # Performance
-    "python scripts/benchmark.py --models resnet50 --batch 16 --resolution 224 --vs-torch "
-    "--json b.json": Check(PARSE, why="minutes of timing; tests/scripts/test_benchmark.py"),
-    "python scripts/benchmark.py --models resnet50,efficientnet_b0 --dtype bfloat16": Check(
+    "python scripts/benchmark.py --models=resnet50 --batch_size=16 --image_size=224 --vs_torch "
+    "--output=b.json": Check(PARSE, why="minutes of timing; tests/scripts/test_benchmark.py"),
+    "python scripts/benchmark.py --models=resnet50,efficientnet_b0 --dtype=bfloat16": Check(
         PARSE, why="minutes of timing; tests/scripts/test_benchmark.py"
     ),
-    "python scripts/benchmark.py --models resnet50 --input-pipeline": Check(
+    "python scripts/benchmark.py --models=resnet50 --input_pipeline": Check(
         PARSE, why="minutes of timing; tests/scripts/test_benchmark.py"
     ),
-    "python scripts/memory_report.py --models resnet152 --batch 8 --mesh 1,1,1 --remat both": Check(
-        PARSE, why="compiles ResNet-152 train steps (minutes)"
-    ),
+    "python scripts/memory_report.py --models=resnet152 --batch_size=8 --mesh=1,1,1 "
+    "--remat=both": Check(PARSE, why="compiles ResNet-152 train steps (minutes)"),
     # Sharding and memory
     "python train.py --config=configs/convnext.py:large --config.mesh.fsdp=8 --workdir=...": Check(
         PARSE,
@@ -232,8 +238,8 @@ COMMANDS: dict[str, Check] = {
         why="FSDP + remat over 8 fake devices compiles for a minute; "
         "tests/train/test_sharding.py trains that setting",
     ),
-    "python scripts/memory_report.py --models vit_l_16,convnext_xlarge --batch 64 --optim adamw "
-    "--mesh 8,1,1 --mesh 1,8,1 --remat both": Check(
+    "python scripts/memory_report.py --models=vit_l_16,convnext_xlarge --batch_size=64 "
+    "--optim=adamw --mesh=8,1,1 --mesh=1,8,1 --remat=both": Check(
         PARSE, why="compiles ViT-L and ConvNeXt-XL train steps (minutes)"
     ),
 }
@@ -366,20 +372,29 @@ class _Parsed(Exception):
     """Raised right after an argparse script parsed its arguments."""
 
 
-def _check_argparse(script: str, args: list[str], monkeypatch):
+def _check_script_flags(script: str, args: list[str], monkeypatch):
+    """A scripts/ tool parses `args`: with its own absl `FLAGS` (`cnnx.script_flags`), or,
+    for a script still on argparse (scripts/sweep.py), with its parser, stopped right after."""
+    import argparse
     import importlib.util
+
+    from cnnx import script_flags
 
     spec = importlib.util.spec_from_file_location(f"_readme_{Path(script).stem}", ROOT / script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    original = argparse.ArgumentParser.parse_args
-
-    def parse_then_stop(self, a=None, namespace=None):
-        raise _Parsed(original(self, a, namespace))
-
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
     monkeypatch.chdir(ROOT)
+    if not hasattr(module, "FLAGS"):
+        original = argparse.ArgumentParser.parse_args
+
+        def parse_then_stop(self, a=None, namespace=None):
+            raise _Parsed(original(self, a, namespace))
+
+        monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
     try:
+        if hasattr(module, "FLAGS"):
+            script_flags.parse(module.FLAGS, args, module.__doc__, program=script)
+            return
         module.main(args)
     except _Parsed:
         return
@@ -405,7 +420,7 @@ def _check_words(words: list[str], monkeypatch):
     if script in ABSL_SCRIPTS:
         _check_absl(script, args, monkeypatch)
     else:
-        _check_argparse(script, args, monkeypatch)
+        _check_script_flags(script, args, monkeypatch)
 
 
 def _form(command: str, check: Check, tmp: Path, lenet5: str | None = None) -> str:
@@ -461,13 +476,13 @@ RUN_IN_PROCESS = [c for c, k in TABLE.items() if k.how == RUN and not k.slow]
 
 @pytest.mark.parametrize("command", RUN_IN_PROCESS, ids=lambda c: c[:50])
 def test_smoke_run(command, tmp_path, monkeypatch, capsys):
-    """Cheap smoke forms of the argparse scripts run in this process."""
+    """Cheap smoke forms of the scripts/ tools run in this process."""
     import importlib.util
 
     check = TABLE[command]
     _, words = _split(_form(command, check, tmp_path))
     script, args = _entry(words)
-    if "--readme" in args:  # the README itself stays untouched: work on a copy
+    if any(a.startswith("--readme") for a in args):  # the README stays untouched: a copy
         shutil.copy(README, tmp_path / "README.md")
     monkeypatch.chdir(ROOT)
     spec = importlib.util.spec_from_file_location(f"_readme_run_{Path(script).stem}", ROOT / script)
@@ -509,8 +524,10 @@ def test_smoke_run_on_trained_workdir(command, lenet5, tmp_path):
         "python train.py --config=configs/default.py --config.optim.base_lr=-1 --workdir=x",
         "python eval.py --split=test",  # a required flag left out
         "python scripts/nope.py --x=1",  # no such script
-        "python scripts/summarize.py --model alexnet --resolutoin 227",  # argparse: no such flag
-        "python scripts/benchmark.py --models resnet50 --dtype float64",  # argparse: bad choice
+        "python scripts/summarize.py --model=alexnet --resolutoin=227",  # no such flag
+        "python scripts/summarize.py --model=alexnet --resolution=227",  # an old name
+        "python scripts/benchmark.py --models=resnet50 --dtype=float64",  # not an allowed value
+        "python scripts/memory_report.py --batch_size=8",  # a required flag left out
         "scripts/tpu/nope.sh",
         "make nope",
     ],

@@ -28,7 +28,7 @@ What each figure measures (`scripts/benchmark.py` prints and saves them):
   reach if everything but the convolutions were free; its forward-only counterpart is the
   ceiling for inference.
 * **interleaving**: the timed runs alternate, one per round with the order rotating: a train
-  step, a convolution pass and (`--vs-torch`) the torch step; then the same for inference. A
+  step, a convolution pass and (`--vs_torch`) the torch step; then the same for inference. A
   shared host's speed drifts over minutes, so each ratio (`fraction_of_conv`, `train_ratio`,
   `infer_ratio`) is the median over rounds of the two runs of that round, not a ratio of
   medians taken minutes apart.

@@ -4,7 +4,8 @@ The first convolution is found in the parameter tree itself: the first 4-D kerne
 the tree's insertion order (Flax creates modules in call order) whose input channels look like
 an image's (1, 3 or 4); failing that, the first 4-D kernel. Each filter is min-max normalised
 on its own, shown in colour when it has 3 input channels and in grey otherwise (mean over the
-input channels), and scaled up by nearest neighbour so small kernels stay visible.
+input channels), and scaled up by nearest neighbour so small kernels stay visible;
+`filters_png` titles the grid with what it shows.
 """
 
 import io
@@ -58,11 +59,39 @@ def grid(images: np.ndarray, min_cell: int = 24, border: int = 1) -> np.ndarray:
     return (out * 255).round().astype(np.uint8)
 
 
-def filters_grid(params, min_cell: int = 24) -> bytes:
-    """PNG bytes of the first convolution's filters of a params pytree."""
-    from PIL import Image
+def filters_png(params, title: str = "", min_cell: int = 48, dpi: int = 100) -> bytes:
+    """PNG bytes of the first convolution's filters of a params pytree, titled.
 
-    _, kernel = first_conv_kernel(params)
+    Args:
+      params: a Flax params pytree (numpy or jax arrays).
+      title: what the filters are of (e.g. 'lenet5, step 660'); the layer path, the filter
+        count and kernel size are added below it.
+      min_cell: each filter is scaled up (nearest neighbour) to at least this many pixels.
+      dpi: of the PNG; the grid is drawn one array pixel per PNG pixel.
+
+    Raises:
+      ValueError: the parameters hold no 4-D (HWIO) kernel.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path, kernel = first_conv_kernel(params)
+    cols = math.ceil(math.sqrt(kernel.shape[3]))
+    # Few filters (LeNet's 6) get bigger cells: the grid is at least ~240 px wide.
+    image = grid(filter_images(kernel), max(min_cell, 240 // cols))
+    h, w = image.shape[:2]
+    title_px = 56  # two lines of 11-pt text
+    width = max(w, 360)  # room for the title under narrow grids
+    fig = plt.figure(figsize=(width / dpi, (h + title_px) / dpi), dpi=dpi)
+    ax = fig.add_axes((0.5 - w / width / 2, 0, w / width, h / (h + title_px)))
+    ax.imshow(image, interpolation="nearest")
+    ax.set_axis_off()
+    kh, kw, _, n = kernel.shape
+    subtitle = f"{path}: {n} filters {kh}×{kw}, each min–max scaled"
+    fig.suptitle(f"{title}\n{subtitle}" if title else subtitle, fontsize=9, y=0.99, va="top")
     buf = io.BytesIO()
-    Image.fromarray(grid(filter_images(kernel), min_cell)).save(buf, format="PNG")
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
     return buf.getvalue()

@@ -9,7 +9,7 @@ bfloat16 runs under `torch.autocast('cpu', torch.bfloat16)` (parameters stay flo
 cnnx). Default memory format (NCHW) unless `channels_last`; torch's default thread count.
 
 torch must be imported before TensorFlow in the process (the reverse order crashes here);
-`scripts/benchmark.py --vs-torch` imports it first.
+`scripts/benchmark.py --vs_torch` imports it first.
 """
 
 import statistics
@@ -37,14 +37,14 @@ def _check_import_order():
     if "torch" not in sys.modules and "tensorflow" in sys.modules:
         raise RuntimeError(
             "TensorFlow was imported before torch; importing torch now crashes. Import torch "
-            "first (scripts/benchmark.py --vs-torch does)."
+            "first (scripts/benchmark.py --vs_torch does)."
         )
 
 
 class TorchRunner:
     """The torch counterpart, built once, with one call per timed run of each kind.
 
-    `scripts/benchmark.py --vs-torch` alternates these calls with cnnx's own runs
+    `scripts/benchmark.py --vs_torch` alternates these calls with cnnx's own runs
     (`cnnx.analysis.speed.time_interleaved`), so both frameworks are timed under the same
     load of a shared host.
     """

@@ -27,6 +27,7 @@ class ZooRow:
     speed: object = None
     error: str = ""
     training_only_params: int = 0
+    family: str = ""
 
 
 def zoo_row(name: str, speed: bool = False, speed_batch: int = 32) -> ZooRow:
@@ -52,6 +53,7 @@ def zoo_row(name: str, speed: bool = False, speed_batch: int = 32) -> ZooRow:
         top1=spec.top1,
         speed=sp,
         training_only_params=s.training_only_params,
+        family=spec.family,
     )
 
 
@@ -65,7 +67,11 @@ def zoo_rows(names: Sequence[str], speed: bool = False, log=None) -> list[ZooRow
             rows.append(zoo_row(name, speed))
         except Exception as e:  # one broken model must not hide the others
             spec = models.get_spec(name)
-            rows.append(ZooRow(name, spec.year, spec.resolution, 0, 0.0, 0, 0.0, spec.top1))
+            rows.append(
+                ZooRow(
+                    name, spec.year, spec.resolution, 0, 0.0, 0, 0.0, spec.top1, family=spec.family
+                )
+            )
             rows[-1].error = f"{type(e).__name__}: {e}".splitlines()[0][:120]
         if log:
             log(name, rows[-1])
@@ -142,35 +148,176 @@ def splice(text: str, table: str) -> str:
     return pattern.sub(lambda _: f"{START}\n{table.rstrip()}\n{END}", text, count=1)
 
 
-def plots(rows: Sequence[ZooRow], out_dir: str | Path) -> list[Path]:
-    """Published top-1 against GMACs and against parameters (log x); returns the PNG paths."""
+def _overlaps(a, b, pad: float = 0.0) -> bool:
+    """Whether two (x0, y0, x1, y1) boxes overlap (touching counts as apart)."""
+    return a[0] < b[2] + pad and b[0] < a[2] + pad and a[1] < b[3] + pad and b[1] < a[3] + pad
+
+
+def place_labels(ax, points, labels, *, fontsize: float = 7.0, colors=None) -> list:
+    """Labels scatter points without overlap: a greedy search around each point.
+
+    Points in crowded places are labelled first; each label takes the nearest free spot on
+    rings of growing radius (16 directions) that overlaps no placed label, no marker and
+    stays inside the axes, and gets a thin leader line when it sits away from its point.
+    Call it once the axes' limits and position are final (it works in display pixels).
+
+    Args:
+      ax: the matplotlib axes holding the points.
+      points: (x, y) in data coordinates.
+      labels: one string per point.
+      fontsize: of the labels, in points.
+      colors: one matplotlib colour per label (default black).
+
+    Returns:
+      The `Text` artists (annotations), in the order of `points`.
+    """
+    import math
+
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    to_px = ax.transData.transform
+    xy = [tuple(to_px(p)) for p in points]
+    frame = ax.get_window_extent(renderer)
+    bounds = (frame.x0 + 2, frame.y0 + 2, frame.x1 - 2, frame.y1 - 2)
+    marker = 4.0  # half-size of a marker's keep-out box, px
+    taken = [(x - marker, y - marker, x + marker, y + marker) for x, y in xy]
+    sizes = []
+    for label in labels:  # label extents in px, measured once
+        probe = ax.text(0, 0, label, fontsize=fontsize)
+        box = probe.get_window_extent(renderer)
+        sizes.append((box.width, box.height))
+        probe.remove()
+
+    def crowd(i):
+        return sum(math.dist(xy[i], q) < 60 for q in xy)
+
+    order = sorted(range(len(xy)), key=lambda i: (-crowd(i), xy[i][0]))
+    angles = [k * math.pi / 8 for k in (0, 2, 6, 1, 7, 3, 5, 4, 12, 14, 10, 15, 9, 13, 11, 8)]
+    texts = [None] * len(xy)
+    for i in order:
+        (x, y), (w, h) = xy[i], sizes[i]
+        best = None
+        for radius in [4, 8, 14, 22, 32, 44, 58, 74, 92, 112, 135, 160, 190, 225, 265, 310]:
+            for a in angles:
+                dx, dy = radius * math.cos(a), radius * math.sin(a)
+                # Anchor the box on the side that faces away from the point.
+                x0 = x + dx - (w if dx < -1e-6 else 0 if dx > 1e-6 else w / 2)
+                y0 = y + dy - (h if dy < -1e-6 else 0 if dy > 1e-6 else h / 2)
+                box = (x0, y0, x0 + w, y0 + h)
+                inside = box[0] >= bounds[0] and box[2] <= bounds[2]
+                inside = inside and box[1] >= bounds[1] and box[3] <= bounds[3]
+                if inside and not any(_overlaps(box, b, pad=1.0) for b in taken):
+                    best = (box, radius)
+                    break
+            if best:
+                break
+        if best is None:  # nowhere free: beside the point, as before
+            best = ((x + 3, y + 2, x + 3 + w, y + 2 + h), 0)
+        box, radius = best
+        taken.append(box)
+        # Offsets are in points for annotate: px * 72 / dpi.
+        scale = 72.0 / fig.dpi
+        texts[i] = ax.annotate(
+            labels[i],
+            points[i],
+            xytext=((box[0] - x) * scale, (box[1] - y) * scale),
+            textcoords="offset points",
+            ha="left",
+            va="bottom",
+            fontsize=fontsize,
+            color=(colors[i] if colors else "black"),
+            arrowprops=(
+                dict(arrowstyle="-", lw=0.4, color="0.5", shrinkA=0, shrinkB=2)
+                if radius > 10
+                else None
+            ),
+        )
+    return texts
+
+
+def scatter_figure(rows: Sequence[ZooRow], key: str = "gmacs"):
+    """Published top-1 against GMACs (`key='gmacs'`) or parameters (`'params'`), log x.
+
+    One colour and marker per family, each family's members joined in order of x, a legend
+    of families beside the axes, and every model named without overlapping labels
+    (`place_labels`). Returns the matplotlib figure (1,560 × 960 px at its dpi).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    pts = [r for r in rows if r.top1 and not r.error]
+    xs_of = {"gmacs": lambda r: r.gmacs, "params": lambda r: r.params / 1e6}[key]
+    what, xlabel = {
+        "gmacs": ("GMACs", "GMACs per image (multiply-accumulates, 10⁹; log scale)"),
+        "params": ("parameters", "parameters (millions; log scale)"),
+    }[key]
+    fig = plt.figure(figsize=(13, 8), dpi=120)
+    ax = fig.add_axes((0.06, 0.07, 0.76, 0.87))
+    families = sorted({r.family or r.name for r in pts})
+    # Strong colours only (tab10, then Dark2), and a marker that changes with the colour.
+    palette = plt.get_cmap("tab10").colors + plt.get_cmap("Dark2").colors
+    markers = "osD^v<>phX"
+    color_of, points, names, colors = {}, [], [], []
+    for k, family in enumerate(families):
+        members = sorted((r for r in pts if (r.family or r.name) == family), key=xs_of)
+        color = palette[k % len(palette)]
+        color_of[family] = color
+        fx, fy = [xs_of(r) for r in members], [r.top1[0] for r in members]
+        ax.plot(fx, fy, "-", color=color, lw=0.8, alpha=0.6, zorder=1)
+        ax.scatter(
+            fx,
+            fy,
+            s=30,
+            color=color,
+            marker=markers[k % len(markers)],
+            zorder=3,
+            label=f"{family} ({len(members)})",
+            edgecolors="white",
+            linewidths=0.4,
+        )
+        for r in members:
+            points.append((xs_of(r), r.top1[0]))
+            names.append(r.name)
+            colors.append(tuple(0.8 * c for c in color[:3]))  # darker: readable text
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    if xs and min(xs) > 0:
+        ax.set_xscale("log")
+        ax.set_xlim(min(xs) / 1.6, max(xs) * 2.2)  # room for the labels of the extremes
+    if ys:
+        ax.set_ylim(min(ys) - 2, max(ys) + 4)
+    ax.set_xlabel(xlabel, fontsize=11)
+    ax.set_ylabel("published ImageNet top-1 (%)", fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.set_title(
+        f"Published ImageNet top-1 vs {what} ({len(pts)} models, {len(families)} families)",
+        fontsize=12,
+    )
+    ax.legend(
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=8,
+        title="family",
+        title_fontsize=9,
+        frameon=False,
+    )
+    place_labels(ax, points, names, fontsize=7, colors=colors)
+    return fig
+
+
+def plots(rows: Sequence[ZooRow], out_dir: str | Path) -> list[Path]:
+    """Writes `scatter_figure` for GMACs and for parameters; returns the PNG paths."""
+    import matplotlib.pyplot as plt
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    pts = [r for r in rows if r.top1 and not r.error]
     paths = []
-    for key, title, label, fname in (
-        ("gmacs", "GMACs", "GMACs (multiply-accumulates, 10⁹) per image", "zoo_top1_vs_gmacs.png"),
-        ("params", "parameters", "parameters (M)", "zoo_top1_vs_params.png"),
-    ):
-        fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
-        xs = [r.gmacs if key == "gmacs" else r.params / 1e6 for r in pts]
-        ys = [r.top1[0] for r in pts]
-        ax.scatter(xs, ys, s=18)
-        for x, y, r in zip(xs, ys, pts):
-            ax.annotate(r.name, (x, y), fontsize=7, xytext=(3, 2), textcoords="offset points")
-        if xs and min(xs) > 0:
-            ax.set_xscale("log")
-        ax.set_xlabel(label)
-        ax.set_ylabel("published ImageNet top-1 (%)")
-        ax.grid(alpha=0.3)
-        ax.set_title(f"Published ImageNet top-1 vs {title} ({len(pts)} models)")
+    for key, fname in (("gmacs", "zoo_top1_vs_gmacs.png"), ("params", "zoo_top1_vs_params.png")):
+        fig = scatter_figure(rows, key)
         path = out_dir / fname
-        fig.tight_layout()
         fig.savefig(path)
         plt.close(fig)
         paths.append(path)

@@ -138,17 +138,20 @@ def setup(config: ml_collections.ConfigDict) -> Experiment:
     # Arrays know their channels (digits: 1); decoded files follow the model (RGB: 3).
     channels = d.channels or getattr(source, "channels", None) or spec.in_chans
     stored = getattr(source, "channels", None)
+    problems = []  # all of them in one error, not one per attempt
     if d.channels and stored and d.channels != stored:
-        raise ConfigError(
+        problems.append(
             f"--config.data.channels={d.channels}, but the images of {source.name} have "
-            f"{stored} channel(s); leave it unset (the model then takes {stored})."
+            f"{stored} channel(s); leave it unset (the model then takes {stored})"
         )
     for key in ("mean", "std"):
         if len(d[key]) not in (1, channels):
-            raise ConfigError(
+            problems.append(
                 f"--config.data.{key}={tuple(d[key])} has {len(d[key])} values for {channels}-"
-                f"channel inputs; give one value" + (f" or {channels}." if channels > 1 else ".")
+                f"channel inputs; give one value" + (f" or {channels}" if channels > 1 else "")
             )
+    if problems:
+        raise ConfigError("; ".join(problems) + ".")
     check_input_size(
         spec,
         model,

@@ -568,8 +568,7 @@ def _train_and_evaluate(config, exp, workdir, t_start, changes, preemption, step
         return {**finished, "already_finished": True}
     schedule = build.make_schedule(config, spe, total_steps)
     tx = build.make_tx(config, schedule)
-    finetune.check_init_config(config.init)
-    finetune.check_init_normalization(config, exp.spec.name)
+    finetune.check_init(config, exp.spec.name)  # every init problem in one error
 
     init_rng, step_rng = jax.random.split(jax.random.PRNGKey(config.seed))
     state, shardings = build.init_state(exp, tx, init_rng)

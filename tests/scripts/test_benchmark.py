@@ -10,8 +10,8 @@ from cnnx import models, xla_defaults
 from cnnx.analysis import benchmark, flops, input_speed, torch_speed
 from tests.analysis.scripts import load_script
 
-TINY = ["--models", "lenet5", "--batch", "2", "--resolution", "32", "--repeats", "2"]
-TINY += ["--warmup", "1", "--matmul-size", "256"]
+TINY = ["--models=lenet5", "--batch_size=2", "--image_size=32", "--repeats=2"]
+TINY += ["--warmup=1", "--matmul_size=256"]
 POSITIVE = [
     "train_ips",
     "infer_ips",
@@ -35,7 +35,7 @@ def _script():
 
 def test_script_end_to_end(tmp_path, capsys):
     out = tmp_path / "b.json"
-    assert _script().main([*TINY, "--json", str(out)]) == 0
+    assert _script().main([*TINY, f"--output={out}"]) == 0
     result = json.loads(out.read_text())
     assert result["ceilings"]["matmul_gflops"]["float32"] > 0
     (m,) = result["models"]
@@ -45,7 +45,9 @@ def test_script_end_to_end(tmp_path, capsys):
     forward = m["gflop_per_image_inference"] * 2
     assert 2 * forward < m["gflop_per_step_train"] < 3 * forward  # no input gradient for C1
     assert len(m["conv_layers"]) == 3  # C1, C3, C5
-    assert "lenet5" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "lenet5" in captured.out
+    assert "benchmark" in captured.err and "1/1" in captured.err  # the tqdm progress bar
 
 
 def test_model_convolutions_are_the_models_own():
@@ -86,7 +88,7 @@ def test_vs_torch_reports_ratios(tmp_path, monkeypatch):
     pytest.importorskip("torchvision")
     monkeypatch.setattr(torch_speed, "counterpart", lambda name: (_TinyTorch.build, "test:lenet"))
     out = tmp_path / "b.json"
-    args = [*TINY, "--vs-torch", "--no-conv-ceiling", "--json", str(out)]
+    args = [*TINY, "--vs_torch", "--noconv_ceiling", f"--output={out}"]
     assert _script().main(args) == 0
     (m,) = json.loads(out.read_text())["models"]
     assert m["torch"]["reference"] == "test:lenet"
@@ -102,14 +104,14 @@ def test_vs_torch_reports_ratios(tmp_path, monkeypatch):
 def test_families_and_per_model_batches():
     script = _script()
     args = script.parse_args(["--families"])
-    assert args.vs_torch and args.resolution == 224
+    assert args.vs_torch and args.image_size == 224
     assert args.model_batches == list(script.FAMILIES)
     assert ("efficientnet_b0", 8) in args.model_batches and ("resnet50", 16) in args.model_batches
     assert args.torch_formats == ["nchw", "channels_last"]
-    args = script.parse_args(["--models", "resnet50:4,lenet5", "--batch", "2"])
+    args = script.parse_args(["--models=resnet50:4,lenet5", "--batch_size=2"])
     assert args.model_batches == [("resnet50", 4), ("lenet5", 2)]
-    assert script.parse_args(["--torch-channels-last"]).torch_formats == ["channels_last"]
-    bad_args = (["--models", "resnet50:x"], ["--models", "resnet50:0"], ["--torch-formats", "x"])
+    assert script.parse_args(["--torch_formats=channels_last"]).torch_formats == ["channels_last"]
+    bad_args = (["--models=resnet50:x"], ["--models=resnet50:0"], ["--torch_formats=x"])
     for bad in bad_args:
         with pytest.raises(SystemExit):
             script.parse_args(bad)
@@ -182,3 +184,26 @@ def test_depthwise_layers_time_all_three():
         for kind in ("fwd", "train"):
             assert row[f"{who}_{kind}_ms"] > 0
     assert "9x9x8 3x3 /2" in _script().layer_table(rows)
+
+
+def test_table_warns_when_the_host_is_busy():
+    script = _script()
+    assert script.load_warning([0.2, 0.2, 0.2], [1.5, 0.5, 0.3], 2) is None  # idle, then us
+    busy_before = script.load_warning([1.8, 1.0, 1.0], [2.0, 1.0, 1.0], 2)
+    assert "busy" in busy_before and "1.8 before" in busy_before
+    assert "busy" in script.load_warning([0.1, 0.1, 0.1], [6.0, 3.0, 1.0], 2)  # others joined
+    assert script.load_warning(None, None, 2) is None  # no getloadavg on this OS
+    result = {
+        "config": {
+            "device": "cpu",
+            "xla_flags": "",
+            "load_avg": [8.1, 6, 5],
+            "load_avg_after": [7.9, 6, 5],
+            "cpu_count": 2,
+        },
+        "ceilings": {"matmul_gflops": {"float32": 200.0}},
+        "models": [],
+    }
+    assert "WARNING: the host was busy" in script.table(result)
+    result["config"].update(load_avg=[0.1, 0.1, 0.1], load_avg_after=[0.9, 0.5, 0.2])
+    assert "WARNING" not in script.table(result)

@@ -19,8 +19,14 @@ pytestmark = pytest.mark.torch
 
 def _run(*args):
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    return subprocess.run([sys.executable, "scripts/convert_weights.py", *args], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "scripts/convert_weights.py", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_resnet18_file_to_checkpoint_matches_torch(tmp_path):
@@ -34,8 +40,14 @@ def test_resnet18_file_to_checkpoint_matches_torch(tmp_path):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 1.5)
     torch.save(net.state_dict(), tmp_path / "r18.pth")
-    p = _run("--model", "resnet18", "--from", str(tmp_path / "r18.pth"), "--out",
-             str(tmp_path / "out"))  # fmt: skip
+    p = _run(
+        "--model",
+        "resnet18",
+        "--torch_weights",
+        str(tmp_path / "r18.pth"),
+        "--workdir",
+        str(tmp_path / "out"),
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     # num_batches_tracked is BatchNorm bookkeeping, not a weight left out.
     assert "mapped 102 of 102 tensors" in p.stdout and "left out" not in p.stdout
@@ -44,15 +56,22 @@ def test_resnet18_file_to_checkpoint_matches_torch(tmp_path):
     with torch.no_grad():
         ref = net(torch.from_numpy(x)).numpy()
     variables = load_variables(str(tmp_path / "out"))
-    out = models.create("resnet18").apply(variables, jnp.asarray(x.transpose(0, 2, 3, 1)),
-                                          train=False)  # fmt: skip
+    out = models.create("resnet18").apply(
+        variables, jnp.asarray(x.transpose(0, 2, 3, 1)), train=False
+    )
     assert np.abs(np.asarray(out) - ref).max() / np.abs(ref).max() < 1e-4
 
 
 def test_shape_mismatch_is_refused(tmp_path):
     torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pth")
-    p = _run("--model", "resnet34", "--from", str(tmp_path / "r18.pth"), "--out",
-             str(tmp_path / "out"))  # fmt: skip
+    p = _run(
+        "--model",
+        "resnet34",
+        "--torch_weights",
+        str(tmp_path / "r18.pth"),
+        "--workdir",
+        str(tmp_path / "out"),
+    )
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "left unfilled" in p.stderr
     assert not os.path.exists(tmp_path / "out" / "checkpoints")
@@ -80,8 +99,14 @@ def test_pretrained_inception_v3_reproduces_torchvision_on_raw_pixels(tmp_path, 
     # Saved without its training-only head, as a model built with aux_logits=False saves.
     sd = {k: v for k, v in net.state_dict().items() if not k.startswith("AuxLogits.")}
     torch.save(sd, tmp_path / "iv3.pth")
-    p = _run("--model", "inception_v3", "--from", str(tmp_path / "iv3.pth"), "--out",
-             str(tmp_path / "out"))  # fmt: skip
+    p = _run(
+        "--model",
+        "inception_v3",
+        "--torch_weights",
+        str(tmp_path / "iv3.pth"),
+        "--workdir",
+        str(tmp_path / "out"),
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     assert "no AuxLogits" in p.stdout and "left out" not in p.stdout
     assert "mean [0.5, 0.5, 0.5], std [0.5, 0.5, 0.5]" in p.stdout
@@ -99,7 +124,15 @@ def test_pretrained_inception_v3_reproduces_torchvision_on_raw_pixels(tmp_path, 
 
 def test_transform_input_flag_refused_where_meaningless(tmp_path):
     torch.save({"x": torch.zeros(1)}, tmp_path / "w.pth")
-    p = _run("--model", "resnet18", "--from", str(tmp_path / "w.pth"), "--out",
-             str(tmp_path / "out"), "--transform_input", "false")  # fmt: skip
+    p = _run(
+        "--model",
+        "resnet18",
+        "--torch_weights",
+        str(tmp_path / "w.pth"),
+        "--workdir",
+        str(tmp_path / "out"),
+        "--transform_input",
+        "false",
+    )
     assert p.returncode == 2 and "no transform_input flag" in p.stderr
     assert "Traceback" not in p.stderr

@@ -141,3 +141,96 @@ def test_torch_weights_must_be_fed_as_their_reference(model, mean, std, refused)
             finetune.check_init_normalization(config, model)
     else:
         finetune.check_init_normalization(config, model)
+
+
+def test_adapt_input_conv_follows_timm():
+    rng = np.random.default_rng(0)
+    rgb = rng.normal(size=(7, 7, 3, 8)).astype(np.float32)
+    grey = finetune.adapt_input_conv(rgb, 1)
+    assert grey.shape == (7, 7, 1, 8) and grey.dtype == np.float32
+    # A grey image through the summed kernel = the RGB kernel on it repeated over R, G, B.
+    image = rng.normal(size=(7, 7)).astype(np.float32)
+    np.testing.assert_allclose(
+        np.einsum("hw,hwio->o", image, grey),
+        np.einsum("hwc,hwco->o", np.repeat(image[..., None], 3, -1), rgb),
+        rtol=1e-5,
+    )
+    # Other counts: RGB repeated, then scaled by 3 / channels (timm: repeat, [:in_chans], *3/n).
+    five = finetune.adapt_input_conv(rgb, 5)
+    assert five.shape == (7, 7, 5, 8)
+    np.testing.assert_allclose(five[:, :, :3], rgb * 0.6, rtol=1e-6)
+    np.testing.assert_allclose(five[:, :, 3:], rgb[:, :, :2] * 0.6, rtol=1e-6)
+    np.testing.assert_array_equal(finetune.adapt_input_conv(rgb, 3), rgb)
+    # Space-to-depth stems (4 RGB pixels: 12 channels) sum each RGB triple.
+    s2d = rng.normal(size=(3, 3, 12, 4))
+    np.testing.assert_allclose(
+        finetune.adapt_input_conv(s2d, 1)[:, :, 1], s2d[:, :, 3:6].sum(2), rtol=1e-6
+    )
+    with pytest.raises(ConfigError, match="only RGB"):
+        finetune.adapt_input_conv(rng.normal(size=(3, 3, 4, 8)), 2)
+
+
+def test_rgb_weights_load_into_a_grey_model():
+    """Only the stem (the one kernel that differs only in input channels) is adapted; every
+    other mismatch is listed, all of them, each with how to keep it fresh."""
+    rng = np.random.default_rng(0)
+    source = {
+        "params": {
+            "stem": {"conv": {"kernel": rng.normal(size=(7, 7, 3, 8))}},
+            "block": {"conv": {"kernel": rng.normal(size=(3, 3, 8, 8))}},
+        }
+    }
+    target = {
+        "params": {
+            "stem": {"conv": {"kernel": np.zeros((7, 7, 1, 8), np.float32)}},
+            "block": {"conv": {"kernel": np.zeros((3, 3, 8, 8), np.float32)}},
+        }
+    }
+    merged, loaded, fresh = finetune.merge_variables(
+        target, source, load_pattern=None, reset_head=False, head_pattern="^head"
+    )
+    stem = merged["params"]["stem"]["conv"]["kernel"]
+    assert stem.shape == (7, 7, 1, 8) and stem.dtype == np.float32
+    np.testing.assert_allclose(
+        stem[:, :, 0], source["params"]["stem"]["conv"]["kernel"].sum(2), rtol=1e-5, atol=1e-6
+    )
+    assert "params/stem/conv/kernel" in loaded and not fresh
+    # Two other mismatches: both reported in one error, with the load_pattern that skips each.
+    source["params"]["block"]["conv"]["kernel"] = rng.normal(size=(3, 3, 8, 4))
+    source["params"]["other"] = {"kernel": np.zeros(2)}
+    target["params"]["other"] = {"kernel": np.zeros(3, np.float32)}
+    with pytest.raises(CheckpointError) as e:
+        finetune.merge_variables(
+            target, source, load_pattern=None, reset_head=False, head_pattern="^head"
+        )
+    text = str(e.value)
+    assert "(2 tensors)" in text and "params/block/conv/kernel" in text and "params/other" in text
+    assert "--config.init.load_pattern='^(?!block/conv/)'" in text
+
+
+def test_init_problems_are_reported_together(tmp_path):
+    config = tiny_config()
+    config.init.checkpoint = str(tmp_path / "missing")
+    config.init.torch_weights = str(tmp_path / "missing.pth")
+    with pytest.raises(ConfigError) as e:
+        finetune.check_init(config, "lenet5")
+    text = str(e.value)
+    assert text.startswith("3 problems with the initial weights")
+    assert "only one of" in text and "no such file" in text and "no such directory" in text
+
+
+def test_grey_data_on_rgb_weights_asks_for_the_averaged_normalisation(tmp_path):
+    """ImageNet weights fed one-channel data: the summed stem expects about the RGB average."""
+    from cnnx.train import workdir as wd
+
+    wd.write_text_atomic(
+        wd.config_path(str(tmp_path)),
+        '{"data": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}',
+    )
+    config = tiny_config()
+    config.init.checkpoint = str(tmp_path)
+    config.data.mean, config.data.std = (0.5,), (0.5,)
+    with pytest.raises(ConfigError, match=r"--config.data.mean='\(0.449,\)'"):
+        finetune.check_init_normalization(config, "lenet5")
+    config.data.mean, config.data.std = (0.449,), (0.226,)
+    finetune.check_init_normalization(config, "lenet5")
