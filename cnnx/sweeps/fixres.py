@@ -202,8 +202,8 @@ def run_fixres(fc: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
     Returns:
       {'before': {R_train: {R_test: top1}}, 'after': {...}, 'rows': [per-cell dicts]}.
     """
-    from cnnx.sweeps.results import write_json_atomic
     from cnnx.train.checkpoint import load_variables
+    from cnnx.train.workdir import write_json_atomic
 
     os.makedirs(workdir, exist_ok=True)
     out_path = os.path.join(workdir, "fixres.json")

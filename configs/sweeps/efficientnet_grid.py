@@ -45,8 +45,19 @@ def _settings(arg):
         raise ValueError(f"efficientnet_grid: one baseline model, got {models}")
     model = models[0] if models else DEFAULT_MODEL
     spec = get_spec(model)  # unknown names fail here, with suggestions
-    unknown = set(kv) - {"step", "tol", "target", "alpha", "beta", "gamma", "limit", "steps",
-                         "epochs", "batch", "res"}  # fmt: skip
+    unknown = set(kv) - {
+        "step",
+        "tol",
+        "target",
+        "alpha",
+        "beta",
+        "gamma",
+        "limit",
+        "steps",
+        "epochs",
+        "batch",
+        "res",
+    }
     if unknown:
         raise ValueError(f"efficientnet_grid: unknown options {sorted(unknown)}")
     s = dict(
