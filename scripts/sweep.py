@@ -29,45 +29,74 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags
+from absl import flags
 
-from cnnx.train import distributed
-
+# The script's own flags (several scripts can then be loaded in one process, as tests do).
+# Only absl is imported before parsing, so --help answers at once; jax, TensorFlow and Optuna
+# load after.
+FLAGS = flags.FlagValues()
+_HELP = ("--help", "-h", "-?", "--helpshort", "--helpfull")
 _SWEEP = flags.DEFINE_string(
-    "sweep", None, "Sweep file, path[:arg] (configs/sweeps/*.py).", required=True
+    "sweep", None, "Sweep file, path[:arg] (configs/sweeps/*.py).", required=True, flag_values=FLAGS
 )
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Sweep directory (local or gs://): trials, records, summaries.", required=True
+    "workdir",
+    None,
+    "Sweep directory (local or gs://): trials, records, summaries.",
+    required=True,
+    flag_values=FLAGS,
 )
 _STORAGE = flags.DEFINE_string(
     "storage",
     None,
     "Optuna storage shared by the workers: a database URL (postgresql://USER:PW@HOST:5432/DB) "
     "or a journal file path. Default: the journal file WORKDIR/optuna.journal.",
+    flag_values=FLAGS,
 )
-_DRY_RUN = flags.DEFINE_bool("dry_run", False, "List the trials and their status, run nothing.")
+_DRY_RUN = flags.DEFINE_bool(
+    "dry_run", False, "List the trials and their status, run nothing.", flag_values=FLAGS
+)
 _IN_PROCESS = flags.DEFINE_bool(
-    "in_process", False, "Run trials in this process instead of one subprocess per trial."
+    "in_process",
+    False,
+    "Run trials in this process instead of one subprocess per trial.",
+    flag_values=FLAGS,
 )
 _RETRY_FAILED = flags.DEFINE_bool(
-    "retry_failed", False, "Queue again the trials whose last attempt failed, then run."
+    "retry_failed",
+    False,
+    "Queue again the trials whose last attempt failed, then run.",
+    flag_values=FLAGS,
 )
 _SUMMARIZE_ONLY = flags.DEFINE_bool(
-    "summarize_only", False, "Rebuild trials.jsonl (from the study) and the summary; train nothing."
+    "summarize_only",
+    False,
+    "Rebuild trials.jsonl (from the study) and the summary; train nothing.",
+    flag_values=FLAGS,
 )
 _HEARTBEAT_S = flags.DEFINE_integer(
-    "heartbeat_s", 30, "Seconds between the heartbeats a worker records for its running trial."
+    "heartbeat_s",
+    30,
+    "Seconds between the heartbeats a worker records for its running trial.",
+    flag_values=FLAGS,
 )
 _GRACE_S = flags.DEFINE_integer(
     "grace_s",
     120,
     "Seconds without a heartbeat after which a running trial counts as dead and is retried "
     "(more than --heartbeat_s; allow for a slow storage).",
+    flag_values=FLAGS,
 )
 _MAX_RETRY = flags.DEFINE_integer(
-    "max_retry", 3, "Times a trial whose worker died is retried before it counts as failed."
+    "max_retry",
+    3,
+    "Times a trial whose worker died is retried before it counts as failed.",
+    flag_values=FLAGS,
 )
-distributed.define_flags()
+MULTI_PROCESS_HELP = (
+    "  --coordinator_address, --num_processes, --process_id: several processes per worker "
+    "(the hosts of a slice), as for train.py; detected on Cloud TPU, SLURM and Open MPI.\n"
+)
 
 
 def _dry_run(sweep) -> int:
@@ -87,12 +116,50 @@ def _dry_run(sweep) -> int:
     return 0
 
 
-def main(argv) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+def _parse(argv: list[str]) -> None:
+    """Parses the flags into FLAGS; --help prints the usage and exits 0, errors exit 2."""
+    if any(a in _HELP for a in argv):
+        print(f"{__doc__.strip()}\n\nflags:\n{FLAGS.get_help(include_special_flags=False)}")
+        print(MULTI_PROCESS_HELP)
+        raise SystemExit(0)
+    from cnnx.train import distributed
+
+    if "process_id" not in FLAGS:
+        distributed.define_flags(FLAGS)
+    FLAGS.unparse_flags()  # a second parse in one process starts from the defaults
+    try:
+        rest = FLAGS([sys.argv[0], *argv])
+    except flags.Error as e:
+        print(f"error: {e}\nPass --help to see the flags.", file=sys.stderr)
+        raise SystemExit(2) from None
+    if len(rest) > 1:
+        print(f"error: unexpected arguments {rest[1:]}: every input is a --flag", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _start() -> int | None:
+    """Logging, jax.distributed from the multi-process flags, tf.data off the accelerators."""
+    from cnnx.errors import CnnxError
+    from cnnx.train import distributed, logs
+
+    logs.configure()
+    try:
+        distributed.initialize_from_flags(FLAGS)
+    except CnnxError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    import tensorflow as tf
+
+    tf.config.set_visible_devices([], "GPU")  # tf.data only; accelerators belong to jax
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    _parse(list(sys.argv[1:] if argv is None else argv))
     from cnnx.errors import CnnxError
     from cnnx.sweeps import report, results, study
     from cnnx.sweeps.spec import load_sweep
+    from cnnx.train import distributed
 
     try:
         sweep = load_sweep(_SWEEP.value)
@@ -101,9 +168,7 @@ def main(argv) -> int:
         return 2
     if _DRY_RUN.value:
         return _dry_run(sweep)
-    from cnnx.cli import start_process
-
-    if not _SUMMARIZE_ONLY.value and (failed := start_process()) is not None:
+    if not _SUMMARIZE_ONLY.value and (failed := _start()) is not None:
         return failed
     workdir = _WORKDIR.value
     writer = distributed.is_writer()
@@ -144,6 +209,4 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-    from cnnx.cli import parse_flags
-
-    app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags)
+    sys.exit(main())

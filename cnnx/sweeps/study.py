@@ -173,8 +173,10 @@ def open_storage(
             else "failed_trial_callback"
         )
         kw[name] = callback
-        # Connections are checked before use: a database restarted mid-sweep is reconnected.
-        return optuna.storages.RDBStorage(storage, engine_kwargs={"pool_pre_ping": True}, **kw)
+        if storage.startswith(("postgresql://", "postgres://")):
+            # SQLAlchemy >= 2.1 maps a bare postgresql:// to psycopg 3; cnnx pins psycopg2.
+            storage = "postgresql+psycopg2://" + storage.split("://", 1)[1]
+        return _rdb_storage(storage, kw)
     path = storage.removeprefix("file://") if storage else str(epath.Path(workdir) / JOURNAL)
     if is_remote(path):
         raise ConfigError(
@@ -184,6 +186,25 @@ def open_storage(
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     backend = optuna.storages.journal.JournalFileBackend(path)
     return _journal_storage_class()(backend, heartbeat_s, grace_s, callback)
+
+
+def _rdb_storage(url: str, kw: dict, attempts: int = 5):
+    """RDBStorage(url), retried: workers starting together on an empty database race to create
+    Optuna's tables, and the loser's CREATE fails (a unique-constraint violation) while the
+    winner's tables are ready a moment later."""
+    import sqlalchemy.exc
+
+    optuna = _optuna()
+    for attempt in range(attempts):
+        try:
+            # Connections are checked before use: a database restarted mid-sweep reconnects.
+            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **kw)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as e:
+            if attempt == attempts - 1:
+                raise
+            logging.info("creating Optuna's tables raced another worker (%s); retrying", e)
+            time.sleep(1.0 + attempt)
+    raise AssertionError("unreachable")
 
 
 def study_name(sweep: Sweep) -> str:
@@ -605,6 +626,7 @@ def _follow(sweep: Sweep, workdir: str, sl: _Slice, runner) -> str:
             if message.get("done"):
                 return "completed"
             trial = sweep.make_trial(message["overrides"], message["index"])
-            runner(sweep, trial, message["workdir"], interrupt)
+            out = runner(sweep, trial, message["workdir"], interrupt)
+            print(f"process {sl.index}: trial {trial.label} from process 0: {out.get('status')}")
             if interrupt.requested:
                 return "interrupted"
