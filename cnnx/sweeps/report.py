@@ -176,11 +176,11 @@ def summarize(sweep: Sweep, records: list[dict], workdir: str) -> str:
     wd = epath.Path(workdir)
 
     keys = {t.key for t in sweep.trials}
-    latest = [r for k, r in latest_by_key(records).items() if k in keys]
+    latest = [r for k, r in latest_by_key(records).items() if sweep.is_search or k in keys]
     best = choose_best(latest, sweep.metric, sweep.mode)
     n_done = len(completed(latest))
     text = [
-        f"Sweep {sweep.ref}: {n_done}/{len(sweep.trials)} trials completed "
+        f"Sweep {sweep.ref}: {n_done}/{sweep.total} trials completed "
         f"({len(latest) - n_done} failed), metric {sweep.metric} ({sweep.mode}); "
         f"records in {wd / 'trials.jsonl'}",
         "",

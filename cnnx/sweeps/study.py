@@ -283,7 +283,11 @@ def open_study(sweep: Sweep, storage, wait_s: float = 60.0):
             break
         time.sleep(0.5)
     if created:
-        have = {_key_of(sweep, t.params) for t in study.get_trials(deepcopy=False)}
+        # Enqueued trials carry their key (their parameters are only 'fixed' until they run).
+        have = {
+            t.user_attrs.get("key") or _key_of(sweep, t.params)
+            for t in study.get_trials(deepcopy=False)
+        }
         for t in sweep.trials:
             if t.key not in have:
                 study.enqueue_trial(dict(t.overrides), user_attrs={"key": t.key})

@@ -163,6 +163,8 @@ def test_search_keeps_its_budget(tmp_path):
     widths = [r["overrides"]["model.width_mult"] for r in records]
     assert len(calls) == 4 and len(set(widths)) == 4 and all(0.5 <= w <= 1.5 for w in widths)
     assert all(r["tags"] == {"width_mult": w} for r, w in zip(records, widths))
+    text = report.summarize(sweep, records, str(tmp_path))
+    assert text.startswith(f"Sweep {FIXTURE}:search=4: 4/4 trials completed") and "Best:" in text
     study.run_worker(
         sweep, str(tmp_path), _storage(tmp_path), runner=fake_runner(calls), log=_quiet
     )
@@ -185,3 +187,17 @@ def test_progress_line_has_an_eta(tmp_path):
     progress = [x for x in lines if x.startswith("[")]
     assert progress[0].startswith("[1/3] width=0.5: completed in 0 s; 2 left, ETA ")
     assert progress[-1].startswith("[3/3] ") and "ETA" not in progress[-1]
+
+
+def test_a_creator_that_died_mid_enqueue_is_completed_without_duplicates(tmp_path):
+    sweep = load_sweep(FIXTURE)
+    storage = _storage(tmp_path)
+    s = optuna.create_study(
+        study_name=study.study_name(sweep), storage=storage, direction="maximize"
+    )
+    t0 = sweep.trials[0]
+    s.enqueue_trial(dict(t0.overrides), user_attrs={"key": t0.key})  # then it died
+    s = study.open_study(sweep, storage, wait_s=0)
+    keys = sorted(t.user_attrs["key"] for t in s.trials)
+    assert keys == sorted(t.key for t in sweep.trials)
+    assert s.user_attrs[study.ENQUEUED_ATTR] == 3
