@@ -85,6 +85,11 @@ def test_two_workers_split_the_trials(tmp_path, storage, compilation_cache):  # 
     assert sorted(r["index"] for r in records) == [0, 1, 2]
     assert all(r["status"] == "completed" and r["macs"] > 0 for r in records)
     assert "Best: trial" in outs[0] + outs[1]
+    # Trial folders say the swept value; each has its TensorBoard hyperparameters.
+    for t in sweep.trials:
+        folder = wd / "trials" / t.dirname
+        assert folder.name.startswith(f"width={t.tags['width']:g}-")
+        assert any(b"hparams" in p.read_bytes() for p in folder.glob("events.out.tfevents*"))
 
 
 def _wait_for(predicate, timeout, procs):
