@@ -181,8 +181,7 @@ COMMANDS: dict[str, Check] = {
     "nohup .venv/bin/python scripts/sweep.py --sweep=configs/sweeps/efficientnet_grid.py "
     "--workdir=$HOME/sweeps/grid > sweep.log 2>&1 &": Check(
         OUTSIDE,
-        "python scripts/sweep.py --sweep=configs/sweeps/efficientnet_grid.py "
-        "--workdir={tmp}/grid",
+        "python scripts/sweep.py --sweep=configs/sweeps/efficientnet_grid.py --workdir={tmp}/grid",
         why="nohup and redirection around a sweep worker; tests/sweeps/test_workers.py runs them",
     ),
     ".venv/bin/python scripts/sweep.py --sweep=configs/sweeps/efficientnet_grid.py "
