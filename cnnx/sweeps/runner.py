@@ -36,13 +36,22 @@ def trial_workdir(workdir: str, trial: Trial) -> str:
     return str(epath.Path(workdir) / TRIALS_DIR / trial.dirname)
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: receive SIGKILL when the driver dies (Linux only)."""
+def _libc():
     try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        return ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:
-        pass
+        return None
+
+
+# Loaded here, in the parent: the child between fork and exec only calls into it (loading a
+# library there could wait forever on a lock another thread of the parent held at the fork).
+_LIBC = _libc()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: receive SIGKILL when the worker dies (Linux only)."""
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _tail(path: str, n: int = 2000) -> str:
