@@ -1,93 +1,210 @@
-"""Run a sweep: every trial of a sweep file, recorded crash-safely, then a summary and a plot.
+"""Run a sweep on Optuna: the trials of a sweep file, shared by any number of workers.
 
     python scripts/sweep.py --sweep=configs/sweeps/efficientnet_grid.py:digits --workdir=DIR
-    python scripts/sweep.py --sweep=configs/sweeps/efficientnet_grid.py --workdir=DIR --dry-run
-    python scripts/sweep.py --sweep=... --workdir=gs-or-nfs-dir --shard=1/4   # host 1 of 4
+    python scripts/sweep.py --sweep=configs/sweeps/efficientnet_grid.py --workdir=DIR --dry_run
+    python scripts/sweep.py --sweep=... --workdir=DIR --storage=postgresql://USER:PW@HOST/DB
 
-Restarting the same command skips finished trials and resumes the interrupted one from its
-checkpoint. `--summarize_only` rebuilds the summary from all shards' results files.
-Outputs in DIR: results[.shard-i-of-n].jsonl, trials/<key>/ (one training workdir per trial),
-summary.md, summary.json, accuracy_vs_flops.png.
+Workers: start the same command several times (on one machine, or on hosts sharing DIR's
+filesystem) and they share one Optuna study and split its trials; with --storage pointing at a
+PostgreSQL database, on any number of hosts or TPU slices (DIR then best on gs://). The default
+storage is an Optuna journal file, DIR/optuna.journal: no server needed. A worker that dies
+(SIGKILL, preemption) leaves its trial without heartbeats; after --grace_s seconds another
+worker (or the restarted one) takes it over and resumes it from its last checkpoint. A worker
+that gets SIGTERM checkpoints its trial and queues it again for the next worker.
 
-Several processes (one per host of a slice, each trial using all of them): every process runs
-the same command, with --coordinator_address, --num_processes and --process_id, or detected on
-Cloud TPU / SLURM / Open MPI as for train.py. The sweep is then one jax.distributed job: trials
-run in-process, one after another on all processes, and only process 0 records results and
-writes the summary. (--shard=i/n instead splits the trials between independent jobs.)
+Outputs in DIR: trials/<swept values>-<key>/ (one training workdir per trial, with its
+TensorBoard log and hyperparameters: `tensorboard --logdir DIR/trials`), trials.jsonl (every
+finished trial's record, readable without Optuna), summary.md, summary.json,
+accuracy_vs_flops.png. `--summarize_only` rebuilds them.
+
+Several processes per worker (the hosts of a TPU slice, each trial using all of them): every
+process runs the same command with --coordinator_address, --num_processes and --process_id,
+or detected on Cloud TPU / SLURM / Open MPI as for train.py. Process 0 takes each trial from
+the study and every process trains it, in-process; only process 0 writes records and summaries.
 """
 
-import argparse
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from absl import flags
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sweep", required=True, help="sweep file path[:arg]")
-    parser.add_argument("--workdir", required=True)
-    parser.add_argument("--dry-run", "--dry_run", action="store_true", help="list the trials")
-    parser.add_argument("--shard", default=None, help="i/n: run trials with index %% n == i")
-    parser.add_argument(
-        "--in-process", "--in_process", action="store_true", help="no subprocess per trial"
-    )
-    parser.add_argument("--retry-failed", "--retry_failed", action="store_true")
-    parser.add_argument("--summarize-only", "--summarize_only", action="store_true")
+# The script's own flags (several scripts can then be loaded in one process, as tests do).
+# Only absl is imported before parsing, so --help answers at once; jax, TensorFlow and Optuna
+# load after.
+FLAGS = flags.FlagValues()
+_HELP = ("--help", "-h", "-?", "--helpshort", "--helpfull")
+_SWEEP = flags.DEFINE_string(
+    "sweep", None, "Sweep file, path[:arg] (configs/sweeps/*.py).", required=True, flag_values=FLAGS
+)
+_WORKDIR = flags.DEFINE_string(
+    "workdir",
+    None,
+    "Sweep directory (local or gs://): trials, records, summaries.",
+    required=True,
+    flag_values=FLAGS,
+)
+_STORAGE = flags.DEFINE_string(
+    "storage",
+    None,
+    "Optuna storage shared by the workers: a database URL (postgresql://USER:PW@HOST:5432/DB) "
+    "or a journal file path. Default: the journal file WORKDIR/optuna.journal.",
+    flag_values=FLAGS,
+)
+_DRY_RUN = flags.DEFINE_bool(
+    "dry_run", False, "List the trials and their status, run nothing.", flag_values=FLAGS
+)
+_IN_PROCESS = flags.DEFINE_bool(
+    "in_process",
+    False,
+    "Run trials in this process instead of one subprocess per trial.",
+    flag_values=FLAGS,
+)
+_RETRY_FAILED = flags.DEFINE_bool(
+    "retry_failed",
+    False,
+    "Queue again the trials whose last attempt failed, then run.",
+    flag_values=FLAGS,
+)
+_SUMMARIZE_ONLY = flags.DEFINE_bool(
+    "summarize_only",
+    False,
+    "Rebuild trials.jsonl (from the study) and the summary; train nothing.",
+    flag_values=FLAGS,
+)
+_HEARTBEAT_S = flags.DEFINE_integer(
+    "heartbeat_s",
+    30,
+    "Seconds between the heartbeats a worker records for its running trial.",
+    flag_values=FLAGS,
+)
+_GRACE_S = flags.DEFINE_integer(
+    "grace_s",
+    120,
+    "Seconds without a heartbeat after which a running trial counts as dead and is retried "
+    "(more than --heartbeat_s; allow for a slow storage).",
+    flag_values=FLAGS,
+)
+_MAX_RETRY = flags.DEFINE_integer(
+    "max_retry",
+    3,
+    "Times a trial whose worker died is retried before it counts as failed.",
+    flag_values=FLAGS,
+)
+MULTI_PROCESS_HELP = (
+    "  --coordinator_address, --num_processes, --process_id: several processes per worker "
+    "(the hosts of a slice), as for train.py; detected on Cloud TPU, SLURM and Open MPI.\n"
+)
+
+
+def _dry_run(sweep) -> int:
+    from cnnx.sweeps import results
+
+    done = results.latest_by_key(results.read_all(_WORKDIR.value))
+    if sweep.is_search:
+        print(f"{_SWEEP.value}: a {sweep.sampler} search of {sweep.n_trials} trials over")
+        for k, r in sweep.space.items():
+            print(f"  {k}: {r}")
+    else:
+        print(f"{_SWEEP.value}: {len(sweep.trials)} trials")
+    print(f"base model {sweep.base.model.name}, data {sweep.base.data.source}")
+    for t in sweep.trials:
+        status = done.get(t.key, {}).get("status", "pending")
+        print(f"  {t.index:>4}  {status:<9}  {t.dirname}")
+    return 0
+
+
+def _parse(argv: list[str]) -> None:
+    """Parses the flags into FLAGS; --help prints the usage and exits 0, errors exit 2."""
+    if any(a in _HELP for a in argv):
+        print(f"{__doc__.strip()}\n\nflags:\n{FLAGS.get_help(include_special_flags=False)}")
+        print(MULTI_PROCESS_HELP)
+        raise SystemExit(0)
     from cnnx.train import distributed
 
-    distributed.add_arguments(parser)
-    args = parser.parse_args(argv)
+    if "process_id" not in FLAGS:
+        distributed.define_flags(FLAGS)
+    FLAGS.unparse_flags()  # a second parse in one process starts from the defaults
+    try:
+        rest = FLAGS([sys.argv[0], *argv])
+    except flags.Error as e:
+        print(f"error: {e}\nPass --help to see the flags.", file=sys.stderr)
+        raise SystemExit(2) from None
+    if len(rest) > 1:
+        print(f"error: unexpected arguments {rest[1:]}: every input is a --flag", file=sys.stderr)
+        raise SystemExit(2)
 
+
+def _start() -> int | None:
+    """Logging, jax.distributed from the multi-process flags, tf.data off the accelerators."""
     from cnnx.errors import CnnxError
-    from cnnx.sweeps import report, results, runner
-    from cnnx.sweeps.spec import load_sweep, parse_shard, shard_trials
+    from cnnx.train import distributed, logs
+
+    logs.configure()
+    try:
+        distributed.initialize_from_flags(FLAGS)
+    except CnnxError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    import tensorflow as tf
+
+    tf.config.set_visible_devices([], "GPU")  # tf.data only; accelerators belong to jax
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    _parse(list(sys.argv[1:] if argv is None else argv))
+    from cnnx.errors import CnnxError
+    from cnnx.sweeps import report, results, study
+    from cnnx.sweeps.spec import load_sweep
+    from cnnx.train import distributed
 
     try:
-        shard, num_shards = parse_shard(args.shard)
-        sweep = load_sweep(args.sweep)
+        sweep = load_sweep(_SWEEP.value)
     except (CnnxError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    mine = shard_trials(sweep.trials, shard, num_shards)
-    if args.dry_run:
-        done = results.latest_by_key(results.read_all(args.workdir))
-        print(f"{args.sweep}: {len(sweep.trials)} trials; shard {shard}/{num_shards}: {len(mine)}")
-        print(f"base model {sweep.base.model.name}, data {sweep.base.data.source}")
-        for t in mine:
-            status = done.get(t.key, {}).get("status", "pending")
-            print(f"  {t.index:>4}  {t.key}  {status:<9}  {t.overrides}")
-        return 0
-    if not args.summarize_only:
-        try:
-            # Several processes: one job for the whole sweep, so its trials run in-process.
-            several = distributed.initialize_from_args(args)
-        except CnnxError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        import tensorflow as tf
-
-        tf.config.set_visible_devices([], "GPU")
-        from cnnx.train import logs
-
-        logs.configure()
-        writer = not several or distributed.is_writer()
-        state = runner.run_sweep(
-            sweep,
-            args.workdir,
-            shard=shard,
-            num_shards=num_shards,
-            isolate=not (args.in_process or several),
-            retry_failed=args.retry_failed,
-            record=writer,
+    if _DRY_RUN.value:
+        return _dry_run(sweep)
+    if not _SUMMARIZE_ONLY.value and (failed := _start()) is not None:
+        return failed
+    workdir = _WORKDIR.value
+    writer = distributed.is_writer()
+    try:
+        storage = (
+            study.open_storage(
+                _STORAGE.value,
+                workdir,
+                heartbeat_s=_HEARTBEAT_S.value,
+                grace_s=_GRACE_S.value,
+                max_retry=_MAX_RETRY.value,
+            )
+            if writer
+            else None  # processes > 0 of a slice never touch the storage
         )
-        if state == "interrupted":
-            return 143
-        if not writer:
-            return 0
+        if _SUMMARIZE_ONLY.value:
+            existing = study.load_existing(sweep, storage)
+            if existing is not None:
+                study.export(existing, sweep, workdir)
+        else:
+            state = study.run_worker(
+                sweep,
+                workdir,
+                storage,
+                isolate=not _IN_PROCESS.value,
+                retry_failed=_RETRY_FAILED.value,
+            )
+            if state == "interrupted":
+                return 143
+    except CnnxError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not writer:
+        return 0
     print()
-    print(report.summarize(sweep, results.read_all(args.workdir), args.workdir))
+    print(report.summarize(sweep, results.read_all(workdir), workdir))
     return 0
 
 

@@ -38,7 +38,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-ABSL_SCRIPTS = {"train.py", "eval.py", "scripts/fixres.py"}
+ABSL_SCRIPTS = {"train.py", "eval.py", "scripts/fixres.py", "scripts/sweep.py"}
 TPU_ENV = {"TPU_NAME": "cnnx", "ZONE": "us-central2-b", "ACCELERATOR_TYPE": "v4-32",
            "PROJECT": "your-project"}  # fmt: skip
 
@@ -128,7 +128,17 @@ COMMANDS: dict[str, Check] = {
     "--workdir=workdirs/grid": Check(
         RUN,
         "python scripts/sweep.py --sweep=configs/sweeps/efficientnet_grid.py "
-        "--workdir={tmp}/grid --dry-run",
+        "--workdir={tmp}/grid --dry_run",
+        slow=True,
+    ),
+    "python scripts/sweep.py "
+    "--sweep=configs/sweeps/efficientnet_grid.py:digits,resnet20_cifar,steps=80 "
+    "--workdir=workdirs/digits_grid": Check(
+        RUN,
+        "python scripts/sweep.py "
+        "--sweep=configs/sweeps/efficientnet_grid.py:digits,resnet20_cifar,steps=80 "
+        "--workdir={tmp}/digits_grid --dry_run",
+        slow=True,
     ),
     "python scripts/fixres.py --config=configs/sweeps/fixres.py:digits "
     "--workdir=workdirs/fixres": Check(
@@ -182,6 +192,43 @@ COMMANDS: dict[str, Check] = {
     "--compilation_cache=off": Check(
         PARSE, why="compiles ResNet-18; tests/train/test_compile_cache.py launches train.py twice"
     ),
+    # A sweep on Cloud TPU
+    "nohup .venv/bin/python scripts/sweep.py --sweep=configs/sweeps/efficientnet_grid.py "
+    "--workdir=$HOME/sweeps/grid > sweep.log 2>&1 &": Check(
+        OUTSIDE,
+        "python scripts/sweep.py --sweep=configs/sweeps/efficientnet_grid.py --workdir={tmp}/grid",
+        why="nohup and redirection around a sweep worker; tests/sweeps/test_workers.py runs them",
+    ),
+    ".venv/bin/python scripts/sweep.py --sweep=configs/sweeps/efficientnet_grid.py "
+    "--workdir=$HOME/sweeps/grid --summarize_only": Check(
+        RUN,
+        "python scripts/sweep.py --sweep=configs/sweeps/efficientnet_grid.py "
+        "--workdir={tmp}/grid --summarize_only",
+        slow=True,
+    ),
+    "gcloud sql instances create cnnx-sweeps --database-version=POSTGRES_15 "
+    "--tier=db-g1-small --region=us-central2 --no-assign-ip --network=default "
+    "--project=$PROJECT": Check(OUTSIDE, why="Cloud SQL (gcloud)"),
+    "gcloud sql users set-password postgres --instance=cnnx-sweeps "
+    "--password=CHOOSE_A_PASSWORD --project=$PROJECT": Check(OUTSIDE, why="Cloud SQL (gcloud)"),
+    "gcloud sql databases create sweeps --instance=cnnx-sweeps --project=$PROJECT": Check(
+        OUTSIDE, why="Cloud SQL (gcloud)"
+    ),
+    "gcloud compute tpus tpu-vm ssh $TPU_NAME --zone=$ZONE --project=$PROJECT --worker=all "
+    '--command="cd ~/cnnx && nohup .venv/bin/python scripts/sweep.py '
+    "--sweep=configs/sweeps/efficientnet_grid.py --workdir=gs://YOUR_BUCKET/grid "
+    "--storage=postgresql://postgres:CHOOSE_A_PASSWORD@DB_IP:5432/sweeps "
+    '> sweep.log 2>&1 &"': Check(
+        OUTSIDE,
+        "python scripts/sweep.py --sweep=configs/sweeps/efficientnet_grid.py "
+        "--workdir=gs://YOUR_BUCKET/grid "
+        "--storage=postgresql://postgres:CHOOSE_A_PASSWORD@DB_IP:5432/sweeps",
+        why="gcloud on a TPU slice; tests/sweeps/test_workers.py runs workers on PostgreSQL",
+    ),
+    ".venv/bin/python scripts/sweep.py --sweep=configs/sweeps/efficientnet_grid.py "
+    "--workdir=gs://YOUR_BUCKET/grid "
+    "--storage=postgresql://postgres:CHOOSE_A_PASSWORD@DB_IP:5432/sweeps "
+    "--summarize_only": Check(PARSE, why="needs the sweep's database and bucket"),
     # Other clusters
     "srun --nodes=2 --ntasks-per-node=1 .venv/bin/python train.py --config=... "
     "--workdir=/shared/run": Check(

@@ -1,11 +1,42 @@
-"""Sweep summaries: the best trial, a results table, and accuracy-against-FLOPs plots (PNG)."""
+"""Sweep summaries: the best trial, a results table, and accuracy-against-MACs plots (PNG).
 
+Everything here works on plain trial records (the `trials.jsonl` export), with no Optuna.
+Files go through etils.epath (gs:// sweep workdirs).
+"""
+
+import io
 import math
-import os
+
+from etils import epath
 
 from cnnx.sweeps.spec import Sweep
 
-FLOAT_METRICS = ("eval/top1", "eval/top5", "eval/loss", "train/loss")
+# Axis labels in words, with units, for the metrics trials report.
+METRIC_LABELS = {
+    "eval/top1": "Top-1 accuracy on the eval split (%)",
+    "eval/top5": "Top-5 accuracy on the eval split (%)",
+    "eval/loss": "Cross-entropy loss on the eval split (nats)",
+    "train/loss": "Training loss, last logged (nats)",
+}
+GREEK = {"alpha": "α", "beta": "β", "gamma": "γ", "phi": "φ"}
+
+
+def metric_label(metric: str) -> str:
+    """`metric` in words with its unit ('eval/top1' -> 'Top-1 accuracy on the eval split (%)')."""
+    return METRIC_LABELS.get(metric, metric)
+
+
+def point_label(record: dict) -> str:
+    """A trial's label for plots: 'α=1.2 β=1.1 γ=1.15', else its swept keys, else its index."""
+    values = record.get("tags") or {
+        k.split(".")[-1]: v for k, v in (record.get("overrides") or {}).items()
+    }
+    text = " ".join(f"{GREEK.get(k, k)}={_short(v)}" for k, v in values.items())
+    return text or str(record.get("index"))
+
+
+def _short(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def completed(records: list[dict]) -> list[dict]:
@@ -39,7 +70,7 @@ def format_table(records: list[dict], metric: str = "eval/top1", best: dict | No
     tag_keys = sorted({k for r in records for k in r.get("tags", {})})
     override_keys = sorted({k for r in records for k in r.get("overrides", {})})
     cols = tag_keys or override_keys
-    head = ["#", *cols, "status", metric, "params", "MMACs", "wall s"]
+    head = ["#", *(GREEK.get(c, c) for c in cols), "status", metric, "params", "MMACs", "wall s"]
     rows = []
     for r in sorted(records, key=lambda r: r.get("index", 0)):
         values = r.get("tags", {}) if tag_keys else r.get("overrides", {})
@@ -97,27 +128,39 @@ def plot_accuracy_vs_flops(
     ys = [_metric(r, metric) for r in points]
     ax.scatter(xs, ys, c="tab:blue", s=30, label="trials")
     for r, x, y in zip(points, xs, ys):
-        tags = r.get("tags") or {}
-        text = "/".join(f"{tags[k]:g}" for k in ("alpha", "beta", "gamma") if k in tags)
-        ax.annotate(text or str(r.get("index")), (x, y), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points")  # fmt: skip
+        ax.annotate(point_label(r), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     for label, r in (highlight or {}).items():
         if r is not None and r.get("macs") and _metric(r, metric) is not None:
-            ax.scatter([r["macs"] / 1e6], [_metric(r, metric)], s=160, facecolors="none",
-                       edgecolors="black", label=label)  # fmt: skip
+            ax.scatter(
+                [r["macs"] / 1e6],
+                [_metric(r, metric)],
+                s=160,
+                facecolors="none",
+                edgecolors="black",
+                label=label,
+            )
     if best is not None and best.get("macs"):
-        ax.scatter([best["macs"] / 1e6], [_metric(best, metric)], marker="*", s=300, c="red",
-                   label="chosen", zorder=5)  # fmt: skip
+        ax.scatter(
+            [best["macs"] / 1e6],
+            [_metric(best, metric)],
+            marker="*",
+            s=300,
+            c="red",
+            label=f"chosen ({point_label(best)})",
+            zorder=5,
+        )
     ax.set_xscale("log")
-    ax.set_xlabel("MMACs per image (eval resolution)")
-    ax.set_ylabel(metric)
+    ax.set_xlabel("Multiply-accumulates per image at the eval resolution (millions, log scale)")
+    ax.set_ylabel(metric_label(metric))
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
+    epath.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    epath.Path(path).write_bytes(buf.getvalue())
     return path
 
 
@@ -127,22 +170,26 @@ def summarize(sweep: Sweep, records: list[dict], workdir: str) -> str:
     Only trials of the current sweep definition are summarised (records of trials no longer in
     it are ignored), one record per trial (the latest).
     """
-    from cnnx.sweeps.results import latest_by_key, write_json_atomic
+    from cnnx.sweeps.results import latest_by_key
+    from cnnx.train.workdir import write_json_atomic, write_text_atomic
+
+    wd = epath.Path(workdir)
 
     keys = {t.key for t in sweep.trials}
-    latest = [r for k, r in latest_by_key(records).items() if k in keys]
+    latest = [r for k, r in latest_by_key(records).items() if sweep.is_search or k in keys]
     best = choose_best(latest, sweep.metric, sweep.mode)
     n_done = len(completed(latest))
     text = [
-        f"Sweep {sweep.ref}: {n_done}/{len(sweep.trials)} trials completed "
-        f"({len(latest) - n_done} failed), metric {sweep.metric} ({sweep.mode})",
+        f"Sweep {sweep.ref}: {n_done}/{sweep.total} trials completed "
+        f"({len(latest) - n_done} failed), metric {sweep.metric} ({sweep.mode}); "
+        f"records in {wd / 'trials.jsonl'}",
         "",
         format_table(latest, sweep.metric, best),
         "",
     ]
     if best is not None:
         text.append(
-            f"Best: trial {best['index']} ({best.get('tags') or best['overrides']}) "
+            f"Best: trial {best['index']} ({point_label(best)}) "
             f"{sweep.metric}={_metric(best, sweep.metric):.2f}"
         )
     extra_hook = getattr(sweep.module, "report", None)
@@ -156,19 +203,18 @@ def summarize(sweep: Sweep, records: list[dict], workdir: str) -> str:
         highlight = paper(latest, sweep.arg)
     plot = plot_accuracy_vs_flops(
         latest,
-        os.path.join(workdir, "accuracy_vs_flops.png"),
+        str(wd / "accuracy_vs_flops.png"),
         sweep.metric,
         best,
-        title=os.path.basename(sweep.ref),
+        title=epath.Path(sweep.ref).name,
         highlight=highlight,
     )
     if plot:
         text.append(f"\nPlot: {plot}")
     body = "\n".join(text)
-    with open(os.path.join(workdir, "summary.md"), "w") as f:
-        f.write(body + "\n")
+    write_text_atomic(str(wd / "summary.md"), body + "\n")
     write_json_atomic(
-        os.path.join(workdir, "summary.json"),
+        str(wd / "summary.json"),
         {"best": best, "records": sorted(latest, key=lambda r: r.get("index", 0))},
     )
     return body

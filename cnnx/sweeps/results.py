@@ -1,97 +1,75 @@
-"""Crash-safe trial results: append-only JSON Lines, one file per shard, a forgiving reader.
+"""Trial records readable without Optuna: a JSON Lines export and a forgiving reader.
 
-Each finished trial appends one line (a JSON object) and fsyncs the file before the driver moves
-on, so a result once reported is on disk. A crash (SIGKILL, power loss) can only tear the line
-being written; `read_records` skips a line that does not parse (in practice the last one) and the
-next append first ends such a torn line with a newline, so later records are never glued to it.
-Every shard of a sweep writes its own file (`results.shard-<i>-of-<n>.jsonl`) and no two
-processes ever append to the same file; readers merge all shards.
+The study (Optuna storage) is the record of which trials ran; each finished trial's outcome is
+stored on its Optuna trial (user attribute 'record') and in its own folder
+(`trials/<name>/trial_result.json`). `export` rewrites `<workdir>/trials.jsonl` — one JSON
+object per trial, sorted by index — atomically from the study's records, so the table and the
+plots can be rebuilt (`scripts/summarize.py`-style tools, pandas, jq) with no Optuna and no
+database at hand. All paths go through etils.epath, so gs:// sweep workdirs work.
+
+`read_records` skips lines that do not parse (a file copied while being written, a hand edit)
+with a warning rather than failing the whole summary.
 """
 
-import glob
 import json
-import os
 from collections.abc import Iterable
 
 from absl import logging
+from etils import epath
 
-from cnnx.train.workdir import write_json_atomic  # noqa: F401  (summaries, tables)
+from cnnx.train.workdir import write_text_atomic
 
-PATTERN = "results*.jsonl"
-
-
-def shard_path(workdir: str, shard: int = 0, num_shards: int = 1) -> str:
-    """The results file written by one shard of a sweep (`results.jsonl` when unsharded)."""
-    if num_shards == 1:
-        return os.path.join(workdir, "results.jsonl")
-    return os.path.join(workdir, f"results.shard-{shard}-of-{num_shards}.jsonl")
+EXPORT = "trials.jsonl"
 
 
-def append_record(path: str, record: dict) -> None:
-    """Appends one record as a JSON line and makes it durable (fsync of file and directory).
+def export_path(workdir: str) -> str:
+    """The JSON Lines export of a sweep workdir."""
+    return str(epath.Path(workdir) / EXPORT)
+
+
+def write_records(path: str, records: Iterable[dict]) -> None:
+    """Writes `records` as JSON Lines, replacing the file atomically (readers never see half).
 
     Args:
-      path: the shard's results file (created if absent).
-      record: a JSON-serialisable dict (non-JSON values are written with `str`).
+      path: local or gs:// file.
+      records: JSON-serialisable dicts (other values are written with `str`).
+
+    Raises:
+      ValueError: a record does not serialise to one line.
     """
-    line = json.dumps(record, sort_keys=True, default=str)
-    if "\n" in line:
-        raise ValueError("a record must serialise to a single line")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    new = not os.path.exists(path)
-    with open(path, "ab+") as f:
-        # A torn last line (crash mid-write) gets its newline now, so this record stays whole.
-        f.seek(0, os.SEEK_END)
-        if f.tell() > 0:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                f.write(b"\n")
-        f.write(line.encode() + b"\n")
-        f.flush()
-        os.fsync(f.fileno())
-    if new:  # the file's directory entry must be durable too
-        _fsync_dir(os.path.dirname(os.path.abspath(path)))
-
-
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    lines = []
+    for record in records:
+        line = json.dumps(record, sort_keys=True, default=str)
+        if "\n" in line:
+            raise ValueError("a record must serialise to a single line")
+        lines.append(line + "\n")
+    epath.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, "".join(lines))
 
 
 def read_records(path: str) -> list[dict]:
-    """The records of one results file, skipping lines torn by a crash (logged, not fatal)."""
-    if not os.path.exists(path):
+    """The records of a JSON Lines file ([] when absent); unparsable lines are skipped, logged."""
+    p = epath.Path(path)
+    if not p.exists():
         return []
     records = []
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, start=1):
-            text = raw.strip()
-            if not text:
-                continue
-            try:
-                record = json.loads(text)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                logging.warning("%s:%d: skipping a torn/corrupt line (crash mid-write)", path, n)
-                continue
-            if isinstance(record, dict):
-                records.append(record)
+    for n, raw in enumerate(p.read_bytes().splitlines(), start=1):
+        text = raw.strip()
+        if not text:
+            continue
+        try:
+            record = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            logging.warning("%s:%d: skipping a line that is not JSON", path, n)
+            continue
+        if isinstance(record, dict):
+            records.append(record)
     return records
 
 
 def read_all(workdir: str) -> list[dict]:
-    """Records of every shard file in `workdir`, in file-name then line order."""
-    records = []
-    for path in sorted(glob.glob(os.path.join(workdir, PATTERN))):
-        records.extend(read_records(path))
-    return records
+    """The records of a sweep workdir's export ([] before any trial finished)."""
+    return read_records(export_path(workdir))
 
 
 def latest_by_key(records: Iterable[dict]) -> dict[str, dict]:

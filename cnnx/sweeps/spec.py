@@ -6,13 +6,19 @@ A sweep file (configs/sweeps/<name>.py) defines `get_sweep(arg)` returning `(bas
   * trials: a list of dicts like `{'model.width_mult': 1.1, 'data.image_size': 256}`; keys that
     start with '_' are labels only (e.g. `'_alpha': 1.2`), stored with the results but not
     applied to the config,
-  * options (optional): `{'metric': 'eval/top1', 'mode': 'max'}` — how the best trial is chosen.
+  * options (optional): `{'metric': 'eval/top1', 'mode': 'max'}` — how the best trial is chosen;
+    instead of a list of trials, a search: `trials` empty and options
+    `{'space': {dotted key: range}, 'sampler': 'tpe', 'n_trials': 20, 'seed': 0}`, where a range
+    is `{'low': 1e-3, 'high': 1.0, 'log': True}` (float), `{'low': 1, 'high': 8, 'step': 1}`
+    with int bounds (int), or `{'choices': [...]}` (categorical; None, bool, int, float, str).
 It may also define `report(best, records, arg) -> str`, text appended to the sweep summary (the
 EfficientNet grid prints its φ table there).
 
 A trial is identified by a hash of its overrides and the base config (its `key`), not by its
 position, so a restarted sweep recognises finished trials even if the list was reordered, and
-a changed base (budget, data) never reuses results trained under the old one.
+a changed base (budget, data) never reuses results trained under the old one. Its folder
+(`Trial.dirname`) reads the swept values and ends with the key, e.g.
+`alpha=1.2,beta=1.1,gamma=1.15-3f2a9c01b2d4`.
 """
 
 import dataclasses
@@ -20,6 +26,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 from typing import Any
 
 import ml_collections
@@ -34,7 +41,7 @@ class Trial:
     """One point of a sweep.
 
     Attributes:
-      index: position in the sweep's list (decides the shard).
+      index: position in the sweep's list (a search: the Optuna trial number).
       overrides: dotted config key -> value, applied to the base config.
       tags: labels (the definition's '_'-prefixed keys, without the '_').
       key: stable identity (hash of the overrides and the base config).
@@ -47,12 +54,38 @@ class Trial:
 
     @property
     def label(self) -> str:
+        """'alpha=1.2 beta=1.1 gamma=1.15': the tags, else the overrides' last name parts."""
         items = self.tags or self.overrides
         return " ".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in items.items())
+
+    @property
+    def dirname(self) -> str:
+        """The trial's folder name: its swept values, then its key (unique, filesystem-safe).
+
+        Named by parameters rather than by an Optuna trial number, so a trial retried after its
+        worker died (a new Optuna trial with the same parameters) finds its checkpoint.
+        """
+        text = ",".join(self.label.split(" "))
+        text = re.sub(r"[^A-Za-z0-9=.,_+-]", "_", text)[:80]
+        return f"{text}-{self.key}" if text else self.key
 
 
 @dataclasses.dataclass
 class Sweep:
+    """A loaded sweep file.
+
+    Attributes:
+      ref: the file as given, `path[:arg]`.
+      base: the base config every trial overrides.
+      trials: the grid (empty for a search).
+      metric, mode: the objective ('eval/top1', 'max').
+      module, arg: the sweep file's module (its `report`/`highlight` hooks) and arg.
+      space: a search's ranges, {dotted key: range dict} (empty for a grid).
+      sampler: 'tpe' or 'random' (a search).
+      n_trials: a search's trial budget.
+      seed: the sampler's seed.
+    """
+
     ref: str
     base: ml_collections.ConfigDict
     trials: list[Trial]
@@ -60,6 +93,30 @@ class Sweep:
     mode: str = "max"
     module: Any = None
     arg: str | None = None
+    space: dict = dataclasses.field(default_factory=dict)
+    sampler: str = "tpe"
+    n_trials: int = 0
+    seed: int | None = None
+
+    @property
+    def is_search(self) -> bool:
+        return bool(self.space)
+
+    @property
+    def total(self) -> int:
+        """Trials the sweep runs in all: the grid's size or the search's budget."""
+        return self.n_trials if self.is_search else len(self.trials)
+
+    def make_trial(self, overrides: dict, index: int) -> Trial:
+        """The grid trial with these overrides, else (a search) a new one tagged by leaf names."""
+        key = trial_key(overrides, self.base)
+        for t in self.trials:
+            if t.key == key:
+                return t
+        if not self.is_search:
+            raise ConfigError(f"{self.ref}: no grid trial has the overrides {overrides}")
+        tags = {k.split(".")[-1]: v for k, v in overrides.items()}
+        return Trial(index=index, overrides=dict(overrides), tags=tags, key=key)
 
 
 def _fmt(v) -> str:
@@ -147,33 +204,48 @@ def load_sweep(ref: str) -> Sweep:
             raise ConfigError(f"{ref}: trial {i} repeats an earlier trial ({overrides}).")
         seen.add(key)
         trials.append(Trial(index=i, overrides=overrides, tags=tags, key=key))
+    space = dict(options.get("space") or {})
+    if space and trials:
+        raise ConfigError(f"{ref}: give either a list of trials or a search 'space', not both.")
+    if not space and not trials:
+        raise ConfigError(f"{ref}: no trials and no search 'space'.")
+    for dotted, rng in space.items():
+        _check_range(ref, dotted, rng)
+        apply_overrides(base, {dotted: rng["choices"][0] if "choices" in rng else rng["low"]})
+    n_trials = int(options.get("n_trials", 0))
+    if space and n_trials < 1:
+        raise ConfigError(f"{ref}: a search needs a trial budget, options['n_trials'] >= 1.")
+    mode = options.get("mode", "max")
+    if mode not in ("max", "min"):
+        raise ConfigError(f"{ref}: mode must be 'max' or 'min', not {mode!r}.")
+    sampler = options.get("sampler", "tpe")
+    if sampler not in ("tpe", "random"):
+        raise ConfigError(f"{ref}: sampler must be 'tpe' or 'random', not {sampler!r}.")
     return Sweep(
         ref=ref,
         base=base,
         trials=trials,
         metric=options.get("metric", "eval/top1"),
-        mode=options.get("mode", "max"),
+        mode=mode,
         module=module,
         arg=arg,
+        space=space,
+        sampler=sampler,
+        n_trials=n_trials,
+        seed=options.get("seed"),
     )
 
 
-def parse_shard(text: str | None) -> tuple[int, int]:
-    """'i/n' -> (i, n), checked; None -> (0, 1)."""
-    if not text:
-        return 0, 1
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise ConfigError(f"--shard={text!r}: use i/n, e.g. 0/4.") from None
-    if not (n >= 1 and 0 <= i < n):
-        raise ConfigError(f"--shard={text!r}: need 0 <= i < n.")
-    return i, n
-
-
-def shard_trials(trials: list[Trial], shard: int, num_shards: int) -> list[Trial]:
-    """The trials one shard runs: index % num_shards == shard (deterministic, disjoint)."""
-    return [t for t in trials if t.index % num_shards == shard]
+def _check_range(ref: str, dotted: str, rng) -> None:
+    ok = isinstance(rng, dict) and (
+        ("choices" in rng and len(rng["choices"]) > 0)
+        or ("low" in rng and "high" in rng and rng["low"] <= rng["high"])
+    )
+    if not ok:
+        raise ConfigError(
+            f"{ref}: search range {dotted}={rng!r}: use {{'low': a, 'high': b}} (optionally "
+            "'log': True or 'step': s) or {'choices': [...]}."
+        )
 
 
 def parse_kv_arg(arg: str | None) -> tuple[list[str], dict[str, str]]:

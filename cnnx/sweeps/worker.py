@@ -1,10 +1,14 @@
-"""Runs one trial of a sweep: `python -m cnnx.sweeps.worker --sweep=FILE[:ARG] --key=K --workdir=D`.
+"""Runs one trial of a sweep: `python -m cnnx.sweeps.worker --sweep=FILE[:ARG] --overrides=JSON
+--workdir=D`.
 
-The driver starts this as a subprocess per trial. The trial's config is rebuilt here from the
-sweep file and the trial key (never serialised through JSON, so placeholder types survive).
-The outcome, with parameters and MACs, goes to `<workdir>/trial_result.json` (atomic write).
+The sweep worker starts this as a subprocess per trial. The trial's config is rebuilt here from
+the sweep file (never serialised through JSON, so placeholder types survive) and the trial's
+overrides (JSON: Optuna's parameter values are JSON types). The outcome, with parameters and
+MACs, goes to `<workdir>/trial_result.json` (atomic write), its hyperparameters to the trial's
+TensorBoard log (clu `write_hparams`).
 """
 
+import json
 import os
 import sys
 import time
@@ -36,19 +40,45 @@ def model_cost(config) -> dict:
     }
 
 
-def run_trial(config, workdir: str) -> dict:
+def write_hparams(workdir: str, hparams: dict) -> None:
+    """The trial's swept values as TensorBoard hyperparameters (HParams tab), process 0 only.
+
+    Values that are not bool/int/float/str (tuples) are written as text.
+    """
+    from clu import metric_writers
+
+    from cnnx.train.distributed import is_writer
+
+    clean = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in hparams.items()}
+    writer = metric_writers.create_default_writer(
+        workdir, just_logging=not is_writer(), asynchronous=False
+    )
+    writer.write_hparams(clean)
+    writer.close()
+
+
+def run_trial(config, workdir: str, hparams: dict | None = None) -> dict:
     """Trains and evaluates one trial's config in `workdir` (resuming from its checkpoint).
+
+    Args:
+      config: the trial's full config (base with the trial's overrides).
+      workdir: the trial's training workdir (local or gs://).
+      hparams: swept values to show in TensorBoard's HParams tab (None: none written).
 
     Returns:
       {'status', 'metrics', 'num_params', 'macs', 'eval_image_size', 'wall_time_s'}; also
       written atomically to `<workdir>/trial_result.json`.
     """
-    from cnnx.sweeps.results import write_json_atomic
+    from etils import epath
+
     from cnnx.train.distributed import is_writer
     from cnnx.train.loop import train_and_evaluate
+    from cnnx.train.workdir import write_json_atomic
 
     t0 = time.time()
-    os.makedirs(workdir, exist_ok=True)
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+    if hparams:
+        write_hparams(workdir, hparams)
     cost = model_cost(config)
     results = train_and_evaluate(config, workdir)
     out = {
@@ -58,7 +88,7 @@ def run_trial(config, workdir: str) -> dict:
         "wall_time_s": time.time() - t0,
     }
     if is_writer():  # a multi-process sweep: every process ran the trial, one writes
-        write_json_atomic(os.path.join(workdir, RESULT_FILE), out)
+        write_json_atomic(str(epath.Path(workdir) / RESULT_FILE), out)
     return out
 
 
@@ -67,7 +97,8 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sweep", required=True)
-    parser.add_argument("--key", required=True)
+    parser.add_argument("--overrides", required=True, help="the trial's overrides, JSON")
+    parser.add_argument("--index", type=int, default=0, help="the trial's index (labels)")
     parser.add_argument("--workdir", required=True)
     args = parser.parse_args(argv)
 
@@ -78,12 +109,19 @@ def main(argv=None) -> int:
     from cnnx.train import logs
 
     logs.configure()
+    from cnnx.errors import CnnxError
+
     sweep = load_sweep(args.sweep)
-    trial = next((t for t in sweep.trials if t.key == args.key), None)
-    if trial is None:
-        print(f"error: no trial with key {args.key} in {args.sweep}", file=sys.stderr)
+    try:
+        trial = sweep.make_trial(json.loads(args.overrides), args.index)
+    except CnnxError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    out = run_trial(apply_overrides(sweep.base, trial.overrides), args.workdir)
+    out = run_trial(
+        apply_overrides(sweep.base, trial.overrides),
+        args.workdir,
+        hparams={**trial.overrides, **trial.tags},
+    )
     return 0 if out["status"] == "completed" else 143
 
 

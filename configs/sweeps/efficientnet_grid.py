@@ -9,7 +9,10 @@ Step 1 (these trials): at φ = 1, every (α, β, γ) on a grid (step 0.05) with 
 width β (`model.width_mult`) and resolution γ (`data.image_size = round(base_res·γ)`), trained
 on a short budget. The best point by eval top-1 is chosen. Step 2 (printed in the summary):
 φ = 1…7 from the chosen point beside the published B1–B7 table. The full default grid has 109
-points including the paper's (1.2, 1.1, 1.15); on ImageNet, share it over hosts with --shard.
+points including the paper's (1.2, 1.1, 1.15); on ImageNet, share it between workers (several
+`scripts/sweep.py` processes, one per host or TPU slice, with a shared --storage). Each point is
+enqueued in the Optuna study with its exact values (see cnnx/sweeps/study.py for why not
+Optuna's GridSampler); trial folders read `alpha=1.2,beta=1.1,gamma=1.15-<key>`.
 
 arg: comma-separated words and key=value pairs:
   <model>        any registered model as the baseline (default efficientnet_b0)
@@ -45,8 +48,19 @@ def _settings(arg):
         raise ValueError(f"efficientnet_grid: one baseline model, got {models}")
     model = models[0] if models else DEFAULT_MODEL
     spec = get_spec(model)  # unknown names fail here, with suggestions
-    unknown = set(kv) - {"step", "tol", "target", "alpha", "beta", "gamma", "limit", "steps",
-                         "epochs", "batch", "res"}  # fmt: skip
+    unknown = set(kv) - {
+        "step",
+        "tol",
+        "target",
+        "alpha",
+        "beta",
+        "gamma",
+        "limit",
+        "steps",
+        "epochs",
+        "batch",
+        "res",
+    }
     if unknown:
         raise ValueError(f"efficientnet_grid: unknown options {sorted(unknown)}")
     s = dict(

@@ -1,12 +1,16 @@
-"""A tiny sweep file for the driver tests: LeNet-5 on digits, three widths, a few steps.
+"""A tiny sweep file for the driver tests: LeNet-5 on digits, a few widths, a few steps.
 
-The steps count and checkpoint interval come from the arg ('steps=N'), so the crash test can
-make a trial long enough to be killed in the middle; 'data=-1' spreads the batch over every
-device (the multi-process test) instead of one.
+arg (comma-separated key=value):
+  steps=N    training steps per trial (8); the kill tests make trials long enough to be killed
+  data=D     mesh.data (1; -1 spreads the batch over every device, the multi-process test)
+  n=K        the first K of the widths 0.5, 0.75, 1.0, 1.25, 1.5, 1.75 (3)
+  search=K   a random search of K trials over the width instead of the grid
 """
 
 from cnnx.sweeps.spec import parse_kv_arg
 from cnnx.train.config import base_config
+
+WIDTHS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
 
 def get_sweep(arg=None):
@@ -31,5 +35,11 @@ def get_sweep(arg=None):
     c.ckpt.every_steps = 4
     c.ckpt.asynchronous = False
     c.mesh.data = int(kv.get("data", 1))
-    trials = [{"model.width_mult": w, "_width": w} for w in (0.5, 0.75, 1.0)]
-    return c, trials, {"metric": "eval/top1", "mode": "max"}
+    options = {"metric": "eval/top1", "mode": "max"}
+    if "search" in kv:
+        space = {"model.width_mult": {"low": 0.5, "high": 1.5}}
+        search = {"space": space, "sampler": "random", "n_trials": int(kv["search"]), "seed": 0}
+        return c, [], {**options, **search}
+    widths = WIDTHS[: int(kv.get("n", 3))]
+    trials = [{"model.width_mult": w, "_width": w} for w in widths]
+    return c, trials, options

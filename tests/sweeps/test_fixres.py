@@ -16,8 +16,9 @@ FIXRES_FILE = "configs/sweeps/fixres.py"
 
 def _abstract_params(name, res=16, **kw):
     m = models.create(name, num_classes=10, **kw)
-    return jax.eval_shape(lambda: m.init(jax.random.PRNGKey(0), jnp.zeros((1, res, res, 1)),
-                                         train=False))["params"]  # fmt: skip
+    return jax.eval_shape(
+        lambda: m.init(jax.random.PRNGKey(0), jnp.zeros((1, res, res, 1)), train=False)
+    )["params"]
 
 
 def _flat(mask):

@@ -111,8 +111,11 @@ def test_sweep_file_default_has_paper_trial():
 def test_sweep_file_any_family(arg, model, n, res):
     sweep = load_sweep(f"{GRID_FILE}:{arg}")
     assert sweep.base.model.name == model and len(sweep.trials) == n
-    paper = [t for t in sweep.trials if t.overrides["model.depth_mult"] == 1.2
-             and t.overrides["model.width_mult"] == 1.1]  # fmt: skip
+    paper = [
+        t
+        for t in sweep.trials
+        if t.overrides["model.depth_mult"] == 1.2 and t.overrides["model.width_mult"] == 1.1
+    ]
     assert paper and paper[0].overrides["data.image_size"] == res
 
 

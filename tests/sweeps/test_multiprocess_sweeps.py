@@ -30,8 +30,9 @@ FIXRES = [
     "--config.finetune.batch_size=32",
     "--config.finetune.trainable=^(f6|output)/",
 ]
-# The sweep's smoke form: one trial (shard 0 of 3) of the driver tests' LeNet-5 sweep.
-SWEEP = ["scripts/sweep.py", "--sweep=tests/sweeps/sweep_fixture.py:steps=4,data=-1", "--shard=0/3"]
+# The sweep's smoke form: a one-trial grid of the driver tests' LeNet-5 sweep; process 0 takes
+# the trial from the study and shares it with process 1 through jax.distributed's key-value store.
+SWEEP = ["scripts/sweep.py", "--sweep=tests/sweeps/sweep_fixture.py:steps=4,data=-1,n=1"]
 COMPARED = ("eval/top1", "eval/top5", "eval/loss", "train/loss", "step")
 
 
@@ -61,7 +62,7 @@ def test_sweep_two_processes_match_one(tmp_path, compilation_cache):  # noqa: F8
     one, two, outputs = _run(SWEEP, tmp_path, compilation_cache)
     records = []
     for d in (one, two):
-        with open(tmp_path / d / "results.shard-0-of-3.jsonl") as f:
+        with open(tmp_path / d / "trials.jsonl") as f:
             records.append([json.loads(line) for line in f])
     (single,), (multi,) = records  # one record each: process 1 recorded nothing
     assert single["status"] == multi["status"] == "completed"
@@ -70,5 +71,5 @@ def test_sweep_two_processes_match_one(tmp_path, compilation_cache):  # noqa: F8
         np.testing.assert_allclose(multi["metrics"][key], single["metrics"][key], rtol=1e-5)
     # Process 1 ran the trial but neither printed nor wrote the summary (its table rows).
     assert os.path.exists(tmp_path / two / "summary.md")
-    assert "completed" in outputs[2]
+    assert "process 1: trial width=0.5 from process 0: completed" in outputs[2]
     assert "| " in outputs[1] and "| " not in outputs[2]
