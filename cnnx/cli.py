@@ -215,5 +215,6 @@ def run_training(config, workdir: str, *, allow_config_change: bool = False) -> 
         f"{results['model']}: eval top-1 {results['eval/top1']:.2f}%  "
         f"top-5 {results['eval/top5']:.2f}%  loss {results['eval/loss']:.4f}  "
         f"({results['step']} steps, {results['wall_time_s']:.0f} s)  -> {workdir}/results.json"
+        + (f"  [smoke run: {config.smoke}; not a result]" if config.smoke else "")
     )
     return 0

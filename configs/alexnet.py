@@ -12,14 +12,13 @@ for `alexnet`: 56.52%; paper: 40.7% top-1 error with 10-crop averaging, 5 nets).
 """
 
 from cnnx.train.config import base_config, smoke
+from configs.common import parse_arg
 
 
 def get_config(arg: str | None = None):
-    options = set(filter(None, (arg or "").split(",")))
-    if options - {"original", "smoke"}:
-        raise ValueError(f"configs/alexnet.py args: original, smoke; got {arg!r}")
+    a = parse_arg(arg, original=False, smoke=False)
     c = base_config()
-    original = "original" in options
+    original = a.original
     c.model.name = "alexnet_original" if original else "alexnet"
     size = 227 if original else 224
     c.data.source = "tfds:imagenet2012"
@@ -41,8 +40,8 @@ def get_config(arg: str | None = None):
     c.train.num_epochs = 90.0
     c.eval.batch_size = 500
     c.ckpt.every_steps = 5000
-    if "smoke" in options:
-        smoke(c, image_size=67 if original else 63)
+    if a.smoke:
+        smoke(c, image_size=67 if original else 63, model="width ×0.25")
         c.model.width_mult = 0.25
         c.train.batch_size = 16
     return c

@@ -13,13 +13,14 @@ Needs ImageNet prepared for TFDS (imagenet2012, manual download).
 """
 
 from cnnx.train.config import base_config, smoke
+from configs.common import parse_arg
 
 DROP_PATH = {"tiny": 0.1, "small": 0.4, "base": 0.5, "large": 0.5}
 
 
 def get_config(arg: str | None = "tiny"):
-    parts = (arg or "tiny").split(",")
-    size = parts[0]
+    a = parse_arg(arg, size="tiny", smoke=False)
+    size = a.size
     if size not in DROP_PATH:
         raise ValueError(f"configs/convnext.py: size must be one of {list(DROP_PATH)}, got {size}")
     c = base_config()
@@ -54,8 +55,8 @@ def get_config(arg: str | None = "tiny"):
     c.train.ema_decay = 0.9999
     c.eval.batch_size = 1000
     c.ckpt.every_steps = 2000
-    if "smoke" in parts[1:]:
-        smoke(c, image_size=32)
+    if a.smoke:
+        smoke(c, image_size=32, model="width ×0.25, one block per stage")
         c.model.width_mult = 0.25
         c.model.depth_mult = 0.01
         c.train.ema_decay = 0.9

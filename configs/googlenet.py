@@ -14,14 +14,13 @@ no base learning rate; 0.1 per 256 images is ours. `googlenet` is torchvision's 
 """
 
 from cnnx.train.config import base_config, smoke
+from configs.common import parse_arg
 
 
 def get_config(arg: str | None = None):
-    options = set(filter(None, (arg or "").split(",")))
-    if options - {"v1", "smoke"}:
-        raise ValueError(f"configs/googlenet.py args: v1, smoke; got {arg!r}")
+    a = parse_arg(arg, v1=False, smoke=False)
     c = base_config()
-    c.model.name = "googlenet_v1" if "v1" in options else "googlenet"
+    c.model.name = "googlenet_v1" if a.v1 else "googlenet"
     c.data.source = "tfds:imagenet2012"
     c.data.train_split = "train"
     c.data.eval_split = "validation"
@@ -43,8 +42,8 @@ def get_config(arg: str | None = None):
     c.train.ema_decay = 0.9999
     c.eval.batch_size = 500
     c.ckpt.every_steps = 5000
-    if "smoke" in options:
-        smoke(c, image_size=32)
+    if a.smoke:
+        smoke(c, image_size=32, model="width ×0.25, one module per stage")
         c.model.width_mult = 0.25
         c.model.depth_mult = 0.01  # one inception module per stage
         c.train.ema_decay = 0.9

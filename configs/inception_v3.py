@@ -15,11 +15,11 @@ prepared for TFDS (imagenet2012, manual download).
 """
 
 from cnnx.train.config import base_config, smoke
+from configs.common import parse_arg
 
 
 def get_config(arg: str | None = None):
-    if arg not in (None, "", "smoke"):
-        raise ValueError(f"configs/inception_v3.py takes no arg or 'smoke', got {arg!r}")
+    a = parse_arg(arg, smoke=False)
     c = base_config()
     c.model.name = "inception_v3"
     c.data.source = "tfds:imagenet2012"
@@ -52,8 +52,8 @@ def get_config(arg: str | None = None):
     c.train.ema_decay = 0.9999
     c.eval.batch_size = 500
     c.ckpt.every_steps = 2000
-    if arg == "smoke":
-        smoke(c, image_size=75)
+    if a.smoke:
+        smoke(c, image_size=75, model="width ×0.25, one module per stage")
         c.model.width_mult = 0.25
         c.model.depth_mult = 0.01  # one module per stage: every layer type, fast to compile
         c.train.ema_decay = 0.9

@@ -21,17 +21,17 @@ for TFDS (imagenet2012, manual download).
 """
 
 from cnnx.train.config import base_config, smoke
+from configs.common import parse_arg
 
 DEPTHS = (18, 34, 50, 101, 152)
 
 
 def get_config(arg: str | None = "50"):
-    parts = (arg or "50").split(",")
-    depth = int(parts[0])
-    if depth not in DEPTHS:
-        raise ValueError(f"configs/resnet.py: depth must be one of {DEPTHS}, got {depth}")
+    a = parse_arg(arg, depth=50, paper=False, smoke=False)
+    if a.depth not in DEPTHS:
+        raise ValueError(f"configs/resnet.py: depth must be one of {DEPTHS}, got {a.depth}")
     c = base_config()
-    c.model.name = f"resnet{depth}"
+    c.model.name = f"resnet{a.depth}"
     c.model.zero_init_residual = True
     c.model.drop_path_rate = 0.0
     c.data.source = "tfds:imagenet2012"
@@ -50,7 +50,7 @@ def get_config(arg: str | None = "50"):
     c.train.label_smoothing = 0.1
     c.eval.batch_size = 1000
     c.ckpt.every_steps = 2000
-    if "paper" in parts[1:]:
+    if a.paper:
         c.model.zero_init_residual = False
         c.data.train_pp = "resnet_scale|flip|lighting|normalize"  # 256-480 px at 224
         c.optim.decay_all = True
@@ -62,6 +62,6 @@ def get_config(arg: str | None = "50"):
         c.train.num_epochs = 120.0
         c.train.label_smoothing = 0.0
         c.eval.every_steps = None  # once per epoch: the plateau test
-    if "smoke" in parts[1:]:
+    if a.smoke:
         smoke(c, image_size=32)
     return c

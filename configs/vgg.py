@@ -13,17 +13,17 @@ scale for D/E (paper Table 3); torchvision's vgg16: 71.59% top-1.
 """
 
 from cnnx.train.config import base_config, smoke
+from configs.common import parse_arg
 
 VARIANTS = ("11", "11_lrn", "13", "16c", "16", "19", "11_bn", "13_bn", "16_bn", "19_bn")
 
 
 def get_config(arg: str | None = "16"):
-    parts = (arg or "16").split(",")
-    variant = parts[0]
-    if variant not in VARIANTS or set(parts[1:]) - {"smoke"}:
+    a = parse_arg(arg, variant="16", smoke=False)
+    if a.variant not in VARIANTS:
         raise ValueError(f"configs/vgg.py: arg is one of {VARIANTS} [,smoke]; got {arg!r}")
     c = base_config()
-    c.model.name = f"vgg{variant}"
+    c.model.name = f"vgg{a.variant}"
     c.data.source = "tfds:imagenet2012"
     c.data.train_split = "train"
     c.data.eval_split = "validation"
@@ -41,7 +41,7 @@ def get_config(arg: str | None = "16"):
     c.train.num_epochs = 74.0
     c.eval.batch_size = 500
     c.ckpt.every_steps = 5000
-    if "smoke" in parts:
-        smoke(c, image_size=32)
+    if a.smoke:
+        smoke(c, image_size=32, model="width ×0.25")
         c.model.width_mult = 0.25
     return c

@@ -38,8 +38,8 @@ from cnnx.sweeps.spec import apply_overrides
 from cnnx.train.distributed import is_writer
 from cnnx.train.experiment import process_info, setup
 from cnnx.train.loop import make_eval_input, train_and_evaluate
+from cnnx.train.losses import cross_entropy
 from cnnx.train.mesh import batch_sharding, replicated
-from cnnx.train.optim import cross_entropy
 
 # Classifier plus every normalisation layer (ConvNormAct's `bn`, `bn1`, `norm1`, ...).
 DEFAULT_TRAINABLE = r"(^|/)head/|(^|/)(bn|norm)[^/]*/"

@@ -18,7 +18,7 @@ import optax
 from flax import traverse_util
 
 from cnnx.errors import ConfigError
-from cnnx.train import finetune, optim
+from cnnx.train import finetune, losses, optim
 from cnnx.train import workdir as wd
 from cnnx.train.checkpoint import Checkpointer
 from cnnx.train.experiment import build_model, setup
@@ -119,7 +119,7 @@ def _run(config, workdir: str, changes: dict) -> dict:
     def step(head, opt_state, feats, labels):
         def loss_fn(h):
             logits = feats @ h["kernel"] + h["bias"]
-            return jnp.mean(optim.cross_entropy(
+            return jnp.mean(losses.cross_entropy(
                 logits, labels, num_classes, config.train.label_smoothing))  # fmt: skip
 
         loss, grads = jax.value_and_grad(loss_fn)(head)

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import optax
 
 from cnnx.data import mixing
-from cnnx.train.optim import at_step, cross_entropy, lr_scale, soft_cross_entropy
+from cnnx.train.losses import cross_entropy, soft_cross_entropy
+from cnnx.train.optim import at_step, lr_scale
 from cnnx.train.state import TrainState
 
 
