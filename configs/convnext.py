@@ -1,7 +1,7 @@
 """ConvNeXt on ImageNet with the DeiT-style recipe of Liu et al. 2022 (Table 5 / appendix A).
 
     python train.py --config=configs/convnext.py:tiny --workdir=gs://bucket/convnext_tiny
-    python train.py --config=configs/convnext.py:tiny,smoke --workdir=/tmp/cnx   # seconds
+    python train.py --config=configs/convnext.py:tiny,smoke --workdir=/tmp/cnx   # about a minute
 
 arg: size (tiny, small, base, large), optionally ',smoke'. Recipe: AdamW, lr 4e-3 at batch
 4096 (2.5e-4 per 256, linear scaling), β (0.9, 0.999), weight decay 0.05 on kernels only,
@@ -10,6 +10,9 @@ arg: size (tiny, small, base, large), optionally ',smoke'. Recipe: AdamW, lr 4e-
 stochastic depth 0.1/0.4/0.5/0.5 (T/S/B/L), layer scale 1e-6 (the model's default), EMA
 0.9999; 224 px, eval crop ratio 0.875. Expected: 82.1% top-1 for ConvNeXt-T (Table 1).
 Needs ImageNet prepared for TFDS (imagenet2012, manual download).
+On a 2-core CPU: the recipe needs ImageNet and an accelerator (300 epochs). `:tiny,smoke`
+(synthetic 32 px data, width ×0.25, one block per stage, 6 steps) about 40 s, mostly
+compilation; top-1 at chance.
 """
 
 from cnnx.train.config import base_config, smoke

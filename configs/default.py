@@ -1,9 +1,13 @@
 """The embedded default: LeNet-5 on scikit-learn's handwritten digits (runs anywhere).
 
     python train.py --config=configs/default.py --workdir=workdirs/default
+    python train.py --config=configs/default.py:smoke --workdir=/tmp/default_smoke
 
-Expected: about 98% top-1 on the 359 held-out digits after 30 epochs, in well under a minute on
-a 2-core CPU (`make demo` runs exactly this).
+arg: optionally 'smoke' (6 steps on the digits: checks the machinery, not a result).
+Expected on a 2-core CPU: 99.7% top-1 on the 359 held-out digits after 30 epochs (660 steps),
+in about 40 s (31 s on a quiet machine; `make demo` runs exactly this). It evaluates every 5
+epochs and at the end: on the digits one evaluation costs about an epoch of training. `:smoke`:
+about 10 s, top-1 around 50% (a few steps).
 """
 
 from cnnx.train.config import base_config, smoke

@@ -19,6 +19,9 @@ torchvision's ResNet-50 V1 weights) — not run here, ImageNet weights cannot be
 
 `smoke` fine-tunes LeNet-5 on digits:parity (even / odd) from a checkpoint trained on the
 10-digit task (`make demo` writes one to workdirs/demo), backbone frozen.
+On a 2-core CPU: the full and `top` fine-tunes need an accelerator (30 epochs of a ResNet-50
+at 224 px); `probe` computes the features once and then trains only the head. `smoke`: about
+20 s, about 98% top-1 on even / odd.
 """
 
 from cnnx.train.config import base_config

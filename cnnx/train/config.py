@@ -154,7 +154,8 @@ def base_config() -> ml_collections.ConfigDict:
 def smoke(
     c: ml_collections.ConfigDict, image_size: int | None = None, model: str | None = None
 ) -> ml_collections.ConfigDict:
-    """Turns any recipe into a seconds-long run on synthetic data (the `:smoke` arg).
+    """Turns any recipe into a short run on synthetic data (the `:smoke` arg): a few steps,
+    about a minute on a CPU, mostly compilation.
 
     Args:
       c: the recipe's config, changed in place.
