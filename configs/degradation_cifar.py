@@ -11,8 +11,8 @@ error of plain-56 above plain-20 (degradation), resnet-56 below resnet-20; test 
 resnet-20 8.75%, resnet-56 6.97%. The CIFAR-10 runs need an accelerator (64k iterations of a
 56-layer net); on this 2-core CPU only the digits smoke runs are practical.
 `,smoke` on a 2-core CPU: 220 steps (10 epochs of the digits), evaluated once at the end;
-about a minute for resnet20 (extrapolated), about three times that for the 56-layer nets; a
-scaled-down run, not the paper's figure.
+about 40 s for resnet20 (35 CPU-seconds measured; 99.4% top-1), about three times that for
+the 56-layer nets; a scaled-down run, not the paper's figure.
 """
 
 from cnnx.train.config import base_config

@@ -13,8 +13,9 @@ random 1-pixel translation, mixup α 0.2, label smoothing 0.1, EMA decay 0.98 (a
 of memory; the run has 165) with TF's warmup min(0.98, (1+t)/(10+t)); evaluation every 3
 epochs and at the end (on the digits one evaluation, twice with EMA, costs about an epoch of
 training).
-Expected on a 2-core CPU: ≥ 98% top-1 on the 359 held-out digits (eval_ema/top1) in about
-2 minutes; `:smoke` about 25 s (mostly compilation), top-1 at chance.
+Expected on a 2-core CPU: ≥ 98% top-1 on the 359 held-out digits (eval_ema/top1; measured
+99.4%) in about a minute (50 CPU-seconds measured); `:smoke` about 25 s (mostly compilation),
+top-1 at chance.
 """
 
 from cnnx.train.config import base_config, smoke
