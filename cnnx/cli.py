@@ -249,5 +249,6 @@ def run_training(config, workdir: str, *, allow_config_change: bool = False) -> 
     print(
         f"{results['model']}: eval {format_metrics(results)}  "
         f"({results['step']} steps, {results['wall_time_s']:.0f} s)  -> {workdir}/results.json"
+        + (f"  [smoke run: {config.smoke}; not a result]" if config.smoke else "")
     )
     return 0

@@ -19,17 +19,19 @@ torchvision's ResNet-50 V1 weights) — not run here, ImageNet weights cannot be
 
 `smoke` fine-tunes LeNet-5 on digits:parity (even / odd) from a checkpoint trained on the
 10-digit task (`make demo` writes one to workdirs/demo), backbone frozen.
+On a 2-core CPU: the full and `top` fine-tunes need an accelerator (30 epochs of a ResNet-50
+at 224 px); `probe` computes the features once and then trains only the head. `smoke`: about
+20 s, about 98% top-1 on even / odd.
 """
 
 from cnnx.train.config import base_config
+from configs.common import digits_data, parse_arg
 
 BACKBONE = r"^(?!head/)"  # everything but the classifier
 
 
 def get_config(arg: str | None = None):
-    options = set(filter(None, (arg or "").split(",")))
-    if options - {"probe", "top", "smoke"}:
-        raise ValueError(f"configs/finetune_flowers102.py args: probe, top, smoke; got {arg!r}")
+    a = parse_arg(arg, probe=False, top=False, smoke=False)
     c = base_config()
     c.model.name = "resnet50"
     c.data.source = "tfds:oxford_flowers102"
@@ -54,25 +56,22 @@ def get_config(arg: str | None = None):
     c.ckpt.every_steps = 200
     c.train.lr_mult_pattern = BACKBONE
     c.train.lr_mult = 0.1
-    if "probe" in options:
+    if a.probe:
         c.train.trainable = r"^head/"
         c.train.lr_mult_pattern = None
         c.data.train_pp = "resize_crop|normalize"  # deterministic: features computed once
         c.train.fast_linear_probe = True
         c.train.label_smoothing = 0.0
-    if "top" in options:
+    if a.top:
         c.train.trainable = r"^(stage4_|head/)"
         c.train.lr_mult_pattern = None
-    if "smoke" in options:
+    if a.smoke:
         c.model.name = "lenet5"
+        # shuffle_buffer: the schema's, as before (any value >= 1,438 shuffles the whole split).
+        digits_data(c, shuffle_buffer=10_000)
         c.data.source = "digits:parity"
         c.data.download = False
         c.data.image_size = 32
-        c.data.train_pp = "random_crop(padding=2)|normalize"
-        c.data.eval_pp = "resize|normalize"
-        c.data.mean = (0.5,)
-        c.data.std = (0.5,)
-        c.data.cache = True
         c.init.torch_weights = None
         c.init.checkpoint = "workdirs/demo"
         c.train.trainable = r"^output/"
@@ -84,4 +83,5 @@ def get_config(arg: str | None = None):
         c.eval.batch_size = 128
         c.train.log_every_steps = 10
         c.ckpt.every_steps = 60
+        c.smoke = "LeNet-5 on digits:parity, 60 steps"
     return c

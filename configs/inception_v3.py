@@ -1,7 +1,7 @@
 """Inception v3 on ImageNet with the recipe of Szegedy et al. 2015 §8 (and TF-slim's script).
 
     python train.py --config=configs/inception_v3.py --workdir=gs://bucket/inception_v3
-    python train.py --config=configs/inception_v3.py:smoke --workdir=/tmp/iv3   # seconds
+    python train.py --config=configs/inception_v3.py:smoke --workdir=/tmp/iv3   # about a minute
 
 arg: None or 'smoke'. Recipe: RMSProp with decay 0.9, ε 1.0 (inside the square root, mean
 square initialised to 1.0 as TF1's RMSPropOptimizer), momentum 0.9; lr 0.045 decayed ×0.94
@@ -12,14 +12,17 @@ weight 0.4 (TF-slim); weight decay 4e-5 on kernels; EMA of the weights (0.9999);
 0.045; here 0.045 is the rate at a synchronous batch of 256. Expected: about 77-78% top-1
 (paper: 21.2% top-1 error, single crop, Table 3; torchvision's port: 77.29%). Needs ImageNet
 prepared for TFDS (imagenet2012, manual download).
+On a 2-core CPU: the recipe needs ImageNet and an accelerator (100 epochs). `:smoke`
+(synthetic 75 px data, width ×0.25, one module per stage, 6 steps) about a minute, mostly
+compilation; top-1 at chance.
 """
 
 from cnnx.train.config import base_config, smoke
+from configs.common import parse_arg
 
 
 def get_config(arg: str | None = None):
-    if arg not in (None, "", "smoke"):
-        raise ValueError(f"configs/inception_v3.py takes no arg or 'smoke', got {arg!r}")
+    a = parse_arg(arg, smoke=False)
     c = base_config()
     c.model.name = "inception_v3"
     c.data.source = "tfds:imagenet2012"
@@ -52,8 +55,8 @@ def get_config(arg: str | None = None):
     c.train.ema_decay = 0.9999
     c.eval.batch_size = 500
     c.ckpt.every_steps = 2000
-    if arg == "smoke":
-        smoke(c, image_size=75)
+    if a.smoke:
+        smoke(c, image_size=75, model="width ×0.25, one module per stage")
         c.model.width_mult = 0.25
         c.model.depth_mult = 0.01  # one module per stage: every layer type, fast to compile
         c.train.ema_decay = 0.9

@@ -2,7 +2,7 @@
 
     python train.py --config=configs/resnet.py:50 --workdir=gs://bucket/resnet50
     python train.py --config=configs/resnet.py:50,paper        # the paper's exact recipe
-    python train.py --config=configs/resnet.py:50,smoke        # seconds, synthetic data
+    python train.py --config=configs/resnet.py:50,smoke        # about a minute, synthetic data
 
 arg: depth (18, 34, 50, 101, 152), optionally followed by ',paper' and/or ',smoke'.
 
@@ -18,20 +18,23 @@ lr 0.1 per 256 images (linear scaling), weight decay 1e-4 on kernels, 5 warmup e
 epochs, batch 1024, label smoothing 0.1, zero-initialised last BN of each block. Expected:
 about 76-77% top-1 for ResNet-50 (torchvision's V1 weights: 76.13%). Needs ImageNet prepared
 for TFDS (imagenet2012, manual download).
+On a 2-core CPU: the recipes need ImageNet and an accelerator (90-120 epochs). `:18,smoke`
+(synthetic 32 px data, 6 steps) about 30-40 s, `:50,smoke` about a minute, mostly compilation;
+top-1 at chance.
 """
 
 from cnnx.train.config import base_config, smoke
+from configs.common import parse_arg
 
 DEPTHS = (18, 34, 50, 101, 152)
 
 
 def get_config(arg: str | None = "50"):
-    parts = (arg or "50").split(",")
-    depth = int(parts[0])
-    if depth not in DEPTHS:
-        raise ValueError(f"configs/resnet.py: depth must be one of {DEPTHS}, got {depth}")
+    a = parse_arg(arg, depth=50, paper=False, smoke=False)
+    if a.depth not in DEPTHS:
+        raise ValueError(f"configs/resnet.py: depth must be one of {DEPTHS}, got {a.depth}")
     c = base_config()
-    c.model.name = f"resnet{depth}"
+    c.model.name = f"resnet{a.depth}"
     c.model.zero_init_residual = True
     c.model.drop_path_rate = 0.0
     c.data.source = "tfds:imagenet2012"
@@ -50,7 +53,7 @@ def get_config(arg: str | None = "50"):
     c.train.label_smoothing = 0.1
     c.eval.batch_size = 1000
     c.ckpt.every_steps = 2000
-    if "paper" in parts[1:]:
+    if a.paper:
         c.model.zero_init_residual = False
         c.data.train_pp = "resnet_scale|flip|lighting|normalize"  # 256-480 px at 224
         c.optim.decay_all = True
@@ -62,6 +65,6 @@ def get_config(arg: str | None = "50"):
         c.train.num_epochs = 120.0
         c.train.label_smoothing = 0.0
         c.eval.every_steps = None  # once per epoch: the plateau test
-    if "smoke" in parts[1:]:
+    if a.smoke:
         smoke(c, image_size=32)
     return c

@@ -92,6 +92,7 @@ def test_train_then_eval_end_to_end(tmp_path):
     p, _ = _run(["train.py", "--config=configs/default.py:smoke", f"--workdir={wd}"])
     assert p.returncode == 0, p.stderr[-3000:]
     assert "eval top-1" in p.stdout
+    assert p.stdout.rstrip().endswith("[smoke run: digits, a few steps; not a result]")
     with open(os.path.join(wd, "results.json")) as f:
         results = json.load(f)
     with open(os.path.join(wd, "results.json"), "rb") as f:

@@ -30,7 +30,15 @@ CASES = {
     ),
     "misspelled_config_file": (
         "configs/efficientnet_b9.py",
-        ["not found", "configs/efficientnet_b7.py"],
+        ["not found", "configs/efficientnet_b0.py", "configs/efficientnet.py"],
+    ),
+    "config_variant_that_does_not_exist": (
+        "configs/efficientnet.py:b9",
+        ["variant must be one of", "'b7'", "configs/efficientnet.py takes arg: the variant"],
+    ),
+    "config_arg_that_does_not_exist": (
+        "configs/resnet.py:50,papr",
+        ["unknown config arg 'papr'", "options: depth=50, paper=False, smoke=False"],
     ),
     "config_arg_get_config_refuses": (
         "configs/resnet.py:51",
@@ -42,7 +50,7 @@ CASES = {
     ),
     "config_arg_that_fails_inside_get_config": (
         "configs/resnet_cifar.py:abc",
-        ["invalid literal for int()", "configs/resnet_cifar.py takes arg: depth (20, 32, 44"],
+        ["depth='abc' must be an integer", "configs/resnet_cifar.py takes arg: depth (20, 32, 44"],
     ),
 }
 

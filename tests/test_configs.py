@@ -1,5 +1,7 @@
-"""Every config file loads locked, with each of its args, and runs with its `smoke` arg."""
+"""Every config file loads locked, with each of its args, and runs with its `smoke` arg; the
+shared config kit (configs/common.py)."""
 
+import functools
 import glob
 import importlib.util
 import os
@@ -7,10 +9,16 @@ import os
 import pytest
 
 from cnnx import models
+from cnnx.train.config import base_config
 from cnnx.train.loop import train_and_evaluate
+from configs import common
+from configs.efficientnet import VARIANTS as EFFICIENTNET_VARIANTS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG_FILES = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
+# configs/common.py is the kit the config files share, not a config.
+CONFIG_FILES = sorted(
+    p for p in glob.glob(os.path.join(REPO, "configs", "*.py")) if not p.endswith("common.py")
+)
 # (file, smoke arg): every config must be runnable in seconds with its smoke arg.
 SMOKE_ARGS = {
     "default.py": "smoke",
@@ -24,8 +32,12 @@ SMOKE_ARGS = {
     "googlenet.py": "smoke",
     "degradation_cifar.py": "resnet20,smoke",
     "finetune_flowers102.py": "smoke",
-    **{f"efficientnet_b{i}.py": "smoke" for i in range(8)},
+    "efficientnet.py": "b0,smoke",
+    "efficientnet_b0.py": "smoke",
 }
+
+
+EFFICIENTNET = os.path.join(REPO, "configs", "efficientnet.py")
 
 
 def load(path, arg=None):
@@ -50,10 +62,9 @@ def test_every_config_has_a_smoke_arg(path):
     assert os.path.basename(path) in SMOKE_ARGS, "add a smoke arg and list it here"
 
 
-# EfficientNet B1-B7 share B0's recipe code; only the model differs, and the registry-wide
-# tests train those models. Their smoke configs are still built (test below), not run.
-SMOKE_RUN = {k: v for k, v in SMOKE_ARGS.items() if not k.startswith("efficientnet_b")}
-SMOKE_RUN["efficientnet_b0.py"] = "smoke"
+# efficientnet_b0.py is efficientnet.py:b0 (test below); B1-B7 differ only in the model, and
+# the registry-wide tests train those.
+SMOKE_RUN = {k: v for k, v in SMOKE_ARGS.items() if k != "efficientnet_b0.py"}
 
 
 @pytest.mark.parametrize("name,arg", sorted(SMOKE_ARGS.items()))
@@ -62,6 +73,77 @@ def test_smoke_config_builds(name, arg):
     assert c.data.source in ("synthetic", "digits") or c.data.source.startswith("digits")
     # Seconds-to-minutes on a CPU (the digits runs of degradation/fine-tuning are the longest).
     assert 0 < (c.train.num_steps or 0) <= 300
+    assert c.smoke  # the final summary line says it is a smoke run, and what is shrunk
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=os.path.basename)
+def test_real_runs_are_not_marked_smoke(path):
+    assert load(path).smoke is None
+
+
+def test_parse_arg():
+    parse = functools.partial(common.parse_arg, depth=50, paper=False, scale=1.0, name="x")
+    a = parse(None)
+    assert (a.depth, a.paper, a.scale, a.name) == (50, False, 1.0, "x")
+    a = parse("101,paper,scale=0.5,name=y")
+    assert (a.depth, a.paper, a.scale, a.name) == (101, True, 0.5, "y")
+    assert parse("paper=false,depth=18").depth == 18 and not parse("paper=false").paper
+    assert common.parse_arg("b3,tf", variant="b0", tf=False).variant == "b3"
+    assert common.parse_arg("tf", variant="b0", tf=False).tf  # a bool name is never positional
+    with pytest.raises(ValueError, match=r"unknown config arg .papr.*depth=50, paper=False"):
+        parse("50,papr")
+    with pytest.raises(ValueError, match="unknown config arg '101'"):
+        parse("paper,101")  # only the first item is positional
+    with pytest.raises(ValueError, match="depth='deep' must be an integer"):
+        parse("deep")
+    with pytest.raises(ValueError, match="paper='maybe' must be true or false"):
+        parse("paper=maybe")
+    with pytest.raises(ValueError, match="given twice"):
+        parse("50,depth=18")
+
+
+def test_digits_data():
+    c = common.digits_data(base_config(), padding=1)
+    assert c.data.source == "digits" and c.data.cache
+    assert c.data.train_pp == "random_crop(padding=1)|normalize"
+    assert (c.data.mean, c.data.std) == ((0.5,), (0.5,))
+    assert c.data.shuffle_buffer >= common.DIGITS_TRAIN_EXAMPLES  # the whole split
+
+
+@pytest.mark.parametrize("variant", EFFICIENTNET_VARIANTS)
+@pytest.mark.parametrize("tf", [False, True])
+def test_efficientnet_variants_follow_the_registry(variant, tf):
+    c = load(EFFICIENTNET, f"{variant},tf" if tf else variant)
+    spec = models.get_spec(f"{'tf_' if tf else ''}efficientnet_{variant}")
+    assert c.model.name == spec.name
+    assert c.model.dropout_rate == spec.dropout
+    assert c.model.drop_path_rate == spec.drop_path == 0.2  # Tan & Le 2019, every variant
+    assert c.data.image_size == spec.resolution
+    assert c.data.crop_pct == spec.resolution / (spec.resolution + 32)
+
+
+@pytest.mark.parametrize("arg", [None, "tf", "smoke", "tf,smoke"])
+def test_efficientnet_b0_is_an_alias(arg):
+    b0 = load(os.path.join(REPO, "configs", "efficientnet_b0.py"), arg)
+    assert b0 == load(EFFICIENTNET, ",".join(filter(None, ("b0", arg))))
+
+
+@pytest.mark.parametrize(
+    "name,arg",
+    [
+        ("default.py", None),
+        ("resnet20_digits_recipe.py", None),
+        ("resnet_cifar.py", "20,digits"),
+        ("resnet_cifar.py", "56,digits"),
+    ],
+)
+def test_digits_runs_evaluate_a_few_times(name, arg):
+    """An evaluation of the digits costs about an epoch of training: a few per run, not one
+    per epoch (the final evaluation comes on top)."""
+    c = load(os.path.join(REPO, "configs", name), arg)
+    steps_per_epoch = common.DIGITS_TRAIN_EXAMPLES // c.train.batch_size
+    total = c.train.num_steps or round(c.train.num_epochs * steps_per_epoch)
+    assert 2 <= total // c.eval.every_steps <= 6
 
 
 @pytest.mark.slow

@@ -87,7 +87,7 @@ COMMANDS: dict[str, Check] = {
     "python train.py --config=configs/resnet.py:50 --config.train.batch_size=1024 "
     "--workdir=workdirs/r50": Check(PARSE, why=IMAGENET),
     "python train.py --config=configs/resnet_cifar.py:56,digits --workdir=workdirs/r56": Check(
-        PARSE, why="ResNet-56 for 100+ epochs; configs/resnet_cifar.py:20,smoke runs in tests"
+        PARSE, why="ResNet-56 for 30 epochs, about an hour; resnet_cifar.py:20,smoke runs in tests"
     ),
     "python eval.py --workdir=workdirs/lenet5 --split=test --image_size=32 --crop_pct=1.0": Check(
         RUN,
@@ -95,7 +95,7 @@ COMMANDS: dict[str, Check] = {
         slow=True,
     ),
     # Recipes, transfer learning, sweeps
-    "python train.py --config=configs/efficientnet_b0.py --workdir=workdirs/b0": Check(
+    "python train.py --config=configs/efficientnet.py:b0 --workdir=workdirs/b0": Check(
         PARSE, why=IMAGENET
     ),
     "python train.py --config=configs/convnext.py:tiny --workdir=workdirs/convnext_t": Check(
@@ -275,7 +275,7 @@ COMMANDS: dict[str, Check] = {
         "python train.py --config=configs/convnext.py:large --config.mesh.fsdp=8 --workdir=/tmp/x",
         why=IMAGENET,
     ),
-    "python train.py --config=configs/efficientnet_b7.py --config.mesh.fsdp=8 "
+    "python train.py --config=configs/efficientnet.py:b7 --config.mesh.fsdp=8 "
     "--config.model.remat=True --workdir=workdirs/b7": Check(PARSE, why=IMAGENET),
     "XLA_FLAGS=--xla_force_host_platform_device_count=8 python train.py "
     "--config=configs/resnet_cifar.py:20,smoke --workdir=/tmp/fsdp --config.mesh.fsdp=4 "

@@ -207,7 +207,6 @@ def run_fixres(fc: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
       {'before': {R_train: {R_test: top1}}, 'after': {...}, 'rows': [per-cell dicts]}.
     """
     from cnnx.train.checkpoint import load_variables
-    from cnnx.train.workdir import write_json_atomic
 
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     out_path = os.fspath(epath.Path(workdir) / "fixres.json")

@@ -13,11 +13,16 @@ from ml_collections import config_dict
 
 from cnnx.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from cnnx.errors import ConfigError
+from cnnx.train.optim import OPTIMIZERS, SCHEDULES
 
 
 def base_config() -> ml_collections.ConfigDict:
+    """Every field of a cnnx config, each at its default (see the comments beside them)."""
     c = ml_collections.ConfigDict()
     c.seed = 0
+    # Set by a recipe's `:smoke` arg: what makes the run a smoke test rather than a result
+    # (e.g. 'synthetic data, a few steps'); the final summary line repeats it. None: a real run.
+    c.smoke = config_dict.placeholder(str)
 
     # Model: `name` from the registry; everything else is passed to its constructor.
     c.model = ml_collections.ConfigDict()
@@ -54,7 +59,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.on_corrupt = "skip"
 
     c.optim = ml_collections.ConfigDict()
-    c.optim.name = "sgd"  # sgd | rmsprop | adamw | lamb | lars
+    c.optim.name = "sgd"  # a key of cnnx.train.optim.OPTIMIZERS
     c.optim.base_lr = 0.1  # per 256 images; scaled linearly with the global batch
     c.optim.momentum = 0.9
     c.optim.nesterov = False
@@ -67,11 +72,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.eps = 1e-8
     c.optim.b1 = 0.9
     c.optim.b2 = 0.999
-    c.optim.rms_initial_scale = 1.0  # TF1 RMSPropOptimizer starts the mean square at 1.0
+    # RMSProp's mean square starts here: 1.0 in TF1's RMSPropOptimizer and timm's RMSpropTF,
+    # which EfficientNet and Inception v3 were trained with (Keras and torch start at 0).
+    c.optim.rms_initial_scale = 1.0
     c.optim.trust_coefficient = 0.001  # LARS
 
     c.schedule = ml_collections.ConfigDict()
-    c.schedule.name = "cosine"  # constant | cosine | step | exponential | plateau
+    c.schedule.name = "cosine"  # a key of cnnx.train.optim.SCHEDULES
     c.schedule.warmup_epochs = 0.0
     c.schedule.end_lr_factor = 0.0  # cosine: final lr as a fraction of the peak
     c.schedule.decay_epochs = (30, 60, 90)  # step
@@ -144,8 +151,21 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-def smoke(c: ml_collections.ConfigDict, image_size: int | None = None) -> ml_collections.ConfigDict:
-    """Turns any recipe into a seconds-long run on synthetic data (the `:smoke` arg)."""
+def smoke(
+    c: ml_collections.ConfigDict, image_size: int | None = None, model: str | None = None
+) -> ml_collections.ConfigDict:
+    """Turns any recipe into a short run on synthetic data (the `:smoke` arg): a few steps,
+    about a minute on a CPU, mostly compilation.
+
+    Args:
+      c: the recipe's config, changed in place.
+      image_size: the synthetic images' resolution (None: the model's).
+      model: how the recipe shrinks its model, if it does (e.g. 'one block per stage'); with
+        the data it makes `c.smoke`, which the final summary line prints.
+
+    Returns:
+      `c`, for chaining.
+    """
     c.data.source = "synthetic"
     c.data.train_split = "train"
     c.data.eval_split = "test"
@@ -162,6 +182,7 @@ def smoke(c: ml_collections.ConfigDict, image_size: int | None = None) -> ml_col
     c.ckpt.every_steps = 1000
     c.schedule.warmup_epochs = 0.0
     c.model.dtype = "float32"
+    c.smoke = ", ".join(filter(None, ("synthetic data", model, "a few steps")))
     return c
 
 
@@ -285,7 +306,7 @@ _RULES = {
     "data.std": _numbers(positive=True, min_len=1),
     "data.shuffle_buffer": _int(1),
     "data.on_corrupt": _choice("skip", "error"),
-    "optim.name": _choice("sgd", "rmsprop", "adamw", "lamb", "lars"),
+    "optim.name": _choice(*OPTIMIZERS),
     "optim.base_lr": _float(0.0),
     "optim.momentum": _float(0.0, 1.0, hi_open=True),
     "optim.weight_decay": _float(0.0),
@@ -297,7 +318,7 @@ _RULES = {
     "optim.b2": _float(0.0, 1.0, hi_open=True),
     "optim.rms_initial_scale": _float(0.0),
     "optim.trust_coefficient": _float(0.0, lo_open=True),
-    "schedule.name": _choice("constant", "cosine", "step", "exponential", "plateau"),
+    "schedule.name": _choice(*SCHEDULES),
     "schedule.warmup_epochs": _float(0.0),
     "schedule.end_lr_factor": _float(0.0),
     "schedule.decay_epochs": _numbers(non_negative=True),

@@ -1,8 +1,9 @@
 """Optimizers and learning-rate schedules, built from the `optim` and `schedule` config.
 
-The config gives `base_lr` per 256 images and lengths in epochs; `build` scales the rate by the
-global batch (Goyal et al. 2017's linear rule) and turns epochs into steps, so configs hold no
-derived values.
+The config gives `base_lr` per 256 images and lengths in epochs; `scaled_lr` scales the rate by
+the global batch (Goyal et al. 2017's linear rule) and `make_schedule` turns epochs into steps,
+so configs hold no derived values. `OPTIMIZERS` and `SCHEDULES` map the config's names to their
+builders; the config schema (cnnx/train/config.py) holds every default.
 """
 
 import re
@@ -21,56 +22,87 @@ def scaled_lr(base_lr: float, global_batch: int) -> float:
     return base_lr * global_batch / 256.0
 
 
-def make_schedule(cfg, peak_lr: float, steps_per_epoch: int, total_steps: int):
-    """Learning rate as a function of the step.
+def _constant(cfg, peak_lr, steps_per_epoch, decay_steps, warmup):
+    del cfg, steps_per_epoch, decay_steps, warmup
+    return optax.constant_schedule(peak_lr)
 
-    Schedules (`cfg.name`): 'constant'; 'cosine' (to `cfg.end_lr_factor` × peak); 'step'
-    (× `cfg.decay_factor` at each epoch in `cfg.decay_epochs`: multi-step); 'exponential'
-    (× decay_factor every `cfg.decay_every_epochs`, staircase: EfficientNet's ×0.97 every 2.4
-    epochs, Inception v3's ×0.94 every 2); 'plateau' (constant here; the loop multiplies
-    the rate by decay_factor when eval accuracy stalls, see `plateau_update`). All start with
-    `cfg.warmup_epochs` of linear warmup from 0.
+
+def _cosine(cfg, peak_lr, steps_per_epoch, decay_steps, warmup):
+    del steps_per_epoch, warmup
+    return optax.cosine_decay_schedule(peak_lr, decay_steps, alpha=cfg.end_lr_factor)
+
+
+def _multistep(cfg, peak_lr, steps_per_epoch, decay_steps, warmup):
+    del decay_steps
+    # Boundaries count from the end of warmup (the joined schedule restarts its count there).
+    boundaries = {
+        max(1, round(e * steps_per_epoch) - warmup): cfg.decay_factor for e in cfg.decay_epochs
+    }
+    return optax.piecewise_constant_schedule(peak_lr, boundaries)
+
+
+def _exponential(cfg, peak_lr, steps_per_epoch, decay_steps, warmup):
+    del decay_steps, warmup
+    return optax.exponential_decay(
+        peak_lr,
+        transition_steps=max(1, round(cfg.decay_every_epochs * steps_per_epoch)),
+        decay_rate=cfg.decay_factor,
+        staircase=True,
+    )
+
+
+# Schedule name (`schedule.name`) -> builder(cfg, peak_lr, steps_per_epoch, decay_steps,
+# warmup_steps) of the part after warmup. The config's rules take their choices from the keys.
+SCHEDULES = {
+    "constant": _constant,
+    "cosine": _cosine,  # to end_lr_factor × peak
+    "step": _multistep,  # × decay_factor at each epoch of decay_epochs
+    # × decay_factor every decay_every_epochs, staircase: EfficientNet's ×0.97 every 2.4
+    # epochs, Inception v3's ×0.94 every 2.
+    "exponential": _exponential,
+    # Constant here; the loop multiplies the rate by decay_factor when eval accuracy stalls
+    # (`plateau_update`).
+    "plateau": _constant,
+}
+
+
+def _unknown(what: str, name, table) -> ConfigError:
+    return ConfigError(f"Unknown {what} {name!r}; use one of {', '.join(map(repr, table))}.")
+
+
+def make_schedule(cfg, peak_lr: float, steps_per_epoch: int, total_steps: int):
+    """Learning rate as a function of the step: `cfg.warmup_epochs` of linear warmup from 0,
+    then the schedule `SCHEDULES[cfg.name]`.
+
+    Args:
+      cfg: the `schedule` config section.
+      peak_lr: the rate after warmup (`scaled_lr` of the config's base_lr).
+      steps_per_epoch: converts the config's epochs to steps.
+      total_steps: the run's length (cosine decays over what follows warmup).
+
+    Raises:
+      ConfigError: an unknown schedule name.
     """
+    if cfg.name not in SCHEDULES:
+        raise _unknown("schedule", cfg.name, SCHEDULES)
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
-    name = cfg.name
-    if name in ("constant", "plateau"):
-        main = optax.constant_schedule(peak_lr)
-    elif name == "cosine":
-        main = optax.cosine_decay_schedule(
-            peak_lr, max(1, total_steps - warmup), alpha=cfg.end_lr_factor
-        )
-    elif name == "step":
-        boundaries = {
-            max(1, round(e * steps_per_epoch) - warmup): cfg.decay_factor for e in cfg.decay_epochs
-        }
-        main = optax.piecewise_constant_schedule(peak_lr, boundaries)
-    elif name == "exponential":
-        main = optax.exponential_decay(
-            peak_lr,
-            transition_steps=max(1, round(cfg.decay_every_epochs * steps_per_epoch)),
-            decay_rate=cfg.decay_factor,
-            staircase=True,
-        )
-    else:
-        raise ConfigError(
-            f"Unknown schedule {name!r}; use 'constant', 'cosine', 'step', 'exponential' or "
-            "'plateau'."
-        )
+    main = SCHEDULES[cfg.name](cfg, peak_lr, steps_per_epoch, max(1, total_steps - warmup), warmup)
     if warmup == 0:
         return main
     return optax.join_schedules([optax.linear_schedule(0.0, peak_lr, warmup), main], [warmup])
 
 
-DEFAULT_DECAY_EXCLUDE = r"(bias|scale|bn|norm|embedding|token)"
-
-
-def decay_mask(params, decay_all: bool, exclude: str = DEFAULT_DECAY_EXCLUDE):
+def decay_mask(params, decay_all: bool, exclude: str):
     """True for parameters that get weight decay: kernels, not biases or norm parameters.
 
     Args:
       params: the parameter tree.
       decay_all: decay every parameter (the ResNet CIFAR paper's L2 on everything).
-      exclude: regex on the module path ('stage1/block0/bn'); matching kernels get no decay.
+      exclude: regex on the module path ('stage1/block0/bn'); matching kernels get no decay
+        (the schema's `optim.decay_exclude` names biases and normalisation layers).
+
+    Returns:
+      A tree of bools shaped like `params`.
     """
     flat = traverse_util.flatten_dict(params)
     mask = {
@@ -194,45 +226,30 @@ def at_step(opt_state, step):
     return jax.tree.map(set_count, opt_state, is_leaf=_is_schedule_state)
 
 
-def make_optimizer(cfg, schedule) -> optax.GradientTransformation:
-    """The optimizer of the `optim` config, with masked weight decay, optional clipping and
-    the reduce-on-plateau multiplier (`scale_by_lr_scale`, last in the chain).
+def _sgd(cfg, schedule, mask):
+    # Coupled L2 (added to the gradient before momentum), as torch.optim.SGD does.
+    decay = [optax.add_decayed_weights(cfg.weight_decay, mask)] if cfg.weight_decay else []
+    return [*decay, optax.sgd(schedule, momentum=cfg.momentum or None, nesterov=cfg.nesterov)]
 
-    'sgd': momentum / Nesterov with coupled L2 (torch.optim.SGD). 'rmsprop': TensorFlow's
-    definition, ε inside the square root and the mean square initialised to
-    `cfg.rms_initial_scale` (1.0 in TF1's RMSPropOptimizer, used by Inception v3); momentum
-    after the learning rate as TF. 'adamw': decoupled decay (Loshchilov & Hutter). 'lamb'
-    (You et al. 2019) and 'lars' (You et al. 2017, trust ratio and decay masked like the decay
-    mask, as the MLPerf reference excludes BN and biases).
-    """
-    parts = []
-    if cfg.grad_clip_norm:
-        parts.append(optax.clip_by_global_norm(cfg.grad_clip_norm))
-    exclude = cfg.get("decay_exclude", DEFAULT_DECAY_EXCLUDE)
-    mask = lambda p: decay_mask(p, cfg.decay_all, exclude)  # noqa: E731
-    name = cfg.name
-    if name == "sgd":
-        # Coupled L2 (added to the gradient before momentum), as torch.optim.SGD does.
-        if cfg.weight_decay:
-            parts.append(optax.add_decayed_weights(cfg.weight_decay, mask))
-        parts.append(optax.sgd(schedule, momentum=cfg.momentum or None, nesterov=cfg.nesterov))
-    elif name == "rmsprop":
-        if cfg.weight_decay:
-            parts.append(optax.add_decayed_weights(cfg.weight_decay, mask))
-        parts.append(
-            optax.rmsprop(
-                schedule,
-                decay=cfg.rms_decay,
-                eps=cfg.eps,
-                initial_scale=cfg.get("rms_initial_scale", 0.0),
-                momentum=cfg.momentum or None,
-                nesterov=cfg.nesterov,
-                eps_in_sqrt=True,
-            )
-        )
-    elif name in ("adamw", "lamb"):  # same hyper-parameters; LAMB adds the trust ratio
-        adaptive = optax.adamw if name == "adamw" else optax.lamb
-        parts.append(
+
+def _rmsprop(cfg, schedule, mask):
+    decay = [optax.add_decayed_weights(cfg.weight_decay, mask)] if cfg.weight_decay else []
+    rms = optax.rmsprop(
+        schedule,
+        decay=cfg.rms_decay,
+        eps=cfg.eps,
+        initial_scale=cfg.rms_initial_scale,
+        momentum=cfg.momentum or None,
+        nesterov=cfg.nesterov,
+        eps_in_sqrt=True,
+    )
+    return [*decay, rms]
+
+
+def _adaptive(adaptive):
+    # AdamW and LAMB take the same hyper-parameters; LAMB adds the layer-wise trust ratio.
+    def build(cfg, schedule, mask):
+        return [
             adaptive(
                 schedule,
                 b1=cfg.b1,
@@ -241,37 +258,57 @@ def make_optimizer(cfg, schedule) -> optax.GradientTransformation:
                 weight_decay=cfg.weight_decay,
                 mask=mask,
             )
+        ]
+
+    return build
+
+
+def _lars(cfg, schedule, mask):
+    return [
+        optax.lars(
+            schedule,
+            weight_decay=cfg.weight_decay,
+            weight_decay_mask=mask,
+            trust_coefficient=cfg.trust_coefficient,
+            trust_ratio_mask=mask,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov,
         )
-    elif name == "lars":
-        parts.append(
-            optax.lars(
-                schedule,
-                weight_decay=cfg.weight_decay,
-                weight_decay_mask=mask,
-                trust_coefficient=cfg.get("trust_coefficient", 0.001),
-                trust_ratio_mask=mask,
-                momentum=cfg.momentum,
-                nesterov=cfg.nesterov,
-            )
-        )
-    else:
-        raise ConfigError(
-            f"Unknown optimizer {name!r}; use 'sgd', 'rmsprop', 'adamw', 'lamb' or 'lars'."
-        )
-    parts.append(scale_by_lr_scale())
-    return optax.chain(*parts)
+    ]
 
 
-def soft_cross_entropy(logits, targets):
-    """Per-example cross entropy against soft targets (mixup/cutmix), in float32."""
-    return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets.astype(jnp.float32))
+# Optimizer name (`optim.name`) -> builder(cfg, schedule, decay mask) of its transformations.
+# The config's rules take their choices from the keys.
+OPTIMIZERS = {
+    "sgd": _sgd,
+    "rmsprop": _rmsprop,
+    "adamw": _adaptive(optax.adamw),
+    "lamb": _adaptive(optax.lamb),
+    "lars": _lars,
+}
 
 
-def cross_entropy(logits, labels, num_classes: int, label_smoothing: float = 0.0):
-    """Per-example softmax cross entropy with label smoothing, computed in float32."""
-    targets = (
-        optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
-        if (label_smoothing)
-        else jax.nn.one_hot(labels, num_classes)
-    )
-    return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+def make_optimizer(cfg, schedule) -> optax.GradientTransformation:
+    """The optimizer of the `optim` config, with masked weight decay, optional clipping and
+    the reduce-on-plateau multiplier (`scale_by_lr_scale`, last in the chain).
+
+    'sgd': momentum / Nesterov with coupled L2 (torch.optim.SGD). 'rmsprop': TensorFlow's
+    definition, ε inside the square root and the mean square initialised to
+    `cfg.rms_initial_scale` (1.0 as TF1's RMSPropOptimizer and timm's RMSpropTF, used by
+    EfficientNet and Inception v3); momentum after the learning rate as TF. 'adamw':
+    decoupled decay (Loshchilov & Hutter 2019). 'lamb' (You et al. 2019) and 'lars' (You et
+    al. 2017, trust ratio and decay masked like the decay mask, as the MLPerf reference
+    excludes BN and biases).
+
+    Args:
+      cfg: the `optim` config section (every field of the schema's `optim`).
+      schedule: the learning rate as a function of the step (`make_schedule`).
+
+    Raises:
+      ConfigError: an unknown optimizer name.
+    """
+    if cfg.name not in OPTIMIZERS:
+        raise _unknown("optimizer", cfg.name, OPTIMIZERS)
+    mask = lambda p: decay_mask(p, cfg.decay_all, cfg.decay_exclude)  # noqa: E731
+    clip = [optax.clip_by_global_norm(cfg.grad_clip_norm)] if cfg.grad_clip_norm else []
+    return optax.chain(*clip, *OPTIMIZERS[cfg.name](cfg, schedule, mask), scale_by_lr_scale())

@@ -15,8 +15,9 @@ import optax
 from cnnx.data import mixing
 from cnnx.layers.remat import compiler_options as remat_compiler_options
 from cnnx.train.config import base_config
+from cnnx.train.losses import soft_cross_entropy
 from cnnx.train.mesh import batch_sharding, replicated
-from cnnx.train.optim import at_step, lr_scale, soft_cross_entropy
+from cnnx.train.optim import at_step, lr_scale
 from cnnx.train.state import TrainState
 
 

@@ -10,8 +10,9 @@ import numpy as np
 import optax
 import pytest
 
+from cnnx.errors import ConfigError
 from cnnx.train import optim
-from cnnx.train.config import base_config
+from cnnx.train.config import base_config, validate
 from cnnx.train.loop import train_and_evaluate
 from tests.train.tiny import tiny_config
 
@@ -63,18 +64,43 @@ def test_rmsprop_is_tensorflows():
 
 
 def test_decay_mask_pattern_is_configurable():
-    default = optim.decay_mask(PARAMS, decay_all=False)
+    exclude = base_config().optim.decay_exclude  # the schema's default
+    default = optim.decay_mask(PARAMS, decay_all=False, exclude=exclude)
     assert default["conv"]["kernel"] and default["head"]["kernel"]
     assert not default["conv"]["bias"] and not default["bn"]["scale"]
     no_head = optim.decay_mask(PARAMS, decay_all=False, exclude=r"(bn|head)")
     assert no_head["conv"]["kernel"] and not no_head["head"]["kernel"]
-    assert all(jax.tree.leaves(optim.decay_mask(PARAMS, decay_all=True)))
+    assert all(jax.tree.leaves(optim.decay_mask(PARAMS, decay_all=True, exclude=exclude)))
     cfg = _cfg("sgd", momentum=0.0, weight_decay=0.5, decay_exclude="head")
     tx = optim.make_optimizer(cfg, optax.constant_schedule(1.0))
     zero = jax.tree.map(jnp.zeros_like, PARAMS)
     updates, _ = tx.update(zero, tx.init(PARAMS), PARAMS)
     assert float(updates["conv"]["kernel"][0, 0, 0, 0]) == -0.5
     assert float(updates["head"]["kernel"][0, 0]) == 0.0
+
+
+# Cosine over the 6 steps after 2 of warmup, from 1 down to 0.5.
+COSINE_AFTER_2 = [0.5 + 0.25 * (1 + np.cos(np.pi * i / 6)) for i in range(1, 6)]
+
+
+def test_config_choices_are_the_builder_tables():
+    """The schema's rules accept exactly the names optim.py can build, and say which."""
+    for section, table in (("optim", optim.OPTIMIZERS), ("schedule", optim.SCHEDULES)):
+        for name in table:
+            c = base_config()
+            c[section].name = name
+            validate(c)
+        c = base_config()
+        c[section].name = "adam"
+        with pytest.raises(ConfigError) as e:
+            validate(c)
+        assert all(repr(name) in str(e.value) for name in table)
+    with pytest.raises(ConfigError, match="'lars'"):
+        optim.make_optimizer(_cfg("adam"), optax.constant_schedule(1.0))
+    c = base_config().schedule
+    c.name = "linear"
+    with pytest.raises(ConfigError, match="'plateau'"):
+        optim.make_schedule(c, 1.0, steps_per_epoch=2, total_steps=8)
 
 
 @pytest.mark.parametrize(
@@ -84,15 +110,18 @@ def test_decay_mask_pattern_is_configurable():
         ("exponential", dict(decay_every_epochs=2, decay_factor=0.94), [1] * 4 + [0.94] * 4),
         ("plateau", {}, [1] * 8),
         ("constant", dict(warmup_epochs=1.0), [0, 0.5, 1, 1, 1, 1, 1, 1]),
+        ("cosine", {}, [(1 + np.cos(np.pi * i / 8)) / 2 for i in range(8)]),
+        ("cosine", dict(warmup_epochs=1.0, end_lr_factor=0.5), [0, 0.5, 1, *COSINE_AFTER_2]),
     ],
 )
 def test_schedules(name, kw, expect):
+    assert name in optim.SCHEDULES
     c = base_config().schedule
     c.name = name
     for k, v in kw.items():
         c[k] = v
     sched = optim.make_schedule(c, 1.0, steps_per_epoch=2, total_steps=8)
-    np.testing.assert_allclose([float(sched(i)) for i in range(8)], expect, rtol=1e-6)
+    np.testing.assert_allclose([float(sched(i)) for i in range(8)], expect, rtol=1e-6, atol=1e-7)
 
 
 def test_plateau_update_rule():

@@ -12,7 +12,7 @@ import pytest
 
 from cnnx import models
 from cnnx.layers.norms import NORMS, make_norm
-from cnnx.train import optim, steps
+from cnnx.train import losses, optim, steps
 from cnnx.train.config import base_config
 from cnnx.train.state import create_train_state
 
@@ -233,7 +233,7 @@ def test_logged_lr_is_the_applied_lr_after_a_skipped_step(
     def grads(params, batch):
         def loss(p):
             logits = model.apply({"params": p}, batch["image"], train=True)
-            return jnp.mean(optim.cross_entropy(logits, batch["label"], 10))
+            return jnp.mean(losses.cross_entropy(logits, batch["label"], 10))
 
         return jax.grad(loss)(params)
 
@@ -282,7 +282,7 @@ def test_schedule_follows_the_step_of_a_restored_state():
 
     def loss(p):
         logits = model.apply({"params": p}, batch["image"], train=True)
-        return jnp.mean(optim.cross_entropy(logits, batch["label"], 10))
+        return jnp.mean(losses.cross_entropy(logits, batch["label"], 10))
 
     g = jax.grad(loss)(state.params)
     np.testing.assert_allclose(float(metrics["lr"]), 0.5, rtol=1e-6)

@@ -1,20 +1,15 @@
 """A tiny, fast training config shared by the training tests."""
 
 from cnnx.train.config import base_config
+from configs.common import digits_data
 
 
 def tiny_config(**overrides):
     """LeNet-5 on digits: 8-example-per-device batches, a few steps, everything on."""
     c = base_config()
     c.model.name = "lenet5"
-    c.data.source = "digits"
+    digits_data(c, shuffle_buffer=512)
     c.data.image_size = 32
-    c.data.train_pp = "random_crop(padding=2)|normalize"
-    c.data.eval_pp = "resize|normalize"
-    c.data.mean = (0.5,)
-    c.data.std = (0.5,)
-    c.data.cache = True
-    c.data.shuffle_buffer = 512
     c.data.eval_split = "test[:100]"
     c.optim.base_lr = 0.4
     c.optim.nesterov = True
