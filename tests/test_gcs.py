@@ -185,7 +185,13 @@ def test_convert_weights_into_a_bucket_equals_local(gcs, compilation_cache, tmp_
     config = epath.Path(remote, "config.json").read_text()
     assert config == epath.Path(local, "config.json").read_text()
     # A second conversion into the same place is refused: it already holds checkpoints.
-    again = [sys.executable, script, *flags, f"--torch_weights={remote_source}", f"--workdir={remote}"]
+    again = [
+        sys.executable,
+        script,
+        *flags,
+        f"--torch_weights={remote_source}",
+        f"--workdir={remote}",
+    ]
     p = subprocess.run(again, cwd=cwd, env=env, capture_output=True, text=True)
     assert p.returncode == 2 and "already holds checkpoints" in p.stderr
     _no_local_gs_folder(cwd)

@@ -266,4 +266,3 @@ def make_train_step(
         donate_argnums=(0,),
         compiler_options=remat_compiler_options() if remat else None,
     )
-

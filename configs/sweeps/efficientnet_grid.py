@@ -31,6 +31,7 @@ from cnnx.models import get_spec
 from cnnx.sweeps.grid import PAPER_POINT, constraint_grid, format_phi_table, subsample
 from cnnx.sweeps.spec import parse_kv_arg
 from cnnx.train.config import base_config
+from configs.common import digits_data
 
 DEFAULT_MODEL = "efficientnet_b0"
 
@@ -95,14 +96,8 @@ def _base(s):
     c.train.num_epochs = s["epochs"]
     c.train.num_steps = s["steps"]
     if s["digits"]:
-        c.data.source = "digits"
+        digits_data(c)
         c.data.channels = 1  # grey digits; the stem takes one channel
-        c.data.train_pp = "random_crop(padding=2)|normalize"
-        c.data.eval_pp = "resize|normalize"
-        c.data.mean = (0.5,)
-        c.data.std = (0.5,)
-        c.data.cache = True
-        c.data.shuffle_buffer = 2048
         c.optim.name = "sgd"
         c.optim.base_lr = 0.4
         c.optim.nesterov = True

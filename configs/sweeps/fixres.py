@@ -22,20 +22,17 @@ import ml_collections
 from cnnx.sweeps.fixres import DEFAULT_TRAINABLE
 from cnnx.sweeps.spec import parse_kv_arg
 from cnnx.train.config import base_config
+from configs.common import digits_data
 
 
 def _digits_train(model: str) -> ml_collections.ConfigDict:
     c = base_config()
     c.model.name = model
-    c.data.source = "digits"
+    digits_data(c)
     c.data.channels = 1
     # Random-resized crops (scale 0.25-1: the digits are small images, 0.08 would erase them).
     c.data.train_pp = "inception_crop(scale=(0.25, 1.0))|normalize"
     c.data.eval_pp = "resize_crop|normalize"
-    c.data.mean = (0.5,)
-    c.data.std = (0.5,)
-    c.data.cache = True
-    c.data.shuffle_buffer = 2048
     c.optim.name = "sgd"
     c.optim.base_lr = 0.4
     c.optim.nesterov = True

@@ -9,6 +9,7 @@ arg (comma-separated key=value):
 
 from cnnx.sweeps.spec import parse_kv_arg
 from cnnx.train.config import base_config
+from configs.common import digits_data
 
 WIDTHS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
@@ -17,14 +18,8 @@ def get_sweep(arg=None):
     _, kv = parse_kv_arg(arg)
     c = base_config()
     c.model.name = "lenet5"
-    c.data.source = "digits"
+    digits_data(c, shuffle_buffer=512)
     c.data.image_size = 32
-    c.data.train_pp = "random_crop(padding=2)|normalize"
-    c.data.eval_pp = "resize|normalize"
-    c.data.mean = (0.5,)
-    c.data.std = (0.5,)
-    c.data.cache = True
-    c.data.shuffle_buffer = 512
     c.data.eval_split = "test[:120]"
     c.optim.base_lr = 0.4
     c.train.batch_size = 32
