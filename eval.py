@@ -17,7 +17,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags
 from ml_collections import config_flags
 
+from cnnx.backends.cpu import flags as xla_flags
 from cnnx.train import distributed
+
+xla_flags.apply()  # before JAX starts: XLA reads XLA_FLAGS once
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config (default: the workdir's).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run's directory.", required=True)

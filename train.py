@@ -16,7 +16,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags
 from ml_collections import config_flags
 
+from cnnx.backends.cpu import flags as xla_flags
 from cnnx.train import distributed
+
+xla_flags.apply()  # before JAX starts: XLA reads XLA_FLAGS once
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/default.py", "Config file (path[:arg]).", lock_config=True

@@ -1,8 +1,7 @@
-"""cnnx: image classification architectures in JAX/Flax, with the tools to train and study them."""
+"""cnnx: image classification architectures in JAX/Flax, with the tools to train and study them.
 
-from cnnx import xla_defaults as _xla_defaults
+Importing cnnx changes nothing in the process: the entry points (train.py, eval.py,
+scripts/*.py) add cnnx's default XLA flags themselves (`cnnx.backends.cpu.flags.apply()`).
+"""
 
 __version__ = "0.1.0"
-
-# Before any JAX backend starts (XLA reads XLA_FLAGS once); see cnnx/xla_defaults.py.
-_xla_defaults.apply()

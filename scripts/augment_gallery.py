@@ -21,8 +21,11 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
+from cnnx.backends.cpu import flags as xla_flags
 from cnnx.data import mixing, preprocess
 from cnnx.data.preprocess import PPContext
+
+xla_flags.apply()  # before JAX starts: XLA reads XLA_FLAGS once
 
 ROWS = (
     ("original (resize)", "resize"),

@@ -23,6 +23,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from cnnx.backends.cpu import flags as xla_flags
+
+xla_flags.apply()  # before JAX starts: XLA reads XLA_FLAGS once
 
 
 def load_state_dict(path: str) -> dict:

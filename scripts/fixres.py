@@ -19,7 +19,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags
 from ml_collections import config_flags
 
+from cnnx.backends.cpu import flags as xla_flags
 from cnnx.train import distributed
+
+xla_flags.apply()  # before JAX starts: XLA reads XLA_FLAGS once
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/sweeps/fixres.py", "FixRes config (path[:arg]).", lock_config=True

@@ -16,6 +16,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from cnnx.analysis.gradient_flow import layer_gradient_norms
+from cnnx.backends.cpu import flags as xla_flags
+
+xla_flags.apply()  # before JAX starts: XLA reads XLA_FLAGS once
 
 
 def parse_args(argv=None):

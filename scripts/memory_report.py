@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cnnx.backends.cpu import flags as xla_flags
+
+xla_flags.apply()  # before JAX starts: XLA reads XLA_FLAGS once
 
 
 def _mib(n: int) -> str:

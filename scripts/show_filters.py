@@ -15,6 +15,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cnnx.analysis.filters import filters_grid, first_conv_kernel
+from cnnx.backends.cpu import flags as xla_flags
+
+xla_flags.apply()  # before JAX starts: XLA reads XLA_FLAGS once
 
 
 def load_checkpoint_params(path: str):

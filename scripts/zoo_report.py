@@ -20,6 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cnnx import models
 from cnnx.analysis import zoo
+from cnnx.backends.cpu import flags as xla_flags
+
+xla_flags.apply()  # before JAX starts: XLA reads XLA_FLAGS once
 
 
 def main(argv=None) -> int:

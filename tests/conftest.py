@@ -1,10 +1,10 @@
-"""Test setup: 8 fake CPU devices (for sharding tests), set before jax is imported."""
+"""Test setup: 8 fake CPU devices (sharding tests) and cnnx's XLA flags, set before JAX starts."""
 
 import os
 
 # --xla_backend_optimization_level=0: LLVM compiles without optimisation. Tests are dominated
-# by compiling (a shallow EfficientNet train step: 17.5 s at the default level, 10.7 s at 0,
-# while running it goes from 0.25 to 0.6 s); speed is measured by scripts/benchmark.py.
+# by compiling, which this makes much faster, while running gets slower; speed is measured by
+# scripts/benchmark.py, not by tests.
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "")
     + " --xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
@@ -23,6 +23,10 @@ except ImportError:
 import jax
 import pytest
 
+from cnnx.backends.cpu import flags as xla_flags
+
+# cnnx's default XLA flags, as the entry points add them (before JAX starts its backend).
+xla_flags.apply()
 jax.config.update("jax_platforms", "cpu")
 
 
