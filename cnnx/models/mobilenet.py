@@ -167,8 +167,8 @@ class MobileNetV2(nn.Module):
             `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
             least the spec's `min_resolution`.
           train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
-            `mutable=['batch_stats']`; False uses the running averages); dropout before the
-            classifier on (needs a 'dropout' rng).
+            `mutable=['batch_stats']`; False uses the running averages); stochastic depth (if
+            `drop_path_rate`) and dropout before the classifier on (needs a 'dropout' rng).
 
         Returns:
           (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.

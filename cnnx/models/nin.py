@@ -97,8 +97,8 @@ class NIN(nn.Module):
           x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
             `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
             least the spec's `min_resolution`.
-          train: dropout after the first two blocks on (needs a 'dropout' rng) (NIN has no
-            normalisation).
+          train: dropout after the blocks marked in the module docstring's tables on (needs a
+            'dropout' rng); NIN has no normalisation.
 
         Returns:
           (B, num_classes) logits (the class maps, averaged); with `num_classes=0`, the (B, F)

@@ -31,6 +31,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, ConvNormAct, DropPath, drop_path_rates, maybe_remat
+from cnnx.layers.pool import torch_max_pool
 from cnnx.layers.se import SqueezeExcite
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
@@ -108,16 +109,6 @@ class SEBottleneck(nn.Module):
         return nn.relu(y + x)
 
 
-def _ceil_max_pool(x, window: int = 3, stride: int = 2):
-    """torch `MaxPool2d(window, stride, ceil_mode=True)` without padding: the last window may
-    hang over the bottom/right edge; it is padded with -inf (max_pool's padding value)."""
-    pads = []
-    for size in x.shape[1:3]:
-        out = math.ceil((size - window) / stride) + 1
-        pads.append((0, max(0, (out - 1) * stride + window - size)))
-    return nn.max_pool(x, (window, window), strides=(stride, stride), padding=pads)
-
-
 class SENet(nn.Module):
     """SE-ResNet, SE-ResNeXt and SENet-154 in timm's `legacy_senet` layout.
 
@@ -180,7 +171,7 @@ class SENet(nn.Module):
             x = ConvNormAct(inplanes, 3, dtype=self.dtype, name="stem3")(x, train=train)
         else:
             x = ConvNormAct(inplanes, 7, 2, dtype=self.dtype, name="stem1")(x, train=train)
-        x = _ceil_max_pool(x)
+        x = torch_max_pool(x, 3, 2, ceil_mode=True)
         repeats = [round_repeats(r, self.depth_mult) for r in self.stage_sizes]
         rates = iter(drop_path_rates(self.drop_path_rate, sum(repeats)))
         in_features = inplanes
