@@ -52,6 +52,15 @@ class PreActConv(nn.Module):
 
     @nn.compact
     def __call__(self, *inputs):
+        """BN-ReLU-conv of the inputs' concatenation.
+
+        Args:
+          *inputs: (B, H, W, C_i) maps, concatenated along the channels.
+
+        Returns:
+          (B, H, W, features); with `train`, BatchNorm uses batch statistics and updates its
+          running averages.
+        """
         x = inputs[0] if len(inputs) == 1 else jnp.concatenate(inputs, axis=-1)
         x = batch_norm(self.train, dtype=self.dtype, name="bn")(x)
         x = nn.relu(x)
