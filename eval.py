@@ -11,15 +11,15 @@ training loop's own (cnnx.evaluate.classification); a long one shows its progres
 Several processes: as train.py; process 0 prints and writes.
 """
 
-import os
 import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags
 from ml_collections import config_flags
 
+from cnnx import process_defaults
 from cnnx.train import compile_cache, distributed
+
+process_defaults.apply()  # before JAX, TF and etils start (XLA reads XLA_FLAGS once)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config (default: the workdir's).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run's directory.", required=True)

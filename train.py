@@ -8,20 +8,16 @@ or Open MPI jax.distributed is set up automatically, elsewhere pass --coordinato
 --num_processes and --process_id.
 """
 
-import os
 import sys
-
-# Before TensorFlow loads (tf.data): its C++ INFO lines, and the oneDNN notice its two
-# libraries each print at import (TF_CPP_MIN_LOG_LEVEL does not silence that one). tf.data's
-# image ops give the same results either way; set TF_ENABLE_ONEDNN_OPTS=1 to have them back.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from absl import app, flags
 from ml_collections import config_flags
 
+from cnnx import process_defaults
 from cnnx.cli import CONFIG_HELP
 from cnnx.train import compile_cache, distributed
+
+process_defaults.apply()  # before JAX, TF and etils start (XLA reads XLA_FLAGS once)
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/default.py", CONFIG_HELP, lock_config=True

@@ -1,15 +1,7 @@
-"""cnnx: image classification architectures in JAX/Flax, with the tools to train and study them."""
+"""cnnx: image classification architectures in JAX/Flax, with the tools to train and study them.
 
-import os as _os
-
-from cnnx import xla_defaults as _xla_defaults
-
-# gs:// paths through gcsfs (etils.epath's fsspec backend), not TensorFlow's GCS client: gcsfs
-# follows STORAGE_EMULATOR_HOST like the other Cloud Storage clients, TF's has no endpoint
-# setting. Before any gs:// path is opened (etils reads it once); see cnnx/train/workdir.py.
-_os.environ.setdefault("EPATH_USE_TF", "false")
+Importing cnnx changes nothing in the process: the entry points (train.py, eval.py,
+scripts/*.py) set cnnx's process defaults themselves (`cnnx.process_defaults.apply()`).
+"""
 
 __version__ = "0.1.0"
-
-# Before any JAX backend starts (XLA reads XLA_FLAGS once); see cnnx/xla_defaults.py.
-_xla_defaults.apply()

@@ -19,7 +19,9 @@ import numpy as np
 from absl import flags
 from PIL import Image, ImageDraw, ImageFont
 
-from cnnx import script_flags
+from cnnx import process_defaults, script_flags
+
+process_defaults.apply()  # before JAX, TF and etils start (XLA reads XLA_FLAGS once)
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string(
@@ -35,6 +37,7 @@ flags.DEFINE_integer("num_images", 6, "Images shown (the columns).", flag_values
 flags.DEFINE_integer("image_size", 96, "Output side of each op, in pixels.", flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "Seed of the Mixup / CutMix draw.", flag_values=FLAGS)
 flags.DEFINE_string("output", "augment_gallery.png", "The PNG to write.", flag_values=FLAGS)
+
 
 ROWS = (
     ("original (resize)", "resize"),

@@ -32,7 +32,7 @@ per model.
 images/s of the trainer's tf.data pipeline over them (folder source, inception crop at 224,
 flip, normalise), and for each model how many train steps' worth of images it delivers
 (input_over_train). --depthwise_layers times single depthwise convolutions instead (the
-shapes of issue 20: XLA's grouped convolution, cnnx.layers.depthwise, torch channels-last;
+shapes of issue 20: XLA's grouped convolution, cnnx.backends.cpu.depthwise, torch channels-last;
 forward and forward + both gradients, in alternation). See cnnx/analysis/benchmark.py for the
 exact definitions.
 """
@@ -45,11 +45,12 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags
 
-from cnnx import script_flags
+from cnnx import process_defaults, script_flags
+
+process_defaults.apply()  # before JAX, TF and etils start (XLA reads XLA_FLAGS once)
 
 # --families: (model, batch) at 224 px, the README's "Performance" table.
 FAMILIES = (

@@ -13,13 +13,15 @@ after fine-tuning). Several processes (one per host): as train.py (--coordinator
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags
 from ml_collections import config_flags
 
+from cnnx import process_defaults
 from cnnx.train import distributed
+
+process_defaults.apply()  # before JAX, TF and etils start (XLA reads XLA_FLAGS once)
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/sweeps/fixres.py", "FixRes config (path[:arg]).", lock_config=True

@@ -9,10 +9,11 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from absl import flags
 
-from cnnx import script_flags
+from cnnx import process_defaults, script_flags
+
+process_defaults.apply()  # before JAX, TF and etils start (XLA reads XLA_FLAGS once)
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string(

@@ -21,7 +21,9 @@ import numpy as np
 from absl import flags
 from PIL import Image
 
-from cnnx import script_flags
+from cnnx import process_defaults, script_flags
+
+process_defaults.apply()  # before JAX, TF and etils start (XLA reads XLA_FLAGS once)
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string(

@@ -24,10 +24,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from absl import flags
 
-from cnnx import script_flags
+from cnnx import process_defaults, script_flags
+
+process_defaults.apply()  # before JAX, TF and etils start (XLA reads XLA_FLAGS once)
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("models", None, "Comma-separated registry names.", flag_values=FLAGS)

@@ -16,7 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from absl import flags
 
-from cnnx import script_flags
+from cnnx import process_defaults, script_flags
+
+process_defaults.apply()  # before JAX, TF and etils start (XLA reads XLA_FLAGS once)
 
 # The keys of cnnx.analysis.summary.FORMATS (kept here so that --help does not import jax).
 FORMATS = ("csv", "json", "markdown", "text")

@@ -26,10 +26,12 @@ the study and every process trains it, in-process; only process 0 writes records
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from absl import flags
+
+from cnnx import process_defaults
+
+process_defaults.apply()  # before JAX, TF and etils start (XLA reads XLA_FLAGS once)
 
 # The script's own flags (several scripts can then be loaded in one process, as tests do).
 # Only absl is imported before parsing, so --help answers at once; jax, TensorFlow and Optuna

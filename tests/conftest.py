@@ -1,16 +1,18 @@
-"""Test setup: 8 fake CPU devices (for sharding tests), set before jax is imported."""
+"""Test setup: 8 fake CPU devices (sharding tests) and cnnx's process defaults, set before JAX starts."""
 
 import os
 
 # --xla_backend_optimization_level=0: LLVM compiles without optimisation. Tests are dominated
-# by compiling (a shallow EfficientNet train step: 17.5 s at the default level, 10.7 s at 0,
-# while running it goes from 0.25 to 0.6 s); speed is measured by scripts/benchmark.py.
+# by compiling, which this makes much faster, while running gets slower; speed is measured by
+# scripts/benchmark.py, not by tests.
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "")
     + " --xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
 ).strip()
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # torch and tf: stay on the CPU
+# Test runs keep out of the user's persistent compilation cache (tests that exercise the cache,
+# or tests/jax_cache.py, set their own folder through JAX's variables, which take precedence).
+os.environ.setdefault("CNNX_COMPILATION_CACHE", "off")
 
 # torch (with torchvision / timm) must be imported before TensorFlow: the reverse order
 # segfaults in this environment. Import them first, when installed (requirements-dev.txt).
@@ -23,6 +25,10 @@ except ImportError:
 import jax
 import pytest
 
+from cnnx import process_defaults
+
+# cnnx's default XLA flags, as the entry points add them (before JAX starts its backend).
+process_defaults.apply()
 jax.config.update("jax_platforms", "cpu")
 
 

@@ -22,7 +22,7 @@ What each figure measures (`scripts/benchmark.py` prints and saves them):
 * **conv ceiling**: every convolution of the model (the exact `conv_general_dilated`
   equations of its forward pass, shapes, dtypes and settings included) run alone, forward +
   both gradients (weight gradient only for a layer fed by the image), through the
-  implementation the model uses (`cnnx.layers.cpu_conv` where its gradient is cnnx's, XLA's
+  implementation the model uses (`cnnx.backends.cpu.conv` where its gradient is cnnx's, XLA's
   otherwise), on random inputs held in memory. A pass runs each of them as many times as the
   model does; GFLOP/s = their FLOPs / the median pass time. It is the speed the step would
   reach if everything but the convolutions were free; its forward-only counterpart is the
@@ -50,7 +50,7 @@ from cnnx.analysis import flops as flops_lib
 from cnnx.analysis import memory, reference_steps, speed
 from cnnx.analysis.speed import time_interleaved
 from cnnx.analysis.trace import trace
-from cnnx.layers import cpu_conv
+from cnnx.backends.cpu import conv as cpu_conv
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -94,7 +94,7 @@ def _is_depthwise(lhs_shape, rhs_shape, params) -> bool:
 def _collect_convs(jaxpr, image_vars: set, repeat: int, found: dict, custom=False) -> None:
     """Adds every conv_general_dilated equation of `jaxpr` (recursively) to `found`.
 
-    `custom`: inside a custom_vjp (cnnx.layers.cpu_conv's own gradient).
+    `custom`: inside a custom_vjp (cnnx.backends.cpu.conv's own gradient).
     """
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
@@ -121,7 +121,7 @@ def _collect_convs(jaxpr, image_vars: set, repeat: int, found: dict, custom=Fals
                     "count": 0,
                     "first": eqn.invars[0] in image_vars,
                     # Depthwise ones traced as conv equations (`lax_convolutions`) but run
-                    # as cnnx.layers.depthwise in the model.
+                    # as cnnx.backends.cpu.depthwise in the model.
                     "custom": custom or _is_depthwise(lhs.shape, rhs.shape, params),
                 },
             )
@@ -142,7 +142,7 @@ def model_convolutions(model, input_shape: Sequence[int], dtype=jnp.float32) -> 
     Returns:
       Dicts with 'lhs' / 'rhs' (`ShapeDtypeStruct`s), 'params' (the primitive's), 'out' (the
       output shape), 'count', 'first' (fed by the image: no input gradient), 'custom' (inside
-      a custom gradient, or depthwise: `cnnx.layers.cpu_conv`, timed through it) and 'macs'
+      a custom gradient, or depthwise: `cnnx.backends.cpu.conv`, timed through it) and 'macs'
       (of one call).
     """
     x = jax.ShapeDtypeStruct(tuple(input_shape), dtype)
@@ -410,7 +410,7 @@ def depthwise_layers(
 ) -> list[dict]:
     """One depthwise convolution (torch padding) at a time: XLA's, cnnx's and torch's.
 
-    XLA: `lax.conv_general_dilated(feature_group_count=C)`; cnnx: `cnnx.layers.depthwise`
+    XLA: `lax.conv_general_dilated(feature_group_count=C)`; cnnx: `cnnx.backends.cpu.depthwise`
     (what `cpu_conv` runs on CPU); torch: `nn.Conv2d(groups=C)` in channels-last. Forward,
     and forward + input and weight gradients, each jitted (torch: eager), timed in
     alternation (`time_interleaved`), float32.
@@ -418,7 +418,7 @@ def depthwise_layers(
     Returns:
       Per layer: 'layer' ('HxWxC kxk /s'), and '{xla,cnnx,torch}_{fwd,train}_ms' (medians).
     """
-    from cnnx.layers import depthwise
+    from cnnx.backends.cpu import depthwise
 
     rows = []
     rng = np.random.default_rng(0)

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jcore
 
-from cnnx.layers import cpu_conv
+from cnnx.backends.cpu import conv as cpu_conv
 
 GLOBAL = "global"  # receptive field of a value that has seen the whole image
 

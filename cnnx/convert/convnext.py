@@ -14,8 +14,12 @@ _BLOCK = (
     ("block.3", "pwconv1"),
     ("block.5", "pwconv2"),
 )
-_TIMM_BLOCK = (("conv_dw", "dwconv"), ("norm", "norm"), ("mlp.fc1", "pwconv1"),
-               ("mlp.fc2", "pwconv2"))  # fmt: skip
+_TIMM_BLOCK = (
+    ("conv_dw", "dwconv"),
+    ("norm", "norm"),
+    ("mlp.fc1", "pwconv1"),
+    ("mlp.fc2", "pwconv2"),
+)
 
 _renames = [
     (r"^features\.0\.0$", "stem_conv"),

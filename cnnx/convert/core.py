@@ -77,6 +77,11 @@ def register_mapping(family: str, mapping: TorchMapping) -> TorchMapping:
 
 
 def get_mapping(family: str) -> TorchMapping:
+    """The torch naming rules registered for a model family (`cnnx/convert/<family>.py`).
+
+    Raises:
+      ConversionError: no rules are registered for `family` (the message lists those that are).
+    """
     import cnnx.convert  # noqa: F401  (imports every family's rules)
 
     if family not in _MAPPINGS:

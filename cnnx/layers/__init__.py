@@ -1,4 +1,14 @@
-"""Building blocks shared by the model families."""
+"""Building blocks shared by the model families.
+
+- `conv`: padding conventions, `ConvNormAct`, and the `conv_general_dilated` every layer runs.
+- `norm`: BatchNorm (synchronised over the global batch) and local response normalisation.
+- `pool`: flax- and torch-style max pooling, adaptive average pooling.
+- `drop`, `head`, `se`, `mbconv`, `transformer`: drop path, classifier head, squeeze-and-
+  excitation, inverted residuals, attention blocks.
+- `remat`: per-block rematerialisation.
+
+XLA:CPU's custom gradients live in `cnnx.backends.cpu`, reached only through `conv` and `pool`.
+"""
 
 from cnnx.layers.conv import ConvNormAct, conv_padding, torch_padding
 from cnnx.layers.drop import DropPath, drop_path_rates

@@ -6,10 +6,15 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnnx.layers import cpu_conv
+from cnnx.backends.cpu import conv as cpu_conv
 from cnnx.layers.norm import batch_norm
 
 Padding = str | int | Sequence[tuple[int, int]]
+
+# The convolution every cnnx layer runs (pass it to `nn.Conv(conv_general_dilated=...)`):
+# `lax.conv_general_dilated`, with XLA:CPU's slow 1x1 and depthwise gradients replaced when
+# the `CNNX_CPU_GRADS` switch is on (`cnnx.backends.cpu.conv`).
+conv_general_dilated = cpu_conv.conv_general_dilated
 
 
 def _pair(v) -> tuple[int, int]:
@@ -83,6 +88,16 @@ class ConvNormAct(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Convolution, norm, activation.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages (norm 'batch');
+            False uses them.
+
+        Returns:
+          (B, H / stride, W / stride, features) (rounded as the padding gives).
+        """
         x = nn.Conv(
             self.features,
             _pair(self.kernel_size),
@@ -94,7 +109,7 @@ class ConvNormAct(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
-            conv_general_dilated=cpu_conv.conv_general_dilated,
+            conv_general_dilated=conv_general_dilated,
             name="conv",
         )(x)
         if self.norm == "batch":

@@ -22,6 +22,16 @@ class DropPath(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Drops whole examples of a residual branch (stochastic depth).
+
+        Args:
+          x: (B, ...) branch output.
+          train: drop each example with probability `rate` and scale the kept ones by 1 / (1 - rate)
+            (needs a 'dropout' rng); False returns x unchanged.
+
+        Returns:
+          x's shape and dtype.
+        """
         if not train or self.rate == 0.0:
             return x
         keep = 1.0 - self.rate

@@ -20,6 +20,15 @@ class ClassifierHead(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Pools, drops out and classifies.
+
+        Args:
+          x: (B, H, W, C) features, or (B, C) already pooled.
+          train: dropout on (needs a 'dropout' rng).
+
+        Returns:
+          (B, num_classes) logits, or the (B, C) pooled features when `num_classes` is 0.
+        """
         if x.ndim == 4:
             x = jnp.mean(x, axis=(1, 2))
         if self.num_classes == 0:

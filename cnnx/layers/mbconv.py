@@ -43,6 +43,15 @@ class DepthwiseSeparable(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Depthwise then pointwise convolution.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, H / strides, W / strides, features).
+        """
         norm = dict(bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon, dtype=self.dtype)
         x = ConvNormAct(
             x.shape[-1],
@@ -92,6 +101,16 @@ class InvertedResidual(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Expand, depthwise, squeeze-excite, project; identity added when shapes allow.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages; stochastic depth
+            on the residual branch (needs a 'dropout' rng when `drop_path_rate` > 0).
+
+        Returns:
+          (B, H / strides, W / strides, features).
+        """
         norm = dict(bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon, dtype=self.dtype)
         in_features = x.shape[-1]
         hidden = round(in_features * self.expand_ratio)

@@ -60,6 +60,14 @@ class LocalResponseNorm(nn.Module):
 
     @nn.compact
     def __call__(self, x):
+        """Normalises each channel by its neighbours' squared activity.
+
+        Args:
+          x: (..., C) activations (NHWC: across the last axis).
+
+        Returns:
+          x's shape and dtype (computed in float32).
+        """
         sq = jnp.square(x.astype(jnp.float32))
         half = self.size // 2
         # Sum over a window of channels, zero padded like torch (pad before: size//2, after:

@@ -18,6 +18,8 @@ import functools
 import flax.linen as nn
 import jax
 
+from cnnx.backends import cpu
+
 # Names accepted by `remat_policy` (a `jax.checkpoint_policies` member each); None saves
 # nothing inside a block.
 POLICIES = (
@@ -42,16 +44,12 @@ def remat_policy(name: str | None):
 def compiler_options(backend: str | None = None) -> dict[str, str] | None:
     """XLA options a step with remat needs on `backend` (default: jax's) to keep its savings.
 
-    XLA:CPU expands jax.checkpoint's optimisation barriers early in its pipeline
-    (`cse_barrier_expander`), after which common-subexpression elimination merges the
-    backward pass's recomputation with the forward pass: the program then stores every
-    activation again and needs *more* memory than without remat (measured: 520 MiB of
-    temporaries without remat, 640 with, 160 with the barriers kept; a 16-block MLP).
-    Only XLA:CPU is affected (not measured on GPU/TPU here). Pass the result as
+    None except on XLA:CPU, which would otherwise undo rematerialisation (see
+    `cnnx.backends.cpu.REMAT_COMPILER_OPTIONS`). Pass the result as
     `jax.jit(..., compiler_options=...)` or `Lowered.compile(...)`.
     """
     if (backend or jax.default_backend()) == "cpu":
-        return {"xla_disable_hlo_passes": "cse_barrier_expander"}
+        return dict(cpu.REMAT_COMPILER_OPTIONS)
     return None
 
 

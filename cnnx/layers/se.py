@@ -31,6 +31,14 @@ class SqueezeExcite(nn.Module):
 
     @nn.compact
     def __call__(self, x):
+        """Scales each channel by a gate computed from the pooled features.
+
+        Args:
+          x: (B, H, W, C) features.
+
+        Returns:
+          x's shape: x times the (B, 1, 1, C) gate.
+        """
         s = jnp.mean(x, axis=(1, 2), keepdims=True)
         s = nn.Conv(
             self.squeeze_features,

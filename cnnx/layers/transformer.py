@@ -39,6 +39,15 @@ class Mlp(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """The feed-forward block.
+
+        Args:
+          x: (B, N, D) tokens.
+          train: dropout on (needs a 'dropout' rng).
+
+        Returns:
+          (B, N, D).
+        """
         out_features = x.shape[-1]
         x = nn.Dense(self.hidden_features, dtype=self.dtype, name="fc1")(x)
         x = gelu(x)
@@ -97,6 +106,15 @@ class MultiHeadSelfAttention(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Self-attention over all tokens.
+
+        Args:
+          x: (B, N, D) tokens (D divisible by `num_heads`).
+          train: attention dropout on (needs a 'dropout' rng).
+
+        Returns:
+          (B, N, D).
+        """
         channels = x.shape[-1]
         if channels % self.num_heads:
             raise ValueError(f"{channels} channels do not split into {self.num_heads} heads")

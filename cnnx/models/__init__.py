@@ -1,7 +1,9 @@
 """The model zoo.
 
 Importing this package imports every family module in it, and each registers its variants
-(`registry.register_family`). Use `create`, `list_models` and `get_spec`.
+(`registry.register_family`). Use `create`, `list_models` and `get_spec`. Family modules
+never import each other (tests/models/test_family_imports.py): what two families share lives in
+`cnnx.layers`, `scaling` or a private `_*` module here (`_inception_blocks`, `_alexnet_style`).
 """
 
 import importlib

@@ -1,11 +1,11 @@
 """ConvNeXt (Liu, Mao, Wu, Feichtenhofer, Darrell & Xie, "A ConvNet for the 2020s", CVPR 2022).
 
-Configurations of §3 / Table 9 (channels C, blocks B per stage):
-  tiny    C=(96, 192, 384, 768)      B=(3, 3, 9, 3)     28,589,128 parameters
-  small   C=(96, 192, 384, 768)      B=(3, 3, 27, 3)    50,223,688
-  base    C=(128, 256, 512, 1024)    B=(3, 3, 27, 3)    88,591,464
-  large   C=(192, 384, 768, 1536)    B=(3, 3, 27, 3)   197,767,336
-  xlarge  C=(256, 512, 1024, 2048)   B=(3, 3, 27, 3)   350,196,968 (timm:convnext_xlarge)
+Configurations of §3 / Table 9 (channels C, blocks B per stage; `TABLE`):
+  tiny    C=(96, 192, 384, 768)      B=(3, 3, 9, 3)
+  small   C=(96, 192, 384, 768)      B=(3, 3, 27, 3)
+  base    C=(128, 256, 512, 1024)    B=(3, 3, 27, 3)
+  large   C=(192, 384, 768, 1536)    B=(3, 3, 27, 3)
+  xlarge  C=(256, 512, 1024, 2048)   B=(3, 3, 27, 3)   (timm:convnext_xlarge)
 
 A 4×4 stride-4 "patchify" stem, then per stage: (from stage 2) LayerNorm + 2×2 stride-2
 downsampling convolution, and blocks of depthwise 7×7 conv -> LayerNorm -> Linear 4C -> GELU
@@ -21,7 +21,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnnx.layers import ClassifierHead, DropPath, cpu_conv, drop_path_rates, maybe_remat
+from cnnx.layers import ClassifierHead, DropPath, drop_path_rates, maybe_remat
+from cnnx.layers.conv import conv_general_dilated
 from cnnx.layers.transformer import gelu, layer_norm
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
@@ -38,6 +39,15 @@ class ConvNeXtBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """One ConvNeXt block.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: stochastic depth on the branch (needs a 'dropout' rng when `drop_path_rate` > 0).
+
+        Returns:
+          (B, H, W, C).
+        """
         c = x.shape[-1]
         y = nn.Conv(
             c,
@@ -45,7 +55,7 @@ class ConvNeXtBlock(nn.Module):
             padding=3,
             feature_group_count=c,
             dtype=self.dtype,
-            conv_general_dilated=cpu_conv.conv_general_dilated,  # depthwise: fast on CPU
+            conv_general_dilated=conv_general_dilated,  # depthwise: fast on CPU
             name="dwconv",
         )(x)
         y = layer_norm(LN_EPS, "norm", self.dtype)(y)
@@ -93,6 +103,18 @@ class ConvNeXt(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Classifies a batch of images.
+
+        Args:
+          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
+            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
+            least the spec's `min_resolution`.
+          train: stochastic depth (drop path) in the blocks and dropout before the classifier on
+            (needs a 'dropout' rng) (LayerNorm has no batch statistics).
+
+        Returns:
+          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
+        """
         x = x.astype(self.dtype)
         dims = [round_filters(c, self.width_mult) for c in self.dims]
         depths = [round_repeats(d, self.depth_mult) for d in self.depths]
@@ -103,9 +125,13 @@ class ConvNeXt(nn.Module):
             if i > 0:
                 x = layer_norm(LN_EPS, f"downsample{i + 1}_norm", self.dtype)(x)
                 x = nn.Conv(
-                    dim, (2, 2), (2, 2), padding="VALID", dtype=self.dtype,
+                    dim,
+                    (2, 2),
+                    (2, 2),
+                    padding="VALID",
+                    dtype=self.dtype,
                     name=f"downsample{i + 1}_conv",
-                )(x)  # fmt: skip
+                )(x)
             for j in range(depth):
                 x = maybe_remat(ConvNeXtBlock, self.remat)(
                     drop_path_rate=next(rates),
@@ -123,21 +149,19 @@ class ConvNeXt(nn.Module):
 _PAPER = "Liu et al. 2022, A ConvNet for the 2020s"
 _TV_TOP1 = "torchvision IMAGENET1K_V1 weights"
 _DEPTHS = (3, 3, 27, 3)
+_DIMS_TS = (96, 192, 384, 768)  # tiny and small
+_TV = "torchvision"
 
 # name: dims, depths, stochastic depth (torchvision recipe), reference, count, crop_pct, top-1
 TABLE = {
-    "convnext_tiny": ((96, 192, 384, 768), (3, 3, 9, 3), 0.1, "torchvision", 28_589_128,
-                      224 / 236, 82.520),
-    "convnext_small": ((96, 192, 384, 768), _DEPTHS, 0.4, "torchvision", 50_223_688,
-                       224 / 230, 83.616),
-    "convnext_base": ((128, 256, 512, 1024), _DEPTHS, 0.5, "torchvision", 88_591_464,
-                      224 / 232, 84.062),
-    "convnext_large": ((192, 384, 768, 1536), _DEPTHS, 0.5, "torchvision", 197_767_336,
-                       224 / 232, 84.414),
+    "convnext_tiny": (_DIMS_TS, (3, 3, 9, 3), 0.1, _TV, 28_589_128, 224 / 236, 82.520),
+    "convnext_small": (_DIMS_TS, _DEPTHS, 0.4, _TV, 50_223_688, 224 / 230, 83.616),
+    "convnext_base": ((128, 256, 512, 1024), _DEPTHS, 0.5, _TV, 88_591_464, 224 / 232, 84.062),
+    "convnext_large": ((192, 384, 768, 1536), _DEPTHS, 0.5, _TV, 197_767_336, 224 / 232, 84.414),
     # Not in torchvision; timm's convnext_xlarge (the paper's ImageNet-22k model) has the same
     # layout. timm sets no default drop-path rate for it, so none is set here.
     "convnext_xlarge": ((256, 512, 1024, 2048), _DEPTHS, 0.0, "timm", 350_196_968, 0.875, None),
-}  # fmt: skip
+}
 
 register_family(
     "convnext",

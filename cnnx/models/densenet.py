@@ -7,32 +7,22 @@ and adds `growth_rate` (k) new ones. Layers are pre-activation, BN-ReLU-conv: a 
 blocks a transition layer (BN-ReLU-conv 1×1, 2×2 average pool) keeps `floor(compression * C)`
 channels ("-C"; 0.5 in DenseNet-BC). ImageNet models follow torchvision's layout (7×7 stem
 with BN-ReLU and a 3×3 max pool; a final BN-ReLU before pooling), so its weights convert one
-to one and counts match exactly:
+to one:
 
-  densenet121  k=32, blocks (6, 12, 24, 16)   7,978,856
-  densenet169  k=32, blocks (6, 12, 32, 32)  14,149,480
-  densenet201  k=32, blocks (6, 12, 48, 32)  20,013,928
-  densenet161  k=48, blocks (6, 12, 36, 24), 96 stem filters  28,681,000
-  densenet264  k=32, blocks (6, 12, 64, 48)  33,337,704  (Table 1; no torchvision model, the
-               count is that of this torchvision-layout module)
+  densenet121  k=32, blocks (6, 12, 24, 16)
+  densenet169  k=32, blocks (6, 12, 32, 32)
+  densenet201  k=32, blocks (6, 12, 48, 32)
+  densenet161  k=48, blocks (6, 12, 36, 24), 96 stem filters
+  densenet264  k=32, blocks (6, 12, 64, 48)  (Table 1; no torchvision model)
 
 `densenet_bc100_cifar` is the paper's CIFAR DenseNet-BC with L=100, k=12: a 3×3 stem of 2k
-filters, three blocks of 16 bottleneck layers, compression 0.5: 769,162 parameters for 10
-classes (the paper's Table 2 says 0.8M).
+filters, three blocks of 16 bottleneck layers, compression 0.5.
 
-Memory: a naive implementation stores every layer's concatenated input, which is quadratic
-in depth. `memory_efficient=True` recomputes the concat-BN-ReLU-conv1×1 bottleneck in the
-backward pass (`nn.remat`, i.e. `jax.checkpoint`), as torchvision's `memory_efficient` and
-Pleiss et al. 2017 ("Memory-Efficient Implementation of DenseNets") do; outputs and gradients
-are unchanged. Measured with XLA on CPU (jax 0.10), it does not lower the compiled peak by
-itself: a densenet121 training step at 224 px, batch 32 needs 6,155,100,328 bytes of
-temporaries plus 51,517,728 of arguments (5.78 GiB) with and without it. The reason is
-XLA:CPU, which removes jax.checkpoint's optimisation barriers early (`cse_barrier_expander`)
-and then merges the recomputation with the forward pass; compiled with that pass off, as the
-trainer does when `remat` is on (`cnnx.layers.remat.compiler_options`), rematerialisation
-saves memory on CPU too (not measured on GPU/TPU here, whose pipelines keep the barriers).
-`remat=True` is the option every family shares (`cnnx.layers.remat`): it recomputes whole
-dense layers (both convolutions with their BN-ReLU), so it subsumes `memory_efficient`.
+Memory: `memory_efficient=True` recomputes the concat-BN-ReLU-conv1×1 bottleneck in the
+backward pass (`nn.remat`), as torchvision's `memory_efficient` and Pleiss et al. 2017 do;
+outputs and gradients are unchanged. On XLA:CPU it saves memory only when compiled with
+`cnnx.layers.remat.compiler_options()`, as the trainer does with `remat` on (docs/xla_cpu.md).
+`remat=True`, the option every family shares, recomputes whole dense layers and so subsumes it.
 """
 
 import math
@@ -62,6 +52,15 @@ class PreActConv(nn.Module):
 
     @nn.compact
     def __call__(self, *inputs):
+        """BN-ReLU-conv of the inputs' concatenation.
+
+        Args:
+          *inputs: (B, H, W, C_i) maps, concatenated along the channels.
+
+        Returns:
+          (B, H, W, features); with `train`, BatchNorm uses batch statistics and updates its
+          running averages.
+        """
         x = inputs[0] if len(inputs) == 1 else jnp.concatenate(inputs, axis=-1)
         x = batch_norm(self.train, dtype=self.dtype, name="bn")(x)
         x = nn.relu(x)
@@ -87,6 +86,15 @@ class DenseLayer(nn.Module):
 
     @nn.compact
     def __call__(self, features: Sequence[jnp.ndarray], *, train: bool):
+        """One dense layer on the concatenation of all earlier maps.
+
+        Args:
+          x: the block's earlier maps, each (B, H, W, C_i) (DenseLayer takes them as `features`).
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, H, W, growth_rate): the new maps only (the caller concatenates).
+        """
         bottleneck = nn.remat(PreActConv) if self.memory_efficient else PreActConv
         y = bottleneck(self.bn_size * self.growth_rate, 1, train, self.dtype, name="conv1")(
             *features
@@ -130,6 +138,19 @@ class DenseNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Classifies a batch of images.
+
+        Args:
+          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
+            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
+            least the spec's `min_resolution`.
+          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
+            `mutable=['batch_stats']`; False uses the running averages); dropout before the
+            classifier on (needs a 'dropout' rng).
+
+        Returns:
+          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
+        """
         x = x.astype(self.dtype)
         k = round_filters(self.growth_rate, self.width_mult)
         channels = round_filters(self.num_init_features, self.width_mult)

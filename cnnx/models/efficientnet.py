@@ -8,20 +8,18 @@ to 1280 channels, global average pooling, dropout and the classifier. Stochastic
 block i of n drops its residual branch with rate `drop_path_rate * i / n` (torchvision's and
 timm's rule).
 
-B1–B7 scale B0 with the published (width, depth, resolution, dropout) table below (§3.3 and
-the official `efficientnet_builder`): `width_mult` goes through `round_filters` to the stem,
-every stage and the head conv; `depth_mult` through `round_repeats` (ceil) to every stage. The
+B1–B7 scale B0 with the published (width, depth, resolution, dropout) table (§3.3 and the
+official `efficientnet_builder`): `width_mult` goes through `round_filters` to the stem, every
+stage and the head conv; `depth_mult` through `round_repeats` (ceil) to every stage. The
 published table is not exactly the compound rule; `efficientnet(phi)` builds a network from the
 rule itself (depth α^φ, width β^φ, resolution γ^φ with α=1.2, β=1.1, γ=1.15, §3.3 eq. 3).
 
-Two references, two registered families with one conversion mapping each:
+Two references, two registered families with one conversion mapping each (same parameters):
   * `efficientnet_b0` … `efficientnet_b7` — torchvision's layout and settings: torch symmetric
     padding, BatchNorm eps 1e-5 / momentum 0.1 for B0–B4 and eps 1e-3 / momentum 0.01 for
-    B5–B7 (torchvision's own builders, checked in its source).
+    B5–B7 (torchvision's own builders).
   * `tf_efficientnet_b0` … `tf_efficientnet_b7` — timm's ports of the original TensorFlow
     weights: `padding='same'` (TF SAME, asymmetric for stride 2) and `bn_epsilon=1e-3`.
-Parameter counts are identical for both and equal torchvision's: B0 5,288,548; B1 7,794,184;
-B2 9,109,994; B3 12,233,232; B4 19,341,616; B5 30,389,784; B6 43,040,704; B7 66,347,960.
 """
 
 from collections.abc import Mapping
@@ -95,6 +93,19 @@ class EfficientNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Classifies a batch of images.
+
+        Args:
+          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
+            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
+            least the spec's `min_resolution`.
+          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
+            `mutable=['batch_stats']`; False uses the running averages); stochastic depth (drop
+            path) in the MBConv blocks and dropout before the classifier on (needs a 'dropout' rng).
+
+        Returns:
+          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
+        """
         x = x.astype(self.dtype)
         norm = dict(bn_epsilon=self.bn_epsilon, bn_momentum=self.bn_momentum, dtype=self.dtype)
         stem = round_filters(STEM_WIDTH, self.width_mult)

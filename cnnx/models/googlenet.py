@@ -13,15 +13,13 @@ Two variants:
 
 `googlenet` is torchvision's port: BatchNorm (eps 1e-3) after every convolution, no LRN, the
 "5×5" branch computed with a 3×3 kernel (a quirk of the port that the weights depend on), a 2×2
-pool after 4e, dropout 0.2 before the classifier, `transform_input=False`. Parameters: 13,004,888
-with both auxiliary heads (`aux_logits=True`, as torchvision builds it), 6,624,904 without.
+pool after 4e, dropout 0.2 before the classifier, `transform_input=False`; both auxiliary heads
+are built by default (`aux_logits=True`, as torchvision builds it).
 
 `googlenet_v1` is the paper's network: convolutions with biases and no BatchNorm, local response
 normalisation after the first pool and after conv3 (Figure 3; n=5, k=1, α=1e-4 divided by n,
 β=0.75, as in the Caffe definition bvlc_googlenet), true 5×5 kernels, 3×3 stride-2 max pools
 (Caffe ceil mode), 40% dropout before the classifier, auxiliary heads with 70% dropout.
-Parameters: 13,378,280 with the auxiliary heads, 6,998,552 without. Table 1 sums to about 6.8M
-(it counts weights without biases and with "K" = 1024).
 
 Auxiliary heads (§5): after 4a and 4d, a 4×4 average pool, a 1×1 convolution with 128 filters,
 FC-1024, ReLU, dropout 0.7, a linear classifier. Both variants pool adaptively to 4×4 (as
@@ -41,9 +39,9 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, ConvNormAct, LocalResponseNorm
-from cnnx.layers.torch_pool import adaptive_avg_pool, max_pool
+from cnnx.layers.pool import adaptive_avg_pool, torch_max_pool
 from cnnx.models.registry import INCEPTION_MEAN, INCEPTION_STD, register_family
-from cnnx.models.scaling import round_filters, round_repeats
+from cnnx.models.scaling import round_filters, stage_configs
 
 # bvlc_googlenet's LRN: Caffe, like torch, divides alpha by the window size; k defaults to 1.
 CAFFE_LRN = dict(size=5, alpha=1e-4, beta=0.75, k=1.0)
@@ -67,13 +65,6 @@ STAGES = (
 )
 
 
-def stage_configs(configs: Sequence[Any], depth_mult: float) -> list[Any]:
-    """The module configurations of one stage after depth scaling: fewer keep the first ones,
-    more repeat the last one."""
-    n = round_repeats(len(configs), depth_mult)
-    return (list(configs) + [configs[-1]] * n)[:n]
-
-
 class Inception(nn.Module):
     """Four parallel branches (1×1; 1×1 -> 3×3; 1×1 -> 5×5; 3×3 max pool -> 1×1), concatenated.
 
@@ -86,13 +77,22 @@ class Inception(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """One Inception module (Figure 2b).
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages (`googlenet`).
+
+        Returns:
+          (B, H, W, c1 + c3 + c5 + pool proj).
+        """
         c1, c3r, c3, c5r, c5, cp = self.channels
         b1 = self.conv(c1, 1, name="branch1")(x, train=train)
         b2 = self.conv(c3r, 1, name="branch2_0")(x, train=train)
         b2 = self.conv(c3, 3, name="branch2_1")(b2, train=train)
         b3 = self.conv(c5r, 1, name="branch3_0")(x, train=train)
         b3 = self.conv(c5, self.kernel5, name="branch3_1")(b3, train=train)
-        b4 = max_pool(x, 3, 1, padding=1, ceil_mode=True)
+        b4 = torch_max_pool(x, 3, 1, padding=1, ceil_mode=True)
         b4 = self.conv(cp, 1, name="branch4_1")(b4, train=train)
         return jnp.concatenate([b1, b2, b3, b4], axis=-1)
 
@@ -108,6 +108,15 @@ class InceptionAux(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """An auxiliary classifier (§5).
+
+        Args:
+          x: (B, H, W, C) features of stage 4.
+          train: dropout on (needs a 'dropout' rng); BatchNorm uses batch statistics (`googlenet`).
+
+        Returns:
+          (B, num_classes) logits.
+        """
         x = adaptive_avg_pool(x, 4)
         x = self.conv(round_filters(128, self.width_mult), 1, name="conv")(x, train=train)
         # Flatten in NCHW order so torchvision's fc1 weight converts without a permutation.
@@ -143,6 +152,20 @@ class GoogLeNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Classifies a batch of images.
+
+        Args:
+          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
+            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
+            least the spec's `min_resolution`.
+          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
+            `mutable=['batch_stats']`; False uses the running averages) (`googlenet`); dropout on
+            (needs a 'dropout' rng); the auxiliary heads run (with `aux_logits`).
+
+        Returns:
+          Eval mode: (B, num_classes) logits. Train mode with `aux_logits`: `(logits, (aux1,
+            aux2))`, each (B, num_classes). With `num_classes=0`: the (B, 1024) pooled features.
+        """
         x = x.astype(self.dtype)
         w = lambda c: round_filters(c, self.width_mult)  # noqa: E731
 
@@ -162,14 +185,14 @@ class GoogLeNet(nn.Module):
             return conv(w(features), kernel, strides, name=name)
 
         x = conv(w(64), 7, 2, name="conv1")(x, train=train)
-        x = max_pool(x, 3, 2, ceil_mode=True)
+        x = torch_max_pool(x, 3, 2, ceil_mode=True)
         if self.paper:
             x = LocalResponseNorm(**CAFFE_LRN)(x)
         x = conv(w(64), 1, name="conv2")(x, train=train)
         x = conv(w(192), 3, name="conv3")(x, train=train)
         if self.paper:
             x = LocalResponseNorm(**CAFFE_LRN)(x)
-        x = max_pool(x, 3, 2, ceil_mode=True)
+        x = torch_max_pool(x, 3, 2, ceil_mode=True)
 
         use_aux = self.aux_logits and train and self.num_classes > 0
         aux = []
@@ -197,12 +220,12 @@ class GoogLeNet(nn.Module):
                         if use_aux or self.is_initializing():
                             aux.append(head(x, train=train))
             if s == 0:
-                x = max_pool(x, 3, 2, ceil_mode=True)
+                x = torch_max_pool(x, 3, 2, ceil_mode=True)
             elif s == 1:
                 x = (
-                    max_pool(x, 3, 2, ceil_mode=True)
+                    torch_max_pool(x, 3, 2, ceil_mode=True)
                     if self.paper
-                    else max_pool(x, 2, 2, ceil_mode=True)
+                    else torch_max_pool(x, 2, 2, ceil_mode=True)
                 )
         logits = ClassifierHead(self.num_classes, self.dropout_rate, dtype=self.dtype, name="head")(
             x, train=train

@@ -4,13 +4,13 @@ Inception-ResNet and the Impact of Residual Connections on Learning", AAAI 2017;
 
 Inception-v4 (Figure 9): stem (Figure 3: 3×3/2 32, 3×3 32, 3×3 64, Mixed_3a, Mixed_4a,
 Mixed_5a -> 35×35×384), 4 × Inception-A, Reduction-A, 7 × Inception-B, Reduction-B,
-3 × Inception-C, global average pool, classifier. 42,679,816 parameters.
+3 × Inception-C, global average pool, classifier.
 
 Inception-ResNet-v2 (Figure 15, with TF-slim's stem, which timm and the released weights use:
 the v3-like 3×3/2 32, 3×3 32, 3×3 64, max pool, 1×1 80, 3×3 192, max pool, then Mixed_5b ->
 35×35×320): 10 × Block35 (Inception-ResNet-A, residual scale 0.17), Mixed_6a, 20 × Block17
 (scale 0.10), Mixed_7a, 9 × Block8 (scale 0.20) and a last Block8 without ReLU, 1×1 conv 1536,
-global average pool, classifier. 55,843,464 parameters.
+global average pool, classifier.
 
 BatchNorm eps 1e-3 (TensorFlow's). 299×299 input; 75×75 is the smallest both accept. Average
 pools exclude padding (`count_include_pad=False`, as TF). Submodule names are timm's, except that
@@ -25,70 +25,133 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, DropPath, drop_path_rates
-from cnnx.models.inception import _Block, basic_conv, max_pool3s2
+from cnnx.models._inception_blocks import (
+    InceptionBlock,
+    avg_pool3,
+    basic_conv,
+    concat,
+    max_pool3s2,
+)
 from cnnx.models.registry import INCEPTION_MEAN, INCEPTION_STD, register_family
 from cnnx.models.scaling import round_repeats
 
 
-def avg_pool3(x):
-    """3×3 stride-1 average pool, padding 1, padded positions not counted (TF's)."""
-    return nn.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=False)
+class Mixed3a(InceptionBlock):
+    """Inception-v4 stem, first split (Figure 3): 3×3/2 max pool ‖ 3×3/2 conv 96."""
 
-
-def _cat(*xs):
-    return jnp.concatenate(xs, axis=-1)
-
-
-class Mixed3a(_Block):
     @nn.compact
     def __call__(self, x, *, train: bool):
-        return _cat(max_pool3s2(x), self.conv(96, 3, 2, 0, name="conv")(x, train=train))
+        """The block's branches, concatenated along the channels.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, (H - 3) // 2 + 1, (W - 3) // 2 + 1, C + 96) (channels at `width_mult` 1).
+        """
+        return concat(max_pool3s2(x), self.conv(96, 3, 2, 0, name="conv")(x, train=train))
 
 
-class Mixed4a(_Block):
+class Mixed4a(InceptionBlock):
+    """Inception-v4 stem, second split (Figure 3): two 1×1 -> (7×1, 1×7) -> 3×3 towers."""
+
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """The block's branches, concatenated along the channels.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, H - 2, W - 2, 192) (channels at `width_mult` 1).
+        """
         b0 = self.conv(64, 1, name="branch0_0")(x, train=train)
         b0 = self.conv(96, 3, 1, 0, name="branch0_1")(b0, train=train)
         b1 = self.conv(64, 1, name="branch1_0")(x, train=train)
         b1 = self.conv(64, (1, 7), name="branch1_1")(b1, train=train)
         b1 = self.conv(64, (7, 1), name="branch1_2")(b1, train=train)
         b1 = self.conv(96, 3, 1, 0, name="branch1_3")(b1, train=train)
-        return _cat(b0, b1)
+        return concat(b0, b1)
 
 
-class Mixed5a(_Block):
+class Mixed5a(InceptionBlock):
+    """Inception-v4 stem, third split (Figure 3): 3×3/2 conv 192 ‖ 3×3/2 max pool."""
+
     @nn.compact
     def __call__(self, x, *, train: bool):
-        return _cat(self.conv(192, 3, 2, 0, name="conv")(x, train=train), max_pool3s2(x))
+        """The block's branches, concatenated along the channels.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, (H - 3) // 2 + 1, (W - 3) // 2 + 1, 192 + C) (channels at `width_mult` 1).
+        """
+        return concat(self.conv(192, 3, 2, 0, name="conv")(x, train=train), max_pool3s2(x))
 
 
-class InceptionA(_Block):
+class InceptionA(InceptionBlock):
+    """Inception-v4's 35×35 Inception-A block (Figure 4)."""
+
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """The block's branches, concatenated along the channels.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, H, W, 384) (channels at `width_mult` 1).
+        """
         b0 = self.conv(96, 1, name="branch0")(x, train=train)
         b1 = self.conv(64, 1, name="branch1_0")(x, train=train)
         b1 = self.conv(96, 3, name="branch1_1")(b1, train=train)
         b2 = self.conv(64, 1, name="branch2_0")(x, train=train)
         b2 = self.conv(96, 3, name="branch2_1")(b2, train=train)
         b2 = self.conv(96, 3, name="branch2_2")(b2, train=train)
-        b3 = self.conv(96, 1, name="branch3_1")(avg_pool3(x), train=train)
-        return _cat(b0, b1, b2, b3)
+        b3 = self.conv(96, 1, name="branch3_1")(avg_pool3(x, count_include_pad=False), train=train)
+        return concat(b0, b1, b2, b3)
 
 
-class ReductionA(_Block):
+class ReductionA(InceptionBlock):
+    """Inception-v4's 35 -> 17 Reduction-A (Figure 7; k, l, m, n = 192, 224, 256, 384)."""
+
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """The block's branches, concatenated along the channels.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, (H - 3) // 2 + 1, (W - 3) // 2 + 1, 640 + C) (channels at `width_mult` 1).
+        """
         b0 = self.conv(384, 3, 2, 0, name="branch0")(x, train=train)
         b1 = self.conv(192, 1, name="branch1_0")(x, train=train)
         b1 = self.conv(224, 3, name="branch1_1")(b1, train=train)
         b1 = self.conv(256, 3, 2, 0, name="branch1_2")(b1, train=train)
-        return _cat(b0, b1, max_pool3s2(x))
+        return concat(b0, b1, max_pool3s2(x))
 
 
-class InceptionB(_Block):
+class InceptionB(InceptionBlock):
+    """Inception-v4's 17×17 Inception-B block (Figure 5)."""
+
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """The block's branches, concatenated along the channels.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, H, W, 1024) (channels at `width_mult` 1).
+        """
         b0 = self.conv(384, 1, name="branch0")(x, train=train)
         b1 = self.conv(192, 1, name="branch1_0")(x, train=train)
         b1 = self.conv(224, (1, 7), name="branch1_1")(b1, train=train)
@@ -98,40 +161,62 @@ class InceptionB(_Block):
         b2 = self.conv(224, (1, 7), name="branch2_2")(b2, train=train)
         b2 = self.conv(224, (7, 1), name="branch2_3")(b2, train=train)
         b2 = self.conv(256, (1, 7), name="branch2_4")(b2, train=train)
-        b3 = self.conv(128, 1, name="branch3_1")(avg_pool3(x), train=train)
-        return _cat(b0, b1, b2, b3)
+        b3 = self.conv(128, 1, name="branch3_1")(avg_pool3(x, count_include_pad=False), train=train)
+        return concat(b0, b1, b2, b3)
 
 
-class ReductionB(_Block):
+class ReductionB(InceptionBlock):
+    """Inception-v4's 17 -> 8 Reduction-B (Figure 8)."""
+
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """The block's branches, concatenated along the channels.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, (H - 3) // 2 + 1, (W - 3) // 2 + 1, 512 + C) (channels at `width_mult` 1).
+        """
         b0 = self.conv(192, 1, name="branch0_0")(x, train=train)
         b0 = self.conv(192, 3, 2, 0, name="branch0_1")(b0, train=train)
         b1 = self.conv(256, 1, name="branch1_0")(x, train=train)
         b1 = self.conv(256, (1, 7), name="branch1_1")(b1, train=train)
         b1 = self.conv(320, (7, 1), name="branch1_2")(b1, train=train)
         b1 = self.conv(320, 3, 2, 0, name="branch1_3")(b1, train=train)
-        return _cat(b0, b1, max_pool3s2(x))
+        return concat(b0, b1, max_pool3s2(x))
 
 
-class InceptionC(_Block):
+class InceptionC(InceptionBlock):
+    """Inception-v4's 8×8 Inception-C block (Figure 6)."""
+
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """The block's branches, concatenated along the channels.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, H, W, 1536) (channels at `width_mult` 1).
+        """
         b0 = self.conv(256, 1, name="branch0")(x, train=train)
         b1 = self.conv(384, 1, name="branch1_0")(x, train=train)
-        b1 = _cat(
+        b1 = concat(
             self.conv(256, (1, 3), name="branch1_1a")(b1, train=train),
             self.conv(256, (3, 1), name="branch1_1b")(b1, train=train),
         )
         b2 = self.conv(384, 1, name="branch2_0")(x, train=train)
         b2 = self.conv(448, (3, 1), name="branch2_1")(b2, train=train)
         b2 = self.conv(512, (1, 3), name="branch2_2")(b2, train=train)
-        b2 = _cat(
+        b2 = concat(
             self.conv(256, (1, 3), name="branch2_3a")(b2, train=train),
             self.conv(256, (3, 1), name="branch2_3b")(b2, train=train),
         )
-        b3 = self.conv(256, 1, name="branch3_1")(avg_pool3(x), train=train)
-        return _cat(b0, b1, b2, b3)
+        b3 = self.conv(256, 1, name="branch3_1")(avg_pool3(x, count_include_pad=False), train=train)
+        return concat(b0, b1, b2, b3)
 
 
 class InceptionV4(nn.Module):
@@ -153,6 +238,19 @@ class InceptionV4(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Classifies a batch of images.
+
+        Args:
+          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
+            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
+            least the spec's `min_resolution`.
+          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
+            `mutable=['batch_stats']`; False uses the running averages); dropout before the
+            classifier on (needs a 'dropout' rng).
+
+        Returns:
+          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
+        """
         x = x.astype(self.dtype)
         kw = dict(width_mult=self.width_mult, dtype=self.dtype)
         x = basic_conv(32, 3, 2, 0, name="stem_conv1", **kw)(x, train=train)
@@ -176,20 +274,31 @@ class InceptionV4(nn.Module):
         )
 
 
-class Mixed5b(_Block):
+class Mixed5b(InceptionBlock):
+    """Inception-ResNet-v2's stem output block (TF-slim's Mixed_5b; 35×35, 320 channels)."""
+
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """The block's branches, concatenated along the channels.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, H, W, 320) (channels at `width_mult` 1).
+        """
         b0 = self.conv(96, 1, name="branch0")(x, train=train)
         b1 = self.conv(48, 1, name="branch1_0")(x, train=train)
         b1 = self.conv(64, 5, name="branch1_1")(b1, train=train)
         b2 = self.conv(64, 1, name="branch2_0")(x, train=train)
         b2 = self.conv(96, 3, name="branch2_1")(b2, train=train)
         b2 = self.conv(96, 3, name="branch2_2")(b2, train=train)
-        b3 = self.conv(64, 1, name="branch3_1")(avg_pool3(x), train=train)
-        return _cat(b0, b1, b2, b3)
+        b3 = self.conv(64, 1, name="branch3_1")(avg_pool3(x, count_include_pad=False), train=train)
+        return concat(b0, b1, b2, b3)
 
 
-class ResidualInception(_Block):
+class ResidualInception(InceptionBlock):
     """Inception-ResNet block: branches, concatenated, a linear 1×1 conv back to the input width,
     scaled and added to the input (§3.3: scaling by 0.1-0.3 stabilises training), then ReLU.
 
@@ -203,6 +312,16 @@ class ResidualInception(_Block):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """One Inception-ResNet block: x + scale · branches.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages; stochastic depth
+            on the branch (needs a 'dropout' rng when `drop_path_rate` > 0).
+
+        Returns:
+          (B, H, W, C).
+        """
         c = self.conv
         b0 = c(32 if self.kind == "35" else 192, 1, name="branch0")(x, train=train)
         if self.kind == "35":
@@ -211,31 +330,53 @@ class ResidualInception(_Block):
             b2 = c(32, 1, name="branch2_0")(x, train=train)
             b2 = c(48, 3, name="branch2_1")(b2, train=train)
             b2 = c(64, 3, name="branch2_2")(b2, train=train)
-            out = _cat(b0, b1, b2)
+            out = concat(b0, b1, b2)
         else:
             mid, k1, k2 = (160, (1, 7), (7, 1)) if self.kind == "17" else (224, (1, 3), (3, 1))
             b1 = c(128 if self.kind == "17" else 192, 1, name="branch1_0")(x, train=train)
             b1 = c(mid, k1, name="branch1_1")(b1, train=train)
             b1 = c(192 if self.kind == "17" else 256, k2, name="branch1_2")(b1, train=train)
-            out = _cat(b0, b1)
+            out = concat(b0, b1)
         out = nn.Conv(x.shape[-1], (1, 1), dtype=self.dtype, name="conv2d")(out)
         out = DropPath(self.drop_path_rate)(out * self.scale, train=train) + x
         return nn.relu(out) if self.relu else out
 
 
-class Mixed6a(_Block):
+class Mixed6a(InceptionBlock):
+    """Inception-ResNet-v2's 35 -> 17 reduction (Figure 7; k, l, m, n = 256, 256, 384, 384)."""
+
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """The block's branches, concatenated along the channels.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, (H - 3) // 2 + 1, (W - 3) // 2 + 1, 768 + C) (channels at `width_mult` 1).
+        """
         b0 = self.conv(384, 3, 2, 0, name="branch0")(x, train=train)
         b1 = self.conv(256, 1, name="branch1_0")(x, train=train)
         b1 = self.conv(256, 3, name="branch1_1")(b1, train=train)
         b1 = self.conv(384, 3, 2, 0, name="branch1_2")(b1, train=train)
-        return _cat(b0, b1, max_pool3s2(x))
+        return concat(b0, b1, max_pool3s2(x))
 
 
-class Mixed7a(_Block):
+class Mixed7a(InceptionBlock):
+    """Inception-ResNet-v2's 17 -> 8 reduction (Figure 18)."""
+
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """The block's branches, concatenated along the channels.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, (H - 3) // 2 + 1, (W - 3) // 2 + 1, 992 + C) (channels at `width_mult` 1).
+        """
         b0 = self.conv(256, 1, name="branch0_0")(x, train=train)
         b0 = self.conv(384, 3, 2, 0, name="branch0_1")(b0, train=train)
         b1 = self.conv(256, 1, name="branch1_0")(x, train=train)
@@ -243,7 +384,7 @@ class Mixed7a(_Block):
         b2 = self.conv(256, 1, name="branch2_0")(x, train=train)
         b2 = self.conv(288, 3, name="branch2_1")(b2, train=train)
         b2 = self.conv(320, 3, 2, 0, name="branch2_2")(b2, train=train)
-        return _cat(b0, b1, b2, max_pool3s2(x))
+        return concat(b0, b1, b2, max_pool3s2(x))
 
 
 class InceptionResNetV2(nn.Module):
@@ -269,6 +410,20 @@ class InceptionResNetV2(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Classifies a batch of images.
+
+        Args:
+          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
+            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
+            least the spec's `min_resolution`.
+          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
+            `mutable=['batch_stats']`; False uses the running averages); stochastic depth (drop
+            path) on the residual branches and dropout before the classifier on (needs a 'dropout'
+            rng).
+
+        Returns:
+          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
+        """
         x = x.astype(self.dtype)
         kw = dict(width_mult=self.width_mult, dtype=self.dtype)
         counts = [round_repeats(n, self.depth_mult) for n in (10, 20, 9)]

@@ -2,20 +2,19 @@
 Recognition", Proc. IEEE 1998, §II.B and Table I).
 
 Layers as in the paper, on a 32×32×1 input:
-  C1  6 @ 5×5 convolution                                   156 parameters
-  S2  2×2 subsampling: sum × trainable coefficient + bias      12
-  C3  16 @ 5×5, partial connections of Table I (60 of 96)     1,516
-  S4  2×2 subsampling                                          32
-  C5  120 @ 5×5 (a full connection to the 5×5 maps)        48,120
-  F6  84 units                                             10,164
-  out 10 units                                                850
+  C1  6 @ 5×5 convolution
+  S2  2×2 subsampling: sum × trainable coefficient + bias
+  C3  16 @ 5×5, partial connections of Table I (60 of 96)
+  S4  2×2 subsampling
+  C5  120 @ 5×5 (a full connection to the 5×5 maps)
+  F6  84 units
+  out 10 units
 with the paper's squashing function f(a) = 1.7159 tanh(2a/3) after C1, S2, C3, S4, C5 and F6.
 
-Total 60,850 parameters. The paper quotes "60,000 trainable parameters"; its layer-by-layer
-figures sum to 60,840. The 10 difference is the output layer: the paper uses Euclidean RBF
-units (84 × 10 weights, no bias) fed to a special loss; cnnx uses a linear layer with bias
-(850) so that every model ends in logits trained by softmax cross entropy.
-`lenet5_full` connects every S2 map to every C3 map (2,416 parameters in C3; 61,750 total).
+The paper's output layer is Euclidean RBF units (84 × 10 weights, no bias) fed to a special
+loss; cnnx uses a linear layer with bias so that every model ends in logits trained by softmax
+cross entropy (10 parameters more than the paper's layer-by-layer figures).
+`lenet5_full` connects every S2 map to every C3 map.
 """
 
 from typing import Any
@@ -59,6 +58,14 @@ class Subsampling(nn.Module):
 
     @nn.compact
     def __call__(self, x):
+        """2×2 subsampling with a trainable coefficient and bias per map.
+
+        Args:
+          x: (B, H, W, C) maps (H, W even).
+
+        Returns:
+          (B, H / 2, W / 2, C).
+        """
         c = x.shape[-1]
         coef = self.param("coefficient", nn.initializers.ones, (c,), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
@@ -80,6 +87,14 @@ class SparseConv(nn.Module):
 
     @nn.compact
     def __call__(self, x):
+        """The VALID convolution over the table's connections.
+
+        Args:
+          x: (B, H, W, in_features) maps.
+
+        Returns:
+          (B, H - k + 1, W - k + 1, len(connections)).
+        """
         pairs = [(i, o) for o, ins in enumerate(self.connections) for i in ins]
         in_idx = np.array([i for i, _ in pairs])
         out_idx = np.array([o for _, o in pairs])
@@ -122,6 +137,16 @@ class LeNet5(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Classifies a batch of images.
+
+        Args:
+          x: (B, 32, 32, C) float images normalised with the config's `data.mean` / `data.std`.
+          train: dropout before the output layer on (needs a 'dropout' rng) (LeNet-5 has no
+            normalisation).
+
+        Returns:
+          (B, num_classes) outputs; with `num_classes=0`, the (B, 84) F6 features.
+        """
         if x.shape[1] < 32 or x.shape[2] < 32:
             raise ValueError(f"LeNet-5 needs inputs of at least 32×32, got {x.shape[1:3]}")
         x = x.astype(self.dtype)

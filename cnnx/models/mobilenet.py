@@ -5,36 +5,24 @@ Applications", Table 1): a strided 3×3 stem with 32 filters, then 13 depthwise-
 (depthwise 3×3 + BN + act, pointwise 1×1 + BN + act) with 64, 128×2, 256×2, 512×6, 1024×2
 filters, global average pooling and a 1000-way classifier. The layout is timm's
 `mobilenetv1_100` exactly (ReLU6 like timm and the TF-slim release, where the paper writes
-ReLU; no dropout), so its weights convert one to one.
-
-The width multiplier α (§3.3) scales every layer's channels, stem included, through
-`round_filters` (multiples of 8), registered for α ∈ {1.0, 0.75, 0.5, 0.25} as
-`mobilenetv1_100/075/050/025`. The paper's resolution multiplier ρ is only the input size: the
-network is fully convolutional up to the global pool, so feed 224·ρ (192, 160, 128) images; the
-specs keep the paper's base resolution 224.
-
-Against the paper (Table 8 for 1.0, Table 6 for α): parameters 4,231,976 (4.2M), 2,585,560
-(2.6M), 1,331,592 (1.3M), 470,072 (0.5M) — the three thinner counts are derived from the same
-table and agree with timm's `_gen_mobilenet_v1(channel_multiplier=α)`. Mult-adds at 224, counted
-by hand from the layer table (convolutions + classifier): 568.7M for 1.0 (paper: 569M), 325.4M,
-149.5M and 41.0M (paper: 325M, 149M, 41M). XLA's cost analysis of the jitted eval forward pass
-gives 1,156.0M FLOPs for 1.0, i.e. 578.0M "mult-adds" at flops/2: slightly above the paper
-because it also counts BatchNorm, ReLU6 and pooling arithmetic.
+ReLU; no dropout), so its weights convert one to one. The width multiplier α (§3.3) scales every
+layer's channels, stem included, through `round_filters` (multiples of 8), registered for
+α ∈ {1.0, 0.75, 0.5, 0.25} as `mobilenetv1_100/075/050/025` (Table 6). The paper's resolution
+multiplier ρ is only the input size: feed 224·ρ (192, 160, 128) images.
 
 MobileNet v2 ("MobileNetV2: Inverted Residuals and Linear Bottlenecks", Table 2): a 32-filter
 stem, 17 inverted-residual blocks (t, c, n, s below; ReLU6, linear bottlenecks, identity
-shortcuts when the shape is kept), a 1×1 conv to 1280 and the classifier. torchvision's
-`mobilenet_v2` layout (3,504,872 parameters); as in torchvision, the last conv is not thinned
-below 1280 for width < 1.
+shortcuts when the shape is kept), a 1×1 conv to 1280 and the classifier, in torchvision's
+`mobilenet_v2` layout; as in torchvision, the last conv is not thinned below 1280 for width < 1.
 
-MobileNet v3 (Howard et al. 2019, "Searching for MobileNetV3", Tables 1 and 2): inverted
-residuals with per-block kernel, expansion, squeeze-excite (ReLU, hard-sigmoid gate, squeeze
-width a quarter of the expansion rounded to 8) and ReLU or hard-swish; a 1×1 conv to 6× the
-last width, pooling, then a 1×1 "conv" on the pooled vector (a Dense here, named `pre_logits`,
-1280 / 1024 wide) with hard-swish, dropout and the classifier. torchvision's
-`mobilenet_v3_large` (5,483,032) and `mobilenet_v3_small` (2,542,856) layouts, BatchNorm eps
-1e-3 / momentum 0.01. Blocks are grouped into stages by output resolution; `depth_mult` repeats
-every row of the table (`round_repeats`), the copies with stride 1.
+MobileNet v3 ("Searching for MobileNetV3", Tables 1 and 2): inverted residuals with per-block
+kernel, expansion, squeeze-excite (ReLU, hard-sigmoid gate, squeeze width a quarter of the
+expansion rounded to 8) and ReLU or hard-swish; a 1×1 conv to 6× the last width, pooling, then a
+1×1 "conv" on the pooled vector (a Dense here, named `pre_logits`, 1280 / 1024 wide) with
+hard-swish, dropout and the classifier. torchvision's `mobilenet_v3_large` and
+`mobilenet_v3_small` layouts, BatchNorm eps 1e-3 / momentum 0.01. Blocks are grouped into stages
+by output resolution; `depth_mult` repeats every row of the table (`round_repeats`), the copies
+with stride 1.
 """
 
 from typing import Any
@@ -119,6 +107,19 @@ class MobileNetV1(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Classifies a batch of images.
+
+        Args:
+          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
+            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
+            least the spec's `min_resolution`.
+          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
+            `mutable=['batch_stats']`; False uses the running averages); dropout before the
+            classifier on (needs a 'dropout' rng).
+
+        Returns:
+          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
+        """
         x = x.astype(self.dtype)
         stem = round_filters(32, self.width_mult)
         x = ConvNormAct(stem, 3, 2, act=nn.relu6, dtype=self.dtype, name="stem")(x, train=train)
@@ -159,6 +160,19 @@ class MobileNetV2(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Classifies a batch of images.
+
+        Args:
+          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
+            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
+            least the spec's `min_resolution`.
+          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
+            `mutable=['batch_stats']`; False uses the running averages); stochastic depth (if
+            `drop_path_rate`) and dropout before the classifier on (needs a 'dropout' rng).
+
+        Returns:
+          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
+        """
         x = x.astype(self.dtype)
         stem = round_filters(32, self.width_mult)
         x = ConvNormAct(stem, 3, 2, act=nn.relu6, dtype=self.dtype, name="stem")(x, train=train)
@@ -208,6 +222,19 @@ class MobileNetV3(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Classifies a batch of images.
+
+        Args:
+          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
+            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
+            least the spec's `min_resolution`.
+          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
+            `mutable=['batch_stats']`; False uses the running averages); stochastic depth (if
+            `drop_path_rate`) and dropout before the classifier on (needs a 'dropout' rng).
+
+        Returns:
+          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
+        """
         stages, last = V3_TABLES[self.arch]
         norm = dict(bn_epsilon=1e-3, bn_momentum=0.99, dtype=self.dtype)
         x = x.astype(self.dtype)

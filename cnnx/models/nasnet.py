@@ -1,11 +1,8 @@
 """NASNet-A (Zoph, Vasudevan, Shlens & Le, "Learning Transferable Architectures for Scalable
 Image Recognition", CVPR 2018; arXiv 2017), Figure 4 (the searched Normal and Reduction cells)
 and Tables 2-3 (the ImageNet models "N @ P": N normal cells per block, P filters in the
-penultimate layer).
-
-  name            N @ P       stem   parameters
-  nasnetalarge    6 @ 4032    96     88,753,150   (timm:nasnetalarge)
-  nasnetamobile   4 @ 1056    32      5,289,978   (derived from this layout; paper: 5.3M)
+penultimate layer): `nasnetalarge` 6 @ 4032 with a 96-filter stem (timm:nasnetalarge) and
+`nasnetamobile` 4 @ 1056 with a 32-filter stem.
 
 Layout (timm's port of the TF-slim model, names kept so timm weights convert): a 3×3 stride-2
 convolution, two reduction-style stem cells, then three blocks of N cells (a "first" normal
@@ -25,7 +22,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnnx.layers import ClassifierHead, batch_norm, cpu_conv
+from cnnx.layers import ClassifierHead, batch_norm
+from cnnx.layers.conv import conv_general_dilated
 from cnnx.models.registry import INCEPTION_MEAN, INCEPTION_STD, register_family
 from cnnx.models.scaling import round_filters, round_repeats
 
@@ -54,6 +52,15 @@ class ActConvBn(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """ReLU, 1×1 convolution, BatchNorm.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, H, W, features).
+        """
         x = nn.Conv(self.features, (1, 1), use_bias=False, dtype=self.dtype, name="conv")(
             nn.relu(x)
         )
@@ -70,14 +77,29 @@ class SeparableConv(nn.Module):
 
     @nn.compact
     def __call__(self, x):
+        """Depthwise then pointwise convolution.
+
+        Args:
+          x: (B, H, W, C) features.
+
+        Returns:
+          (B, H / strides, W / strides, features).
+        """
         c = x.shape[-1]
         x = nn.Conv(
-            c, (self.kernel, self.kernel), self.strides, "SAME", feature_group_count=c,
-            use_bias=False, dtype=self.dtype, name="depthwise_conv2d",
-            conv_general_dilated=cpu_conv.conv_general_dilated,  # depthwise: fast on CPU
-        )(x)  # fmt: skip
-        return nn.Conv(self.features, (1, 1), use_bias=False, dtype=self.dtype,
-                       name="pointwise_conv2d")(x)  # fmt: skip
+            c,
+            (self.kernel, self.kernel),
+            self.strides,
+            "SAME",
+            feature_group_count=c,
+            use_bias=False,
+            dtype=self.dtype,
+            name="depthwise_conv2d",
+            conv_general_dilated=conv_general_dilated,  # depthwise: fast on CPU
+        )(x)
+        return nn.Conv(
+            self.features, (1, 1), use_bias=False, dtype=self.dtype, name="pointwise_conv2d"
+        )(x)
 
 
 class BranchSeparables(nn.Module):
@@ -95,6 +117,15 @@ class BranchSeparables(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """The "sep k×k" op.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, H / strides, W / strides, features).
+        """
         middle = self.features if self.stem_cell else x.shape[-1]
         x = SeparableConv(middle, self.kernel, self.strides, self.dtype, name="separable_1")(
             nn.relu(x)
@@ -114,6 +145,15 @@ class FactorizedReduction(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """The factorised 2× reduction.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, ceil(H / 2), ceil(W / 2), features).
+        """
         x = nn.relu(x)
         half = self.features // 2
         p1 = nn.Conv(half, (1, 1), use_bias=False, dtype=self.dtype, name="path_1")(x[:, ::2, ::2])
@@ -148,6 +188,15 @@ class CellStem0(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """The first stem cell.
+
+        Args:
+          x: (B, H, W, C) stem convolution output.
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, H / 2, W / 2, 4 · features).
+        """
         x1 = ActConvBn(self.features, self.dtype, name="conv_1x1")(x, train=train)
         return _reduction_body(self, x1, x, self.features, train, stem_cell=True)
 
@@ -160,6 +209,16 @@ class CellStem1(nn.Module):
 
     @nn.compact
     def __call__(self, x_conv0, x_stem0, *, train: bool):
+        """The second stem cell.
+
+        Args:
+          x_conv0: (B, H, W, C) stem convolution output.
+          x_stem0: (B, H / 2, W / 2, C') output of the first stem cell.
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, H / 4, W / 4, 4 · features).
+        """
         left = ActConvBn(self.features, self.dtype, name="conv_1x1")(x_stem0, train=train)
         right = FactorizedReduction(self.features, self.dtype, name="reduce")(x_conv0, train=train)
         return _reduction_body(self, left, right, self.features, train)
@@ -173,6 +232,16 @@ class ReductionCell(nn.Module):
 
     @nn.compact
     def __call__(self, x, x_prev, *, train: bool):
+        """A reduction cell on the last two cell outputs.
+
+        Args:
+          x: (B, H, W, C) output of the previous cell.
+          x_prev: (B, H, W, C') output of the cell before it.
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, H / 2, W / 2, 4 · features).
+        """
         left = ActConvBn(self.features, self.dtype, name="conv_prev_1x1")(x_prev, train=train)
         right = ActConvBn(self.features, self.dtype, name="conv_1x1")(x, train=train)
         return _reduction_body(self, right, left, self.features, train)
@@ -191,6 +260,16 @@ class NormalCell(nn.Module):
 
     @nn.compact
     def __call__(self, x, x_prev, *, train: bool):
+        """A normal cell on the last two cell outputs.
+
+        Args:
+          x: (B, H, W, C) output of the previous cell.
+          x_prev: output of the cell before it: (B, H, W, C'), or (B, 2H, 2W, C') when `first`.
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, H, W, 6 · features).
+        """
         f = self.features
         if self.first:
             left = FactorizedReduction(f, self.dtype, name="reduce")(x_prev, train=train)
@@ -238,6 +317,19 @@ class NASNetA(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Classifies a batch of images.
+
+        Args:
+          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
+            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
+            least the spec's `min_resolution`.
+          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
+            `mutable=['batch_stats']`; False uses the running averages); dropout before the
+            classifier on (needs a 'dropout' rng).
+
+        Returns:
+          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
+        """
         x = x.astype(self.dtype)
         c = round_filters(self.num_features // 24, self.width_mult)
         n = round_repeats(self.num_cells, self.depth_mult)

@@ -12,7 +12,6 @@ blocks, max pools 3/2 in Caffe's ceil mode, dropout 0.5 after the third block):
   2      256 @ 5×5, pad 2        256, 256       max pool 3/2
   3      384 @ 3×3, pad 1        384, 384       max pool 3/2, dropout
   4      1024 @ 3×3, pad 1       1024, classes  global average pool
-  7,595,176 parameters with 1000 classes (about 7.6M, as usually quoted for NIN-ImageNet).
 
 `nin_cifar` is the paper's CIFAR-10 model (§4.2; the authors' published cifar10 definition:
 3 mlpconv blocks of 192 maps, max then average pooling 3/2, dropout 0.5 between blocks):
@@ -20,7 +19,6 @@ blocks, max pools 3/2 in Caffe's ceil mode, dropout 0.5 after the third block):
   1      192 @ 5×5, pad 2        160, 96        max pool 3/2, dropout
   2      192 @ 5×5, pad 2        192, 192       avg pool 3/2, dropout
   3      192 @ 3×3, pad 1        192, classes   global average pool
-  966,986 parameters with 10 classes (no reference implementation; counted from this table).
 
 `depth_mult` scales the number of 1×1 layers per block (fewer keep the block's last ones, so
 each block's output width is unchanged; extra ones repeat the block's last hidden width);
@@ -34,7 +32,7 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnnx.layers.torch_pool import max_pool
+from cnnx.layers.pool import torch_max_pool
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
 
@@ -93,6 +91,19 @@ class NIN(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Classifies a batch of images.
+
+        Args:
+          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
+            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
+            least the spec's `min_resolution`.
+          train: dropout after the blocks marked in the module docstring's tables on (needs a
+            'dropout' rng); NIN has no normalisation.
+
+        Returns:
+          (B, num_classes) logits (the class maps, averaged); with `num_classes=0`, the (B, F)
+            pooled features of the last hidden 1×1 layer.
+        """
         x = x.astype(self.dtype)
         init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
         for b, block in enumerate(self.blocks):
@@ -119,7 +130,7 @@ class NIN(nn.Module):
             if last:
                 break
             if block.pool == "max":
-                x = max_pool(x, 3, 2, ceil_mode=True)
+                x = torch_max_pool(x, 3, 2, ceil_mode=True)
             else:
                 x = _avg_pool_ceil(x)
             if block.dropout:

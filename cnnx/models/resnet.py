@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, ConvNormAct, DropPath, drop_path_rates, maybe_remat
-from cnnx.layers.cpu_pool import max_pool
+from cnnx.layers.pool import max_pool
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
 
@@ -36,6 +36,16 @@ class BasicBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Residual (or plain) block of two 3×3 convolutions.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages; stochastic depth
+            on the branch (needs a 'dropout' rng when `drop_path_rate` > 0).
+
+        Returns:
+          (B, H / strides, W / strides, features).
+        """
         y = ConvNormAct(self.features, 3, self.strides, dtype=self.dtype, name="conv1")(
             x, train=train
         )
@@ -70,6 +80,16 @@ class Bottleneck(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Residual bottleneck block.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages; stochastic depth
+            on the branch (needs a 'dropout' rng when `drop_path_rate` > 0).
+
+        Returns:
+          (B, H / strides, W / strides, expansion · features).
+        """
         width = int(self.features * (self.width_per_group / 64.0)) * self.groups
         s1, s3 = (self.strides, 1) if self.stride_in_1x1 else (1, self.strides)
         y = ConvNormAct(width, 1, s1, dtype=self.dtype, name="conv1")(x, train=train)
@@ -142,6 +162,19 @@ class ResNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Classifies a batch of images.
+
+        Args:
+          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
+            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
+            least the spec's `min_resolution`.
+          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
+            `mutable=['batch_stats']`; False uses the running averages); stochastic depth (drop
+            path) and dropout before the classifier on (needs a 'dropout' rng).
+
+        Returns:
+          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
+        """
         x = x.astype(self.dtype)
         stem = round_filters(self.stem_width, self.width_mult)
         x = ConvNormAct(stem, 7, 2, dtype=self.dtype, name="stem")(x, train=train)
@@ -204,6 +237,18 @@ class CifarResNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Classifies a batch of images.
+
+        Args:
+          x: (B, H, W, 3) float images normalised with the config's `data.mean` / `data.std` (32×32
+            for CIFAR; any size works).
+          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
+            `mutable=['batch_stats']`; False uses the running averages); stochastic depth (drop
+            path) and dropout before the classifier on (needs a 'dropout' rng).
+
+        Returns:
+          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
+        """
         if (self.depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n + 2, got {self.depth}")
         n = round_repeats((self.depth - 2) // 6, self.depth_mult)

@@ -7,6 +7,8 @@ Reference: tensorflow/tpu `efficientnet_builder.round_filters`, timm `make_divis
 """
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 
 def round_filters(channels: int, width_mult: float = 1.0, divisor: int = 8) -> int:
@@ -83,3 +85,13 @@ def flops_factor(alpha: float, beta: float, gamma: float) -> float:
     """The FLOPs growth of one compound step: α·β²·γ² (FLOPs are linear in depth, quadratic in
     width and resolution)."""
     return alpha * beta**2 * gamma**2
+
+
+def stage_configs(configs: Sequence[Any], depth_mult: float) -> list[Any]:
+    """The module configurations of one stage after depth scaling (`round_repeats`).
+
+    Fewer modules keep the first configurations, more repeat the last one:
+    `stage_configs((32, 64, 64), 2.0)` is `[32, 64, 64, 64, 64, 64]`.
+    """
+    n = round_repeats(len(configs), depth_mult)
+    return (list(configs) + [configs[-1]] * n)[:n]

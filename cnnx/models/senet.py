@@ -4,13 +4,13 @@ Table 1 for SE-ResNet-50 / SE-ResNeXt-50, Appendix for SENet-154).
 Every residual branch ends in a squeeze-and-excitation gate (`cnnx.layers.se.SqueezeExcite`,
 squeeze width = channels / `reduction`, 16 in the paper) before it joins the shortcut. The
 layout is the original Caffe release as ported by Cadene and kept in timm as `legacy_*`, so
-timm weights convert one to one and counts match exactly:
+timm weights convert one to one:
 
-  seresnet50         SE-ResNet bottleneck, blocks (3, 4, 6, 3)     28,088,024
-  seresnet101        blocks (3, 4, 23, 3)                          49,326,872
-  seresnet152        blocks (3, 8, 36, 3)                          66,821,848
-  seresnext50_32x4d  SE-ResNeXt bottleneck 32×4d, (3, 4, 6, 3)     27,559,896
-  senet154           SE bottleneck, 64 groups, (3, 8, 36, 3)      115,088,984
+  seresnet50         SE-ResNet bottleneck, blocks (3, 4, 6, 3)
+  seresnet101        blocks (3, 4, 23, 3)
+  seresnet152        blocks (3, 8, 36, 3)
+  seresnext50_32x4d  SE-ResNeXt bottleneck 32×4d, (3, 4, 6, 3)
+  senet154           SE bottleneck, 64 groups, (3, 8, 36, 3)
 
 Differences from torchvision's ResNet that matter for conversion and parity:
   * SE-ResNet puts the stride of a bottleneck in its first 1×1 conv (Caffe "v1"); SE-ResNeXt
@@ -31,6 +31,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, ConvNormAct, DropPath, drop_path_rates, maybe_remat
+from cnnx.layers.pool import torch_max_pool
 from cnnx.layers.se import SqueezeExcite
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
@@ -66,6 +67,16 @@ class SEBottleneck(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Residual bottleneck with a squeeze-excite gate.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages; stochastic depth
+            on the branch (needs a 'dropout' rng when `drop_path_rate` > 0).
+
+        Returns:
+          (B, H / strides, W / strides, 4 · planes).
+        """
         out = self.planes * 4
         if self.kind == "seresnet":
             w1, w2, s1, s2 = self.planes, self.planes, self.strides, 1
@@ -88,20 +99,14 @@ class SEBottleneck(nn.Module):
         y = DropPath(self.drop_path_rate)(y, train=train)
         if self.projection:
             x = ConvNormAct(
-                out, self.downsample_kernel, self.strides, act=None, dtype=self.dtype,
+                out,
+                self.downsample_kernel,
+                self.strides,
+                act=None,
+                dtype=self.dtype,
                 name="downsample",
-            )(x, train=train)  # fmt: skip
+            )(x, train=train)
         return nn.relu(y + x)
-
-
-def _ceil_max_pool(x, window: int = 3, stride: int = 2):
-    """torch `MaxPool2d(window, stride, ceil_mode=True)` without padding: the last window may
-    hang over the bottom/right edge; it is padded with -inf (max_pool's padding value)."""
-    pads = []
-    for size in x.shape[1:3]:
-        out = math.ceil((size - window) / stride) + 1
-        pads.append((0, max(0, (out - 1) * stride + window - size)))
-    return nn.max_pool(x, (window, window), strides=(stride, stride), padding=pads)
 
 
 class SENet(nn.Module):
@@ -144,6 +149,19 @@ class SENet(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Classifies a batch of images.
+
+        Args:
+          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
+            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
+            least the spec's `min_resolution`.
+          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
+            `mutable=['batch_stats']`; False uses the running averages); stochastic depth (drop
+            path) and dropout before the classifier on (needs a 'dropout' rng).
+
+        Returns:
+          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
+        """
         x = x.astype(self.dtype)
         inplanes = round_filters(self.inplanes, self.width_mult)
         if self.input_3x3:
@@ -153,7 +171,7 @@ class SENet(nn.Module):
             x = ConvNormAct(inplanes, 3, dtype=self.dtype, name="stem3")(x, train=train)
         else:
             x = ConvNormAct(inplanes, 7, 2, dtype=self.dtype, name="stem1")(x, train=train)
-        x = _ceil_max_pool(x)
+        x = torch_max_pool(x, 3, 2, ceil_mode=True)
         repeats = [round_repeats(r, self.depth_mult) for r in self.stage_sizes]
         rates = iter(drop_path_rates(self.drop_path_rate, sum(repeats)))
         in_features = inplanes

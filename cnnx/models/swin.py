@@ -1,9 +1,9 @@
 """Swin Transformer (Liu, Lin, Cao, Hu, Wei, Zhang, Lin & Guo, "Swin Transformer: Hierarchical
 Vision Transformer using Shifted Windows", ICCV 2021), Table 7 / §3.3:
 
-  swin_t  C=96   layers (2, 2, 6, 2)    heads (3, 6, 12, 24)    28,288,354 parameters
-  swin_s  C=96   layers (2, 2, 18, 2)   heads (3, 6, 12, 24)    49,606,258
-  swin_b  C=128  layers (2, 2, 18, 2)   heads (4, 8, 16, 32)    87,768,224
+  swin_t  C=96   layers (2, 2, 6, 2)    heads (3, 6, 12, 24)
+  swin_s  C=96   layers (2, 2, 18, 2)   heads (3, 6, 12, 24)
+  swin_b  C=128  layers (2, 2, 18, 2)   heads (4, 8, 16, 32)
 
 A 4×4 stride-4 patch embedding with LayerNorm, four stages of transformer blocks that attend
 within 7×7 windows, alternating regular (W-MSA) and half-window shifted (SW-MSA) windows, with
@@ -31,7 +31,6 @@ from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
 
 LN_EPS = 1e-5
-HEAD_DIM = 32
 
 
 def relative_position_index(window: int) -> np.ndarray:
@@ -77,6 +76,15 @@ class WindowAttention(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Self-attention within each (shifted) window.
+
+        Args:
+          x: (B, H, W, C) tokens on their grid.
+          train: attention and projection dropout on (needs a 'dropout' rng).
+
+        Returns:
+          (B, H, W, C).
+        """
         b, h, w, c = x.shape
         ws = self.window
         x = jnp.pad(x, ((0, 0), (0, -h % ws), (0, -w % ws), (0, 0)))
@@ -128,6 +136,15 @@ class SwinBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """One Swin block.
+
+        Args:
+          x: (B, H, W, C) tokens on their grid.
+          train: stochastic depth and dropout on (needs a 'dropout' rng when their rates are > 0).
+
+        Returns:
+          (B, H, W, C).
+        """
         y = layer_norm(LN_EPS, "norm1", self.dtype)(x)
         y = WindowAttention(
             self.num_heads,
@@ -153,6 +170,14 @@ class PatchMerging(nn.Module):
 
     @nn.compact
     def __call__(self, x):
+        """Halves the token grid and doubles the width.
+
+        Args:
+          x: (B, H, W, C) tokens (odd H or W padded).
+
+        Returns:
+          (B, ceil(H / 2), ceil(W / 2), 2C).
+        """
         h, w, c = x.shape[1:]
         x = jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))
         # torchvision's order: (0,0), (1,0), (0,1), (1,1) offsets (row, col).
@@ -201,6 +226,18 @@ class SwinTransformer(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Classifies a batch of images.
+
+        Args:
+          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
+            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
+            least the spec's `min_resolution`.
+          train: stochastic depth (drop path) in the blocks and dropout (attention, MLP, classifier)
+            on (needs a 'dropout' rng) (LayerNorm has no batch statistics).
+
+        Returns:
+          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
+        """
         x = x.astype(self.dtype)
         head_dim = self.embed_dim // self.num_heads[0]
         dim = round_filters(self.embed_dim, self.width_mult, divisor=head_dim)

@@ -5,17 +5,16 @@ Convolutions per stage (3×3 unless marked 1×1; stride 1, padding 1; ReLU after
 stride-2 max pool ends every stage), then FC-4096, FC-4096, FC-1000 with dropout 0.5 after the
 first two:
 
-  config  name        stage1  stage2  stage3         stage4         stage5         params
-  A       vgg11       64      128     256×2          512×2          512×2          132,863,336
-  A-LRN   vgg11_lrn   64+LRN  128     256×2          512×2          512×2          132,863,336
-  B       vgg13       64×2    128×2   256×2          512×2          512×2          133,047,848
-  C       vgg16c      64×2    128×2   256×2 + 1×1    512×2 + 1×1    512×2 + 1×1    133,638,952
-  D       vgg16       64×2    128×2   256×3          512×3          512×3          138,357,544
-  E       vgg19       64×2    128×2   256×4          512×4          512×4          143,667,240
+  config  name        stage1  stage2  stage3         stage4         stage5
+  A       vgg11       64      128     256×2          512×2          512×2
+  A-LRN   vgg11_lrn   64+LRN  128     256×2          512×2          512×2
+  B       vgg13       64×2    128×2   256×2          512×2          512×2
+  C       vgg16c      64×2    128×2   256×2 + 1×1    512×2 + 1×1    512×2 + 1×1
+  D       vgg16       64×2    128×2   256×3          512×3          512×3
+  E       vgg19       64×2    128×2   256×4          512×4          512×4
 
-Table 2 of the paper rounds these to 133, 133, 133, 134, 138, 144 million. The LRN of A-LRN
-uses Krizhevsky's settings (n=5, k=2, α=1e-4 on the undivided sum, β=0.75). `*_bn` variants add
-BatchNorm after every convolution (torchvision; not in the paper).
+The LRN of A-LRN uses Krizhevsky's settings (n=5, k=2, α=1e-4 on the undivided sum, β=0.75).
+`*_bn` variants add BatchNorm after every convolution (torchvision; not in the paper).
 
 Layout and names follow torchvision's `VGG`: an adaptive 7×7 average pool before the classifier
 (an identity at 224 px, so the FC sizes do not depend on the input size), and submodules named
@@ -31,9 +30,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, LocalResponseNorm, batch_norm
-from cnnx.layers.cpu_pool import max_pool
-from cnnx.layers.torch_pool import adaptive_avg_pool
-from cnnx.models.alexnet import PAPER_LRN
+from cnnx.layers.pool import adaptive_avg_pool, max_pool
+from cnnx.models._alexnet_style import PAPER_LRN
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
 
@@ -74,6 +72,18 @@ class VGG(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Classifies a batch of images.
+
+        Args:
+          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
+            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
+            least the spec's `min_resolution`.
+          train: dropout after fc6 and fc7 on (needs a 'dropout' rng); BatchNorm (the `_bn`
+            variants) uses batch statistics and updates `batch_stats`.
+
+        Returns:
+          (B, num_classes) logits; with `num_classes=0`, the (B, fc_features) fc7 features.
+        """
         x = x.astype(self.dtype)
         index = 0  # torchvision's position in its `features` Sequential
         for channels, n3, n1 in self.stages:

@@ -2,19 +2,19 @@
 Recognition at Scale", ICLR 2021; arXiv 2020), Table 1, plus DeiT's small/tiny widths (Touvron
 et al. 2021, Table 1).
 
-  name        layers  hidden  MLP    heads  patch   parameters (224², 1000 classes)
-  vit_ti_16   12      192     768    3      16       5,717,416   (timm vit_tiny_patch16_224)
-  vit_s_16    12      384     1536   6      16      22,050,664   (timm vit_small_patch16_224)
-  vit_b_16    12      768     3072   12     16      86,567,656   (torchvision)
-  vit_b_32    12      768     3072   12     32      88,224,232   (torchvision)
-  vit_l_16    24      1024    4096   16     16     304,326,632   (torchvision)
+  name        layers  hidden  MLP    heads  patch   reference
+  vit_ti_16   12      192     768    3      16      timm vit_tiny_patch16_224
+  vit_s_16    12      384     1536   6      16      timm vit_small_patch16_224
+  vit_b_16    12      768     3072   12     16      torchvision
+  vit_b_32    12      768     3072   12     32      torchvision
+  vit_l_16    24      1024    4096   16     16      torchvision
 
 Patch embedding (a p×p stride-p convolution), a learnt class token, learnt 1-D position
 embeddings, pre-norm encoder blocks (LayerNorm eps 1e-6, multi-head self-attention, GELU MLP),
 a final LayerNorm, and a linear head on the class token.
 
 Resolution: the position embedding is created for the grid of the `image_size` field (the
-spec's resolution), so the parameter count and checkpoints do not depend on the input size.
+spec's resolution), so the parameters and checkpoints do not depend on the input size.
 A different input size gives a different grid; the embedding of the patches is then resized
 bicubically at call time (the class token's embedding is kept), as for fine-tuning at a higher
 resolution (§3.2). `resize_pos_embed` does the same once on a parameter tree, for FixRes-style
@@ -99,6 +99,15 @@ class EncoderBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """One encoder block.
+
+        Args:
+          x: (B, N, D) tokens.
+          train: stochastic depth and dropout on (needs a 'dropout' rng when their rates are > 0).
+
+        Returns:
+          (B, N, D).
+        """
         y = layer_norm(LN_EPS, "norm1", self.dtype)(x)
         y = MultiHeadSelfAttention(
             self.num_heads, self.attention_dropout, dtype=self.dtype, name="attn"
@@ -152,6 +161,18 @@ class VisionTransformer(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Classifies a batch of images.
+
+        Args:
+          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
+            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
+            least the spec's `min_resolution`.
+          train: stochastic depth (drop path) in the blocks and dropout (embeddings, attention, MLP,
+            classifier) on (needs a 'dropout' rng) (LayerNorm has no batch statistics).
+
+        Returns:
+          (B, num_classes) logits; with `num_classes=0`, the (B, hidden) normalised class token.
+        """
         x = x.astype(self.dtype)
         head_dim = self.hidden_dim // self.num_heads
         hidden = round_filters(self.hidden_dim, self.width_mult, divisor=head_dim)

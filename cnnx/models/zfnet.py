@@ -2,8 +2,8 @@
 arXiv 1311.2901, 2013), the network of Figure 3.
 
 AlexNet retuned after the paper's visualisations (§4.1): a 7×7 stride-2 first layer instead of
-11×11 stride 4 (fewer aliasing artefacts, fewer dead filters), one tower with dense connections in
-layers 3-5 instead of the two-GPU split. Layer sizes are read off Figure 3 (224×224 crops):
+11×11 stride 4, one tower with dense connections in layers 3-5 instead of the two-GPU split.
+Layer sizes are read off Figure 3 (224×224 crops):
 
   layer  filters  kernel/stride   output      followed by
   1      96       7×7 / 2, pad 1  110×110     ReLU, max pool 3/2 -> 55×55, contrast norm
@@ -17,12 +17,11 @@ layers 3-5 instead of the two-GPU split. Layer sizes are read off Figure 3 (224�
 
 Figure 3's 110 -> 55 and 26 -> 13 pool sizes need ceil-mode pooling (Caffe's convention);
 padding 1 in layer 1 gives its 110×110 maps. The contrast normalisation "across feature maps" is
-a local response normalisation with AlexNet's settings (n=5, k=2, α=1e-4, β=0.75), which the paper
-does not restate. Exact parameter count: 62,357,608 (conv 3,726,464 + FC 58,631,144); the paper
-gives no total. No torchvision/timm reference exists.
+a local response normalisation with AlexNet's settings, which the paper does not restate. No
+torchvision/timm reference exists.
 """
 
-from cnnx.models.alexnet import AlexNet, ConvLayer
+from cnnx.models._alexnet_style import AlexNetStyle, ConvLayer
 from cnnx.models.registry import register_family
 
 ZFNET = (
@@ -33,15 +32,22 @@ ZFNET = (
     ConvLayer(256, 3, 1, 1, pool=True),
 )
 
+
+class ZFNet(AlexNetStyle):
+    """ZFNet: AlexNet's network with Figure 3's table, ceil-mode pools and LRN after pooling.
+
+    Fields and call as `cnnx.models._alexnet_style.AlexNetStyle`.
+    """
+
+    layers: tuple[ConvLayer, ...] = ZFNET
+    pool_ceil: bool = True
+    lrn_first: bool = False
+
+
 register_family(
     "zfnet",
-    AlexNet,
-    {
-        "zfnet": dict(
-            kwargs=dict(layers=ZFNET, pool_ceil=True, lrn_first=False),
-            param_count=62_357_608,
-        )
-    },
+    ZFNet,
+    {"zfnet": dict(param_count=62_357_608)},
     paper="Zeiler & Fergus 2013, Visualizing and Understanding Convolutional Networks",
     year=2013,
     dropout=0.5,

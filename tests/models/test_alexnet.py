@@ -7,7 +7,7 @@ import pytest
 
 from cnnx import models
 from cnnx.layers import LocalResponseNorm
-from cnnx.models.alexnet import PAPER_LRN
+from cnnx.models._alexnet_style import PAPER_LRN
 from tests.models.helpers import abstract_variables, count_params, torch_parity
 
 try:  # Imported at collection: torchvision imported after tensorflow (conftest) segfaults.

@@ -11,6 +11,7 @@ from cnnx.models.scaling import (
     round_filters,
     round_repeats,
     round_resolution,
+    stage_configs,
 )
 from tests.models.helpers import abstract_variables, count_params
 
@@ -62,6 +63,13 @@ ROUND_REPEATS_CASES = [
 )
 def test_round_repeats(repeats, depth, expected):
     assert round_repeats(repeats, depth) == expected
+
+
+def test_stage_configs_keep_the_first_and_repeat_the_last():
+    assert stage_configs((32, 64, 96), 1.0) == [32, 64, 96]
+    assert stage_configs((32, 64, 96), 0.5) == [32, 64]
+    assert stage_configs((32, 64, 96), 2.0) == [32, 64, 96, 96, 96, 96]
+    assert stage_configs((None, None), 0.01) == [None]
 
 
 def test_round_resolution():

@@ -1,12 +1,9 @@
 """SENet (timm legacy_* layout): counts, timm parity, ceil-mode pooling, stochastic depth."""
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from cnnx import models
-from cnnx.models.senet import _ceil_max_pool
 from tests.models.helpers import abstract_variables, count_params, torch_parity
 from tests.models.test_resnet import check_drop_path, randomize_batch_norm
 
@@ -55,17 +52,6 @@ def test_param_count_matches_timm(name):
 def test_timm_parity(name, resolution):
     torch_model = randomize_batch_norm(_timm_model(name))
     assert torch_parity(name, torch_model, resolution) < 1e-4
-
-
-@pytest.mark.torch
-@pytest.mark.parametrize("size", [7, 8, 15, 16, 17])
-def test_ceil_mode_max_pool_matches_torch(size):
-    if torch is None:
-        pytest.skip("needs torch")
-    x = np.random.RandomState(size).randn(1, 2, size, size).astype(np.float32)
-    ref = torch.nn.MaxPool2d(3, stride=2, ceil_mode=True)(torch.from_numpy(x)).numpy()
-    out = _ceil_max_pool(jnp.asarray(x.transpose(0, 2, 3, 1)))
-    np.testing.assert_array_equal(np.asarray(out).transpose(0, 3, 1, 2), ref)
 
 
 def test_reduction_ratio_sets_squeeze_width():

@@ -1,12 +1,12 @@
 """scripts/benchmark.py and the pieces it reports (cnnx.analysis.benchmark, torch_speed,
-input_speed, cnnx.xla_defaults), on tiny models so that the whole file runs in seconds."""
+input_speed), on tiny models so that the whole file runs in seconds."""
 
 import json
 
 import numpy as np
 import pytest
 
-from cnnx import models, xla_defaults
+from cnnx import models
 from cnnx.analysis import benchmark, flops, input_speed, torch_speed
 from tests.analysis.scripts import load_script
 
@@ -150,20 +150,6 @@ def test_input_pipeline_over_jpegs(tmp_path):
     assert len(files) == 6 and files[0].read_bytes()[:2] == b"\xff\xd8"
     r = input_speed.pipeline_throughput(str(tmp_path), 2, resolution=48, warmup=1, batches=4)
     assert r["ips"] > 0 and r["files"] == 6 and r["batches"] == 4
-
-
-def test_xla_defaults_respect_the_user_and_the_version(monkeypatch):
-    monkeypatch.setattr(xla_defaults, "_jaxlib_version", lambda: (0, 10))
-    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-    added = xla_defaults.apply(env)
-    assert added == ["--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"]
-    assert env["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=8", *added]
-    assert xla_defaults.apply(env) == []  # already named: left as it is
-    mine = {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type="}
-    assert xla_defaults.apply(mine) == [] and mine["XLA_FLAGS"].endswith("=")
-    assert xla_defaults.apply({"CNNX_XLA_DEFAULTS": "0"}) == []
-    monkeypatch.setattr(xla_defaults, "_jaxlib_version", lambda: (0, 9))
-    assert xla_defaults.apply({}) == []  # the flag may not exist there: never set it
 
 
 def test_stats_are_medians():

@@ -1,4 +1,4 @@
-"""Train step recipes: gradient accumulation, bf16, EMA, aux loss weight, mixing; norms."""
+"""Train step recipes: gradient accumulation, bf16, EMA, aux loss weight, mixing."""
 
 import functools
 
@@ -11,7 +11,6 @@ import optax
 import pytest
 
 from cnnx import models
-from cnnx.layers.norms import NORMS, make_norm
 from cnnx.train import losses, optim, steps
 from cnnx.train.config import base_config
 from cnnx.train.state import create_train_state
@@ -148,25 +147,6 @@ def test_mixing_in_the_step_is_deterministic_and_changes_the_loss():
     b = mixed(_state(model, 8, 1), batch, rng)[1]
     assert np.isfinite(a["loss"]) and float(a["loss"]) != float(plain["loss"])
     np.testing.assert_array_equal(a["loss"], b["loss"])
-
-
-@pytest.mark.parametrize("name", NORMS)
-def test_make_norm(name):
-    x = jnp.asarray(np.random.RandomState(0).randn(2, 4, 4, 32) * 3 + 1, jnp.float32)
-    layer = make_norm(name, train=True, **({"num_groups": 8} if name == "group" else {}))
-    variables = layer.init(jax.random.PRNGKey(0), x)
-    y, _ = layer.apply(variables, x, mutable=["batch_stats"])
-    assert y.shape == x.shape
-    axes = {"batch": (0, 1, 2), "layer": (3,), "instance": (1, 2)}.get(name)
-    if axes is not None:
-        np.testing.assert_allclose(y.mean(axis=axes), 0.0, atol=1e-4)
-        np.testing.assert_allclose(y.std(axis=axes), 1.0, atol=1e-2)
-    if name == "group":
-        g = y.reshape(2, 4, 4, 8, 4)  # 8 groups of 4 channels
-        np.testing.assert_allclose(g.mean(axis=(1, 2, 4)), 0.0, atol=1e-4)
-        np.testing.assert_allclose(g.std(axis=(1, 2, 4)), 1.0, atol=1e-2)
-    with pytest.raises(ValueError, match="Unknown norm"):
-        make_norm("weight")
 
 
 class _TwoLayer(nn.Module):

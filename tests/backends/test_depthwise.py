@@ -1,4 +1,4 @@
-"""cnnx.layers.depthwise: the values and both gradients of lax's depthwise convolution."""
+"""cnnx.backends.cpu.depthwise: the values and both gradients of lax's depthwise convolution."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-from cnnx.layers import cpu_conv, depthwise
+from cnnx.backends.cpu import conv as cpu_conv
+from cnnx.backends.cpu import depthwise
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -45,9 +46,14 @@ def _loss(conv, case):
 
     def loss(x, w):
         y = conv(
-            x, w, _pair(s), _pads(p), rhs_dilation=_pair(d), dimension_numbers=DN,
+            x,
+            w,
+            _pair(s),
+            _pads(p),
+            rhs_dilation=_pair(d),
+            dimension_numbers=DN,
             feature_group_count=c,
-        )  # fmt: skip
+        )
         return jnp.sum(jnp.sin(y) * jnp.arange(y.size).reshape(y.shape) / y.size), y
 
     return loss

@@ -1,55 +1,35 @@
-"""A drop-in `conv_general_dilated` whose 1x1 weight gradient is fast on XLA:CPU.
+"""A drop-in `conv_general_dilated` whose 1x1 and depthwise gradients are fast on XLA:CPU.
 
-Why: XLA differentiates a convolution into two convolutions. The input gradient is an ordinary
-convolution and runs about as fast as the forward pass. The weight gradient is a convolution
-in which the *batch* is the contracted axis; for it XLA:CPU first copies the layer's input
-into a layout with the batch innermost (`f32[C,H,W,N]{0,2,1,3}`), a strided one-thread
-transpose that XLA also fuses with the recomputation of the BatchNorm and ReLU (or the chain
-of residual sums) that produced the input. For a 1x1 convolution, whose arithmetic is small
-next to that copy, the weight gradient ran at 5-20 GFLOP/s on two cores.
-
-A 1x1 convolution is a matrix product, and so is its weight gradient:
-`dW = sum over (n, h, w) of x[n, s*h, s*w, :]^T dy[n, h, w, :]`, one `dot_general`
-contracting the batch and spatial axes of two NHWC arrays. XLA copies only the operand with
-fewer channels into (channels, N*H*W) order and runs the product in its matrix-multiply
-library (YNNPACK): 2-10x faster per layer when the input comes from a BatchNorm + ReLU.
-ResNet-50 training (batch 16, 224 px, two cores, timed in rounds alternating with torchvision
-on the same noisy host): 0.99-1.03x torchvision's speed with this module, 0.78x with
-`CNNX_CPU_GRADS=xla` (README, "Performance").
-
-Dense kernels larger than 1x1 keep XLA's gradient: per-tap products for them (one product per
-kernel tap) were tried during development and made the step slower than XLA's convolution
-(as did one reduction per tap for depthwise kernels; `cnnx.layers.depthwise` accumulates
-blocks of rows instead); keeping the layer input from the forward pass
-(an optimisation barrier) instead of letting XLA recompute it changed nothing.
+Why: XLA:CPU computes a convolution's weight gradient after copying the layer input into a
+batch-innermost layout (a strided one-thread transpose, fused with the recomputation of the
+BatchNorm and ReLU that produced it); for a 1x1 convolution that copy costs more than the
+arithmetic. A 1x1 convolution is a matrix product, and so is its weight gradient:
+`dW = sum over (n, h, w) of x[n, s*h, s*w, :]^T dy[n, h, w, :]`, one `dot_general` that XLA
+runs in its matrix-multiply library. Larger dense kernels keep XLA's gradient (per-tap products
+were slower). Measured gains: docs/xla_cpu.md.
 
 The forward pass and the input gradient are XLA's own convolutions, so a forward jaxpr still
-shows `conv_general_dilated` (the analysis tools are unaffected) and results equal
-`lax.conv_general_dilated`'s; the weight gradient agrees to float rounding (summation order).
-It applies to NHWC inputs with at least 8 channels, HWIO 1x1 kernels with no padding or
-dilation, dense (groups = 1), on the CPU backend (`jax.default_backend()` when traced).
+shows `conv_general_dilated` and results equal `lax.conv_general_dilated`'s; the weight
+gradient agrees to float rounding. It applies to NHWC inputs with at least 8 channels, HWIO
+1x1 kernels with no padding or dilation, dense (groups = 1), when `cnnx.backends.cpu.enabled()`.
 
 Depthwise convolutions (`feature_group_count` = input channels, NHWC, any kernel, stride,
-dilation, padding or channel multiplier; on 'auto' only inputs of at least 2**15 elements)
-go to `cnnx.layers.depthwise` on the same switch: forward and both gradients as shifted
-multiply-adds, 10-70x faster than XLA:CPU's grouped convolution. Their jaxpr has no
-`conv_general_dilated`, so tools that read convolutions from a jaxpr trace inside
-`lax_convolutions()`.
+dilation, padding or channel multiplier; on 'auto' only inputs of at least 2**15 elements) go
+to `cnnx.backends.cpu.depthwise` on the same switch. Their jaxpr has no `conv_general_dilated`,
+so tools that read convolutions from a jaxpr trace inside `lax_convolutions()`.
 
-Everywhere else this is exactly `lax.conv_general_dilated`. `CNNX_CPU_GRADS=xla` in the
-environment turns it off, and `cnnx.layers.cpu_pool` with it (`custom` forces both on).
+Everywhere else this is exactly `lax.conv_general_dilated`.
 """
 
 import contextlib
 import contextvars
 import functools
-import os
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from cnnx.layers import depthwise
+from cnnx.backends.cpu import depthwise, enabled, forced
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 # Layers with fewer input channels (the image: 3) keep XLA's gradient: a product with 3
@@ -57,8 +37,8 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 _MIN_CHANNELS = 8
 # Depthwise layers with smaller inputs (tests' 32-pixel images) keep XLA's convolution on
 # 'auto': there it costs little, and the shifted formulation (k*k slices, a loop in the weight
-# gradient) compiles slower: a 32-pixel NASNet-A Mobile's gradient took 120 s to compile,
-# 12 s with XLA's. 'custom' takes every size. A 224-pixel batch of one has >= 47k elements.
+# gradient) compiles about 10x slower there. 'custom' takes every size. A 224-pixel batch of
+# one has >= 47k elements.
 _MIN_DEPTHWISE_ELEMENTS = 2**15
 _LAX_ONLY = contextvars.ContextVar("cnnx_lax_convolutions", default=False)
 
@@ -75,24 +55,6 @@ def lax_convolutions():
         yield
     finally:
         _LAX_ONLY.reset(token)
-
-
-def enabled() -> bool:
-    """Whether convolutions and pools traced now take the custom CPU gradients.
-
-    `CNNX_CPU_GRADS`: 'auto' (default: on when JAX's default backend is the CPU), 'xla' (off)
-    or 'custom' (on).
-    """
-    setting = os.environ.get("CNNX_CPU_GRADS", "auto").lower()
-    if setting in ("xla", "off", "0"):
-        return False
-    if _forced():
-        return True
-    return jax.default_backend() == "cpu"
-
-
-def _forced() -> bool:
-    return os.environ.get("CNNX_CPU_GRADS", "auto").lower() in ("custom", "on", "1")
 
 
 def _is_nhwc(dimension_numbers) -> bool:
@@ -112,7 +74,7 @@ def _is_depthwise(
     batch_group_count,
     preferred_element_type,
 ) -> bool:
-    """Whether cnnx.layers.depthwise computes this convolution (on the switch)."""
+    """Whether cnnx.backends.cpu.depthwise computes this convolution (on the switch)."""
     return (
         lhs.ndim == 4
         and _is_nhwc(dimension_numbers)
@@ -124,7 +86,7 @@ def _is_depthwise(
         and preferred_element_type is None
         and not _LAX_ONLY.get()
         and enabled()
-        and (_forced() or _input_elements(lhs, rhs) >= _MIN_DEPTHWISE_ELEMENTS)
+        and (forced() or _input_elements(lhs, rhs) >= _MIN_DEPTHWISE_ELEMENTS)
     )
 
 

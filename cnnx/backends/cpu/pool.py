@@ -1,26 +1,19 @@
-"""Max pooling whose gradient is fast on XLA:CPU (drop-in for `flax.linen.max_pool`).
+"""Max pooling with a direct gradient, fast on XLA:CPU (`cnnx.layers.pool.max_pool` uses it).
 
 JAX differentiates a max pool by tracking each window's argmax: a variadic reduce-window over
-the values and four int32 index arrays the size of the input (N, H, W and C iotas), then a
-scatter. On two CPU cores the backward pass of ResNet-50's stem pool (16x112x112x64, 3x3,
-stride 2) took 406 ms, about 5% of the whole training step. Here the gradient is routed
-directly: for each window tap (i, j), in row-major order, the output gradient goes to the tap
-that equals the window's maximum and that no earlier tap claimed (the first maximum, the
-same element XLA and torch pick on ties), placed back with a strided pad and summed over taps:
-155 ms, the same gradients (to float rounding where windows overlap). The forward pass is
-the usual `lax.reduce_window` max.
-
-On other backends, or with `CNNX_CPU_GRADS=xla`, this is `flax.linen.max_pool`.
+the values and four int32 index arrays the size of the input, then a scatter, slow on XLA:CPU.
+Here the gradient is routed directly: for each window tap (i, j), in row-major order, the output
+gradient goes to the tap that equals the window's maximum and that no earlier tap claimed (the
+first maximum, the element XLA and torch pick on ties), placed back with a strided pad and
+summed over taps: the same gradients (to float rounding where windows overlap). The forward
+pass is the usual `lax.reduce_window` max. Measured gain: docs/xla_cpu.md.
 """
 
 import functools
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
-
-from cnnx.layers.cpu_conv import enabled
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
@@ -64,25 +57,17 @@ def _max_pool_bwd(window, strides, pads, residuals, g):
 _max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
-def max_pool(x, window_shape, strides=None, padding="VALID"):
-    """`flax.linen.max_pool` for NHWC inputs, with a fast gradient on XLA:CPU.
+def max_pool(x, window: tuple[int, int], strides: tuple[int, int], pads):
+    """Max pool of an NHWC array with the direct gradient (custom VJP).
 
     Args:
       x: (N, H, W, C) array.
-      window_shape: (kh, kw).
-      strides: (sh, sw); default (1, 1).
-      padding: 'VALID', 'SAME' or ((top, bottom), (left, right)); padded positions never win.
+      window: (kh, kw).
+      strides: (sh, sw).
+      pads: ((top, bottom), (left, right)); padded positions never win.
 
     Returns:
-      The pooled array.
+      The pooled (N, Ho, Wo, C) array, equal to `flax.linen.max_pool`'s.
     """
-    strides = tuple(strides or (1,) * len(window_shape))
-    if x.ndim != 4 or len(window_shape) != 2 or not enabled():
-        return nn.max_pool(x, tuple(window_shape), strides=strides, padding=padding)
-    window = tuple(int(k) for k in window_shape)
-    if isinstance(padding, str):
-        pads = lax.padtype_to_pads(x.shape[1:3], window, strides, padding)
-    else:
-        pads = padding
     pads = tuple((int(lo), int(hi)) for lo, hi in pads)
-    return _max_pool(x, window, tuple(int(s) for s in strides), pads)
+    return _max_pool(x, tuple(int(k) for k in window), tuple(int(s) for s in strides), pads)

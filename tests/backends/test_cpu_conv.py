@@ -1,4 +1,4 @@
-"""cnnx.layers.cpu_conv: same forward, same gradients as lax.conv_general_dilated."""
+"""cnnx.backends.cpu.conv: same forward, same gradients as lax.conv_general_dilated."""
 
 import flax.linen as nn
 import jax
@@ -9,7 +9,9 @@ from jax import lax
 
 from cnnx.analysis import flops
 from cnnx.analysis.trace import trace
-from cnnx.layers import ConvNormAct, cpu_conv
+from cnnx.backends import cpu
+from cnnx.backends.cpu import conv as cpu_conv
+from cnnx.layers import ConvNormAct
 
 # (input H, Cin, Cout, kernel, stride, padding, dilation, groups)
 CASES = [
@@ -77,9 +79,9 @@ def test_only_1x1_kernels_take_the_product(monkeypatch):
 
 def test_switch_and_platform(monkeypatch):
     monkeypatch.setenv("CNNX_CPU_GRADS", "xla")
-    assert not cpu_conv.enabled()
+    assert not cpu.enabled()
     monkeypatch.setenv("CNNX_CPU_GRADS", "auto")
-    assert cpu_conv.enabled() == (jax.default_backend() == "cpu")
+    assert cpu.enabled() == (jax.default_backend() == "cpu")
     x = jax.ShapeDtypeStruct((1, 5, 5, 8), jnp.float32)
     w = jax.ShapeDtypeStruct((1, 1, 8, 4), jnp.float32)
 
@@ -87,7 +89,7 @@ def test_switch_and_platform(monkeypatch):
         return cpu_conv.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=DN)
 
     text = str(jax.make_jaxpr(jax.grad(lambda x, w: conv(x, w).sum(), 1))(x, w))
-    assert ("dot_general" in text) == cpu_conv.enabled()  # the weight gradient as products
+    assert ("dot_general" in text) == cpu.enabled()  # the weight gradient as products
 
 
 class _Net(nn.Module):

@@ -1,4 +1,4 @@
-"""cnnx.layers.cpu_pool.max_pool: flax's max pool with the same gradients."""
+"""cnnx.layers.pool.max_pool on the CPU route (cnnx.backends.cpu.pool): flax's results."""
 
 import flax.linen as nn
 import jax
@@ -8,7 +8,7 @@ import pytest
 
 from cnnx import models
 from cnnx.analysis.trace import trace
-from cnnx.layers import cpu_pool
+from cnnx.layers.pool import max_pool
 
 # (input H, window, stride, padding)
 CASES = [
@@ -34,7 +34,7 @@ def test_same_values_and_gradients_as_flax(case, relu, monkeypatch):
         return lambda x: jnp.sum(jnp.cos(pool(x, (k, k), strides=(s, s), padding=pad)))
 
     ref = jax.jit(jax.value_and_grad(loss(nn.max_pool)))(x)
-    out = jax.jit(jax.value_and_grad(loss(cpu_pool.max_pool)))(x)
+    out = jax.jit(jax.value_and_grad(loss(max_pool)))(x)
     np.testing.assert_array_equal(out[0], ref[0])
     np.testing.assert_allclose(out[1], ref[1], rtol=1e-6, atol=1e-6)
 
@@ -45,5 +45,5 @@ def test_off_switch_and_trace(monkeypatch):
     assert [r.kind for r in rows].count("maxpool") == 1  # the analysis still sees the pool
     monkeypatch.setenv("CNNX_CPU_GRADS", "xla")
     x = jax.ShapeDtypeStruct((1, 8, 8, 4), jnp.float32)
-    grad = jax.grad(lambda x: cpu_pool.max_pool(x, (2, 2), (2, 2)).sum())
+    grad = jax.grad(lambda x: max_pool(x, (2, 2), (2, 2)).sum())
     assert "custom" not in str(jax.make_jaxpr(grad)(x))

@@ -1,21 +1,19 @@
-"""XLA flags cnnx sets by default, appended to `XLA_FLAGS` when `cnnx` is imported.
+"""XLA flags cnnx sets by default: `apply()` appends them to `XLA_FLAGS`.
 
-XLA reads `XLA_FLAGS` once, when JAX starts its first backend, so `import cnnx` must come
-before the first JAX computation (the entry points, scripts and tests all do this). A flag
-that `XLA_FLAGS` already names is left as the user set it; `CNNX_XLA_DEFAULTS=0` in the
-environment turns all of them off.
+XLA reads `XLA_FLAGS` once, when JAX starts its first backend, so the entry points (train.py,
+eval.py, scripts/*.py) and tests/conftest.py call `apply()` near their top, before the first
+JAX computation; importing cnnx does not touch the environment. A flag that `XLA_FLAGS` already
+names is left as the user set it; `CNNX_XLA_DEFAULTS=0` in the environment turns all of them
+off. This module must not import JAX.
 
-Each flag is kept because `scripts/benchmark.py` measured it to help (see README,
-"Performance"):
+Each flag is kept because `scripts/benchmark.py` measured it to help (docs/xla_cpu.md):
 
 * `--xla_cpu_experimental_ynn_fusion_type=-individual_convolution` (jaxlib 0.10): XLA:CPU
-  hands single convolutions to YNNPACK by default. YNNPACK's convolution is 2-4x slower
-  than XLA's own (Eigen) convolution on every ResNet shape measured, and the weight gradient
-  up to 4x slower (1x1, 56x56x256 -> 64: 7 vs 30 GFLOP/s; 3x3, 56x56x64: 28 vs 110 GFLOP/s
-  on two Sapphire Rapids cores); ResNet-50 training went from 0.77 to 1.2 images/s on a
-  loaded machine. Matrix products stay with YNNPACK (`-` removes only convolutions from the
-  default list). The flag and its value exist in jaxlib 0.10, so it is set only there: an
-  unknown flag or value makes XLA abort at start-up. Re-measure before widening the range.
+  hands single convolutions to YNNPACK by default, whose convolution and weight gradient are
+  slower than XLA's own (Eigen) on every ResNet shape measured. Matrix products stay with
+  YNNPACK (`-` removes only convolutions from the default list). The flag and its value exist
+  in jaxlib 0.10, so it is set only there: an unknown flag or value makes XLA abort at
+  start-up. Re-measure before widening the range.
 """
 
 import logging
@@ -71,8 +69,8 @@ def apply(environ=os.environ) -> list[str]:
         environ["XLA_FLAGS"] = " ".join([current, *added]).strip()
         if environ is os.environ and _backends_started():
             logging.getLogger(__name__).warning(
-                "JAX started before cnnx was imported, so %s has no effect; import cnnx "
-                "first or set XLA_FLAGS yourself.",
+                "JAX started before cnnx's XLA flags were applied, so %s has no effect; "
+                "call cnnx.backends.cpu.flags.apply() first or set XLA_FLAGS yourself.",
                 " ".join(added),
             )
     return added

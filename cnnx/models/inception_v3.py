@@ -10,9 +10,9 @@ CVPR 2016; arXiv 1512.00567, 2015), Table 1 and Figures 5-7, in torchvision's la
   Mixed_7b-c   2 × InceptionE (Figure 7: expanded 1×3 / 3×1 filter banks)
   head         global average pool, dropout 0.5, linear 2048 -> 1000
 
-Every convolution is followed by BatchNorm (eps 1e-3) and ReLU. 27,161,264 parameters with the
-auxiliary head (`aux_logits=True`, as torchvision builds it), 23,834,568 without; 299×299 input,
-75×75 the smallest accepted. Submodule names are torchvision's, so its checkpoints convert by
+Every convolution is followed by BatchNorm (eps 1e-3) and ReLU; the auxiliary head is built by
+default (`aux_logits=True`, as torchvision builds it). 299×299 input, 75×75 the smallest
+accepted. Submodule names are torchvision's, so its checkpoints convert by
 name. `depth_mult` scales the module count of the three repeated stages (3, 4, 2); fewer keep
 the first modules, more repeat the last.
 
@@ -29,90 +29,84 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnnx.layers import ClassifierHead, ConvNormAct
-from cnnx.layers.cpu_pool import max_pool
-from cnnx.layers.torch_pool import adaptive_avg_pool
-from cnnx.models.googlenet import stage_configs
+from cnnx.layers import ClassifierHead
+from cnnx.layers.pool import adaptive_avg_pool
+from cnnx.models._inception_blocks import (
+    InceptionBlock,
+    avg_pool3,
+    basic_conv,
+    concat,
+    max_pool3s2,
+)
 from cnnx.models.registry import INCEPTION_MEAN, INCEPTION_STD, register_family
-from cnnx.models.scaling import round_filters
+from cnnx.models.scaling import stage_configs
 
 
-def basic_conv(
-    features, kernel, strides=1, padding="torch", *, width_mult, dtype, bn_epsilon=1e-3, name
-):
-    """Conv, BatchNorm (eps 1e-3, TensorFlow's), ReLU with the width scaled: torchvision's
-    `BasicConv2d`, timm's `ConvNormAct`. `padding` 'torch' is k//2 per side, 0 is none."""
-    return ConvNormAct(
-        round_filters(features, width_mult),
-        kernel,
-        strides,
-        padding=padding,
-        bn_epsilon=bn_epsilon,
-        dtype=dtype,
-        name=name,
-    )
+class InceptionA(InceptionBlock):
+    """Inception v3's 35×35 module (Figure 5): 1×1, 5×5, double 3×3 and pool branches."""
 
-
-class _Block(nn.Module):
-    """Base of the Inception blocks: a conv-BN-ReLU factory with scaled widths."""
-
-    width_mult: float = 1.0
-    dtype: Any = jnp.float32
-
-    def conv(self, features, kernel, strides=1, padding="torch", *, name):
-        return basic_conv(
-            features,
-            kernel,
-            strides,
-            padding,
-            width_mult=self.width_mult,
-            dtype=self.dtype,
-            name=name,
-        )
-
-
-def avg_pool3(x, count_include_pad: bool = True):
-    """3×3 stride-1 average pool with padding 1 (torch's `F.avg_pool2d(x, 3, 1, 1)`)."""
-    return nn.avg_pool(
-        x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=count_include_pad
-    )
-
-
-def max_pool3s2(x):
-    """3×3 stride-2 max pool without padding (torch's `F.max_pool2d(x, 3, 2)`)."""
-    return max_pool(x, (3, 3), strides=(2, 2), padding="VALID")
-
-
-class InceptionA(_Block):
     pool_features: int = 32
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """The block's branches, concatenated along the channels.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, H, W, 224 + pool_features) (channels at `width_mult` 1).
+        """
         b1 = self.conv(64, 1, name="branch1x1")(x, train=train)
         b5 = self.conv(48, 1, name="branch5x5_1")(x, train=train)
         b5 = self.conv(64, 5, name="branch5x5_2")(b5, train=train)
         b3 = self.conv(64, 1, name="branch3x3dbl_1")(x, train=train)
         b3 = self.conv(96, 3, name="branch3x3dbl_2")(b3, train=train)
         b3 = self.conv(96, 3, name="branch3x3dbl_3")(b3, train=train)
-        bp = self.conv(self.pool_features, 1, name="branch_pool")(avg_pool3(x), train=train)
-        return jnp.concatenate([b1, b5, b3, bp], axis=-1)
+        bp = self.conv(self.pool_features, 1, name="branch_pool")(
+            avg_pool3(x, count_include_pad=True), train=train
+        )
+        return concat(b1, b5, b3, bp)
 
 
-class InceptionB(_Block):
+class InceptionB(InceptionBlock):
+    """Inception v3's grid reduction 35 -> 17 (Mixed_6a; Figure 10)."""
+
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """The block's branches, concatenated along the channels.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, (H - 3) // 2 + 1, (W - 3) // 2 + 1, 480 + C) (channels at `width_mult` 1).
+        """
         b3 = self.conv(384, 3, 2, 0, name="branch3x3")(x, train=train)
         bd = self.conv(64, 1, name="branch3x3dbl_1")(x, train=train)
         bd = self.conv(96, 3, name="branch3x3dbl_2")(bd, train=train)
         bd = self.conv(96, 3, 2, 0, name="branch3x3dbl_3")(bd, train=train)
-        return jnp.concatenate([b3, bd, max_pool3s2(x)], axis=-1)
+        return concat(b3, bd, max_pool3s2(x))
 
 
-class InceptionC(_Block):
+class InceptionC(InceptionBlock):
+    """Inception v3's 17×17 module with factorised 1×7 / 7×1 convolutions (Figure 6)."""
+
     channels_7x7: int = 128
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """The block's branches, concatenated along the channels.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, H, W, 768) (channels at `width_mult` 1).
+        """
         c7 = self.channels_7x7
         b1 = self.conv(192, 1, name="branch1x1")(x, train=train)
         b7 = self.conv(c7, 1, name="branch7x7_1")(x, train=train)
@@ -123,52 +117,83 @@ class InceptionC(_Block):
         bd = self.conv(c7, (1, 7), name="branch7x7dbl_3")(bd, train=train)
         bd = self.conv(c7, (7, 1), name="branch7x7dbl_4")(bd, train=train)
         bd = self.conv(192, (1, 7), name="branch7x7dbl_5")(bd, train=train)
-        bp = self.conv(192, 1, name="branch_pool")(avg_pool3(x), train=train)
-        return jnp.concatenate([b1, b7, bd, bp], axis=-1)
+        bp = self.conv(192, 1, name="branch_pool")(
+            avg_pool3(x, count_include_pad=True), train=train
+        )
+        return concat(b1, b7, bd, bp)
 
 
-class InceptionD(_Block):
+class InceptionD(InceptionBlock):
+    """Inception v3's grid reduction 17 -> 8 (Mixed_7a; Figure 10)."""
+
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """The block's branches, concatenated along the channels.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, (H - 3) // 2 + 1, (W - 3) // 2 + 1, 512 + C) (channels at `width_mult` 1).
+        """
         b3 = self.conv(192, 1, name="branch3x3_1")(x, train=train)
         b3 = self.conv(320, 3, 2, 0, name="branch3x3_2")(b3, train=train)
         b7 = self.conv(192, 1, name="branch7x7x3_1")(x, train=train)
         b7 = self.conv(192, (1, 7), name="branch7x7x3_2")(b7, train=train)
         b7 = self.conv(192, (7, 1), name="branch7x7x3_3")(b7, train=train)
         b7 = self.conv(192, 3, 2, 0, name="branch7x7x3_4")(b7, train=train)
-        return jnp.concatenate([b3, b7, max_pool3s2(x)], axis=-1)
+        return concat(b3, b7, max_pool3s2(x))
 
 
-class InceptionE(_Block):
+class InceptionE(InceptionBlock):
+    """Inception v3's 8×8 module with expanded 1×3 / 3×1 filter banks (Figure 7)."""
+
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """The block's branches, concatenated along the channels.
+
+        Args:
+          x: (B, H, W, C) features.
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, H, W, 2048) (channels at `width_mult` 1).
+        """
         b1 = self.conv(320, 1, name="branch1x1")(x, train=train)
         b3 = self.conv(384, 1, name="branch3x3_1")(x, train=train)
-        b3 = jnp.concatenate(
-            [
-                self.conv(384, (1, 3), name="branch3x3_2a")(b3, train=train),
-                self.conv(384, (3, 1), name="branch3x3_2b")(b3, train=train),
-            ],
-            axis=-1,
+        b3 = concat(
+            self.conv(384, (1, 3), name="branch3x3_2a")(b3, train=train),
+            self.conv(384, (3, 1), name="branch3x3_2b")(b3, train=train),
         )
         bd = self.conv(448, 1, name="branch3x3dbl_1")(x, train=train)
         bd = self.conv(384, 3, name="branch3x3dbl_2")(bd, train=train)
-        bd = jnp.concatenate(
-            [
-                self.conv(384, (1, 3), name="branch3x3dbl_3a")(bd, train=train),
-                self.conv(384, (3, 1), name="branch3x3dbl_3b")(bd, train=train),
-            ],
-            axis=-1,
+        bd = concat(
+            self.conv(384, (1, 3), name="branch3x3dbl_3a")(bd, train=train),
+            self.conv(384, (3, 1), name="branch3x3dbl_3b")(bd, train=train),
         )
-        bp = self.conv(192, 1, name="branch_pool")(avg_pool3(x), train=train)
-        return jnp.concatenate([b1, b3, bd, bp], axis=-1)
+        bp = self.conv(192, 1, name="branch_pool")(
+            avg_pool3(x, count_include_pad=True), train=train
+        )
+        return concat(b1, b3, bd, bp)
 
 
-class InceptionAux(_Block):
+class InceptionAux(InceptionBlock):
+    """Inception v3's auxiliary classifier (§4; torchvision's `InceptionAux`)."""
+
     num_classes: int = 1000
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """The auxiliary classifier after Mixed_6e.
+
+        Args:
+          x: (B, H, W, 768) features.
+          train: BatchNorm uses batch statistics and updates its running averages.
+
+        Returns:
+          (B, num_classes) logits.
+        """
         if (x.shape[1] - 5) // 3 + 1 >= 5 and (x.shape[2] - 5) // 3 + 1 >= 5:
             x = nn.avg_pool(x, (5, 5), strides=(3, 3))
         else:  # too small for torchvision's head (see the module docstring)
@@ -205,6 +230,20 @@ class InceptionV3(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
+        """Classifies a batch of images.
+
+        Args:
+          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
+            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
+            least the spec's `min_resolution`.
+          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
+            `mutable=['batch_stats']`; False uses the running averages); dropout before the
+            classifier on (needs a 'dropout' rng); the auxiliary head runs (with `aux_logits`).
+
+        Returns:
+          Eval mode: (B, num_classes) logits. Train mode with `aux_logits`: `(logits, (aux,))`, each
+            (B, num_classes). With `num_classes=0`: the (B, 2048) pooled features.
+        """
         x = x.astype(self.dtype)
         kw = dict(width_mult=self.width_mult, dtype=self.dtype)
         conv = functools.partial(basic_conv, **kw)

@@ -1,5 +1,5 @@
 """Every family with depthwise convolutions: same logits and gradients with the CPU switch on
-(cnnx.layers.depthwise) and off (XLA's grouped convolution)."""
+(cnnx.backends.cpu.depthwise) and off (XLA's grouped convolution)."""
 
 import jax
 import jax.numpy as jnp

@@ -1,13 +1,11 @@
 """Depthwise convolution as shifted multiply-adds, with its own gradients: fast on XLA:CPU.
 
 Why: XLA:CPU runs a depthwise convolution (`feature_group_count` = input channels) through a
-generic grouped-convolution loop, 50-200x slower than torch's oneDNN kernel on the layers of
-MobileNet, EfficientNet and ConvNeXt (112x112x32 3x3, batch 8: 78 ms forward against 0.7 ms),
-and its input and weight gradients are as slow. Here:
+generic grouped-convolution loop, much slower than torch's oneDNN kernel, and its gradients are
+as slow (figures: docs/xla_cpu.md). Here:
 
 * forward: `y = sum over taps (i, j) of x_pad[strided window shifted by (i, j)] * w[i, j]`,
-  k*k slices and multiply-adds that XLA fuses into one elementwise loop over the output
-  (20-70x faster than XLA's convolution);
+  k*k slices and multiply-adds that XLA fuses into one elementwise loop over the output;
 * input gradient: for stride 1, the same op on the output gradient with the kernel flipped;
   for larger strides, each tap's `dy * w[i, j]` placed back with a strided pad and summed
   (no multiplications by the zeros a stride-dilated `dy` would hold);
@@ -15,11 +13,12 @@ and its input and weight gradients are as slow. Here:
   dy[n, h, w, c]`. As one reduction per tap XLA:CPU runs it on one thread, reading both
   arrays k*k times; here a loop over blocks of a few output rows adds every tap's products of
   the block into a (k*k, Wo, C) accumulator (an elementwise fusion that stays in cache),
-  reduced over Wo at the end: 2-7x faster than XLA's gradient.
+  reduced over Wo at the end.
 
 Low-precision inputs are accumulated in float32. Results equal `lax.conv_general_dilated`'s to
 float rounding (summation order). A channel multiplier (`C * m` output channels) repeats the
-input channels first; the repeat's gradient sums the copies back.
+input channels first; the repeat's gradient sums the copies back. `cnnx.backends.cpu.conv`
+routes depthwise convolutions here when the `CNNX_CPU_GRADS` switch is on.
 """
 
 import functools
