@@ -87,6 +87,18 @@ def _load_config(argv: list[str]):
     return None
 
 
+def _is_config_file(path: str) -> bool:
+    """A config file defines `get_config` (configs/common.py, the shared kit, does not)."""
+    if not path.endswith(".py") or os.path.basename(path).startswith("_"):
+        return False
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return False
+    return "def get_config(" in text or "def get_sweep(" in text
+
+
 def config_not_found(path: str) -> str:
     """The message for a config file that does not exist: close names and the files there.
 
@@ -96,7 +108,7 @@ def config_not_found(path: str) -> str:
     if not (folder and os.path.isdir(folder)):  # a bare name or a folder that is not there
         folder = os.path.relpath(_CONFIGS) if os.path.isdir(_CONFIGS) else "."
     entries = sorted(os.listdir(folder))
-    files = [f for f in entries if f.endswith(".py") and not f.startswith("_")]
+    files = [f for f in entries if _is_config_file(os.path.join(folder, f))]
     folders = [f"{f}/" for f in entries if os.path.isdir(os.path.join(folder, f))]
     folders = [f for f in folders if not f.startswith(("_", "."))]
     name = os.path.basename(path)
@@ -104,6 +116,9 @@ def config_not_found(path: str) -> str:
     split = re.match(r"([A-Za-z_]+?)_?(\d\w*)\.py$", name)  # resnet50.py -> resnet.py:50
     if split and f"{split.group(1)}.py" in files:
         guesses.append(f"{os.path.join(folder, split.group(1) + '.py')}:{split.group(2)}")
+    base, _, variant = name.removesuffix(".py").rpartition("_")  # efficientnet_b3.py
+    if not guesses and base and f"{base}.py" in files:
+        guesses.append(f"{os.path.join(folder, base + '.py')}:{variant}")
     if not guesses:
         close = difflib.get_close_matches(name, files, n=3, cutoff=0.7)
         guesses = [os.path.join(folder, f) for f in close]
@@ -167,6 +182,9 @@ def _fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
+_HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
+
+
 def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
     """`app.run` flags parser that turns flag, config-file and override errors into one clear
     line and exit 2: a missing config file lists the configs there, a config arg its
@@ -176,6 +194,11 @@ def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) ->
         _fail(missing)
     try:
         rest = flag_values(argv)
+    except SystemExit as e:
+        # absl prints the usage for --help / --helpfull, then exits 1; asking is no error.
+        if e.code == 1 and any(a.split("=")[0] in _HELP_FLAGS for a in argv[1:]):
+            raise SystemExit(0) from None
+        raise
     except flags.Error as e:
         _fail(_config_error(str(e)) or f"{e}\nPass --helpfull to see all flags.")
     except (AttributeError, KeyError, TypeError, ValueError) as e:

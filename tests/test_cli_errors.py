@@ -32,6 +32,10 @@ CASES = {
         "configs/efficientnet_b9.py",
         ["not found", "configs/efficientnet_b0.py", "configs/efficientnet.py"],
     ),
+    "variant_file_of_a_family_config": (
+        "configs/efficientnet_b3.py",
+        ["not found", "Did you mean configs/efficientnet.py:b3?"],
+    ),
     "config_variant_that_does_not_exist": (
         "configs/efficientnet.py:b9",
         ["variant must be one of", "'b7'", "configs/efficientnet.py takes arg: the variant"],
@@ -74,6 +78,7 @@ def test_config_errors_are_one_line(case, capsys, monkeypatch):
     assert "Traceback" not in err
     for text in expected:
         assert text in err, err
+    assert "common.py" not in err  # the shared kit is no config
 
 
 def test_config_path_as_separate_argument(capsys, monkeypatch):
@@ -95,3 +100,18 @@ def test_entry_points_print_one_line(script):
     p = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-2000:]
     assert p.stderr.strip().splitlines()[-1].startswith("error: config file configs/resnet50")
+
+
+@pytest.mark.parametrize("script", ["train.py", "eval.py", "scripts/fixres.py"])
+def test_help_exits_0_and_says_where_the_config_schema_is(script):
+    """absl exits 1 after --help; asking for help is no error (exit 0, usage on stdout)."""
+    p = subprocess.run(
+        [sys.executable, os.path.join(REPO, script), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    assert "--workdir" in p.stdout
+    if script == "train.py":
+        assert "cnnx/train/config.py" in p.stdout and "--config.<section>.<key>" in p.stdout

@@ -23,6 +23,7 @@ from etils import epath
 
 from cnnx.data import to_global
 from cnnx.errors import CheckpointError, CheckpointMismatch, TrainingDiverged, WorkdirError
+from cnnx.evaluate.metrics import top5_note
 from cnnx.train import build, finetune, health, optim
 from cnnx.train import workdir as wd
 from cnnx.train.build import agree_with_process_0
@@ -636,6 +637,8 @@ def _run_and_finish(run: _Run, state, start_step: int, step_callback, n_params: 
         **eval_metrics,
         "warnings": run.health.warnings,
     }
+    if (note := top5_note(exp.model.num_classes)) is not None:
+        results["notes"] = [note]
     if log.skipped_total:
         results["skipped_steps"] = log.skipped_total
     if getattr(exp.source, "corrupt", None):

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import optax
 
 from cnnx.data import mixing
+from cnnx.evaluate.metrics import TOP5_MIN_CLASSES
 from cnnx.layers.remat import compiler_options as remat_compiler_options
 from cnnx.train.config import base_config
 from cnnx.train.losses import soft_cross_entropy
@@ -135,9 +136,9 @@ def train_step(
 
     Returns:
       (new state, metrics dict of scalars: loss, top1 and top5 (%, against the unmixed
-      labels), lr (the rate this step applied: schedule(step) times the plateau multiplier;
-      groups under `train.lr_mult_pattern` apply it times lr_mult, frozen ones nothing),
-      grad_norm, and skipped (0/1) with `skip_nonfinite`).
+      labels; top5 only from 6 classes on), lr (the rate this step applied: schedule(step)
+      times the plateau multiplier; groups under `train.lr_mult_pattern` apply it times
+      lr_mult, frozen ones nothing), grad_norm, and skipped (0/1) with `skip_nonfinite`).
     """
     o = options
     step_rng = jax.random.fold_in(rng, state.step)
@@ -217,10 +218,11 @@ def train_step(
     metrics = {
         "loss": loss,
         "top1": 100.0 * jnp.mean(topk_correct(logits, labels, 1)),
-        "top5": 100.0 * jnp.mean(topk_correct(logits, labels, 5)),
         "lr": schedule(state.step) * lr_scale(state.opt_state),
         "grad_norm": optax.global_norm(grads),
     }
+    if num_classes >= TOP5_MIN_CLASSES:  # below, top-5 is 100% whatever the model
+        metrics["top5"] = 100.0 * jnp.mean(topk_correct(logits, labels, 5))
     if o.skip_nonfinite:
         # The global norm is finite iff every gradient is (it is computed anyway).
         ok = jnp.isfinite(loss) & jnp.isfinite(metrics["grad_norm"])

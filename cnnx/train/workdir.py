@@ -287,6 +287,7 @@ IDENTITY_FREE = {
     "model.remat": "recomputing activations (memory, not math)",
     "model.remat_policy": "which activations are recomputed",
     "mesh.*": "the device layout (checkpoints restore onto any mesh)",
+    "smoke": "the words that mark a smoke run in its summary line",
 }
 
 
