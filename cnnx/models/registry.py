@@ -14,7 +14,7 @@ from typing import Any
 
 from cnnx.errors import ConfigError
 
-# Input normalisations of reference weights, applied to pixels / 255 (cnnx.data.preprocess
+# Input normalisations of reference weights, applied to pixels / 255 (cnnx.data.pp
 # keeps the ImageNet pair for the data pipeline; these say what a reference model expects).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -11,7 +11,7 @@ import re
 import ml_collections
 from ml_collections import config_dict
 
-from cnnx.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from cnnx.data.pp import IMAGENET_MEAN, IMAGENET_STD
 from cnnx.errors import ConfigError
 from cnnx.train.optim import OPTIMIZERS, SCHEDULES
 
