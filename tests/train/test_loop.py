@@ -18,7 +18,8 @@ from cnnx.train import optim, steps
 from cnnx.train.build import init_state, make_train_input
 from cnnx.train.checkpoint import load_variables
 from cnnx.train.experiment import setup
-from cnnx.train.loop import format_duration, train_and_evaluate, train_line
+from cnnx.train.loop import train_and_evaluate
+from cnnx.train.metrics_log import format_duration, train_line
 from cnnx.train.mesh import batch_sharding, replicated
 from tests.train.tiny import tiny_config
 
