@@ -73,10 +73,10 @@ def _assert_same_weights(a: str, b: str) -> None:
 
 
 def test_tensorboard_events_reach_the_bucket(gcs):  # noqa: F811
-    from cnnx.train import workdir as wd
+    from cnnx.train import metrics_log
 
     logdir = gcs.folder("tb")
-    writer = wd.metric_writer(logdir)
+    writer = metrics_log.metric_writer(logdir)
     mirror = writer._writers[-1]
     writer.write_scalars(1, {"train/loss": 1.0})
     assert not list(epath.Path(logdir).glob("events.out.tfevents.*"))  # not yet: no flush

@@ -5,13 +5,15 @@ table (`model_summary.txt`). Failed writes (a full disk) become one `WorkdirErro
 
 import contextlib
 import os
+import shutil
+import tempfile
 import time
 
 import jax
 import numpy as np
 import tensorflow as tf
 from absl import logging
-from clu import parameter_overview
+from clu import metric_writers, parameter_overview
 from etils import epath
 
 from cnnx.errors import TrainingDiverged, WorkdirError
@@ -25,6 +27,81 @@ MODEL_SUMMARY = "model_summary.txt"
 # With train.on_nonfinite='skip', this many skipped steps in a row stop training anyway (the
 # data or the state is broken, not one batch).
 MAX_CONSECUTIVE_SKIPS = 100
+
+
+# --- TensorBoard ----------------------------------------------------------------------------
+
+
+class _Mirror(metric_writers.MetricWriter):
+    """Copies the event files of a local folder into a gs:// folder: at each flush and close,
+    and after a write when `every_secs` passed since the last copy (TensorFlow's own writer
+    flushes every two minutes too, and cnnx's loop flushes only at the end of a run).
+
+    Writes nothing itself: it sits after the TensorBoard writer (`inner`) in a `MultiWriter`.
+    A file is copied whole when its size changed: an object cannot be appended to, and
+    TensorFlow's GCS writer also uploads the whole file again at each flush. The local folder
+    is removed on close.
+    """
+
+    def __init__(self, inner, local: str, remote: str, every_secs: float = 120.0):
+        self.inner, self.local, self.remote, self.every_secs = inner, local, remote, every_secs
+        self._copied: dict[str, int] = {}
+        self._last = time.monotonic()
+
+    def _sync(self) -> None:
+        self._last = time.monotonic()
+        for root, _, files in os.walk(self.local):
+            for name in files:
+                source = os.path.join(root, name)
+                size = os.path.getsize(source)
+                if self._copied.get(source) == size:
+                    continue
+                target = epath.Path(self.remote) / os.path.relpath(source, self.local)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(source, "rb") as f:
+                    target.write_bytes(f.read())
+                self._copied[source] = size
+
+    def _written(self, *args, **kwargs) -> None:
+        if time.monotonic() - self._last >= self.every_secs:
+            self.inner.flush()
+            self._sync()
+
+    write_summaries = write_scalars = write_images = write_videos = _written
+    write_audios = write_texts = write_histograms = write_hparams = _written
+
+    def flush(self) -> None:
+        self._sync()
+
+    def close(self) -> None:
+        try:
+            self._sync()
+        finally:
+            shutil.rmtree(self.local, ignore_errors=True)
+
+
+def metric_writer(logdir: str, *, just_logging: bool = False) -> metric_writers.MetricWriter:
+    """A TensorBoard writer (clu's `SummaryWriter`) for `logdir`, synchronous.
+
+    Synchronous, so that a failed write raises in the caller, not in a background thread.
+    For a gs:// `logdir` the events are written into a local temporary folder and copied into
+    `logdir` at each `flush()` and at `close()`: TensorFlow, which writes them, reaches Cloud
+    Storage through its own client, which has no endpoint setting (it would ignore
+    `STORAGE_EMULATOR_HOST` and write to the real bucket, or fail without credentials);
+    the copy goes through the path layer like every other file of the workdir.
+
+    Args:
+      logdir: where the event files go (local or gs://).
+      just_logging: write nothing (processes other than 0; the trainer logs its own lines).
+    """
+    # TensorBoard only: the log lines are the trainer's own (one per log step).
+    if just_logging:
+        return metric_writers.MultiWriter([])
+    if not wd.is_remote(logdir):
+        return metric_writers.MultiWriter([metric_writers.SummaryWriter(logdir)])
+    local = tempfile.mkdtemp(prefix="cnnx_events_")
+    inner = metric_writers.SummaryWriter(local)
+    return metric_writers.MultiWriter([inner, _Mirror(inner, local, logdir)])
 
 
 class WriteFailed(Exception):
@@ -159,7 +236,7 @@ class MetricsLog:
             with writing(self.path):
                 wd.keep_metrics_until(self.path, start_step)
         # Synchronous: a failed write raises here, in the loop, not in a background thread.
-        self.writer = wd.metric_writer(workdir, just_logging=process_index > 0)
+        self.writer = metric_writer(workdir, just_logging=process_index > 0)
 
     def wall_time(self) -> float:
         """Seconds spent on the run so far, over all its segments."""

@@ -11,26 +11,24 @@ One workdir holds one run::
     <workdir>/profile/              jax.profiler traces
 
 Every path goes through `etils.epath`, so a workdir may be local or on gs://. gs:// goes
-through gcsfs (cnnx sets `EPATH_USE_TF=false` on import, see cnnx/__init__.py) and orbax's
+through gcsfs (the entry points set `EPATH_USE_TF=false`, `cnnx.process_defaults`) and orbax's
 arrays through tensorstore: both follow the standard credentials and, for a local emulator,
 `STORAGE_EMULATOR_HOST` (gcsfs) and `TENSORSTORE_GCS_HTTP_URL` (tensorstore). TensorBoard
 events are written by TensorFlow, whose GCS client has no endpoint setting: for a gs:// workdir
-they are written locally and copied into the workdir at each flush (`metric_writer`).
+they are written locally and copied into the workdir at each flush
+(`cnnx.train.metrics_log.metric_writer`).
 """
 
 import contextlib
 import json
 import os
-import shutil
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 
 import ml_collections
 from absl import logging
-from clu import metric_writers
 from etils import epath
 
 from cnnx.errors import ConfigError, WorkdirError
@@ -190,81 +188,6 @@ def describe_write_error(error: BaseException) -> tuple[str, bool]:
 
 
 _DISK_FULL = (27, 28, 122)  # EFBIG, ENOSPC, EDQUOT
-
-
-# --- TensorBoard ----------------------------------------------------------------------------
-
-
-class _Mirror(metric_writers.MetricWriter):
-    """Copies the event files of a local folder into a gs:// folder: at each flush and close,
-    and after a write when `every_secs` passed since the last copy (TensorFlow's own writer
-    flushes every two minutes too, and cnnx's loop flushes only at the end of a run).
-
-    Writes nothing itself: it sits after the TensorBoard writer (`inner`) in a `MultiWriter`.
-    A file is copied whole when its size changed: an object cannot be appended to, and
-    TensorFlow's GCS writer also uploads the whole file again at each flush. The local folder
-    is removed on close.
-    """
-
-    def __init__(self, inner, local: str, remote: str, every_secs: float = 120.0):
-        self.inner, self.local, self.remote, self.every_secs = inner, local, remote, every_secs
-        self._copied: dict[str, int] = {}
-        self._last = time.monotonic()
-
-    def _sync(self) -> None:
-        self._last = time.monotonic()
-        for root, _, files in os.walk(self.local):
-            for name in files:
-                source = os.path.join(root, name)
-                size = os.path.getsize(source)
-                if self._copied.get(source) == size:
-                    continue
-                target = epath.Path(self.remote) / os.path.relpath(source, self.local)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with open(source, "rb") as f:
-                    target.write_bytes(f.read())
-                self._copied[source] = size
-
-    def _written(self, *args, **kwargs) -> None:
-        if time.monotonic() - self._last >= self.every_secs:
-            self.inner.flush()
-            self._sync()
-
-    write_summaries = write_scalars = write_images = write_videos = _written
-    write_audios = write_texts = write_histograms = write_hparams = _written
-
-    def flush(self) -> None:
-        self._sync()
-
-    def close(self) -> None:
-        try:
-            self._sync()
-        finally:
-            shutil.rmtree(self.local, ignore_errors=True)
-
-
-def metric_writer(logdir: str, *, just_logging: bool = False) -> metric_writers.MetricWriter:
-    """A TensorBoard writer (clu's `SummaryWriter`) for `logdir`, synchronous.
-
-    Synchronous, so that a failed write raises in the caller, not in a background thread.
-    For a gs:// `logdir` the events are written into a local temporary folder and copied into
-    `logdir` at each `flush()` and at `close()`: TensorFlow, which writes them, reaches Cloud
-    Storage through its own client, which has no endpoint setting (it would ignore
-    `STORAGE_EMULATOR_HOST` and write to the real bucket, or fail without credentials);
-    the copy goes through the path layer like every other file of the workdir.
-
-    Args:
-      logdir: where the event files go (local or gs://).
-      just_logging: write nothing (processes other than 0; the trainer logs its own lines).
-    """
-    # TensorBoard only: the log lines are the trainer's own (one per log step).
-    if just_logging:
-        return metric_writers.MultiWriter([])
-    if not is_remote(logdir):
-        return metric_writers.MultiWriter([metric_writers.SummaryWriter(logdir)])
-    local = tempfile.mkdtemp(prefix="cnnx_events_")
-    inner = metric_writers.SummaryWriter(local)
-    return metric_writers.MultiWriter([inner, _Mirror(inner, local, logdir)])
 
 
 # --- Identity: the saved config ----------------------------------------------------------------
