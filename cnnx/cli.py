@@ -119,9 +119,11 @@ def config_not_found(path: str) -> str:
     base, _, variant = name.removesuffix(".py").rpartition("_")  # efficientnet_b3.py
     if not guesses and base and f"{base}.py" in files:
         guesses.append(f"{os.path.join(folder, base + '.py')}:{variant}")
-    if not guesses:
-        close = difflib.get_close_matches(name, files, n=3, cutoff=0.7)
-        guesses = [os.path.join(folder, f) for f in close]
+    close = difflib.get_close_matches(name, files, n=3, cutoff=0.7)
+    for f in close:  # a file already suggested with its variant is not named again
+        path_f = os.path.join(folder, f)
+        if len(guesses) < 3 and not any(g.startswith(f"{path_f}:") for g in guesses):
+            guesses.append(path_f)
     hint = f" Did you mean {' or '.join(guesses)}?" if guesses else ""
     listing = ", ".join(files + folders) or "none"
     return f"config file {path} not found.{hint} Configs in {folder}/: {listing}."

@@ -34,7 +34,7 @@ CASES = {
     ),
     "variant_file_of_a_family_config": (
         "configs/efficientnet_b3.py",
-        ["not found", "Did you mean configs/efficientnet.py:b3?"],
+        ["not found", "Did you mean configs/efficientnet.py:b3 or"],
     ),
     "config_variant_that_does_not_exist": (
         "configs/efficientnet.py:b9",

@@ -251,7 +251,9 @@ def test_sweep_in_a_bucket_equals_local(gcs, compilation_cache, tmp_path):  # no
     args = ["scripts/sweep.py", "--sweep=tests/sweeps/sweep_fixture.py:steps=4"]
     local, remote = str(tmp_path / "sweep"), gcs.folder("sweep")
     _run([*args, f"--workdir={local}"], env)
-    _run([*args, f"--workdir={remote}"], env)
+    # A journal needs a file lock, which Cloud Storage has not: the study on local disk (one
+    # VM), the sweep's files in the bucket.
+    _run([*args, f"--workdir={remote}", f"--storage={tmp_path / 'study.journal'}"], env)
     a = json.loads(epath.Path(local, "summary.json").read_text())
     b = json.loads(epath.Path(remote, "summary.json").read_text())
     # One record per trial (the summary's 'best' repeats one); trial paths and times differ.

@@ -26,6 +26,7 @@ the README's first training command.
 
 import ast
 import dataclasses
+import importlib
 import os
 import re
 import shlex
@@ -375,9 +376,9 @@ def _absl_flag_names(script: Path) -> tuple[set[str], set[str]]:
             if any(k.arg == "required" and getattr(k.value, "value", False) for k in node.keywords):
                 required.add(node.args[0].value)
         elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "define_flags":
-            from cnnx.train import distributed  # the shared multi-process flags
-
-            names.update(distributed.FLAGS)
+            # Shared flag sets: cnnx.train.distributed (multi-process), cnnx.train.compile_cache.
+            module = importlib.import_module(f"cnnx.train.{node.func.value.id}")
+            names.update(module.FLAGS)
     return names, required
 
 

@@ -45,14 +45,11 @@ def write_hparams(workdir: str, hparams: dict) -> None:
 
     Values that are not bool/int/float/str (tuples) are written as text.
     """
-    from clu import metric_writers
-
     from cnnx.train.distributed import is_writer
+    from cnnx.train.metrics_log import metric_writer
 
     clean = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in hparams.items()}
-    writer = metric_writers.create_default_writer(
-        workdir, just_logging=not is_writer(), asynchronous=False
-    )
+    writer = metric_writer(workdir, just_logging=not is_writer())  # gs:// aware
     writer.write_hparams(clean)
     writer.close()
 

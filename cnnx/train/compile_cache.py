@@ -28,6 +28,7 @@ MIN_COMPILE_TIME_SECS = 0.1
 ENV = "CNNX_COMPILATION_CACHE"
 
 _FLAG = "compilation_cache"
+FLAGS = (_FLAG,)  # the flags `define_flags` defines
 
 
 def define_flags() -> None:

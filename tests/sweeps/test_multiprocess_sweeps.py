@@ -4,6 +4,7 @@ them."""
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -72,4 +73,5 @@ def test_sweep_two_processes_match_one(tmp_path, compilation_cache):  # noqa: F8
     # Process 1 ran the trial but neither printed nor wrote the summary (its table rows).
     assert os.path.exists(tmp_path / two / "summary.md")
     assert "process 1: trial width=0.5 from process 0: completed" in outputs[2]
-    assert "| " in outputs[1] and "| " not in outputs[2]
+    table_row = re.compile(r"^\| ", re.M)  # log lines have ' | ' inside, never at the start
+    assert table_row.search(outputs[1]) and not table_row.search(outputs[2])

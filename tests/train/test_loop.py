@@ -19,8 +19,8 @@ from cnnx.train.build import init_state, make_train_input
 from cnnx.train.checkpoint import load_variables
 from cnnx.train.experiment import setup
 from cnnx.train.loop import train_and_evaluate
-from cnnx.train.metrics_log import format_duration, train_line
 from cnnx.train.mesh import batch_sharding, replicated
+from cnnx.train.metrics_log import format_duration, train_line
 from tests.train.tiny import tiny_config
 
 
