@@ -1,4 +1,4 @@
-"""Test setup: 8 fake CPU devices (sharding tests) and cnnx's process defaults, before JAX starts."""
+"""Test setup: 8 fake CPU devices (sharding tests) and cnnx's process defaults, before JAX."""
 
 import os
 
