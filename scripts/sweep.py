@@ -172,6 +172,12 @@ def main(argv: list[str] | None = None) -> int:
         return _dry_run(sweep)
     if not _SUMMARIZE_ONLY.value and (failed := _start()) is not None:
         return failed
+    if not _SUMMARIZE_ONLY.value:
+        from cnnx.train import compile_cache
+
+        # Trials share the user's persistent compilation cache (the worker subprocesses find
+        # the same folder: $CNNX_COMPILATION_CACHE, else the default one).
+        compile_cache.setup()
     workdir = _WORKDIR.value
     writer = distributed.is_writer()
     try:

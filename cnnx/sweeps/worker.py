@@ -103,9 +103,10 @@ def main(argv=None) -> int:
 
     tf.config.set_visible_devices([], "GPU")  # tf.data only; accelerators belong to jax
     from cnnx.sweeps.spec import apply_overrides, load_sweep
-    from cnnx.train import logs
+    from cnnx.train import compile_cache, logs
 
     logs.configure()
+    compile_cache.setup()  # the sweep's trials reuse each other's compiled steps
     from cnnx.errors import CnnxError
 
     sweep = load_sweep(args.sweep)
