@@ -40,8 +40,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 ABSL_SCRIPTS = {"train.py", "eval.py", "scripts/fixres.py", "scripts/sweep.py"}
-TPU_ENV = {"TPU_NAME": "cnnx", "ZONE": "us-central2-b", "ACCELERATOR_TYPE": "v4-32",
-           "PROJECT": "your-project"}  # fmt: skip
+TPU_ENV = {
+    "TPU_NAME": "cnnx",
+    "ZONE": "us-central2-b",
+    "ACCELERATOR_TYPE": "v4-32",
+    "PROJECT": "your-project",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -454,8 +458,9 @@ def _check_script_flags(script: str, args: list[str], monkeypatch):
 def _check_words(words: list[str], monkeypatch):
     """The program exists and, for a cnnx Python entry point, its arguments parse."""
     if words[0] == "make":
-        p = subprocess.run(["make", "-n", *words[1:]], cwd=ROOT, capture_output=True,
-                           text=True, timeout=60)  # fmt: skip
+        p = subprocess.run(
+            ["make", "-n", *words[1:]], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
         assert p.returncode == 0, p.stderr
         return
     entry = _entry(words)
@@ -501,8 +506,9 @@ def _run(command: str, env: dict | None = None, timeout: int = 300) -> subproces
     full_env = {**os.environ, **(env or {}), **env_words}
     if words[0] in ("python", ".venv/bin/python"):
         words[0] = sys.executable
-    return subprocess.run(words, cwd=ROOT, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        words, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.parametrize(
@@ -514,8 +520,9 @@ def test_dry_run(command, tmp_path):
     check = TABLE[command]
     env_words, words = _split(_form(command, check, tmp_path))
     env = {**os.environ, **TPU_ENV, **env_words, "DRY_RUN": "1"}
-    p = subprocess.run(["bash", *words], cwd=ROOT, env=env, capture_output=True, text=True,
-                       timeout=60)  # fmt: skip
+    p = subprocess.run(
+        ["bash", *words], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert p.returncode == 0, p.stderr[-2000:]
 
 

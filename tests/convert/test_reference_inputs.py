@@ -63,8 +63,12 @@ def test_googlenet_made_without_transform_input(monkeypatch):
     mean, std, why = convert.input_normalization("googlenet", transform_input=False)
     assert "transform_input=False" in why
     pixels = raw_images(2, RES, seed=1)
-    assert rel_error(_cnnx_logits("googlenet", variables, pixels, mean, std),
-                     torch_logits(net, pixels)) < 1e-4  # fmt: skip
+    assert (
+        rel_error(
+            _cnnx_logits("googlenet", variables, pixels, mean, std), torch_logits(net, pixels)
+        )
+        < 1e-4
+    )
 
 
 def test_transform_input_flag_only_where_the_reference_has_it():

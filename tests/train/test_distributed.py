@@ -7,8 +7,13 @@ import pytest
 from cnnx.errors import ConfigError
 from cnnx.train import distributed
 
-SRUN = {"SLURM_NTASKS": "4", "SLURM_STEP_NODELIST": "n[1-4]", "SLURM_PROCID": "1",
-        "SLURM_JOB_ID": "7", "SLURM_LOCALID": "0"}  # fmt: skip
+SRUN = {
+    "SLURM_NTASKS": "4",
+    "SLURM_STEP_NODELIST": "n[1-4]",
+    "SLURM_PROCID": "1",
+    "SLURM_JOB_ID": "7",
+    "SLURM_LOCALID": "0",
+}
 CASES = {
     # name: (environment, flags, expected initialize kwargs, or None for no call)
     "one_process": ({}, {}, None),

@@ -119,8 +119,10 @@ def test_nonfinite_skip_discards_the_update_and_goes_on(tmp_path, poison):
     fn = jax.jit(step)
     new, metrics = fn(state, batch)
     assert float(metrics["skipped"]) == 1.0 and int(new.step) == int(state.step) + 1
-    for a, b in zip(jax.tree.leaves((state.params, state.opt_state)),
-                    jax.tree.leaves((new.params, new.opt_state))):  # fmt: skip
+    for a, b in zip(
+        jax.tree.leaves((state.params, state.opt_state)),
+        jax.tree.leaves((new.params, new.opt_state)),
+    ):
         np.testing.assert_array_equal(a, b)
 
 
@@ -163,8 +165,9 @@ def test_corrupt_images_skipped_and_counted_or_an_error(tmp_path, caplog):
     assert results["corrupt_files"] == bad
     assert results["eval/examples"] == 34  # the 36 files less the two corrupt ones
     for name in bad:
-        assert any(name in r.getMessage() and "Skipping corrupt" in r.getMessage()
-                   for r in caplog.records), name  # fmt: skip
+        assert any(
+            name in r.getMessage() and "Skipping corrupt" in r.getMessage() for r in caplog.records
+        ), name
 
     # on_corrupt='error': the first batch that meets one stops the run, naming the file(s).
     config = tiny_config(**overrides, **{"data.on_corrupt": "error"})
@@ -295,10 +298,21 @@ def _spawn(marker_dir, workdir, cache_dir):
     env = {**os.environ, "PYTHONPATH": REPO, **jax_cache.env(cache_dir)}
     args = [f"--config.{k}={v}" for k, v in CLI_OVERRIDES.items()]
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.train.fault_worker", str(marker_dir),
-         "--config=tests/train/tiny.py", f"--workdir={workdir}", *args],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tests.train.fault_worker",
+            str(marker_dir),
+            "--config=tests/train/tiny.py",
+            f"--workdir={workdir}",
+            *args,
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _wait_for(path, proc, timeout=300):

@@ -148,9 +148,15 @@ def test_plateau_reduction_survives_preemption_and_resume(tmp_path):
     """Evals every 2 steps never beat the first by min_delta: ÷10 at each eval from step 4.
     SIGTERM at step 4 saves before that eval; the resumed run redoes its decision."""
     config = tiny_config(
-        **{"schedule.name": "plateau", "schedule.patience": 1, "schedule.min_delta": 1000.0,
-           "eval.every_steps": 2, "ckpt.every_steps": 2, "train.num_steps": 7}
-    )  # fmt: skip
+        **{
+            "schedule.name": "plateau",
+            "schedule.patience": 1,
+            "schedule.min_delta": 1000.0,
+            "eval.every_steps": 2,
+            "ckpt.every_steps": 2,
+            "train.num_steps": 7,
+        }
+    )
 
     def sigterm_at_4(step):
         if step == 4:
