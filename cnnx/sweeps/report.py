@@ -127,8 +127,17 @@ def plot_accuracy_vs_flops(
     xs = [r["macs"] / 1e6 for r in points]
     ys = [_metric(r, metric) for r in points]
     ax.scatter(xs, ys, c="tab:blue", s=30, label="trials")
+    middle = math.sqrt(min(xs) * max(xs))  # of the log axis: labels point inwards
     for r, x, y in zip(points, xs, ys):
-        ax.annotate(point_label(r), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        right = x > middle
+        ax.annotate(
+            point_label(r),
+            (x, y),
+            fontsize=7,
+            xytext=(-4 if right else 4, 3),
+            textcoords="offset points",
+            ha="right" if right else "left",
+        )
     for label, r in (highlight or {}).items():
         if r is not None and r.get("macs") and _metric(r, metric) is not None:
             ax.scatter(

@@ -37,3 +37,35 @@ def test_records_are_single_json_lines(tmp_path):
     write_records(path, [{"key": "a", "error": "two\nlines", "x": {1, 2}}])
     (line,) = (tmp_path / "trials.jsonl").read_text().splitlines()
     assert json.loads(line)["error"] == "two\nlines"
+
+
+def test_sweep_plot_labels_stay_inside_the_axes(tmp_path, monkeypatch):
+    """A trial at either end of the MACs axis keeps its α/β/γ label on the canvas."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cnnx.sweeps.report import plot_accuracy_vs_flops
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to measure it
+    records = [
+        {
+            "status": "completed",
+            "index": i,
+            "macs": macs,
+            "metrics": {"eval/top1": top1},
+            "tags": {"alpha": alpha, "beta": 1.2, "gamma": 1.15},
+        }
+        for i, (macs, top1, alpha) in enumerate([(85e6, 87.0, 1.2), (150e6, 57.0, 1.4)])
+    ]
+    assert plot_accuracy_vs_flops(records, str(tmp_path / "p.png"))
+    (fig,) = figures
+    renderer = fig.canvas.get_renderer()
+    axes_box = fig.axes[0].get_window_extent(renderer)
+    labels = [t for t in fig.axes[0].texts if "α=" in t.get_text()]
+    assert len(labels) == 2
+    for text in labels:
+        box = text.get_window_extent(renderer)
+        assert axes_box.x0 <= box.x0 and box.x1 <= axes_box.x1, text.get_text()
