@@ -9,6 +9,8 @@ from typing import NoReturn
 
 from absl import flags
 
+from cnnx.script_flags import HELP_FLAGS
+
 _CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 
@@ -184,9 +186,6 @@ def _fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
-_HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
-
-
 def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
     """`app.run` flags parser that turns flag, config-file and override errors into one clear
     line and exit 2: a missing config file lists the configs there, a config arg its
@@ -198,7 +197,7 @@ def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) ->
         rest = flag_values(argv)
     except SystemExit as e:
         # absl prints the usage for --help / --helpfull, then exits 1; asking is no error.
-        if e.code == 1 and any(a.split("=")[0] in _HELP_FLAGS for a in argv[1:]):
+        if e.code == 1 and any(a.split("=")[0] in HELP_FLAGS for a in argv[1:]):
             raise SystemExit(0) from None
         raise
     except flags.Error as e:

@@ -12,7 +12,8 @@ import types
 
 from absl import flags
 
-_HELP = ("--help", "-h", "-?", "--helpshort", "--helpfull")
+# The spellings of absl's help flags (train.py, eval.py, fixres.py parse through absl itself).
+HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
 
 
 def usage(flag_values: flags.FlagValues, doc: str | None) -> str:
@@ -45,7 +46,7 @@ def parse(
         stray positional argument.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in _HELP for a in argv):
+    if any(a in HELP_FLAGS for a in argv):
         print(usage(flag_values, doc))
         raise SystemExit(0)
     flag_values.unparse_flags()  # a second parse in one process starts from the defaults
