@@ -17,14 +17,20 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.installed
+# The optional oneDNN extension (cnnx/backends/cpu/onednn.py): compiled when oneDNN's packages and
+# a C++ compiler are there; otherwise convolutions stay with XLA and this says why.
+$(VENV)/.onednn: cnnx/backends/cpu/onednn_conv.cc $(VENV)/.installed
+	$(PY) -m cnnx.backends.cpu.onednn build || echo "continuing without the oneDNN extension"
+	touch $@
+
+$(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.installed $(VENV)/.onednn
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed $(VENV)/.onednn
 install-dev: $(VENV)/.dev-installed
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed $(VENV)/.onednn
 	rm -rf $(DEMO_DIR)
 	$(PY) train.py --config=configs/default.py --workdir=$(DEMO_DIR)
 

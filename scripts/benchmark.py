@@ -348,16 +348,22 @@ def load_warning(before: list[float] | None, after: list[float] | None, cpus: in
 
 def layer_table(rows: list[dict]) -> str:
     """The stdout table of --depthwise_layers: milliseconds per layer."""
-    heads = [f"{who} {kind}" for kind in ("fwd", "train") for who in ("xla", "cnnx", "torch")]
-    lines = [f"{'layer (HxWxC k /s)':<22}" + "".join(f"{h:>12}" for h in heads)]
+    who_all = ("xla", "cnnx", "onednn", "torch")
+    heads = [f"{who} {kind}" for kind in ("fwd", "train") for who in who_all]
+    lines = [f"{'layer (HxWxC k /s)':<26}" + "".join(f"{h:>13}" for h in heads)]
     for row in rows:
         cells = []
         for kind in ("fwd", "train"):
-            for who in ("xla", "cnnx", "torch"):
+            for who in who_all:
                 v = row.get(f"{who}_{kind}_ms")
-                cells.append(f"{v:>12.2f}" if v is not None else f"{'-':>12}")
-        lines.append(f"{row['layer']:<22}" + "".join(cells))
-    lines += ["", "ms, median; train: forward + input and weight gradients; torch: channels-last"]
+                cells.append(f"{v:>13.2f}" if v is not None else f"{'-':>13}")
+        lines.append(f"{row['layer']:<26}" + "".join(cells))
+    lines += [
+        "",
+        "ms, median; train: forward + input and weight gradients; torch: channels-last;",
+        "xla: lax.conv_general_dilated; cnnx: cnnx's depthwise formulation on XLA; onednn:",
+        "cnnx.backends.cpu.onednn (what runs by default on one CPU device when it is built)",
+    ]
     return "\n".join(lines) + "\n"
 
 

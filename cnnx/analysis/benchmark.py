@@ -394,40 +394,46 @@ def benchmark_model(
     return result
 
 
-# The depthwise layers of issue 20's table (MobileNet v2, EfficientNet, ConvNeXt shapes):
-# (height = width, channels, kernel, stride).
+# The grouped layers of issue 20's table: depthwise (MobileNet v2, EfficientNet, ConvNeXt
+# shapes) and one ResNeXt-50 32x4d layer: (height = width, channels, kernel, stride, groups).
 DEPTHWISE_LAYERS = (
-    (112, 32, 3, 1),
-    (56, 144, 3, 1),
-    (28, 240, 5, 1),
-    (56, 96, 7, 1),
-    (112, 96, 3, 2),
+    (112, 32, 3, 1, 32),
+    (56, 144, 3, 1, 144),
+    (28, 240, 5, 1, 240),
+    (56, 96, 7, 1, 96),
+    (112, 96, 3, 2, 96),
+    (56, 128, 3, 1, 32),
 )
+# XLA's grouped (not depthwise) convolution takes minutes per training step on the ResNeXt
+# layer (118 s measured); it is timed only for depthwise layers.
 
 
 def depthwise_layers(
     batch: int = 8, layers=DEPTHWISE_LAYERS, warmup: int = 2, repeats: int = 7, torch_too=True
 ) -> list[dict]:
-    """One depthwise convolution (torch padding) at a time: XLA's, cnnx's and torch's.
+    """One grouped convolution (torch padding) at a time: XLA's, cnnx's, oneDNN's, torch's.
 
-    XLA: `lax.conv_general_dilated(feature_group_count=C)`; cnnx: `cnnx.backends.cpu.depthwise`
-    (what `cpu_conv` runs on CPU); torch: `nn.Conv2d(groups=C)` in channels-last. Forward,
-    and forward + input and weight gradients, each jitted (torch: eager), timed in
-    alternation (`time_interleaved`), float32.
+    XLA: `lax.conv_general_dilated(feature_group_count=groups)` (depthwise layers only);
+    cnnx: `cnnx.backends.cpu.depthwise` (cnnx's XLA formulation, depthwise layers only);
+    onednn: `cnnx.backends.cpu.onednn.conv` (when the extension is built); torch:
+    `nn.Conv2d(groups=...)` in channels-last. Forward, and forward + input and weight
+    gradients, each jitted (torch: eager), timed in alternation (`time_interleaved`), float32.
 
     Returns:
-      Per layer: 'layer' ('HxWxC kxk /s'), and '{xla,cnnx,torch}_{fwd,train}_ms' (medians).
+      Per layer: 'layer' ('HxWxC kxk /s [gG]'), and '{xla,cnnx,onednn,torch}_{fwd,train}_ms'
+      (medians) for the implementations timed.
     """
-    from cnnx.backends.cpu import depthwise
+    from cnnx.backends.cpu import depthwise, onednn
 
     rows = []
     rng = np.random.default_rng(0)
-    for size, channels, k, stride in layers:
+    for size, channels, k, stride, groups in layers:
         pad = [((k - 1) // 2, (k - 1) // 2)] * 2
         x = jnp.asarray(rng.standard_normal((batch, size, size, channels), np.float32))
-        w = jnp.asarray(0.1 * rng.standard_normal((k, k, 1, channels), np.float32))
+        w = 0.1 * rng.standard_normal((k, k, channels // groups, channels), np.float32)
+        w = jnp.asarray(w)
 
-        def xla(x, w, stride=stride, pad=pad, groups=channels):
+        def xla(x, w, stride=stride, pad=pad, groups=groups):
             dn = ("NHWC", "HWIO", "NHWC")
             return lax.conv_general_dilated(
                 x, w, (stride, stride), pad, dimension_numbers=dn, feature_group_count=groups
@@ -436,16 +442,24 @@ def depthwise_layers(
         def ours(x, w, stride=stride, pad=pad):
             return depthwise.depthwise_conv(x, w, (stride, stride), pad)
 
+        def with_onednn(x, w, stride=stride, pad=pad, groups=groups):
+            return onednn.conv(x, w, (stride, stride), pad, (1, 1), groups)
+
+        candidates = {"onednn": with_onednn} if onednn.available() else {}
+        if groups == channels:
+            candidates = {"xla": xla, "cnnx": ours, **candidates}
         dy = jnp.ones(jax.eval_shape(xla, x, w).shape, jnp.float32)
         runs = {}
-        for label, conv in (("xla", xla), ("cnnx", ours)):
+        for label, conv in candidates.items():
             fwd = jax.jit(conv)
             train = jax.jit(functools.partial(_forward_backward, conv))
             runs[f"{label}_fwd"] = functools.partial(fwd, x, w)
             runs[f"{label}_train"] = functools.partial(train, x, w, dy)
         if torch_too:
-            runs.update(_torch_depthwise(x, w, stride, (k - 1) // 2))
+            runs.update(_torch_grouped(x, w, stride, (k - 1) // 2, groups))
         row = {"layer": f"{size}x{size}x{channels} {k}x{k} /{stride}"}
+        if groups != channels:
+            row["layer"] += f" g{groups}"
         for kind in ("fwd", "train"):
             chosen = {name: run for name, run in runs.items() if name.endswith(kind)}
             times = time_interleaved(chosen, warmup, repeats)
@@ -459,12 +473,12 @@ def _forward_backward(conv, x, w, dy):
     return y, vjp(dy)
 
 
-def _torch_depthwise(x, w, stride: int, pad: int) -> dict:
-    """torch's channels-last depthwise convolution of the same x, w: forward and train runs."""
+def _torch_grouped(x, w, stride: int, pad: int, groups: int) -> dict:
+    """torch's channels-last grouped convolution of the same x, w: forward and train runs."""
     import torch
 
     c = x.shape[-1]
-    conv = torch.nn.Conv2d(c, c, w.shape[0], stride, pad, groups=c, bias=False)
+    conv = torch.nn.Conv2d(c, w.shape[-1], w.shape[0], stride, pad, groups=groups, bias=False)
     with torch.no_grad():
         conv.weight.copy_(torch.from_numpy(np.array(w).transpose(3, 2, 0, 1).copy()))
     conv = conv.to(memory_format=torch.channels_last)

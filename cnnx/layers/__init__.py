@@ -1,6 +1,6 @@
 """Building blocks shared by the model families.
 
-- `conv`: padding conventions, `ConvNormAct`, and the `conv_general_dilated` every layer runs.
+- `conv`: padding conventions, `Conv` (`nn.Conv` on cnnx's CPU convolutions), `ConvNormAct`.
 - `norm`: BatchNorm (synchronised over the global batch) and local response normalisation.
 - `pool`: flax- and torch-style max pooling, adaptive average pooling.
 - `drop`, `head`, `se`, `mbconv`, `transformer`: drop path, classifier head, squeeze-and-
@@ -10,7 +10,7 @@
 XLA:CPU's custom gradients live in `cnnx.backends.cpu`, reached only through `conv` and `pool`.
 """
 
-from cnnx.layers.conv import ConvNormAct, conv_padding, torch_padding
+from cnnx.layers.conv import Conv, ConvNormAct, conv_padding, torch_padding
 from cnnx.layers.drop import DropPath, drop_path_rates
 from cnnx.layers.head import ClassifierHead
 from cnnx.layers.norm import LocalResponseNorm, batch_norm
@@ -18,6 +18,7 @@ from cnnx.layers.remat import maybe_remat
 
 __all__ = [
     "ClassifierHead",
+    "Conv",
     "ConvNormAct",
     "DropPath",
     "LocalResponseNorm",

@@ -1,5 +1,6 @@
 """Convolution helpers: padding conventions and the conv + norm + activation unit."""
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -11,10 +12,13 @@ from cnnx.layers.norm import batch_norm
 
 Padding = str | int | Sequence[tuple[int, int]]
 
-# The convolution every cnnx layer runs (pass it to `nn.Conv(conv_general_dilated=...)`):
-# `lax.conv_general_dilated`, with XLA:CPU's slow 1x1 and depthwise gradients replaced when
-# the `CNNX_CPU_GRADS` switch is on (`cnnx.backends.cpu.conv`).
+# The convolution every cnnx layer runs: `lax.conv_general_dilated`, or on the CPU oneDNN's
+# convolutions (`CNNX_ONEDNN`) or XLA's with faster gradients (`CNNX_CPU_GRADS`); see
+# `cnnx.backends.cpu.conv`.
 conv_general_dilated = cpu_conv.conv_general_dilated
+# `nn.Conv` running it; a partial, so Flax still names unnamed ones `Conv_<n>` and parameter
+# trees are unchanged. Models use this, never `nn.Conv` directly.
+Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
 
 
 def _pair(v) -> tuple[int, int]:
@@ -98,7 +102,7 @@ class ConvNormAct(nn.Module):
         Returns:
           (B, H / stride, W / stride, features) (rounded as the padding gives).
         """
-        x = nn.Conv(
+        x = Conv(
             self.features,
             _pair(self.kernel_size),
             strides=_pair(self.strides),
@@ -109,7 +113,6 @@ class ConvNormAct(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
-            conv_general_dilated=conv_general_dilated,
             name="conv",
         )(x)
         if self.norm == "batch":

@@ -12,6 +12,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from cnnx.layers.conv import Conv
+
 
 class SqueezeExcite(nn.Module):
     """Channel attention: x * gate(fc2(act(fc1(mean(x))))).
@@ -40,7 +42,7 @@ class SqueezeExcite(nn.Module):
           x's shape: x times the (B, 1, 1, C) gate.
         """
         s = jnp.mean(x, axis=(1, 2), keepdims=True)
-        s = nn.Conv(
+        s = Conv(
             self.squeeze_features,
             (1, 1),
             dtype=self.dtype,
@@ -48,7 +50,5 @@ class SqueezeExcite(nn.Module):
             name="fc1",
         )(s)
         s = self.act(s)
-        s = nn.Conv(
-            x.shape[-1], (1, 1), dtype=self.dtype, param_dtype=self.param_dtype, name="fc2"
-        )(s)
+        s = Conv(x.shape[-1], (1, 1), dtype=self.dtype, param_dtype=self.param_dtype, name="fc2")(s)
         return x * self.gate(s)

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax.numpy as jnp
 
+from cnnx.layers.conv import Conv
 from cnnx.layers.head import ClassifierHead
 from cnnx.layers.norm import LocalResponseNorm
 from cnnx.layers.pool import adaptive_avg_pool, torch_max_pool
@@ -84,7 +85,7 @@ class AlexNetStyle(nn.Module):
         """
         x = x.astype(self.dtype)
         for i, layer in enumerate(self.layers):
-            x = nn.Conv(
+            x = Conv(
                 round_filters(layer.features, self.width_mult),
                 (layer.kernel, layer.kernel),
                 strides=(layer.stride, layer.stride),

@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, DropPath, drop_path_rates, maybe_remat
-from cnnx.layers.conv import conv_general_dilated
+from cnnx.layers.conv import Conv
 from cnnx.layers.transformer import gelu, layer_norm
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
@@ -49,13 +49,12 @@ class ConvNeXtBlock(nn.Module):
           (B, H, W, C).
         """
         c = x.shape[-1]
-        y = nn.Conv(
+        y = Conv(
             c,
             (7, 7),
             padding=3,
             feature_group_count=c,
             dtype=self.dtype,
-            conv_general_dilated=conv_general_dilated,  # depthwise: fast on CPU
             name="dwconv",
         )(x)
         y = layer_norm(LN_EPS, "norm", self.dtype)(y)
@@ -119,12 +118,12 @@ class ConvNeXt(nn.Module):
         dims = [round_filters(c, self.width_mult) for c in self.dims]
         depths = [round_repeats(d, self.depth_mult) for d in self.depths]
         rates = iter(drop_path_rates(self.drop_path_rate, sum(depths)))
-        x = nn.Conv(dims[0], (4, 4), (4, 4), padding="VALID", dtype=self.dtype, name="stem_conv")(x)
+        x = Conv(dims[0], (4, 4), (4, 4), padding="VALID", dtype=self.dtype, name="stem_conv")(x)
         x = layer_norm(LN_EPS, "stem_norm", self.dtype)(x)
         for i, (dim, depth) in enumerate(zip(dims, depths)):
             if i > 0:
                 x = layer_norm(LN_EPS, f"downsample{i + 1}_norm", self.dtype)(x)
-                x = nn.Conv(
+                x = Conv(
                     dim,
                     (2, 2),
                     (2, 2),

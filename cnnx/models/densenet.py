@@ -33,6 +33,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, ConvNormAct, batch_norm, maybe_remat, torch_padding
+from cnnx.layers.conv import Conv
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
 
@@ -65,7 +66,7 @@ class PreActConv(nn.Module):
         x = batch_norm(self.train, dtype=self.dtype, name="bn")(x)
         x = nn.relu(x)
         k = self.kernel_size
-        return nn.Conv(
+        return Conv(
             self.features,
             (k, k),
             padding=torch_padding(k),

@@ -25,6 +25,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, DropPath, drop_path_rates
+from cnnx.layers.conv import Conv
 from cnnx.models._inception_blocks import (
     InceptionBlock,
     avg_pool3,
@@ -337,7 +338,7 @@ class ResidualInception(InceptionBlock):
             b1 = c(mid, k1, name="branch1_1")(b1, train=train)
             b1 = c(192 if self.kind == "17" else 256, k2, name="branch1_2")(b1, train=train)
             out = concat(b0, b1)
-        out = nn.Conv(x.shape[-1], (1, 1), dtype=self.dtype, name="conv2d")(out)
+        out = Conv(x.shape[-1], (1, 1), dtype=self.dtype, name="conv2d")(out)
         out = DropPath(self.drop_path_rate)(out * self.scale, train=train) + x
         return nn.relu(out) if self.relu else out
 

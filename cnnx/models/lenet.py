@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cnnx.layers.conv import Conv
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters
 
@@ -154,15 +155,15 @@ class LeNet5(nn.Module):
         def w(c):
             return round_filters(c, self.width_mult, divisor=1)
 
-        x = squash(nn.Conv(w(6), (5, 5), padding="VALID", dtype=self.dtype, name="c1")(x))
+        x = squash(Conv(w(6), (5, 5), padding="VALID", dtype=self.dtype, name="c1")(x))
         x = squash(Subsampling(name="s2")(x))
         if self.partial_c3 and self.width_mult == 1.0:
             x = SparseConv(C3_CONNECTIONS, in_features=6, dtype=self.dtype, name="c3")(x)
         else:
-            x = nn.Conv(w(16), (5, 5), padding="VALID", dtype=self.dtype, name="c3")(x)
+            x = Conv(w(16), (5, 5), padding="VALID", dtype=self.dtype, name="c3")(x)
         x = squash(x)
         x = squash(Subsampling(name="s4")(x))
-        x = squash(nn.Conv(w(120), (5, 5), padding="VALID", dtype=self.dtype, name="c5")(x))
+        x = squash(Conv(w(120), (5, 5), padding="VALID", dtype=self.dtype, name="c5")(x))
         x = jnp.mean(x, axis=(1, 2)) if x.shape[1] > 1 else x.reshape(x.shape[0], -1)
         x = squash(nn.Dense(w(84), dtype=self.dtype, name="f6")(x))
         if self.num_classes == 0:

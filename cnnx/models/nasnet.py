@@ -23,7 +23,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, batch_norm
-from cnnx.layers.conv import conv_general_dilated
+from cnnx.layers.conv import Conv
 from cnnx.models.registry import INCEPTION_MEAN, INCEPTION_STD, register_family
 from cnnx.models.scaling import round_filters, round_repeats
 
@@ -61,9 +61,7 @@ class ActConvBn(nn.Module):
         Returns:
           (B, H, W, features).
         """
-        x = nn.Conv(self.features, (1, 1), use_bias=False, dtype=self.dtype, name="conv")(
-            nn.relu(x)
-        )
+        x = Conv(self.features, (1, 1), use_bias=False, dtype=self.dtype, name="conv")(nn.relu(x))
         return _bn(train, self.dtype, "bn")(x)
 
 
@@ -86,7 +84,7 @@ class SeparableConv(nn.Module):
           (B, H / strides, W / strides, features).
         """
         c = x.shape[-1]
-        x = nn.Conv(
+        x = Conv(
             c,
             (self.kernel, self.kernel),
             self.strides,
@@ -95,9 +93,8 @@ class SeparableConv(nn.Module):
             use_bias=False,
             dtype=self.dtype,
             name="depthwise_conv2d",
-            conv_general_dilated=conv_general_dilated,  # depthwise: fast on CPU
         )(x)
-        return nn.Conv(
+        return Conv(
             self.features, (1, 1), use_bias=False, dtype=self.dtype, name="pointwise_conv2d"
         )(x)
 
@@ -156,11 +153,11 @@ class FactorizedReduction(nn.Module):
         """
         x = nn.relu(x)
         half = self.features // 2
-        p1 = nn.Conv(half, (1, 1), use_bias=False, dtype=self.dtype, name="path_1")(x[:, ::2, ::2])
+        p1 = Conv(half, (1, 1), use_bias=False, dtype=self.dtype, name="path_1")(x[:, ::2, ::2])
         # torch: ZeroPad2d((-1, 1, -1, 1)) then stride-2 subsampling: the odd rows/columns,
         # with a zero row/column at the end when the size is odd.
         shifted = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))[:, 1::2, 1::2]
-        p2 = nn.Conv(half, (1, 1), use_bias=False, dtype=self.dtype, name="path_2")(shifted)
+        p2 = Conv(half, (1, 1), use_bias=False, dtype=self.dtype, name="path_2")(shifted)
         return _bn(train, self.dtype, "final_path_bn")(jnp.concatenate([p1, p2], axis=-1))
 
 
@@ -334,7 +331,7 @@ class NASNetA(nn.Module):
         c = round_filters(self.num_features // 24, self.width_mult)
         n = round_repeats(self.num_cells, self.depth_mult)
         stem = round_filters(self.stem_size, self.width_mult)
-        x = nn.Conv(stem, (3, 3), 2, "VALID", use_bias=False, dtype=self.dtype, name="conv0")(x)
+        x = Conv(stem, (3, 3), 2, "VALID", use_bias=False, dtype=self.dtype, name="conv0")(x)
         x_conv0 = _bn(train, self.dtype, "conv0_bn")(x)
         x_stem0 = CellStem0(c // 4, self.dtype, name="cell_stem_0")(x_conv0, train=train)
         x = CellStem1(c // 2, self.dtype, name="cell_stem_1")(x_conv0, x_stem0, train=train)

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax.numpy as jnp
 
+from cnnx.layers.conv import Conv
 from cnnx.layers.pool import torch_max_pool
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
@@ -117,7 +118,7 @@ class NIN(nn.Module):
             kernels = [block.kernel] + [1] * len(hidden)
             for j, (c, k) in enumerate(zip(widths, kernels)):
                 stride, pad = (block.stride, block.padding) if j == 0 else (1, 0)
-                x = nn.Conv(
+                x = Conv(
                     round_filters(c, self.width_mult),
                     (k, k),
                     strides=(stride, stride),
@@ -138,7 +139,7 @@ class NIN(nn.Module):
         if self.num_classes == 0:
             return jnp.mean(x, axis=(1, 2))
         # The class maps: a 1×1 convolution, then global average pooling gives the logits.
-        x = nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, name="head")(x)
+        x = Conv(self.num_classes, (1, 1), dtype=self.dtype, name="head")(x)
         return jnp.mean(nn.relu(x) if self.relu_class_maps else x, axis=(1, 2))
 
 

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnx.layers import ClassifierHead, DropPath, drop_path_rates, maybe_remat
+from cnnx.layers.conv import Conv
 from cnnx.layers.transformer import Mlp, attend, layer_norm, split_heads
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
@@ -246,7 +247,7 @@ class SwinTransformer(nn.Module):
             depths = list(self.depths)
         rates = iter(drop_path_rates(self.drop_path_rate, sum(depths)))
         p = self.patch_size
-        x = nn.Conv(dim, (p, p), (p, p), padding="VALID", dtype=self.dtype, name="patch_embed")(x)
+        x = Conv(dim, (p, p), (p, p), padding="VALID", dtype=self.dtype, name="patch_embed")(x)
         x = layer_norm(LN_EPS, "patch_norm", self.dtype)(x)
         for i, depth in enumerate(depths):
             if i > 0:

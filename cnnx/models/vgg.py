@@ -30,6 +30,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, LocalResponseNorm, batch_norm
+from cnnx.layers.conv import Conv
 from cnnx.layers.pool import adaptive_avg_pool, max_pool
 from cnnx.models._alexnet_style import PAPER_LRN
 from cnnx.models.registry import register_family
@@ -89,7 +90,7 @@ class VGG(nn.Module):
         for channels, n3, n1 in self.stages:
             kernels = [3] * round_repeats(n3, self.depth_mult) + [1] * n1
             for k in kernels:
-                x = nn.Conv(
+                x = Conv(
                     round_filters(channels, self.width_mult),
                     (k, k),
                     padding=[(k // 2, k // 2)] * 2,

@@ -159,17 +159,24 @@ def test_stats_are_medians():
 
 
 @pytest.mark.torch
-def test_depthwise_layers_time_all_three():
+def test_grouped_layers_time_every_implementation():
     pytest.importorskip("torch")
+    from cnnx.backends.cpu import onednn
+
     rows = benchmark.depthwise_layers(
-        batch=1, layers=((9, 8, 3, 2),), warmup=1, repeats=1, torch_too=True
+        batch=1, layers=((9, 8, 3, 2, 8), (9, 8, 3, 1, 2)), warmup=1, repeats=1, torch_too=True
     )
-    (row,) = rows
-    assert row["layer"] == "9x9x8 3x3 /2"
-    for who in ("xla", "cnnx", "torch"):
+    depthwise, grouped = rows
+    assert depthwise["layer"] == "9x9x8 3x3 /2" and grouped["layer"] == "9x9x8 3x3 /1 g2"
+    extra = ("onednn",) if onednn.available() else ()
+    for row, timed in ((depthwise, ("xla", "cnnx", "torch", *extra)), (grouped, ("torch", *extra))):
         for kind in ("fwd", "train"):
-            assert row[f"{who}_{kind}_ms"] > 0
-    assert "9x9x8 3x3 /2" in _script().layer_table(rows)
+            assert {k for k in row if k.endswith(f"_{kind}_ms")} == {
+                f"{w}_{kind}_ms" for w in timed
+            }
+            assert all(row[f"{w}_{kind}_ms"] > 0 for w in timed)
+    table = _script().layer_table(rows)
+    assert "9x9x8 3x3 /2" in table and "g2" in table and "onednn" in table
 
 
 def test_table_warns_when_the_host_is_busy():

@@ -1,7 +1,10 @@
-"""XLA:CPU workarounds: custom gradients where XLA:CPU is slow, and its default flags.
+"""Fast CPU paths: oneDNN convolutions, custom gradients where XLA:CPU is slow, XLA flags.
 
-- `conv`: `conv_general_dilated`, a drop-in for `lax.conv_general_dilated` (1x1 weight
-  gradient as a matrix product; depthwise convolutions routed to `depthwise`).
+- `conv`: `conv_general_dilated`, a drop-in for `lax.conv_general_dilated` (oneDNN when
+  built; otherwise 1x1 weight gradient as a matrix product and depthwise convolutions routed
+  to `depthwise`).
+- `onednn`: convolutions, input and weight gradients by oneDNN through XLA's FFI (an optional
+  C++ extension, `onednn_conv.cc`, built by `make install`; switch `CNNX_ONEDNN`).
 - `depthwise`: depthwise convolution as shifted multiply-adds with its own gradients.
 - `pool`: max pooling with a direct (not argmax-scatter) gradient.
 - `flags`: the XLA flags `apply()` adds to `XLA_FLAGS`; the entry points (train.py, eval.py,

@@ -1,4 +1,8 @@
-"""A drop-in `conv_general_dilated` whose 1x1 and depthwise gradients are fast on XLA:CPU.
+"""A drop-in `conv_general_dilated` that is fast on the CPU: oneDNN, or XLA with fixes.
+
+When the oneDNN extension is built (`cnnx.backends.cpu.onednn`, switch `CNNX_ONEDNN`), every
+NHWC/HWIO convolution it takes (dense, grouped, depthwise; forward and both gradients) goes
+there. Otherwise, or where it does not apply, the fixes below for XLA:CPU's own gradients.
 
 Why: XLA:CPU computes a convolution's weight gradient after copying the layer input into a
 batch-innermost layout (a strided one-thread transpose, fused with the recomputation of the
@@ -29,7 +33,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from cnnx.backends.cpu import depthwise, enabled, forced
+from cnnx.backends.cpu import depthwise, enabled, forced, onednn
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 # Layers with fewer input channels (the image: 3) keep XLA's gradient: a product with 3
@@ -45,10 +49,11 @@ _LAX_ONLY = contextvars.ContextVar("cnnx_lax_convolutions", default=False)
 
 @contextlib.contextmanager
 def lax_convolutions():
-    """Within it, depthwise convolutions trace as `lax.conv_general_dilated` equations.
+    """Within it, every convolution traces as a `lax.conv_general_dilated` equation.
 
     For the analysis tools, which read layers from a jaxpr's convolution equations (shapes,
-    FLOPs, receptive fields); the numbers are the same, only the formulation differs.
+    FLOPs, receptive fields); the numbers are the same, only the formulation differs (no
+    oneDNN call, no shifted depthwise multiply-adds).
     """
     token = _LAX_ONLY.set(True)
     try:
@@ -175,7 +180,19 @@ def conv_general_dilated(
 
     Same signature and forward result as `lax.conv_general_dilated` (see the module docstring
     for when the custom gradient applies). Pass it to `nn.Conv(conv_general_dilated=...)`.
+
+    Raises:
+      cnnx.backends.cpu.onednn.OneDNNUnavailable: `CNNX_ONEDNN=on` without the extension.
     """
+    if (
+        _is_nhwc(dimension_numbers)
+        and batch_group_count == 1
+        and not _LAX_ONLY.get()
+        and onednn.takes(lhs, rhs, padding, lhs_dilation, preferred_element_type)
+        and onednn.wanted()
+        and onednn.fast(lhs, rhs, window_strides, padding, rhs_dilation, feature_group_count)
+    ):
+        return onednn.conv(lhs, rhs, window_strides, padding, rhs_dilation, feature_group_count)
     if _is_depthwise(
         lhs,
         rhs,

@@ -1,0 +1,410 @@
+"""2-D convolutions on the CPU through oneDNN (the library torch's CPU convolutions use).
+
+XLA:CPU's own convolutions are slow where torch's are fast: grouped and depthwise layers
+(forward and both gradients, 20-4000x behind torch on one layer) and the weight gradient of
+dense ones. This module calls oneDNN's convolution, input-gradient and weight-gradient
+primitives from inside a jitted program, through XLA's FFI (`jax.ffi.ffi_call`), with a
+`jax.custom_vjp` that ties the three together. Measured gains: docs/xla_cpu.md.
+
+The native part, `onednn_conv.cc`, is optional. It is compiled against the PyPI packages
+`onednn-cpu-gomp` (library) and `onednn-devel-cpu-gomp` (headers) by `make install`, or by
+`python -m cnnx.backends.cpu.onednn build`, into `_build/` beside this file; the file name
+carries a hash of the source, jaxlib's and oneDNN's versions, so a stale build is never
+loaded. Without it every convolution stays with XLA (and cnnx's own CPU gradients).
+
+The switch, `CNNX_ONEDNN` in the environment, read when a layer is traced:
+
+* `auto` (default): oneDNN when the library is built, `cnnx.backends.cpu.enabled()` (JAX's
+  default backend is the CPU) and the process has one device. With several devices (e.g.
+  `--xla_force_host_platform_device_count`) XLA's partitioner would replicate each call,
+  so every device would compute the whole batch; those runs keep XLA's convolutions.
+* `on`: oneDNN for every convolution it takes, or `OneDNNUnavailable` saying how to build it.
+* `off`: never.
+
+Taken: NHWC inputs, HWIO kernels (`feature_group_count` >= 1, any channel multiplier), any
+stride, rhs dilation and non-negative padding, no lhs dilation, float32 or bfloat16. Values
+and both gradients agree with `lax.conv_general_dilated` to float rounding
+(tests/backends/test_onednn.py).
+"""
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+SWITCH = "CNNX_ONEDNN"
+SOURCE = Path(__file__).with_name("onednn_conv.cc")
+BUILD_DIR = Path(__file__).with_name("_build")
+LIBRARY_DIST = "onednn-cpu-gomp"  # libdnnl.so (GNU OpenMP threading)
+HEADERS_DIST = "onednn-devel-cpu-gomp"  # oneapi/dnnl/*.hpp
+TARGETS = ("cnnx_onednn_conv_fwd", "cnnx_onednn_conv_bwd_data", "cnnx_onednn_conv_bwd_weights")
+_SUPPORTED_DTYPES = ("float32", "bfloat16")
+
+
+class OneDNNUnavailable(RuntimeError):
+    """`CNNX_ONEDNN=on`, but the oneDNN extension is not built or cannot load."""
+
+
+class BuildError(RuntimeError):
+    """The oneDNN extension could not be compiled (the message says what is missing)."""
+
+
+def setting() -> str:
+    """`CNNX_ONEDNN`: 'auto', 'on' or 'off' (ValueError for anything else)."""
+    value = os.environ.get(SWITCH, "auto").strip().lower()
+    aliases = {"1": "on", "true": "on", "0": "off", "false": "off"}
+    value = aliases.get(value, value)
+    if value not in ("auto", "on", "off"):
+        raise ValueError(f"{SWITCH}={os.environ[SWITCH]!r}: expected auto, on or off")
+    return value
+
+
+def _dist_file(dist: str, suffix: str) -> Path | None:
+    """The installed file of distribution `dist` whose path ends with `suffix`."""
+    try:
+        files = metadata.files(dist) or []
+    except metadata.PackageNotFoundError:
+        return None
+    for file in files:
+        if str(file).replace(os.sep, "/").endswith(suffix):
+            return Path(file.locate()).resolve()
+    return None
+
+
+def _versions() -> tuple[str, str] | None:
+    try:
+        return metadata.version("jaxlib"), metadata.version(LIBRARY_DIST)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def library_path() -> Path | None:
+    """Where the extension for this source, jaxlib and oneDNN lives (None: oneDNN absent)."""
+    versions = _versions()
+    if versions is None:
+        return None
+    digest = hashlib.sha256(SOURCE.read_bytes())
+    digest.update(" ".join(versions).encode())
+    return BUILD_DIR / f"libcnnx_onednn-{digest.hexdigest()[:12]}.so"
+
+
+def build(quiet: bool = False) -> Path:
+    """Compiles `onednn_conv.cc` (a few seconds); returns the library's path.
+
+    Raises:
+      BuildError: oneDNN's packages, jaxlib's FFI headers or a C++ compiler are missing, or
+        the compiler failed (its output is in the message).
+    """
+    import jax.ffi
+
+    library = _dist_file(LIBRARY_DIST, "/libdnnl.so.3")
+    header = _dist_file(HEADERS_DIST, "/oneapi/dnnl/dnnl.hpp")
+    target = library_path()
+    if library is None or header is None or target is None:
+        raise BuildError(
+            f"oneDNN is not installed: pip install {LIBRARY_DIST} {HEADERS_DIST} "
+            "(see requirements.txt for the tested versions)"
+        )
+    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        raise BuildError("no C++ compiler found (install g++ or set CXX)")
+    BUILD_DIR.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=BUILD_DIR) as tmp:
+        output = Path(tmp) / target.name
+        command = [
+            compiler,
+            "-O2",
+            "-std=c++17",
+            "-shared",
+            "-fPIC",
+            "-Wno-return-type",  # jaxlib's FFI headers
+            f"-I{jax.ffi.include_dir()}",
+            f"-I{header.parents[2]}",
+            str(SOURCE),
+            str(library),
+            f"-Wl,-rpath,{library.parent}",
+            "-o",
+            str(output),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise BuildError(f"{' '.join(command)}\nfailed:\n{done.stderr[-4000:]}")
+        os.replace(output, target)  # atomic: a concurrent loader sees all of it or nothing
+    if not quiet:
+        print(f"built {target}")
+    return target
+
+
+@functools.cache
+def _load() -> tuple[bool, str]:
+    """Loads the library and registers its FFI targets once: (loaded, why not)."""
+    path = library_path()
+    if path is None:
+        return False, f"oneDNN is not installed (pip install {LIBRARY_DIST} {HEADERS_DIST})"
+    if not path.exists():
+        return False, (
+            f"the oneDNN extension is not built for this source and jaxlib ({path.name}): "
+            "run `make install` or `python -m cnnx.backends.cpu.onednn build`"
+        )
+    try:
+        lib = ctypes.cdll.LoadLibrary(str(path))
+    except OSError as e:
+        return False, f"the oneDNN extension {path} does not load: {e}"
+    import jax
+
+    for name in TARGETS:
+        jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
+    lib.cnnx_onednn_version.restype = ctypes.c_char_p
+    global _lib
+    _lib = lib
+    return True, "oneDNN " + lib.cnnx_onednn_version().decode()
+
+
+_lib = None
+
+
+@functools.cache
+def implementations(geometry: tuple[int, ...]) -> tuple[str, str, str]:
+    """oneDNN's implementation names for a float32 convolution's three passes.
+
+    Args:
+      geometry: (n, h, w, c, oh, ow, o, kh, kw, groups, sh, sw, pad_top, pad_left,
+        pad_bottom, pad_right, dh, dw), dilations as XLA counts them (1 = dense).
+
+    Returns:
+      (forward, input gradient, weight gradient), e.g. ("brgconv:avx512_core", ...); a
+      pass oneDNN cannot do reads "unsupported: <oneDNN's message>".
+    """
+    if not available():
+        raise OneDNNUnavailable(status())
+    values = (ctypes.c_int64 * 18)(*geometry)
+    names = []
+    for op in range(3):
+        out = ctypes.create_string_buffer(256)
+        code = _lib.cnnx_onednn_implementation(values, op, out, len(out))
+        names.append(out.value.decode() if code == 0 else f"unsupported: {out.value.decode()}")
+    return tuple(names)
+
+
+def available() -> bool:
+    """Whether the extension is built and loaded (its FFI targets registered)."""
+    return _load()[0]
+
+
+def status() -> str:
+    """One line: which oneDNN is loaded, or why none is."""
+    return _load()[1]
+
+
+def wanted() -> bool:
+    """Whether convolutions traced now go to oneDNN (see the module docstring's switch).
+
+    Raises:
+      OneDNNUnavailable: `CNNX_ONEDNN=on` and the extension is not built or does not load.
+    """
+    mode = setting()
+    if mode == "off":
+        return False
+    if mode == "on":
+        if not available():
+            raise OneDNNUnavailable(f"{SWITCH}=on, but {status()}")
+        return True
+    from cnnx.backends import cpu
+
+    if not cpu.enabled() or not available():
+        return False
+    import jax
+
+    return jax.default_backend() == "cpu" and jax.device_count() == 1
+
+
+def describe() -> str:
+    """One line for a run's log: which convolutions a CPU program traced now runs, and why."""
+    mode = setting()
+    if mode == "off":
+        return f"XLA ({SWITCH}=off)"
+    if not available():
+        return f"XLA ({status()})"
+    from cnnx.backends import cpu
+
+    if mode == "auto" and not cpu.enabled():
+        return f"XLA ({cpu.SWITCH}=xla or not on the CPU)"
+    import jax
+
+    if mode == "auto" and jax.device_count() > 1:
+        return f"XLA ({jax.device_count()} devices; {SWITCH}=auto uses oneDNN with one)"
+    return f"{status()} ({SWITCH}={mode})"
+
+
+def takes(lhs, rhs, padding, lhs_dilation, preferred_element_type) -> bool:
+    """Whether `conv` computes this NHWC/HWIO convolution (shapes and dtypes only)."""
+    return (
+        lhs.ndim == 4
+        and rhs.ndim == 4
+        and lhs.dtype == rhs.dtype
+        and str(lhs.dtype) in _SUPPORTED_DTYPES
+        and preferred_element_type is None
+        and all(d == 1 for d in (lhs_dilation or ()))
+        and (isinstance(padding, str) or all(lo >= 0 and hi >= 0 for lo, hi in padding))
+        and min(lhs.shape) > 0
+        and min(rhs.shape) > 0
+    )
+
+
+# oneDNN's own kernels (JIT-generated, brgemm-based); its fallbacks ("gemm:jit", "ref:any") are
+# slower than XLA, and its im2col GEMM path crashed on unusual paddings of tiny inputs.
+_FAST_IMPLEMENTATIONS = ("jit", "brg", "brdgmm")
+
+
+def fast(lhs, rhs, window_strides, padding, rhs_dilation, feature_group_count) -> bool:
+    """Whether oneDNN has its own fast kernel for all three passes of this convolution.
+
+    Same arguments as `conv`; shapes only. Raises OneDNNUnavailable when not built.
+    """
+    strides = tuple(int(s) for s in window_strides)
+    dilation = tuple(int(d) for d in (rhs_dilation or (1, 1)))
+    pads = _explicit_padding(lhs, rhs, strides, padding, dilation)
+    kernel = [(k - 1) * d for k, d in zip(rhs.shape[:2], dilation)]
+    if any(lo > k or hi > k for (lo, hi), k in zip(pads, kernel)):
+        return False  # padding wider than the kernel: no model does it
+    out = _output_shape(lhs, rhs, strides, pads, dilation)
+    geometry = (
+        *lhs.shape,
+        out[1],
+        out[2],
+        rhs.shape[3],
+        *rhs.shape[:2],
+        int(feature_group_count),
+        *strides,
+        pads[0][0],
+        pads[1][0],
+        pads[0][1],
+        pads[1][1],
+        *dilation,
+    )
+    return all(name.startswith(_FAST_IMPLEMENTATIONS) for name in implementations(geometry))
+
+
+def _explicit_padding(lhs, rhs, strides, padding, dilation):
+    if not isinstance(padding, str):
+        return tuple((int(lo), int(hi)) for lo, hi in padding)
+    from jax import lax
+
+    kernel = [(k - 1) * d + 1 for k, d in zip(rhs.shape[:2], dilation)]
+    return tuple(lax.padtype_to_pads(lhs.shape[1:3], kernel, strides, padding))
+
+
+def conv(lhs, rhs, window_strides, padding, rhs_dilation=None, feature_group_count=1):
+    """An NHWC x HWIO convolution by oneDNN, differentiable in both operands.
+
+    Args:
+      lhs: input (N, H, W, C), float32 or bfloat16.
+      rhs: kernel (KH, KW, C / feature_group_count, O), lhs's dtype; output channels
+        group-major, as `lax.conv_general_dilated` and Flax lay them out.
+      window_strides: (sh, sw).
+      padding: 'SAME', 'VALID' or ((top, bottom), (left, right)), non-negative.
+      rhs_dilation: (dh, dw), 1 for a dense kernel.
+      feature_group_count: groups (C for depthwise).
+
+    Returns:
+      (N, Ho, Wo, O) in lhs's dtype, equal to `lax.conv_general_dilated(..., ("NHWC", "HWIO",
+      "NHWC"))` to float rounding.
+
+    Raises:
+      OneDNNUnavailable: the extension is not built (check `available()` first).
+    """
+    if not available():
+        raise OneDNNUnavailable(status())
+    strides = tuple(int(s) for s in window_strides)
+    dilation = tuple(int(d) for d in (rhs_dilation or (1, 1)))
+    pads = _explicit_padding(lhs, rhs, strides, padding, dilation)
+    return _conv(lhs, rhs, strides, pads, dilation, int(feature_group_count))
+
+
+def _attributes(strides, pads, dilation, groups) -> dict:
+    import numpy as np
+
+    return dict(
+        strides=np.asarray(strides, np.int64),
+        padding_lo=np.asarray([lo for lo, _ in pads], np.int64),
+        padding_hi=np.asarray([hi for _, hi in pads], np.int64),
+        dilation=np.asarray(dilation, np.int64),
+        groups=np.int64(groups),
+    )
+
+
+def _call(target: str, result_shape, dtype, a, b, attributes):
+    import jax
+
+    out = jax.ShapeDtypeStruct(result_shape, dtype)
+    return jax.ffi.ffi_call(target, out, vmap_method="sequential")(a, b, **attributes)
+
+
+def _output_shape(lhs, rhs, strides, pads, dilation):
+    n, h, w, _ = lhs.shape
+    kh, kw, _, o = rhs.shape
+    sizes = [
+        (size + lo + hi - ((k - 1) * d + 1)) // s + 1
+        for size, (lo, hi), k, d, s in zip((h, w), pads, (kh, kw), dilation, strides)
+    ]
+    return (n, *sizes, o)
+
+
+def _forward(lhs, rhs, strides, pads, dilation, groups):
+    attributes = _attributes(strides, pads, dilation, groups)
+    shape = _output_shape(lhs, rhs, strides, pads, dilation)
+    return _call(TARGETS[0], shape, lhs.dtype, lhs, rhs, attributes)
+
+
+def _backward(strides, pads, dilation, groups, residuals, dy):
+    lhs, rhs = residuals
+    attributes = _attributes(strides, pads, dilation, groups)
+    dy = dy.astype(lhs.dtype)
+    dx = _call(TARGETS[1], lhs.shape, lhs.dtype, dy, rhs, attributes)
+    dw = _call(TARGETS[2], rhs.shape, rhs.dtype, lhs, dy, attributes)
+    return dx, dw
+
+
+def _make_conv():
+    import jax
+
+    f = jax.custom_vjp(_forward, nondiff_argnums=(2, 3, 4, 5))
+    f.defvjp(lambda *a: (_forward(*a), a[:2]), _backward)
+    return f
+
+
+_conv_fn = None
+
+
+def _conv(lhs, rhs, strides, pads, dilation, groups):
+    global _conv_fn
+    if _conv_fn is None:  # built on first use: importing this module must not import JAX
+        _conv_fn = _make_conv()
+    return _conv_fn(lhs, rhs, strides, pads, dilation, groups)
+
+
+def main(argv=None) -> int:
+    """`python -m cnnx.backends.cpu.onednn build|status`."""
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["build"]:
+        try:
+            build()
+        except BuildError as e:
+            print(f"oneDNN extension not built: {e}", file=sys.stderr)
+            return 1
+        return 0
+    if args == ["status"]:
+        print(status())
+        return 0 if available() else 1
+    print("usage: python -m cnnx.backends.cpu.onednn build|status", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
