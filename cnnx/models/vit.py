@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, DropPath, drop_path_rates, maybe_remat
+from cnnx.layers.conv import Conv
 from cnnx.layers.transformer import Mlp, MultiHeadSelfAttention, layer_norm
 from cnnx.models.registry import INCEPTION_MEAN, INCEPTION_STD, register_family
 from cnnx.models.scaling import round_filters, round_repeats
@@ -182,9 +183,7 @@ class VisionTransformer(nn.Module):
         p = self.patch_size
         if x.shape[1] < p or x.shape[2] < p:
             raise ValueError(f"input {x.shape[1:3]} is smaller than one {p}×{p} patch")
-        x = nn.Conv(hidden, (p, p), (p, p), padding="VALID", dtype=self.dtype, name="patch_embed")(
-            x
-        )
+        x = Conv(hidden, (p, p), (p, p), padding="VALID", dtype=self.dtype, name="patch_embed")(x)
         b, rows, cols, _ = x.shape
         x = x.reshape(b, rows * cols, hidden)  # row-major patch order, as torch's flatten(2)
         cls = self.param("cls_token", nn.initializers.zeros, (1, 1, hidden), jnp.float32)
