@@ -269,6 +269,11 @@ COMMANDS: dict[str, Check] = {
     "python scripts/benchmark.py --models=resnet50,efficientnet_b0 --dtype=bfloat16": Check(
         PARSE, why="minutes of timing; tests/scripts/test_benchmark.py"
     ),
+    "python scripts/benchmark.py --families --vs_torch --noconv_ceiling --repeats=5 "
+    "--warmup=1": Check(PARSE, why="minutes of timing; tests/scripts/test_benchmark.py"),
+    "python scripts/benchmark.py --depthwise_layers --batch_size=8 --repeats=5 --warmup=1": Check(
+        PARSE, why="minutes of timing; tests/scripts/test_benchmark.py"
+    ),
     "python scripts/benchmark.py --models=resnet50 --input_pipeline": Check(
         PARSE, why="minutes of timing; tests/scripts/test_benchmark.py"
     ),
