@@ -205,6 +205,12 @@ def test_unusual_padding_stays_with_xla(monkeypatch):
     x, w = jnp.ones((1, 7, 1, 16)), jnp.ones((1, 3, 16, 8))
     assert not onednn.fast(x, w, (1, 1), ((2, 2), (0, 0)), (1, 1), 1)
     assert onednn.fast(x, w, (1, 1), ((0, 0), (1, 1)), (1, 1), 1)
+    # bfloat16 asks oneDNN about its bfloat16 kernels, not the float32 ones.
+    xb, wb = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+    assert onednn.fast(xb, wb, (1, 1), ((0, 0), (1, 1)), (1, 1), 1)
+    geometry = (1, 7, 1, 16, 7, 1, 8, 1, 3, 1, 1, 1, 0, 1, 0, 1, 1, 1)
+    bf16, f32 = (onednn.implementations(geometry, t) for t in ("bfloat16", "float32"))
+    assert bf16 != f32  # e.g. "brgconv:avx512_core_bf16" against "brgconv:avx512_core"
     jaxpr = str(
         jax.make_jaxpr(
             lambda x, w: cpu_conv.conv_general_dilated(

@@ -170,12 +170,13 @@ _lib = None
 
 
 @functools.cache
-def implementations(geometry: tuple[int, ...]) -> tuple[str, str, str]:
-    """oneDNN's implementation names for a float32 convolution's three passes.
+def implementations(geometry: tuple[int, ...], dtype: str = "float32") -> tuple[str, str, str]:
+    """oneDNN's implementation names for a convolution's three passes.
 
     Args:
       geometry: (n, h, w, c, oh, ow, o, kh, kw, groups, sh, sw, pad_top, pad_left,
         pad_bottom, pad_right, dh, dw), dilations as XLA counts them (1 = dense).
+      dtype: 'float32' or 'bfloat16'.
 
     Returns:
       (forward, input gradient, weight gradient), e.g. ("brgconv:avx512_core", ...); a
@@ -187,7 +188,7 @@ def implementations(geometry: tuple[int, ...]) -> tuple[str, str, str]:
     names = []
     for op in range(3):
         out = ctypes.create_string_buffer(256)
-        code = _lib.cnnx_onednn_implementation(values, op, out, len(out))
+        code = _lib.cnnx_onednn_implementation(values, dtype == "bfloat16", op, out, len(out))
         names.append(out.value.decode() if code == 0 else f"unsupported: {out.value.decode()}")
     return tuple(names)
 
@@ -288,7 +289,8 @@ def fast(lhs, rhs, window_strides, padding, rhs_dilation, feature_group_count) -
         pads[1][1],
         *dilation,
     )
-    return all(name.startswith(_FAST_IMPLEMENTATIONS) for name in implementations(geometry))
+    names = implementations(geometry, str(lhs.dtype))
+    return all(name.startswith(_FAST_IMPLEMENTATIONS) for name in names)
 
 
 def _explicit_padding(lhs, rhs, strides, padding, dilation):

@@ -291,17 +291,18 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(cnnx_onednn_conv_bwd_weights, BackwardWeights,
                                   .Ret<ffi::AnyBuffer>() CNNX_CONV_ATTRS);
 
 // The implementation oneDNN picks for `op` (0 forward, 1 input gradient, 2 weight gradient) of
-// a float32 convolution: `geometry` holds n, h, w, c, oh, ow, o, kh, kw, groups, sh, sw, pt, pl,
-// pb, pr, dh, dw (Geometry's fields). Writes e.g. "brgconv:avx512_core" or "gemm:jit" to
-// `out`; returns 0, or -1 (message in `out`) when oneDNN has no implementation.
-extern "C" int cnnx_onednn_implementation(const int64_t* geometry, int op, char* out,
-                                          int out_size) {
+// a convolution: `geometry` holds n, h, w, c, oh, ow, o, kh, kw, groups, sh, sw, pt, pl, pb, pr,
+// dh, dw (Geometry's fields); `bfloat16` selects the dtype (else float32). Writes e.g.
+// "brgconv:avx512_core" or "gemm:jit" to `out`; returns 0, or -1 (message in `out`) when
+// oneDNN has no implementation.
+extern "C" int cnnx_onednn_implementation(const int64_t* geometry, int bfloat16, int op,
+                                          char* out, int out_size) {
   Geometry g;
   std::memset(&g, 0, sizeof(g));
   int64_t* fields[] = {&g.n,  &g.h,  &g.w,  &g.c,  &g.oh, &g.ow, &g.o,  &g.kh, &g.kw,
                        &g.groups, &g.sh, &g.sw, &g.pt, &g.pl, &g.pb, &g.pr, &g.dh, &g.dw};
   for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); ++i) *fields[i] = geometry[i];
-  g.type = dnnl::memory::data_type::f32;
+  g.type = bfloat16 ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
   std::string name;
   int status = 0;
   try {
