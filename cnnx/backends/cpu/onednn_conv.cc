@@ -180,6 +180,22 @@ ffi::Error Guarded(F&& body) {
   return ffi::Error::Success();
 }
 
+// Runs a plan whose kernel is an input (forward, input gradient), reordering the user's HWIO
+// kernel into the primitive's layout first when the two differ.
+void ExecuteWithKernel(const Plan& plan, void* kernel,
+                       std::unordered_map<int, dnnl::memory> args) {
+  dnnl::stream stream(Engine());
+  dnnl::memory user_w(plan.user_weights_md, Engine(), kernel);
+  dnnl::memory weights = user_w;
+  if (plan.needs_reorder) {
+    weights = dnnl::memory(plan.weights_md, Engine(), Scratch(plan.weights_md.get_size()));
+    plan.reorder.execute(stream, user_w, weights);
+  }
+  args[DNNL_ARG_WEIGHTS] = weights;
+  plan.conv.execute(stream, args);
+  stream.wait();
+}
+
 ffi::Error Forward(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::Result<ffi::AnyBuffer> y,
                    ffi::Span<const int64_t> strides, ffi::Span<const int64_t> padding_lo,
                    ffi::Span<const int64_t> padding_hi, ffi::Span<const int64_t> dilation,
@@ -191,19 +207,9 @@ ffi::Error Forward(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::Result<ffi::AnyBuffe
       e.failure())
     return e;
   return Guarded([&] {
-    const Plan& plan = GetPlan(g, Op::kForward);
-    dnnl::stream stream(Engine());
-    dnnl::memory src(g.src(), Engine(), x.untyped_data());
-    dnnl::memory dst(g.dst(), Engine(), y->untyped_data());
-    dnnl::memory user_w(plan.user_weights_md, Engine(), w.untyped_data());
-    dnnl::memory weights = user_w;
-    if (plan.needs_reorder) {
-      weights = dnnl::memory(plan.weights_md, Engine(), Scratch(plan.weights_md.get_size()));
-      plan.reorder.execute(stream, user_w, weights);
-    }
-    plan.conv.execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights},
-                               {DNNL_ARG_DST, dst}});
-    stream.wait();
+    ExecuteWithKernel(GetPlan(g, Op::kForward), w.untyped_data(),
+                      {{DNNL_ARG_SRC, dnnl::memory(g.src(), Engine(), x.untyped_data())},
+                       {DNNL_ARG_DST, dnnl::memory(g.dst(), Engine(), y->untyped_data())}});
   });
 }
 
@@ -219,19 +225,10 @@ ffi::Error BackwardData(ffi::AnyBuffer dy, ffi::AnyBuffer w, ffi::Result<ffi::An
       e.failure())
     return e;
   return Guarded([&] {
-    const Plan& plan = GetPlan(g, Op::kBackwardData);
-    dnnl::stream stream(Engine());
-    dnnl::memory diff_src(g.src(), Engine(), dx->untyped_data());
-    dnnl::memory diff_dst(g.dst(), Engine(), dy.untyped_data());
-    dnnl::memory user_w(plan.user_weights_md, Engine(), w.untyped_data());
-    dnnl::memory weights = user_w;
-    if (plan.needs_reorder) {
-      weights = dnnl::memory(plan.weights_md, Engine(), Scratch(plan.weights_md.get_size()));
-      plan.reorder.execute(stream, user_w, weights);
-    }
-    plan.conv.execute(stream, {{DNNL_ARG_DIFF_SRC, diff_src}, {DNNL_ARG_WEIGHTS, weights},
-                               {DNNL_ARG_DIFF_DST, diff_dst}});
-    stream.wait();
+    ExecuteWithKernel(
+        GetPlan(g, Op::kBackwardData), w.untyped_data(),
+        {{DNNL_ARG_DIFF_SRC, dnnl::memory(g.src(), Engine(), dx->untyped_data())},
+         {DNNL_ARG_DIFF_DST, dnnl::memory(g.dst(), Engine(), dy.untyped_data())}});
   });
 }
 
