@@ -230,6 +230,14 @@ def test_on_without_the_library_says_how_to_build(monkeypatch):
     assert "conv_general_dilated" in _conv_jaxpr(jnp.ones((1, 8, 8, 8)), jnp.ones((3, 3, 8, 8)))
 
 
+@needs_onednn
+def test_on_refuses_another_backend(monkeypatch):
+    monkeypatch.setenv(onednn.SWITCH, "on")
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    with pytest.raises(onednn.OneDNNUnavailable, match="CPU only"):
+        onednn.wanted()
+
+
 def test_switch_rejects_unknown_values(monkeypatch):
     monkeypatch.setenv(onednn.SWITCH, "yes please")
     with pytest.raises(ValueError, match="expected auto, on or off"):

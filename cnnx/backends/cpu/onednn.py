@@ -207,7 +207,8 @@ def wanted() -> bool:
     """Whether convolutions traced now go to oneDNN (see the module docstring's switch).
 
     Raises:
-      OneDNNUnavailable: `CNNX_ONEDNN=on` and the extension is not built or does not load.
+      OneDNNUnavailable: `CNNX_ONEDNN=on` and the extension is not built or does not load,
+        or JAX's default backend is not the CPU.
     """
     mode = setting()
     if mode == "off":
@@ -215,6 +216,13 @@ def wanted() -> bool:
     if mode == "on":
         if not available():
             raise OneDNNUnavailable(f"{SWITCH}=on, but {status()}")
+        import jax
+
+        if jax.default_backend() != "cpu":
+            raise OneDNNUnavailable(
+                f"{SWITCH}=on, but JAX's default backend is {jax.default_backend()!r}: oneDNN "
+                f"convolutions run on the CPU only (unset {SWITCH} or set it to auto)"
+            )
         return True
     from cnnx.backends import cpu
 
