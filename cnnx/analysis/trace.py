@@ -493,8 +493,9 @@ def trace(model, input_shape: Sequence[int], dtype=jnp.float32) -> Trace:
     x = jax.ShapeDtypeStruct(tuple(input_shape), dtype)
     # `init` runs every branch that owns parameters, training-only heads included (GoogLeNet's
     # auxiliary classifiers), so the layers come from a trace of inference itself: `apply`
-    # with train=False on the abstract variables of eval_shape(init). Depthwise convolutions
-    # are traced as `conv_general_dilated` equations, not cnnx's CPU formulation.
+    # with train=False on the abstract variables of eval_shape(init). Convolutions are traced
+    # as `conv_general_dilated` equations, not as cnnx's CPU routes (oneDNN calls, shifted
+    # depthwise sums).
     with cpu_conv.lax_convolutions():
         variables = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), x)
         closed = jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(variables, x)

@@ -225,6 +225,21 @@ def test_sizes_a_family_would_crop_are_refused(case):
     experiment.check_input_size(spec, model, spec.in_chans, *suggested)  # they are fine
 
 
+def test_crops_are_found_when_convolutions_run_on_onednn(monkeypatch):
+    """The check reads convolutions from the jaxpr; oneDNN's FFI calls must not hide them
+    (before: a one-device CPU run traced AlexNet's convolutions as opaque calls, every pixel
+    counted as used, and the 230 px crop below passed silently)."""
+    from cnnx.backends.cpu import onednn
+
+    if not onednn.available():
+        pytest.skip(onednn.status())
+    monkeypatch.setenv(onednn.SWITCH, "on")
+    name, size, n = CROPS["alexnet_valid_stride4"]
+    spec, model = _model(name)
+    with pytest.raises(ConfigError, match=f"never uses the last {n} rows"):
+        experiment.check_input_size(spec, model, spec.in_chans, size)
+
+
 def _unused(model, size, channels=3):
     from cnnx.analysis.coverage import unused_input_positions
 
