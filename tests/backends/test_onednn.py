@@ -222,7 +222,7 @@ def test_unusual_padding_stays_with_xla(monkeypatch):
 
 
 def test_on_without_the_library_says_how_to_build(monkeypatch):
-    monkeypatch.setattr(onednn, "_load", lambda: (False, "the oneDNN extension is not built"))
+    monkeypatch.setattr(onednn, "_load", lambda: (None, "the oneDNN extension is not built"))
     monkeypatch.setenv(onednn.SWITCH, "on")
     with pytest.raises(onednn.OneDNNUnavailable, match=r"CNNX_ONEDNN=on, but .* not built"):
         _conv_jaxpr(jnp.ones((1, 8, 8, 8)), jnp.ones((3, 3, 8, 8)))
@@ -304,6 +304,6 @@ def test_describe_says_what_runs_and_why(monkeypatch):
         assert "8 devices" in onednn.describe()
         monkeypatch.setenv(onednn.SWITCH, "on")
         assert onednn.describe().startswith("oneDNN 3.")
-    monkeypatch.setattr(onednn, "_load", lambda: (False, "the oneDNN extension is not built"))
+    monkeypatch.setattr(onednn, "_load", lambda: (None, "the oneDNN extension is not built"))
     monkeypatch.setenv(onednn.SWITCH, "auto")
     assert onednn.describe() == "XLA (the oneDNN extension is not built)"

@@ -38,6 +38,12 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+import jax
+import numpy as np
+from jax import lax
+
+from cnnx.backends import cpu
+
 SWITCH = "CNNX_ONEDNN"
 SOURCE = Path(__file__).with_name("onednn_conv.cc")
 BUILD_DIR = Path(__file__).with_name("_build")
@@ -101,8 +107,6 @@ def build(quiet: bool = False) -> Path:
       BuildError: oneDNN's packages, jaxlib's FFI headers or a C++ compiler are missing, or
         the compiler failed (its output is in the message).
     """
-    import jax.ffi
-
     library = _dist_file(LIBRARY_DIST, "/libdnnl.so.3")
     header = _dist_file(HEADERS_DIST, "/oneapi/dnnl/dnnl.hpp")
     target = library_path()
@@ -142,31 +146,24 @@ def build(quiet: bool = False) -> Path:
 
 
 @functools.cache
-def _load() -> tuple[bool, str]:
-    """Loads the library and registers its FFI targets once: (loaded, why not)."""
+def _load() -> tuple[ctypes.CDLL | None, str]:
+    """Loads the library and registers its FFI targets once: (library or None, status line)."""
     path = library_path()
     if path is None:
-        return False, f"oneDNN is not installed (pip install {LIBRARY_DIST} {HEADERS_DIST})"
+        return None, f"oneDNN is not installed (pip install {LIBRARY_DIST} {HEADERS_DIST})"
     if not path.exists():
-        return False, (
+        return None, (
             f"the oneDNN extension is not built for this source and jaxlib ({path.name}): "
             "run `make install` or `python -m cnnx.backends.cpu.onednn build`"
         )
     try:
         lib = ctypes.cdll.LoadLibrary(str(path))
     except OSError as e:
-        return False, f"the oneDNN extension {path} does not load: {e}"
-    import jax
-
+        return None, f"the oneDNN extension {path} does not load: {e}"
     for name in TARGETS:
         jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
     lib.cnnx_onednn_version.restype = ctypes.c_char_p
-    global _lib
-    _lib = lib
-    return True, "oneDNN " + lib.cnnx_onednn_version().decode()
-
-
-_lib = None
+    return lib, "oneDNN " + lib.cnnx_onednn_version().decode()
 
 
 @functools.cache
@@ -182,25 +179,54 @@ def implementations(geometry: tuple[int, ...], dtype: str = "float32") -> tuple[
       (forward, input gradient, weight gradient), e.g. ("brgconv:avx512_core", ...); a
       pass oneDNN cannot do reads "unsupported: <oneDNN's message>".
     """
-    if not available():
+    lib = _load()[0]
+    if lib is None:
         raise OneDNNUnavailable(status())
     values = (ctypes.c_int64 * 18)(*geometry)
     names = []
     for op in range(3):
         out = ctypes.create_string_buffer(256)
-        code = _lib.cnnx_onednn_implementation(values, dtype == "bfloat16", op, out, len(out))
+        code = lib.cnnx_onednn_implementation(values, dtype == "bfloat16", op, out, len(out))
         names.append(out.value.decode() if code == 0 else f"unsupported: {out.value.decode()}")
     return tuple(names)
 
 
 def available() -> bool:
     """Whether the extension is built and loaded (its FFI targets registered)."""
-    return _load()[0]
+    return _load()[0] is not None
 
 
 def status() -> str:
     """One line: which oneDNN is loaded, or why none is."""
     return _load()[1]
+
+
+def _decision() -> tuple[bool, str]:
+    """(whether convolutions traced now go to oneDNN, why) under the switch.
+
+    Raises:
+      OneDNNUnavailable: `CNNX_ONEDNN=on` and the extension is not built or does not load,
+        or JAX's default backend is not the CPU.
+    """
+    mode = setting()
+    if mode == "off":
+        return False, f"{SWITCH}=off"
+    if mode == "on":
+        if not available():
+            raise OneDNNUnavailable(f"{SWITCH}=on, but {status()}")
+        if jax.default_backend() != "cpu":
+            raise OneDNNUnavailable(
+                f"{SWITCH}=on, but JAX's default backend is {jax.default_backend()!r}: oneDNN "
+                f"convolutions run on the CPU only (unset {SWITCH} or set it to auto)"
+            )
+        return True, f"{SWITCH}=on"
+    if not available():
+        return False, status()
+    if not cpu.enabled() or jax.default_backend() != "cpu":
+        return False, f"{cpu.SWITCH}=xla or not on the CPU"
+    if jax.device_count() > 1:
+        return False, f"{jax.device_count()} devices; {SWITCH}=auto uses oneDNN with one"
+    return True, f"{SWITCH}=auto"
 
 
 def wanted() -> bool:
@@ -210,45 +236,16 @@ def wanted() -> bool:
       OneDNNUnavailable: `CNNX_ONEDNN=on` and the extension is not built or does not load,
         or JAX's default backend is not the CPU.
     """
-    mode = setting()
-    if mode == "off":
-        return False
-    if mode == "on":
-        if not available():
-            raise OneDNNUnavailable(f"{SWITCH}=on, but {status()}")
-        import jax
-
-        if jax.default_backend() != "cpu":
-            raise OneDNNUnavailable(
-                f"{SWITCH}=on, but JAX's default backend is {jax.default_backend()!r}: oneDNN "
-                f"convolutions run on the CPU only (unset {SWITCH} or set it to auto)"
-            )
-        return True
-    from cnnx.backends import cpu
-
-    if not cpu.enabled() or not available():
-        return False
-    import jax
-
-    return jax.default_backend() == "cpu" and jax.device_count() == 1
+    return _decision()[0]
 
 
 def describe() -> str:
     """One line for a run's log: which convolutions a CPU program traced now runs, and why."""
-    mode = setting()
-    if mode == "off":
-        return f"XLA ({SWITCH}=off)"
-    if not available():
+    try:
+        use, why = _decision()
+    except OneDNNUnavailable:
         return f"XLA ({status()})"
-    from cnnx.backends import cpu
-
-    if mode == "auto" and not cpu.enabled():
-        return f"XLA ({cpu.SWITCH}=xla or not on the CPU)"
-    import jax
-
-    if mode == "auto" and jax.device_count() > 1:
-        return f"XLA ({jax.device_count()} devices; {SWITCH}=auto uses oneDNN with one)"
-    return f"{status()} ({SWITCH}={mode})"
+    return f"{status()} ({why})" if use else f"XLA ({why})"
 
 
 def takes(lhs, rhs, padding, lhs_dilation, preferred_element_type) -> bool:
@@ -276,9 +273,7 @@ def fast(lhs, rhs, window_strides, padding, rhs_dilation, feature_group_count) -
 
     Same arguments as `conv`; shapes only. Raises OneDNNUnavailable when not built.
     """
-    strides = tuple(int(s) for s in window_strides)
-    dilation = tuple(int(d) for d in (rhs_dilation or (1, 1)))
-    pads = _explicit_padding(lhs, rhs, strides, padding, dilation)
+    strides, pads, dilation = _geometry_args(lhs, rhs, window_strides, padding, rhs_dilation)
     kernel = [(k - 1) * d for k, d in zip(rhs.shape[:2], dilation)]
     if any(lo > k or hi > k for (lo, hi), k in zip(pads, kernel)):
         return False  # padding wider than the kernel: no model does it
@@ -301,13 +296,14 @@ def fast(lhs, rhs, window_strides, padding, rhs_dilation, feature_group_count) -
     return all(name.startswith(_FAST_IMPLEMENTATIONS) for name in names)
 
 
-def _explicit_padding(lhs, rhs, strides, padding, dilation):
-    if not isinstance(padding, str):
-        return tuple((int(lo), int(hi)) for lo, hi in padding)
-    from jax import lax
-
-    kernel = [(k - 1) * d + 1 for k, d in zip(rhs.shape[:2], dilation)]
-    return tuple(lax.padtype_to_pads(lhs.shape[1:3], kernel, strides, padding))
+def _geometry_args(lhs, rhs, window_strides, padding, rhs_dilation):
+    """(strides, ((top, bottom), (left, right)), dilation) as hashable int tuples."""
+    strides = tuple(int(s) for s in window_strides)
+    dilation = tuple(int(d) for d in (rhs_dilation or (1, 1)))
+    if isinstance(padding, str):
+        kernel = [(k - 1) * d + 1 for k, d in zip(rhs.shape[:2], dilation)]
+        padding = lax.padtype_to_pads(lhs.shape[1:3], kernel, strides, padding)
+    return strides, tuple((int(lo), int(hi)) for lo, hi in padding), dilation
 
 
 def conv(lhs, rhs, window_strides, padding, rhs_dilation=None, feature_group_count=1):
@@ -331,15 +327,11 @@ def conv(lhs, rhs, window_strides, padding, rhs_dilation=None, feature_group_cou
     """
     if not available():
         raise OneDNNUnavailable(status())
-    strides = tuple(int(s) for s in window_strides)
-    dilation = tuple(int(d) for d in (rhs_dilation or (1, 1)))
-    pads = _explicit_padding(lhs, rhs, strides, padding, dilation)
+    strides, pads, dilation = _geometry_args(lhs, rhs, window_strides, padding, rhs_dilation)
     return _conv(lhs, rhs, strides, pads, dilation, int(feature_group_count))
 
 
 def _attributes(strides, pads, dilation, groups) -> dict:
-    import numpy as np
-
     return dict(
         strides=np.asarray(strides, np.int64),
         padding_lo=np.asarray([lo for lo, _ in pads], np.int64),
@@ -350,8 +342,6 @@ def _attributes(strides, pads, dilation, groups) -> dict:
 
 
 def _call(target: str, result_shape, dtype, a, b, attributes):
-    import jax
-
     out = jax.ShapeDtypeStruct(result_shape, dtype)
     return jax.ffi.ffi_call(target, out, vmap_method="sequential")(a, b, **attributes)
 
@@ -381,22 +371,9 @@ def _backward(strides, pads, dilation, groups, residuals, dy):
     return dx, dw
 
 
-def _make_conv():
-    import jax
-
-    f = jax.custom_vjp(_forward, nondiff_argnums=(2, 3, 4, 5))
-    f.defvjp(lambda *a: (_forward(*a), a[:2]), _backward)
-    return f
-
-
-_conv_fn = None
-
-
-def _conv(lhs, rhs, strides, pads, dilation, groups):
-    global _conv_fn
-    if _conv_fn is None:  # built on first use: importing this module must not import JAX
-        _conv_fn = _make_conv()
-    return _conv_fn(lhs, rhs, strides, pads, dilation, groups)
+# (lhs, rhs, strides, pads, dilation, groups), the last four hashable tuples / int.
+_conv = jax.custom_vjp(_forward, nondiff_argnums=(2, 3, 4, 5))
+_conv.defvjp(lambda *args: (_forward(*args), args[:2]), _backward)
 
 
 def main(argv=None) -> int:

@@ -78,6 +78,20 @@ dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g) {
       g.pad_hi());
 }
 
+dnnl::convolution_backward_data::primitive_desc BackwardDataDesc(
+    const Geometry& g, const dnnl::convolution_forward::primitive_desc& hint) {
+  return dnnl::convolution_backward_data::primitive_desc(
+      Engine(), dnnl::algorithm::convolution_direct, g.src(), g.weights(tag::any), g.dst(),
+      g.strides(), g.dilates(), g.pad_lo(), g.pad_hi(), hint);
+}
+
+dnnl::convolution_backward_weights::primitive_desc BackwardWeightsDesc(
+    const Geometry& g, const dnnl::convolution_forward::primitive_desc& hint) {
+  return dnnl::convolution_backward_weights::primitive_desc(
+      Engine(), dnnl::algorithm::convolution_direct, g.src(), g.weights(tag::any), g.dst(),
+      g.strides(), g.dilates(), g.pad_lo(), g.pad_hi(), hint);
+}
+
 std::unique_ptr<Plan> MakePlan(const Geometry& g, Op op) {
   auto plan = std::make_unique<Plan>();
   plan->user_weights_md = g.weights(tag::hwio);
@@ -86,15 +100,11 @@ std::unique_ptr<Plan> MakePlan(const Geometry& g, Op op) {
     plan->conv = dnnl::convolution_forward(fwd);
     plan->weights_md = fwd.weights_desc();
   } else if (op == Op::kBackwardData) {
-    dnnl::convolution_backward_data::primitive_desc pd(
-        Engine(), dnnl::algorithm::convolution_direct, g.src(), g.weights(tag::any), g.dst(),
-        g.strides(), g.dilates(), g.pad_lo(), g.pad_hi(), fwd);
+    auto pd = BackwardDataDesc(g, fwd);
     plan->conv = dnnl::convolution_backward_data(pd);
     plan->weights_md = pd.weights_desc();
   } else {
-    dnnl::convolution_backward_weights::primitive_desc pd(
-        Engine(), dnnl::algorithm::convolution_direct, g.src(), g.weights(tag::any), g.dst(),
-        g.strides(), g.dilates(), g.pad_lo(), g.pad_hi(), fwd);
+    auto pd = BackwardWeightsDesc(g, fwd);
     plan->conv = dnnl::convolution_backward_weights(pd);
     plan->weights_md = pd.diff_weights_desc();
   }
@@ -304,18 +314,13 @@ extern "C" int cnnx_onednn_implementation(const int64_t* geometry, int bfloat16,
   int status = 0;
   try {
     auto fwd = ForwardDesc(g);
+    // The same descriptors MakePlan builds, so the answer is what a call would run.
     if (op == 0) {
       name = fwd.impl_info_str();
     } else if (op == 1) {
-      name = dnnl::convolution_backward_data::primitive_desc(
-                 Engine(), dnnl::algorithm::convolution_direct, g.src(), g.weights(tag::any),
-                 g.dst(), g.strides(), g.dilates(), g.pad_lo(), g.pad_hi(), fwd)
-                 .impl_info_str();
+      name = BackwardDataDesc(g, fwd).impl_info_str();
     } else {
-      name = dnnl::convolution_backward_weights::primitive_desc(
-                 Engine(), dnnl::algorithm::convolution_direct, g.src(), g.weights(tag::any),
-                 g.dst(), g.strides(), g.dilates(), g.pad_lo(), g.pad_hi(), fwd)
-                 .impl_info_str();
+      name = BackwardWeightsDesc(g, fwd).impl_info_str();
     }
   } catch (const dnnl::error& e) {
     name = e.what();
