@@ -157,13 +157,10 @@ def _self_attention_cpu(qkv, num_heads):
 
 
 def _self_attention_cpu_fwd(qkv, num_heads):
-    t = _heads_first(qkv, num_heads)
-    q, k, v = t[0] * t.shape[-1] ** -0.5, t[1], t[2]
-    logits = jnp.einsum("...qd,...kd->...qk", q, k)
-    weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
-    out = jnp.einsum("...qk,...kd->...qd", weights, v)
-    out = jnp.swapaxes(out, -3, -2)
-    return out.reshape(*out.shape[:-2], -1), (q, k, v, weights)
+    q, k, v = _heads_first(qkv, num_heads)
+    q = q * q.shape[-1] ** -0.5
+    out, weights = _attend_scaled(q, k, v)
+    return out, (q, k, v, weights)
 
 
 def _self_attention_cpu_bwd(num_heads, res, dout):
@@ -217,11 +214,7 @@ def split_heads(qkv, num_heads: int):
 
     The packing is torch's: [q | k | v] along the channel axis, each split into heads.
     """
-    *lead, n, c3 = qkv.shape
-    head_dim = c3 // (3 * num_heads)
-    qkv = qkv.reshape(*lead, n, 3, num_heads, head_dim)
-    qkv = jnp.moveaxis(qkv, -3, 0)  # (3, ..., N, heads, head_dim)
-    q, k, v = (jnp.swapaxes(t, -3, -2) for t in qkv)
+    q, k, v = _heads_first(qkv, num_heads)
     return q, k, v
 
 
@@ -236,16 +229,19 @@ def attend(q, k, v, bias=None, dropout: nn.Module | None = None):
     Returns:
       (..., N, heads · head_dim) with heads concatenated in order.
     """
-    q = q * q.shape[-1] ** -0.5
+    return _attend_scaled(q * q.shape[-1] ** -0.5, k, v, bias, dropout)[0]
+
+
+def _attend_scaled(q, k, v, bias=None, dropout=None):
+    """`attend` with queries already scaled; also returns the softmax weights (pre-dropout)."""
     logits = jnp.einsum("...qd,...kd->...qk", q, k)
     if bias is not None:
         logits = logits + bias
     weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
-    if dropout is not None:
-        weights = dropout(weights)
-    out = jnp.einsum("...qk,...kd->...qd", weights, v)
+    dropped = dropout(weights) if dropout is not None else weights
+    out = jnp.einsum("...qk,...kd->...qd", dropped, v)
     out = jnp.swapaxes(out, -3, -2)  # (..., N, heads, head_dim)
-    return out.reshape(*out.shape[:-2], -1)
+    return out.reshape(*out.shape[:-2], -1), weights
 
 
 class MultiHeadSelfAttention(nn.Module):
