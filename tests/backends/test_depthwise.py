@@ -8,6 +8,7 @@ from jax import lax
 
 from cnnx.backends.cpu import conv as cpu_conv
 from cnnx.backends.cpu import depthwise
+from tests.backends.parity import rel_err
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -67,11 +68,6 @@ def _inputs(case, dtype=jnp.float32, seed=0):
     return x, kernel
 
 
-def _rel_err(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30)
-
-
 @pytest.mark.parametrize("case", CASES, ids=[str(c) for c in CASES])
 def test_values_and_gradients_match_lax(case, monkeypatch):
     monkeypatch.setenv("CNNX_CPU_GRADS", "custom")
@@ -83,9 +79,9 @@ def test_values_and_gradients_match_lax(case, monkeypatch):
     assert "conv_general_dilated" not in text  # it did take the depthwise route
     (_, y), g = jax.jit(ours)(x, w)
     assert y.shape == ref_y.shape
-    assert _rel_err(y, ref_y) < 1e-5
-    assert _rel_err(g[0], ref_g[0]) < 1e-5  # input gradient
-    assert _rel_err(g[1], ref_g[1]) < 1e-5  # weight gradient
+    assert rel_err(y, ref_y) < 1e-5
+    assert rel_err(g[0], ref_g[0]) < 1e-5  # input gradient
+    assert rel_err(g[1], ref_g[1]) < 1e-5  # weight gradient
 
 
 def test_bfloat16_accumulates_in_float32(monkeypatch):
@@ -99,7 +95,7 @@ def test_bfloat16_accumulates_in_float32(monkeypatch):
     for got in ours(x, w):
         assert got.dtype == jnp.bfloat16
     for got, want in zip(ours(x, w), exact):
-        assert _rel_err(got, want) < 2e-2  # bfloat16 inputs and outputs, float32 sums
+        assert rel_err(got, want) < 2e-2  # bfloat16 inputs and outputs, float32 sums
 
 
 def test_switch_off_and_analysis_tracing_keep_lax(monkeypatch):

@@ -14,6 +14,7 @@ from jax import lax
 from cnnx.backends.cpu import conv as cpu_conv
 from cnnx.backends.cpu import onednn
 from cnnx.models import registry
+from tests.backends.parity import rel_err
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 needs_onednn = pytest.mark.skipif(not onednn.available(), reason=onednn.status())
@@ -66,11 +67,6 @@ def _values_and_grads(f, x, w, dy):
     return (y, *vjp(dy))
 
 
-def _rel_err(a, b) -> float:
-    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
-    return float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-30))
-
-
 @needs_onednn
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_values_and_both_gradients_match_lax(case):
@@ -85,7 +81,7 @@ def test_values_and_both_gradients_match_lax(case):
     got = _values_and_grads(jax.jit(lambda x, w: onednn.conv(x, w, *args)), x, w, dy)
     for name, e, g in zip(("output", "input gradient", "kernel gradient"), expected, got):
         assert g.shape == e.shape and g.dtype == e.dtype, name
-        assert _rel_err(e, g) < 1e-5, (case, name, _rel_err(e, g))
+        assert rel_err(g, e) < 1e-5, (case, name, rel_err(g, e))
 
 
 @needs_onednn
@@ -105,7 +101,7 @@ def test_bfloat16_matches_lax_to_bfloat16_rounding():
     )
     for e, g in zip(want, got):
         assert g.dtype == jnp.bfloat16
-        assert _rel_err(e, g) < 2e-2
+        assert rel_err(g, e) < 2e-2
 
 
 @needs_onednn
@@ -118,7 +114,7 @@ def test_vmap_and_per_example_gradients():
     def per_example(f):
         return jax.vmap(jax.grad(lambda w, x: jnp.sum(f(x[None], w, *args) ** 2)), (None, 0))(w, x)
 
-    assert _rel_err(per_example(_lax), per_example(onednn.conv)) < 1e-5
+    assert rel_err(per_example(onednn.conv), per_example(_lax)) < 1e-5
 
 
 def _record_convolutions(monkeypatch, name, shape):
@@ -158,7 +154,7 @@ def test_every_convolution_of_a_model_matches_lax(monkeypatch, name):
         expected = _values_and_grads(functools.partial(_lax_args, args), x, w, dy)
         got = _values_and_grads(functools.partial(_onednn_args, args), x, w, dy)
         for e, g in zip(expected, got):
-            assert _rel_err(e, g) < 1e-5, (xs, ws, args)
+            assert rel_err(g, e) < 1e-5, (xs, ws, args)
 
 
 @needs_onednn
@@ -170,7 +166,7 @@ def test_model_logits_match_xla(monkeypatch):
     for mode in ("off", "on"):
         monkeypatch.setenv(onednn.SWITCH, mode)
         logits[mode] = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
-    assert _rel_err(logits["off"], logits["on"]) < 1e-5
+    assert rel_err(logits["on"], logits["off"]) < 1e-5
 
 
 def _conv_jaxpr(x, w, groups=1):
