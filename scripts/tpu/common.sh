@@ -15,6 +15,7 @@
 #   VALID_UNTIL=             create.sh: drop the request if not filled within it (6h, 2d)
 #   QUEUED_RESOURCE=$TPU_NAME  the queued-resource request that holds the TPU VM
 #   WAIT=1                   create.sh: wait until the slice is ACTIVE (0: return when queued)
+#   POLL_S=30                create.sh: seconds between two looks at the request's state
 #   ZONE_CHECK=1             0: accept a zone TPU_TABLE does not list for the generation
 #   REMOTE_DIR=cnnx          where the code goes on each worker, relative to $HOME
 #   LOG_DIR=logs/tpu/$TPU_NAME   local directory for the workers' logs
