@@ -10,7 +10,11 @@
 #   DRY_RUN=1 scripts/gpu_smoke.sh                # print the commands only
 #   SKIP_INSTALL=1 CONFIGS="resnet.py:18,smoke" scripts/gpu_smoke.sh   # rerun one config
 #   PLATFORM=cpu SKIP_INSTALL=1 scripts/gpu_smoke.sh  # the same flow on a CPU (checks the script)
+#   PYTHON=~/miniconda3/envs/jax/bin/python scripts/gpu_smoke.sh  # your own environment
 #
+# Which Python runs it: $PYTHON (the requirements, cnnx and jax[cuda12] are installed into its
+# environment unless SKIP_INSTALL=1); else make install's venv ($VENV, default .venv; created
+# unless SKIP_INSTALL=1); else, with SKIP_INSTALL=1 and no venv, the python3 on the PATH.
 # Needs an NVIDIA driver for CUDA 12 and Python >= 3.11. Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -34,28 +38,48 @@ run() {
   fi
 }
 
-jax_version="$(sed -n 's/^jax==//p' requirements.txt)"
-if [[ "${SKIP_INSTALL:-0}" != 1 ]]; then
-  run make install
-  run .venv/bin/pip install -q -U "jax[cuda12]==$jax_version"
+install=1
+if [[ "${SKIP_INSTALL:-0}" == 1 ]]; then
+  install=0
 fi
-run .venv/bin/python -c '
+venv="${VENV:-.venv}"
+if [[ -n "${PYTHON:-}" ]]; then
+  python="$PYTHON"
+elif ((install)) || [[ -x "$venv/bin/python" ]]; then
+  python="$venv/bin/python"
+else
+  python=python3
+fi
+
+jax_version="$(sed -n 's/^jax==//p' requirements.txt)"
+if ((install)); then
+  if [[ -n "${PYTHON:-}" ]]; then
+    run "$python" -m pip install -q -r requirements.txt
+    run "$python" -m pip install -q --no-deps -e .
+  elif [[ -n "${VENV:-}" ]]; then
+    run make install VENV="$VENV"
+  else
+    run make install
+  fi
+  run "$python" -m pip install -q -U "jax[cuda12]==$jax_version"
+fi
+run "$python" -c '
 import sys, jax
 devices = jax.devices()
-print(f"jax {jax.__version__}: {len(devices)} device(s): {devices}")
+print(f"{sys.executable}: jax {jax.__version__}: {len(devices)} device(s): {devices}")
 assert devices[0].platform == sys.argv[1], f"jax sees no {sys.argv[1]}: check the driver and CUDA_VISIBLE_DEVICES"
 ' "$PLATFORM"
 
 for config in "${CONFIGS[@]}"; do
   name="${config//[:,.]/_}"
   run rm -rf "${WORKDIR:?}/$name"
-  run .venv/bin/python train.py --config="configs/$config" --workdir="$WORKDIR/$name" \
+  run "$python" train.py --config="configs/$config" --workdir="$WORKDIR/$name" \
     --config.train.num_steps="$STEPS" --config.train.batch_size="$BATCH" \
     --config.eval.batch_size="$BATCH" --config.train.log_every_steps=10
 done
 
 # Throughput of each run: the last log interval's mean step time (no compilation in it).
-run .venv/bin/python - "$WORKDIR" "$BATCH" "${CONFIGS[@]}" <<'PY'
+run "$python" - "$WORKDIR" "$BATCH" "${CONFIGS[@]}" <<'PY'
 import json, sys
 
 workdir, batch, configs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]

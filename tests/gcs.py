@@ -5,7 +5,8 @@
 The session fixture `gcs` starts the emulator in its own process on 127.0.0.1 on a free port,
 with one bucket (`gcs.bucket`), and points every client at it the way they agree on:
 `STORAGE_EMULATOR_HOST` (gcsfs, google-cloud-storage) and `TENSORSTORE_GCS_HTTP_URL`
-(tensorstore, under orbax), in this process and, through `gcs.env`, in the subprocesses a test
+(tensorstore, under orbax; with `GOOGLE_AUTH_TOKEN_FOR_TESTING`, a token it sends instead of
+looking for credentials), in this process and, through `gcs.env`, in the subprocesses a test
 starts. Tests skip, saying why, when the emulator or gcsfs is not installed.
 
 The emulator's media downloads lack the `x-goog-generation` header that Cloud Storage sends
@@ -47,6 +48,10 @@ def emulator_env(url: str) -> dict[str, str]:
         # gcsfs asks the Storage Control API for each bucket's layout, which an emulator does
         # not serve: a warning and a retry per call. Real buckets answer it.
         "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+        # tensorstore sends this fixed token instead of looking for credentials (and logging an
+        # E-level "Could not find the credentials file" when there are none); the emulator
+        # ignores it. Never for a real bucket: it is not a credential.
+        "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator",
         "EPATH_USE_TF": "false",  # as cnnx sets it (cnnx/__init__.py)
     }
 

@@ -72,6 +72,25 @@ def _assert_same_weights(a: str, b: str) -> None:
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+def test_tensorstore_needs_no_credentials_against_the_emulator(gcs, tmp_path):  # noqa: F811
+    """With the emulator's variables (README, gs:// section) tensorstore writes and reads an
+    array in the bucket and logs no "Could not find the credentials file" error, on a machine
+    with no gcloud credentials (an empty CLOUDSDK_CONFIG)."""
+    code = (
+        "import sys, numpy as np, tensorstore as ts\n"
+        "spec = {'driver': 'zarr', 'kvstore': sys.argv[1], 'create': True,\n"
+        "        'metadata': {'shape': [4], 'dtype': '<f4'}}\n"
+        "t = ts.open(spec).result()\n"
+        "t.write(np.arange(4, dtype='f4')).result()\n"
+        "print(t.read().result().tolist())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "GOOGLE_APPLICATION_CREDENTIALS"}
+    env.update({**gcs.env, "CLOUDSDK_CONFIG": str(tmp_path)})
+    p = _run(["-c", code, gcs.folder("array")], env)
+    assert p.stdout.strip() == "[0.0, 1.0, 2.0, 3.0]"
+    assert "credentials" not in p.stderr, p.stderr
+
+
 def test_tensorboard_events_reach_the_bucket(gcs):  # noqa: F811
     from cnnx.train import metrics_log
 

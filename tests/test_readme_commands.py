@@ -42,8 +42,8 @@ README = ROOT / "README.md"
 ABSL_SCRIPTS = {"train.py", "eval.py", "scripts/fixres.py", "scripts/sweep.py"}
 TPU_ENV = {
     "TPU_NAME": "cnnx",
-    "ZONE": "us-central2-b",
-    "ACCELERATOR_TYPE": "v4-32",
+    "ZONE": "us-east5-b",
+    "ACCELERATOR_TYPE": "v6e-16",
     "PROJECT": "your-project",
 }
 
@@ -167,15 +167,17 @@ COMMANDS: dict[str, Check] = {
     ),
     # GPU
     "scripts/gpu_smoke.sh": Check(DRY_RUN),
-    ".venv/bin/python train.py --config=configs/resnet.py:50 "
+    "PYTHON=python SKIP_INSTALL=1 scripts/gpu_smoke.sh": Check(DRY_RUN),
+    "python train.py --config=configs/resnet.py:50 "
     "--config.data.data_dir=$HOME/tensorflow_datasets --workdir=workdirs/r50": Check(
         PARSE, why=IMAGENET
     ),
     # Cloud TPU
-    "export TPU_NAME=cnnx ZONE=us-central2-b ACCELERATOR_TYPE=v4-32 PROJECT=your-project": Check(
+    "export TPU_NAME=cnnx ZONE=us-east5-b ACCELERATOR_TYPE=v6e-16 PROJECT=your-project": Check(
         OUTSIDE, why="sets the variables the TPU scripts read (given to every DRY_RUN below)"
     ),
-    "scripts/tpu/create.sh": Check(DRY_RUN),
+    "CAPACITY=spot scripts/tpu/create.sh": Check(DRY_RUN),
+    "scripts/tpu/status.sh": Check(DRY_RUN),
     "scripts/tpu/launch.sh --config=configs/resnet.py:50 --workdir=gs://YOUR_BUCKET/r50 "
     "--config.data.data_dir=gs://YOUR_BUCKET/tensorflow_datasets": Check(DRY_RUN),
     "scripts/tpu/logs.sh": Check(DRY_RUN),

@@ -10,13 +10,9 @@
 #   DRY_RUN=1 scripts/tpu/launch.sh ...        # print the gcloud commands only
 #
 # A pod slice needs a --workdir every host can write (gs://...): every process writes its
-# share of each checkpoint. Settings: see common.sh; TPU_NAME and ZONE must be set (no
-# defaults here: a wrong guess would reach someone else's VM or none). Every setting is
-# checked before the first gcloud call, and every problem is reported at once.
-
-# Which settings the caller set, before common.sh fills in its defaults.
-given_name="${TPU_NAME:-}"
-given_zone="${ZONE:-}"
+# share of each checkpoint. Settings: see common.sh (TPU_NAME, and ZONE and PROJECT unless
+# gcloud's config has them). Every setting is checked before the first gcloud call, and every
+# problem is reported at once.
 
 # shellcheck source=scripts/tpu/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -27,20 +23,9 @@ if [[ $# -eq 0 ]]; then
 fi
 
 # 0. Check the settings and the train.py flags.
-problems=()
-[[ -n "$given_name" ]] || problems+=("TPU_NAME is not set (the TPU VM to run on; e.g. TPU_NAME=cnnx)")
-[[ -n "$given_zone" ]] || problems+=("ZONE is not set (the TPU VM's zone; e.g. ZONE=us-central2-b)")
-if [[ ! "$TPU_NAME" =~ ^[a-z]([-a-z0-9]*[a-z0-9])?$ ]]; then
-  problems+=("TPU_NAME=$TPU_NAME: lower-case letters, digits and hyphens, starting with a letter")
-fi
-if [[ ! "$ZONE" =~ ^[a-z]+-[a-z]+[0-9]+-[a-z]$ ]]; then
-  problems+=("ZONE=$ZONE is not a zone name (e.g. us-central2-b, europe-west4-a)")
-fi
-if [[ ! "$ACCELERATOR_TYPE" =~ ^v[0-9]+[a-z]*-[0-9]+$ ]]; then
-  problems+=("ACCELERATOR_TYPE=$ACCELERATOR_TYPE is not a TPU type (e.g. v4-8, v4-32, v5litepod-16, v6e-8)")
-fi
-if [[ -n "${NUM_WORKERS:-}" && ! "$NUM_WORKERS" =~ ^[1-9][0-9]*$ ]]; then
-  problems+=("NUM_WORKERS=$NUM_WORKERS: a positive integer, or unset to ask gcloud")
+check_target_settings
+if [[ -n "$ACCELERATOR_TYPE" ]] && ! tpu_type "$ACCELERATOR_TYPE"; then
+  problems+=("ACCELERATOR_TYPE=$ACCELERATOR_TYPE is not a TPU type (e.g. v4-8, v4-32, v5litepod-16, v5p-8, v6e-8)")
 fi
 workdir=""
 for arg in "$@"; do
@@ -61,14 +46,7 @@ if [[ -z "$workdir" ]]; then
 elif [[ "$workdir" != gs://?* ]]; then
   problems+=("--workdir=$workdir is not on Cloud Storage: every host writes its checkpoint shards there, and the VM's disk goes with the VM (use --workdir=gs://BUCKET/RUN)")
 fi
-if [[ "$DRY_RUN" != 1 ]] && ! command -v gcloud >/dev/null; then
-  problems+=("gcloud is not installed (https://cloud.google.com/sdk/docs/install), or use DRY_RUN=1")
-fi
-if ((${#problems[@]})); then
-  printf 'error: scripts/tpu/launch.sh: %d problem(s), nothing was started:\n' "${#problems[@]}" >&2
-  printf '  - %s\n' "${problems[@]}" >&2
-  exit 2
-fi
+check_settings_done "scripts/tpu/launch.sh"
 
 # 1. Pack the tracked files of the working tree (their uncommitted edits included): never
 #    untracked files (weights, images, notes lying in the checkout), .venv, workdirs or logs.

@@ -10,6 +10,8 @@
 
 # shellcheck source=scripts/tpu/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+check_target_settings
+check_settings_done "scripts/tpu/logs.sh"
 
 workers="$(num_workers)"
 follow="tail --pid=\$(cat ~/$REMOTE_DIR/train.pid) -n +1 -F ~/$REMOTE_DIR/train.log"

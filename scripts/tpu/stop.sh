@@ -10,6 +10,8 @@
 
 # shellcheck source=scripts/tpu/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+check_target_settings
+check_settings_done "scripts/tpu/stop.sh"
 
 tpu_vm ssh "$TPU_NAME" --worker=all \
   --command="kill -TERM \$(cat ~/$REMOTE_DIR/train.pid) 2>/dev/null || echo 'not running'"
