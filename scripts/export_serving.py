@@ -13,7 +13,7 @@ lowered for every platform asked (no hardware needed). It loads with jax alone:
     serving = jax.export.deserialize(bytearray(open("r50.jax", "rb").read()))
     logits = serving.call(np.zeros((8, 256, 256, 3), np.uint8))
 
-`<output without extension>.json` describes the input, output, platforms and preprocessing.
+`<output>.json` describes the input, output, platforms and preprocessing.
 """
 
 import os
@@ -27,11 +27,7 @@ from cnnx import process_defaults, script_flags
 process_defaults.apply()  # before JAX, TF and etils start (XLA reads XLA_FLAGS once)
 
 FLAGS = flags.FlagValues()
-flags.DEFINE_string("workdir", None, "The cnnx run directory to export.", flag_values=FLAGS)
-flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).", flag_values=FLAGS)
-flags.DEFINE_bool(
-    "ema", False, "Export the EMA weights instead of the raw ones.", flag_values=FLAGS
-)
+script_flags.define_checkpoint_flags(FLAGS, "export")
 flags.DEFINE_string("output", None, "The artefact to write (local or gs://).", flag_values=FLAGS)
 flags.DEFINE_list(
     "input_size",
@@ -46,8 +42,7 @@ flags.DEFINE_list(
     "Platforms to lower for (cpu, cuda, rocm, tpu).",
     flag_values=FLAGS,
 )
-for _name in ("workdir", "output"):
-    flags.mark_flag_as_required(_name, flag_values=FLAGS)
+flags.mark_flag_as_required("output", flag_values=FLAGS)
 
 
 def _input_size(values) -> tuple[int, int] | None:

@@ -13,7 +13,7 @@ own names and layouts, checked by loading it strictly into a fresh reference mod
     net.load_state_dict(torch.load("r50.pth"))     # or safetensors.torch.load_file(...)
 
 A model without one is written to safetensors under its cnnx names (`params/stem/conv/kernel`).
-Beside the weights, `<output without extension>.json` holds the model, the normalisation
+Beside the weights, `<output>.json` holds the model, the normalisation
 (mean / std of pixels / 255), resolution and crop ratio the weights expect, and the run's
 config.json. GoogLeNet / Inception v3: build the torch model with transform_input=False
 (torchvision's default without pretrained weights) and feed the file's normalisation.
@@ -30,11 +30,7 @@ from cnnx import process_defaults, script_flags
 process_defaults.apply()  # before JAX, TF and etils start (XLA reads XLA_FLAGS once)
 
 FLAGS = flags.FlagValues()
-flags.DEFINE_string("workdir", None, "The cnnx run directory to export.", flag_values=FLAGS)
-flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).", flag_values=FLAGS)
-flags.DEFINE_bool(
-    "ema", False, "Export the EMA weights instead of the raw ones.", flag_values=FLAGS
-)
+script_flags.define_checkpoint_flags(FLAGS, "export")
 flags.DEFINE_enum(
     "to",
     None,
@@ -50,7 +46,7 @@ flags.DEFINE_bool(
     "safetensors: write cnnx's own names even where the model has a reference.",
     flag_values=FLAGS,
 )
-for _name in ("workdir", "to", "output"):
+for _name in ("to", "output"):
     flags.mark_flag_as_required(_name, flag_values=FLAGS)
 
 

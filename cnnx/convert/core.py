@@ -197,6 +197,25 @@ def absent_groups(
     return excused, names
 
 
+def check_fit(summary: str, misfits: Sequence[tuple[str, Sequence[str]]]) -> None:
+    """Raises one `ConversionError` listing every misfit by kind (the first 20 of each).
+
+    Args:
+      summary: the first line (what does not fit what, and the likely cause).
+      misfits: (kind, items) pairs; kinds with no items are left out.
+
+    Raises:
+      ConversionError: when any kind has items.
+    """
+    problems = []
+    for title, items in misfits:
+        if items:
+            shown = "\n    ".join(items[:20]) + ("\n    ..." if len(items) > 20 else "")
+            problems.append(f"  {title} ({len(items)}):\n    {shown}")
+    if problems:
+        raise ConversionError(summary + "\n" + "\n".join(problems))
+
+
 def convert_state_dict(
     state_dict: Mapping[str, Any], mapping: TorchMapping, abstract_variables: Mapping
 ) -> tuple[dict, ConversionReport]:
@@ -234,20 +253,15 @@ def convert_state_dict(
                 filled[path] = value.astype(targets[path].dtype)
     excused, absent = absent_groups(targets, filled, mapping.optional)
     missing = sorted("/".join(p) for p in targets if p not in filled and p not in excused)
-    problems = []
-    for title, items in (
-        ("torch tensors with no cnnx variable", unmatched),
-        ("shape mismatches", mismatched),
-        ("cnnx variables filled twice", duplicated),
-        ("cnnx variables left unfilled", missing),
-    ):
-        if items:
-            shown = "\n    ".join(items[:20]) + ("\n    ..." if len(items) > 20 else "")
-            problems.append(f"  {title} ({len(items)}):\n    {shown}")
-    if problems:
-        raise ConversionError(
-            "The state_dict does not fit the model (is it the same architecture and number of "
-            "classes? pass num_classes=... to match its head):\n" + "\n".join(problems)
-        )
+    check_fit(
+        "The state_dict does not fit the model (is it the same architecture and number of "
+        "classes? pass num_classes=... to match its head):",
+        (
+            ("torch tensors with no cnnx variable", unmatched),
+            ("shape mismatches", mismatched),
+            ("cnnx variables filled twice", duplicated),
+            ("cnnx variables left unfilled", missing),
+        ),
+    )
     report = ConversionReport(tuple(mapped), tuple(skipped), counters, tuple(absent))
     return traverse_util.unflatten_dict(filled), report

@@ -27,9 +27,9 @@ from absl import logging
 from flax import traverse_util
 
 from cnnx.convert.core import (
-    ConversionError,
     TorchMapping,
     absent_groups,
+    check_fit,
     get_mapping,
     is_counter,
     placements,
@@ -158,22 +158,17 @@ def variables_to_torch(
         out[key] = filled
     excused, dropped = absent_groups(flat, used, mapping.optional)
     missing = sorted("/".join(p) for p in flat if p not in used and p not in excused)
-    problems = []
-    for title, items in (
-        ("reference tensors with no cnnx variable", unmatched),
-        ("shape mismatches", mismatched),
-        ("cnnx variables taken twice", duplicated),
-        ("reference tensors whose forward rule is not a rearrangement", not_invertible),
-        ("cnnx variables with no reference tensor", missing),
-    ):
-        if items:
-            shown = "\n    ".join(items[:20]) + ("\n    ..." if len(items) > 20 else "")
-            problems.append(f"  {title} ({len(items)}):\n    {shown}")
-    if problems:
-        raise ConversionError(
-            "The variables do not fit the reference's state_dict (same architecture, options "
-            "and number of classes?):\n" + "\n".join(problems)
-        )
+    check_fit(
+        "The variables do not fit the reference's state_dict (same architecture, options and "
+        "number of classes?):",
+        (
+            ("reference tensors with no cnnx variable", unmatched),
+            ("shape mismatches", mismatched),
+            ("cnnx variables taken twice", duplicated),
+            ("reference tensors whose forward rule is not a rearrangement", not_invertible),
+            ("cnnx variables with no reference tensor", missing),
+        ),
+    )
     if dropped:
         logging.warning(
             "The reference has no %s: left out of the state_dict (training-only heads).",

@@ -9,7 +9,6 @@ some environments).
 
 import dataclasses
 import json
-import os
 from typing import Any
 
 import jax
@@ -174,8 +173,9 @@ def load_run(workdir: str, step: int | None = None, ema: bool = False) -> Traine
 
 
 def sidecar_path(output: str) -> str:
-    """Where an export's description goes: `<output without extension>.json`."""
-    return os.path.splitext(output)[0] + ".json"
+    """Where an export's description goes: `<output>.json` (`r50.pth.json`), so the weights
+    and the serving artefact of one run, side by side, keep one each."""
+    return output + ".json"
 
 
 def write_export(output: str, data: bytes, description: dict) -> None:

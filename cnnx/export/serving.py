@@ -28,7 +28,6 @@ formulation), so logits equal evaluation's within the conversion parity bound (r
 error < 1e-4).
 """
 
-import ast
 import contextlib
 import os
 
@@ -45,18 +44,20 @@ SERVED_OPS = ("decode", "resize", "resize_crop", "normalize")
 
 
 def _ops(pp: str) -> list[tuple[str, dict]]:
-    """`"resize_crop(crop_pct=0.9)|normalize"` -> [(name, kwargs), ...], served ops only."""
-    ops = []
-    for part in filter(None, (p.strip() for p in pp.split("|"))):
-        name, _, rest = part.partition("(")
-        name = name.strip()
+    """The (name, kwargs) ops of an eval pp string, each one that the export folds in.
+
+    Raises:
+      ConfigError: an op that is not registered, or one without a serving form.
+    """
+    from cnnx.data.pp import parse  # the pp-string syntax's one home (imports TensorFlow)
+
+    ops = parse(pp)
+    for name, _ in ops:
         if name not in SERVED_OPS:
             raise ConfigError(
                 f"eval_pp op {name!r} ({pp!r}) has no serving form; the export folds in "
                 f"{', '.join(SERVED_OPS)}."
             )
-        call = ast.parse(f"f({rest}" if rest else "f()", mode="eval").body
-        ops.append((name, {k.arg: ast.literal_eval(k.value) for k in call.keywords}))
     return ops
 
 
@@ -173,7 +174,7 @@ def export_serving(
 
 
 def write_serving(exported: jax.export.Exported, run: TrainedRun, output: str) -> dict:
-    """Writes the artefact to `output` and its description to `<output without ext>.json`.
+    """Writes the artefact to `output` and its description to `<output>.json`.
 
     Returns:
       The description (input / output shapes, platforms, preprocessing, model).

@@ -8,7 +8,7 @@ without one (lenet5, nin, the CIFAR ResNets, ...) is written to safetensors unde
 names (`params/stem/conv/kernel`, Flax layout), which `flax.traverse_util.unflatten_dict(
 ..., sep='/')` turns back into variables.
 
-Beside the weights goes `<output without extension>.json` (`run.sidecar_path`): the model,
+Beside the weights goes `<output>.json` (`run.sidecar_path`): the model,
 which names were written, the input preprocessing (mean / std, resolution, crop ratio) and
 the run's own config.json, since none of it is in a state_dict.
 """

@@ -69,7 +69,7 @@ def test_artefact_serves_evaluations_logits_without_cnnx(lenet_run, tmp_path):
     output = tmp_path / "lenet.jax"
     argv = [f"--workdir={workdir}", f"--output={output}", "--input_size=40,48"]
     assert load_script("export_serving").main(argv) == 0
-    described = json.loads((tmp_path / "lenet.json").read_text())
+    described = json.loads((tmp_path / "lenet.jax.json").read_text())
     assert described["input"] == {"shape": ["batch", 40, 48, 1], "dtype": "uint8"}
     assert described["platforms"] == ["cpu", "cuda", "tpu"]
     images = np.random.default_rng(0).integers(0, 256, (3, 40, 48, 1), dtype=np.uint8)
@@ -165,7 +165,7 @@ def test_lowered_for_every_platform_with_standard_ops_only(lenet_run):
 def test_unservable_preprocessing_is_refused(lenet_run):
     _, workdir = lenet_run
     run = load_run(workdir)
-    with pytest.raises(ConfigError, match=r"'tencrop' .* has no serving form"):
-        serving.export_serving(TrainedRun(**{**run.__dict__, "eval_pp": "tencrop|normalize"}))
+    with pytest.raises(ConfigError, match=r"'flip' .* has no serving form"):
+        serving.export_serving(TrainedRun(**{**run.__dict__, "eval_pp": "flip|normalize"}))
     with pytest.raises(ConfigError, match="choose from cpu, cuda, rocm, tpu"):
         serving.export_serving(run, platforms=("gpu",))

@@ -12,16 +12,22 @@ from cnnx.train.state import TrainState
 
 
 def random_variables(model, resolution: int, channels: int = 3, seed: int = 0) -> dict:
-    """A model's initial variables with non-trivial BatchNorm statistics, as numpy."""
+    """Random variables of a model's shapes at a sane scale (kernels ~ 1/sqrt(fan-in), norm
+    scales ~ 1, BatchNorm variances in [0.5, 1.5]), as numpy; nothing is compiled."""
     x = jnp.zeros((1, resolution, resolution, channels))
-    variables = jax.device_get(model.init(jax.random.PRNGKey(seed), x, train=False))
+    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x, train=False))
     rng = np.random.default_rng(seed)
-    flat = traverse_util.flatten_dict(variables)
-    for path, v in flat.items():
-        if path[-1] == "mean":
-            flat[path] = 0.1 * rng.standard_normal(v.shape, dtype=np.float32)
+    flat = {}
+    for path, leaf in traverse_util.flatten_dict(dict(shapes)).items():
+        noise = rng.standard_normal(leaf.shape, dtype=np.float32)
+        if path[-1] == "kernel":
+            flat[path] = noise / np.sqrt(max(1, int(np.prod(leaf.shape[:-1]))))
+        elif path[-1] == "scale":
+            flat[path] = 1.0 + 0.1 * noise
         elif path[-1] == "var":
-            flat[path] = 0.5 + rng.random(v.shape, dtype=np.float32)
+            flat[path] = 0.5 + rng.random(leaf.shape, dtype=np.float32)
+        else:
+            flat[path] = 0.1 * noise
     return traverse_util.unflatten_dict(flat)
 
 
