@@ -59,6 +59,28 @@ def parse(
     return types.SimpleNamespace(**flag_values.flag_values_dict())
 
 
+def define_checkpoint_flags(flag_values: flags.FlagValues, what: str) -> None:
+    """`--workdir` (required), `--step` and `--ema`: which checkpoint of a run a script reads.
+
+    Args:
+      flag_values: the script's own flags.
+      what: what the script does with it, for the help ("export", "evaluate").
+    """
+    flags.DEFINE_string(
+        "workdir", None, f"The cnnx run directory to {what}.", flag_values=flag_values
+    )
+    flags.DEFINE_integer(
+        "step", None, "Checkpoint step (default: the newest).", flag_values=flag_values
+    )
+    flags.DEFINE_bool(
+        "ema",
+        False,
+        f"{what.capitalize()} the EMA weights instead of the raw ones.",
+        flag_values=flag_values,
+    )
+    flags.mark_flag_as_required("workdir", flag_values=flag_values)
+
+
 def _fail(message: str):
     print(f"error: {message}\nPass --help to see the flags.", file=sys.stderr)
     raise SystemExit(2)

@@ -149,6 +149,25 @@ COMMANDS: dict[str, Check] = {
     "--workdir=workdirs/fixres": Check(
         PARSE, why="trains several digits models (minutes); tests/sweeps/test_fixres.py runs it"
     ),
+    # Weights out
+    "python scripts/export_weights.py --workdir=workdirs/lenet5 --to=safetensors "
+    "--output=lenet5.safetensors": Check(
+        RUN,
+        "python scripts/export_weights.py --workdir={lenet5} --to=safetensors "
+        "--output={tmp}/lenet5.safetensors",
+        slow=True,
+    ),
+    "python scripts/export_weights.py --workdir=workdirs/r50 --to=torch --output=r50.pth "
+    "--ema": Check(
+        PARSE,
+        why="needs a trained ResNet-50 workdir; tests/export/test_weights.py exports a "
+        "ResNet-18 one and loads it into torchvision",
+    ),
+    "python scripts/export_serving.py --workdir=workdirs/lenet5 --output=lenet5.jax": Check(
+        RUN,
+        "python scripts/export_serving.py --workdir={lenet5} --output={tmp}/lenet5.jax",
+        slow=True,
+    ),
     # Analysis tools
     "python scripts/summarize.py --model=alexnet --image_size=227": Check(RUN),
     "python scripts/summarize.py --model=resnet50 --format=markdown --memory --speed": Check(

@@ -1,10 +1,14 @@
-"""Weight conversion from torchvision / timm state_dicts to cnnx variables.
+"""Weight conversion between torchvision / timm state_dicts and cnnx variables.
 
 `from_torch(name, state_dict)` works for every registered model whose family has a rules
 module here (`cnnx/convert/<family>.py`, imported automatically); a new family adds its
 naming rules there and nothing else. `input_normalization(name)` says which mean/std the
 converted weights must be fed with: the reference's own, including any re-normalisation
 the reference does inside `forward` (torchvision's `transform_input`).
+
+  core       the generic rules (layouts, strictness) and the family registry
+  to_torch   the inverse, cnnx variables -> state_dict, derived from the same rules
+  reference  the torchvision / timm module a model reproduces (`reference_model`)
 """
 
 import importlib
@@ -25,9 +29,11 @@ from cnnx.convert.core import (
     get_mapping,
     register_mapping,
 )
+from cnnx.convert.reference import reference_model
+from cnnx.convert.to_torch import to_torch
 
 for _info in pkgutil.iter_modules(__path__):
-    if _info.name not in ("core",):
+    if _info.name not in ("core", "reference", "to_torch"):
         importlib.import_module(f"{__name__}.{_info.name}")
 
 
@@ -140,5 +146,7 @@ __all__ = [
     "from_torch",
     "get_mapping",
     "input_normalization",
+    "reference_model",
     "register_mapping",
+    "to_torch",
 ]

@@ -66,6 +66,10 @@ class TorchMapping:
             path = re.sub(pattern, repl, path)
         return path.replace(".", "/")
 
+    def skips(self, key: str) -> bool:
+        """Whether the torch tensor `key` is deliberately left out (`skip`)."""
+        return any(re.search(p, key) for p in self.skip)
+
 
 _MAPPINGS: dict[str, TorchMapping] = {}
 
@@ -124,6 +128,37 @@ def _place(key: str, array: np.ndarray, module: tuple[str, ...], targets: Mappin
     return [(("params", *module, leaf), array)]
 
 
+def is_counter(key: str) -> bool:
+    """Whether a torch key is BatchNorm's `num_batches_tracked` (bookkeeping, not a weight)."""
+    return key.endswith("num_batches_tracked")
+
+
+def placements(
+    key: str, array: np.ndarray, mapping: TorchMapping, targets: Mapping
+) -> list[tuple[tuple[str, ...], np.ndarray]]:
+    """Where one torch tensor goes among the cnnx variables, and in what layout.
+
+    The family's `custom` rule when it claims the key, else the generic rules above. The
+    rules only rename, transpose and reshape, so `cnnx.convert.to_torch` inverts them by
+    running them on element indices.
+
+    Args:
+      key: the torch state_dict key.
+      array: its values (any dtype; integer indices included).
+      mapping: the family's naming rules.
+      targets: the flattened cnnx variables (path tuple -> array or shape struct), which
+        tell a convolution's `kernel` from a norm's `scale`.
+
+    Returns:
+      (cnnx variable path, array in cnnx layout) pairs; paths are not checked here.
+    """
+    placed = mapping.custom(key, array) if mapping.custom else None
+    if placed is None:
+        module = tuple(p for p in mapping.module_path(key.rsplit(".", 1)[0]).split("/") if p)
+        placed = _place(key, array, module, targets)
+    return placed
+
+
 @dataclasses.dataclass(frozen=True)
 class ConversionReport:
     """What a conversion used and what it did not.
@@ -143,7 +178,7 @@ class ConversionReport:
     absent: tuple[str, ...] = ()
 
 
-def _absent_groups(
+def absent_groups(
     targets: Mapping[tuple[str, ...], Any], filled: Mapping, optional: Sequence[str]
 ) -> tuple[set[tuple[str, ...]], list[str]]:
     """Variables of optional groups with nothing filled, and each such group's module."""
@@ -160,6 +195,25 @@ def _absent_groups(
                 common = common[: min(n, len(m))]
             names.append("/".join(common) or pattern)
     return excused, names
+
+
+def check_fit(summary: str, misfits: Sequence[tuple[str, Sequence[str]]]) -> None:
+    """Raises one `ConversionError` listing every misfit by kind (the first 20 of each).
+
+    Args:
+      summary: the first line (what does not fit what, and the likely cause).
+      misfits: (kind, items) pairs; kinds with no items are left out.
+
+    Raises:
+      ConversionError: when any kind has items.
+    """
+    problems = []
+    for title, items in misfits:
+        if items:
+            shown = "\n    ".join(items[:20]) + ("\n    ..." if len(items) > 20 else "")
+            problems.append(f"  {title} ({len(items)}):\n    {shown}")
+    if problems:
+        raise ConversionError(summary + "\n" + "\n".join(problems))
 
 
 def convert_state_dict(
@@ -179,19 +233,14 @@ def convert_state_dict(
     mapped, skipped, unmatched, mismatched, duplicated = [], [], [], [], []
     counters = 0
     for key, tensor in state_dict.items():
-        if key.endswith("num_batches_tracked"):
+        if is_counter(key):
             counters += 1
             continue
-        if any(re.search(p, key) for p in mapping.skip):
+        if mapping.skips(key):
             skipped.append(key)
             continue
         mapped.append(key)
-        array = to_numpy(tensor)
-        placed = mapping.custom(key, array) if mapping.custom else None
-        if placed is None:
-            module = tuple(p for p in mapping.module_path(key.rsplit(".", 1)[0]).split("/") if p)
-            placed = _place(key, array, module, targets)
-        for path, value in placed:
+        for path, value in placements(key, to_numpy(tensor), mapping, targets):
             if path not in targets:
                 unmatched.append(f"{key} -> {'/'.join(path)}")
             elif tuple(targets[path].shape) != tuple(value.shape):
@@ -202,22 +251,17 @@ def convert_state_dict(
                 duplicated.append(f"{key} -> {'/'.join(path)}")
             else:
                 filled[path] = value.astype(targets[path].dtype)
-    excused, absent = _absent_groups(targets, filled, mapping.optional)
+    excused, absent = absent_groups(targets, filled, mapping.optional)
     missing = sorted("/".join(p) for p in targets if p not in filled and p not in excused)
-    problems = []
-    for title, items in (
-        ("torch tensors with no cnnx variable", unmatched),
-        ("shape mismatches", mismatched),
-        ("cnnx variables filled twice", duplicated),
-        ("cnnx variables left unfilled", missing),
-    ):
-        if items:
-            shown = "\n    ".join(items[:20]) + ("\n    ..." if len(items) > 20 else "")
-            problems.append(f"  {title} ({len(items)}):\n    {shown}")
-    if problems:
-        raise ConversionError(
-            "The state_dict does not fit the model (is it the same architecture and number of "
-            "classes? pass num_classes=... to match its head):\n" + "\n".join(problems)
-        )
+    check_fit(
+        "The state_dict does not fit the model (is it the same architecture and number of "
+        "classes? pass num_classes=... to match its head):",
+        (
+            ("torch tensors with no cnnx variable", unmatched),
+            ("shape mismatches", mismatched),
+            ("cnnx variables filled twice", duplicated),
+            ("cnnx variables left unfilled", missing),
+        ),
+    )
     report = ConversionReport(tuple(mapped), tuple(skipped), counters, tuple(absent))
     return traverse_util.unflatten_dict(filled), report

@@ -13,6 +13,8 @@ SCRIPTS = [
     "augment_gallery",
     "benchmark",
     "convert_weights",
+    "export_serving",
+    "export_weights",
     "gradient_flow",
     "list_models",
     "make_color_digits",
