@@ -1,6 +1,8 @@
-"""Test helpers: a config `data` section for `get_source`, and TFDS's mock data."""
+"""Test helpers: a config `data` section for `get_source`, TFDS's mock data, and in-memory
+sources read through tf.data one example at a time."""
 
 import contextlib
+import dataclasses
 from unittest import mock
 
 import tensorflow_datasets as tfds
@@ -25,3 +27,11 @@ def mock_tfds(num_examples: int):
         mock.patch.object(tfds.core.DatasetBuilder, "is_prepared", return_value=True),
     ):
         yield
+
+
+def per_example(source):
+    """The same in-memory source, read through tf.data's per-example pipeline (the reference
+    the batched NumPy path must equal)."""
+    copy = dataclasses.replace(source)
+    copy.in_memory = False
+    return copy
