@@ -12,6 +12,7 @@ pipelines (`cnnx.data.in_memory`) use them with or without TensorFlow installed.
 import functools
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from cnnx.data import tf_random
 from cnnx.data.pp import PPContext, op
@@ -160,15 +161,16 @@ def random_crop(ctx: PPContext, padding: int = 4):
         image = resize_to(_images(f), s)
         if padding < 0:
             raise ValueError(f"padding must be non-negative, got {padding}")
-        pad = [(0, 0), (padding, padding), (padding, padding), (0, 0)]
-        image = np.pad(image, pad)
+        b, _, _, c = image.shape
+        padded = np.zeros((b, s + 2 * padding, s + 2 * padding, c), image.dtype)
+        padded[:, padding : padding + s, padding : padding + s] = image
         seeds = tf_random.fold_in(np.asarray(f["seed"]), RANDOM_CROP_SALT)
         limit = np.array([2 * padding + 1, 2 * padding + 1, 1], np.int32)
         offsets = tf_random.uniform_int(seeds, 3, np.iinfo(np.int32).max) % limit
-        rows = offsets[:, 0:1] + np.arange(s)
-        cols = offsets[:, 1:2] + np.arange(s)
-        batch = np.arange(len(image))[:, None, None]
-        return {**f, "image": image[batch, rows[:, :, None], cols[:, None, :]]}
+        # Every s x s window of each padded image (a view), then each example's own one.
+        windows = sliding_window_view(padded, (s, s), axis=(1, 2))  # (B, 2p+1, 2p+1, C, s, s)
+        crops = windows[np.arange(b), offsets[:, 0], offsets[:, 1]]
+        return {**f, "image": np.ascontiguousarray(crops.transpose(0, 2, 3, 1))}
 
     return fn
 
