@@ -14,7 +14,7 @@ import pytest
 
 from cnnx.data import EvalInput, PPContext, TrainInput, get_source
 from cnnx.data.in_memory import prefetch
-from tests.data.sections import data_section, per_example
+from tests.data.sections import assert_same_batches, data_section, per_example
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # configs/default.py: LeNet-5 on the digits at 32 px, grey mean / std 0.5, batch 64.
@@ -23,15 +23,6 @@ DIGITS_TRAIN = dict(
     split="train", pp="random_crop(padding=2)|normalize", ctx=DIGITS, global_batch=64
 )
 RGB = PPContext(image_size=24, channels=3)
-
-
-def _assert_same(got: list[dict], want: list[dict]):
-    assert len(got) == len(want)
-    for step, (a, b) in enumerate(zip(got, want, strict=True)):
-        assert set(a) == set(b)
-        for k in a:
-            assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, (step, k)
-            np.testing.assert_array_equal(a[k], b[k], err_msg=f"step {step}, {k}")
 
 
 def _take(it, n: int) -> list[dict]:
@@ -45,9 +36,9 @@ def test_digits_training_epochs_are_tf_data_s_and_resume_mid_epoch():
     assert fast.batched and not slow.batched
     two_epochs = 2 * fast.steps_per_epoch
     run = _take(fast.iterate(0), two_epochs)
-    _assert_same(run, _take(slow.iterate(0), two_epochs))
+    assert_same_batches(run, _take(slow.iterate(0), two_epochs))
     mid = fast.steps_per_epoch + 7
-    _assert_same(_take(TrainInput(src, **args).iterate(mid), 3), run[mid : mid + 3])
+    assert_same_batches(_take(TrainInput(src, **args).iterate(mid), 3), run[mid : mid + 3])
 
 
 @pytest.mark.parametrize(
@@ -62,7 +53,7 @@ def test_synthetic_training_epoch_is_tf_data_s(pp, size):
     fast, slow = TrainInput(src, **args), TrainInput(per_example(src), **args)
     assert fast.batched and not slow.batched
     n = fast.steps_per_epoch + 1  # and the first batch of the next epoch
-    _assert_same(_take(fast.iterate(0), n), _take(slow.iterate(0), n))
+    assert_same_batches(_take(fast.iterate(0), n), _take(slow.iterate(0), n))
 
 
 @pytest.mark.parametrize("processes", [1, 3])
@@ -78,7 +69,7 @@ def test_evaluation_passes_are_tf_data_s(processes):
             fast = EvalInput(src, split, pp, ctx, batch, **args)
             slow = EvalInput(per_example(src), split, pp, ctx, batch, **args)
             assert fast.batched and not slow.batched
-            _assert_same(list(fast.iterate()), list(slow.iterate()))
+            assert_same_batches(list(fast.iterate()), list(slow.iterate()))
 
 
 def test_prefetch_keeps_order_raises_errors_and_stops_its_thread():

@@ -15,7 +15,7 @@ from cnnx.data import EvalInput, PPContext, TrainInput, get_source
 from cnnx.data import pp as pp_lib
 from cnnx.data.sources import SOURCES
 from cnnx.errors import ConfigError
-from tests.data.sections import data_section, per_example
+from tests.data.sections import assert_same_batches, data_section, per_example
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 GRAY = PPContext(image_size=16, mean=(0.5,), std=(0.5,), channels=1)
@@ -106,7 +106,7 @@ BATCHED_PPS = [
 
 
 @pytest.mark.parametrize("pp", BATCHED_PPS)
-def test_batched_train_input_equalsper_example(pp):
+def test_batched_train_input_equals_per_example(pp):
     src = get_source(data_section("digits"))
     args = dict(split="train[:200]", pp=pp, ctx=GRAY, global_batch=16, seed=5, shuffle_buffer=64)
     fast, slow = TrainInput(src, **args), TrainInput(per_example(src), **args)
@@ -151,7 +151,7 @@ def test_batched_train_input_is_deterministic_and_resumes_exactly():
 
 
 @pytest.mark.parametrize("process_count", [1, 2])
-def test_batched_eval_input_equalsper_example(process_count):
+def test_batched_eval_input_equals_per_example(process_count):
     src = get_source(data_section("digits"))
     args = dict(split="test[:45]", pp="resize_crop|normalize", ctx=GRAY, global_batch=8)
     for i in range(process_count):
@@ -160,10 +160,7 @@ def test_batched_eval_input_equalsper_example(process_count):
         assert fast.batched and not slow.batched and fast.num_batches == slow.num_batches
         got, want = list(fast.iterate()), list(slow.iterate())
         assert len(got) == len(want) == fast.num_batches
-        for a, b in zip(got, want, strict=True):
-            for k in ("image", "label", "mask"):
-                assert a[k].dtype == b[k].dtype
-                np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        assert_same_batches(got, want)
     # The padding is masked out: over the processes, every example counts once.
     passes = [
         EvalInput(src, **args, process_index=i, process_count=process_count)
@@ -191,9 +188,5 @@ def test_batched_eval_input_with_an_empty_process_share():
     masks = [b["mask"].sum() for e in (first, second) for b in e.iterate()]
     assert sum(masks) == 1
     # The padding of the empty share is the per-example path's.
-    got = list(second.iterate())
-    want = list(EvalInput(per_example(src), **args, process_index=1).iterate())
-    for a, b in zip(got, want, strict=True):
-        for k in ("image", "label", "mask"):
-            assert a[k].dtype == b[k].dtype
-            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    want = EvalInput(per_example(src), **args, process_index=1).iterate()
+    assert_same_batches(second.iterate(), want)
