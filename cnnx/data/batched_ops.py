@@ -12,7 +12,6 @@ pipelines (`cnnx.data.in_memory`) use them with or without TensorFlow installed.
 import functools
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from cnnx.data import tf_random
 from cnnx.data.pp import PPContext, op
@@ -152,27 +151,36 @@ def resize_crop(ctx: PPContext, crop_pct=None):
 
 @op("random_crop", batched=True, resizes_first=True)
 def random_crop(ctx: PPContext, padding: int = 4):
-    """`random_crop` on a batch: one resize to size, one zero padding, and each example's
-    window at the offsets `tf.image.stateless_random_crop` draws for it (uniform int32 words
-    below 2**31 - 1, modulo the number of positions)."""
+    """`random_crop` on a batch: the images resized to size, zero-padded by `padding` and
+    cropped back to size at the offsets `tf.image.stateless_random_crop` draws for each
+    (uniform int32 words below 2**31 - 1, modulo the number of positions). Each window is
+    copied straight from the image into a zeroed output: the padding is never built."""
     s = ctx.image_size
 
     def fn(f):
-        image = resize_to(_images(f), s)
+        image = _images(f)
+        if image.shape[1:3] != (s, s):
+            image = resize(image, s, s)
         if padding < 0:
             raise ValueError(f"padding must be non-negative, got {padding}")
-        b, _, _, c = image.shape
-        padded = np.zeros((b, s + 2 * padding, s + 2 * padding, c), image.dtype)
-        padded[:, padding : padding + s, padding : padding + s] = image
         seeds = tf_random.fold_in(np.asarray(f["seed"]), RANDOM_CROP_SALT)
         limit = np.array([2 * padding + 1, 2 * padding + 1, 1], np.int32)
         offsets = tf_random.uniform_int(seeds, 3, np.iinfo(np.int32).max) % limit
-        # Every s x s window of each padded image (a view), then each example's own one.
-        windows = sliding_window_view(padded, (s, s), axis=(1, 2))  # (B, 2p+1, 2p+1, C, s, s)
-        crops = windows[np.arange(b), offsets[:, 0], offsets[:, 1]]
-        return {**f, "image": np.ascontiguousarray(crops.transpose(0, 2, 3, 1))}
+        out = np.zeros((len(image), s, s, image.shape[-1]), _F32)
+        # Window [y, y + s) x [x, x + s) of the image (y, x in [-padding, padding]), clipped.
+        for i, (y, x) in enumerate((offsets[:, :2] - padding).tolist()):
+            top, left = max(y, 0), max(x, 0)
+            bottom, right = min(y, 0) + s, min(x, 0) + s
+            out[i, top - y : bottom - y, left - x : right - x] = image[i, top:bottom, left:right]
+        return {**f, "image": out}
 
     return fn
+
+
+def _pixels(images: np.ndarray) -> np.ndarray:
+    """A view of contiguous (..., W, C) images with one element per pixel (its C values as one
+    opaque item), so that mirroring a row copies pixels, not C-long runs."""
+    return images.view(np.dtype((np.void, images.shape[-1] * images.itemsize)))
 
 
 @op("flip", batched=True)
@@ -182,10 +190,14 @@ def flip(ctx: PPContext):
     del ctx
 
     def fn(f):
-        image = _images(f)
+        image = np.ascontiguousarray(_images(f))
         seeds = tf_random.fold_in(np.asarray(f["seed"]), FLIP_SALT)
         mirror = tf_random.uniform_float(seeds, 1)[:, 0] < _F32(0.5)
-        return {**f, "image": np.where(mirror[:, None, None, None], image[:, :, ::-1], image)}
+        out = image.copy()
+        source, target = _pixels(image), _pixels(out)
+        for i in np.flatnonzero(mirror):
+            target[i] = source[i, :, ::-1]
+        return {**f, "image": out}
 
     return fn
 
@@ -199,7 +211,14 @@ def normalize(ctx: PPContext):
     mean, std = np.asarray(ctx.mean, _F32), np.asarray(ctx.std, _F32)
 
     def fn(f):
-        image = np.asarray(f["image"]).astype(_F32) / _F32(255.0)
-        return {**f, "image": (image - mean) / std}
+        image = np.asarray(f["image"]).astype(_F32)  # a copy, normalised in place
+        *_, w, c = image.shape
+        # Rows of W x C values and the constants tiled along them: the same operation on
+        # every value as broadcasting over C, without NumPy's C-long inner loops.
+        rows = image.reshape(-1, w * c)
+        np.divide(rows, _F32(255.0), out=rows)
+        np.subtract(rows, np.tile(np.broadcast_to(mean, (c,)), w), out=rows)
+        np.divide(rows, np.tile(np.broadcast_to(std, (c,)), w), out=rows)
+        return {**f, "image": image}
 
     return fn

@@ -8,12 +8,15 @@ each epoch shuffles the example indices as `Dataset.range(n).shuffle(buffer, see
 the per-example path, whose draws and arithmetic the ops reproduce. The batches are therefore
 bit for bit those of the tf.data pipeline (`cnnx.data.tf_pipeline`), which earlier runs read,
 so a run resumes exactly whichever of the two wrote it. A background thread prepares the next
-batches while the current step runs (what tf.data's prefetch did).
+batches while the current step runs (what tf.data's prefetch did), several at once on a
+machine with the cores for it.
 """
 
-import queue
-import threading
-from collections.abc import Iterator
+import collections
+import concurrent.futures
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 import numpy as np
 
@@ -25,8 +28,9 @@ from cnnx.errors import CnnxError, ConfigError
 
 # In-memory images are resized ahead (once) up to this size (float32 at the model's resolution).
 PRE_RESIZE_BYTES = 256 * 2**20
-# Batches prepared ahead of the one in use.
-PREFETCH = 2
+# Threads preparing batches, as many batches ahead of the one in use (at least 2).
+WORKERS = max(2, min(8, os.cpu_count() or 1))
+T = TypeVar("T")
 
 
 def presized(images: np.ndarray, pp: str, ctx: pp_lib.PPContext) -> np.ndarray:
@@ -41,43 +45,23 @@ def presized(images: np.ndarray, pp: str, ctx: pp_lib.PPContext) -> np.ndarray:
     )
 
 
-def prefetch(batches: Iterator[dict], depth: int = PREFETCH) -> Iterator[dict]:
-    """`batches`, computed up to `depth` ahead in a background thread (NumPy releases the GIL
-    in its array work); an error there is raised here, at the batch it stopped. Closing or
-    dropping the iterator stops the thread."""
-    ready: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work():
+def prefetch(fn: Callable[[T], dict], tasks: Iterable[T], workers: int = WORKERS) -> Iterator[dict]:
+    """`fn(task)` for each task, in order, computed by `workers` threads up to `workers` batches
+    ahead of the one taken (NumPy releases the GIL in its array work, so large batches use as
+    many cores). An error in `fn` is raised here, at its batch; closing or dropping the
+    iterator stops the work."""
+    with concurrent.futures.ThreadPoolExecutor(workers, "cnnx-in-memory-input") as pool:
+        pending: collections.deque = collections.deque()
         try:
-            for batch in batches:
-                if not put((True, batch)):
-                    return
-            put((False, None))
-        except BaseException as e:  # handed to the consumer, raised there
-            put((False, e))
-
-    threading.Thread(target=work, name="cnnx-in-memory-input", daemon=True).start()
-    try:
-        while True:
-            ok, item = ready.get()
-            if ok:
-                yield item
-            elif item is None:
-                return
-            else:
-                raise item
-    finally:
-        stop.set()
+            for task in tasks:
+                pending.append(pool.submit(fn, task))
+                if len(pending) > workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _probe(fn, pp: str, key: str) -> dict:
@@ -116,9 +100,10 @@ class TrainBatches:
         # `index` is the example's position in the split (fast linear probes use it).
         return {"image": image, "label": f["label"], "index": index}
 
-    def epoch(self, epoch: int, skip: int) -> Iterator[dict[str, np.ndarray]]:
-        """This process's batches of one epoch, from batch `skip` on: its rows of each global
-        batch of the shuffled order (every process walks the same order)."""
+    def epoch(self, epoch: int, skip: int) -> Iterator[tuple[np.ndarray, int]]:
+        """This process's batches of one epoch, from batch `skip` on, as (index, epoch seed)
+        for `batch`: its rows of each global batch of the shuffled order (every process walks
+        the same order)."""
         spec = self.spec
         n = spec.examples_per_reader
         eseed = spec.epoch_seed(epoch)
@@ -126,7 +111,7 @@ class TrainBatches:
         lo = spec.process_index * spec.local_batch
         for step in range(skip, spec.steps_per_epoch):
             start = step * spec.global_batch + lo
-            yield self.batch(order[start : start + spec.local_batch], eseed)
+            yield order[start : start + spec.local_batch], eseed
 
     def iterate(self, epoch: int, skip: int) -> Iterator[dict[str, np.ndarray]]:
         """Batches from batch `skip` of `epoch` on, forever, prefetched."""
@@ -137,7 +122,7 @@ class TrainBatches:
                 yield from self.epoch(e, k)
                 e, k = e + 1, 0
 
-        return prefetch(endless())
+        return prefetch(lambda task: self.batch(*task), endless())
 
 
 class EvalBatches:
@@ -180,6 +165,5 @@ class EvalBatches:
     def iterate(self) -> Iterator[dict[str, np.ndarray]]:
         """The pass's `num_batches` batches of `local_batch` rows, prefetched."""
         b = self.spec.local_batch
-        return prefetch(
-            self.batch(np.arange(i * b, (i + 1) * b)) for i in range(self.spec.num_batches)
-        )
+        rows = (np.arange(i * b, (i + 1) * b) for i in range(self.spec.num_batches))
+        return prefetch(self.batch, rows)

@@ -3,11 +3,13 @@ exact resume, prefetching, and runs without TensorFlow (a subprocess in which im
 fails)."""
 
 import dataclasses
+import itertools
 import pathlib
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -72,24 +74,26 @@ def test_evaluation_passes_are_tf_data_s(processes):
             assert_same_batches(list(fast.iterate()), list(slow.iterate()))
 
 
-def test_prefetch_keeps_order_raises_errors_and_stops_its_thread():
-    def batches():
-        yield from range(5)
-        raise ValueError("broken batch")
+def _workers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("cnnx-in-memory-input")]
 
-    it = prefetch(batches(), depth=2)
-    assert [next(it) for _ in range(5)] == list(range(5))
+
+def test_prefetch_keeps_order_raises_errors_and_stops_its_threads():
+    def slow_square(x):  # later tasks often finish first
+        time.sleep(0.01 * (3 - x % 4))
+        if x == 7:
+            raise ValueError("broken batch")
+        return x * x
+
+    it = prefetch(slow_square, range(10), workers=3)
+    assert [next(it) for _ in range(7)] == [x * x for x in range(7)]
     with pytest.raises(ValueError, match="broken batch"):
         next(it)
-    before = threading.active_count()
-    endless = prefetch(iter(range(10**9)), depth=2)
-    assert next(endless) == 0
-    assert threading.active_count() == before + 1
+    endless = prefetch(lambda x: x, itertools.count(), workers=3)
+    assert [next(endless) for _ in range(20)] == list(range(20))
+    assert _workers()
     endless.close()
-    for t in threading.enumerate():
-        if t.name == "cnnx-in-memory-input":
-            t.join(timeout=5)
-    assert threading.active_count() == before
+    assert not _workers()
 
 
 # Run in a subprocess: digits and synthetic pipelines, and what the TF-only parts say.
