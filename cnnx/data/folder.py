@@ -16,6 +16,9 @@ but where they are decoded: the pipelines run each example's reading and preproc
 a failure is caught per example (`cnnx.data.pipeline`), then call `record_unreadable`, which
 names the file and applies `on_corrupt`. That costs nothing for the good files (no second
 read, no second decode), unlike a scan of every file at start (ImageNet: 1.28 M files).
+
+Folders are read through tf.data: TensorFlow is imported when the source is resolved, so this
+module imports without it and a missing TensorFlow is one error line at once.
 """
 
 import dataclasses
@@ -23,10 +26,16 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
-import tensorflow as tf
 from absl import logging
 
-from cnnx.data.sources import Source, parse_split, process_slice, slice_indices, source
+from cnnx.data.sources import (
+    Source,
+    parse_split,
+    process_slice,
+    require_tensorflow,
+    slice_indices,
+    source,
+)
 from cnnx.errors import ConfigError, DataError
 
 # What tf.io.decode_image reads (the same extensions torchvision's ImageFolder takes, less
@@ -73,6 +82,8 @@ class FolderSource(Source):
         return len(self._entries(split))
 
     def dataset(self, split, *, process_index, process_count, drop_remainder, seed):
+        import tensorflow as tf
+
         del seed
         entries = self._entries(split)
         mine = process_slice(len(entries), process_index, process_count, drop_remainder)
@@ -82,9 +93,11 @@ class FolderSource(Source):
         return tf.data.Dataset.from_tensor_slices({"path": paths, "label": labels})
 
     def load(self, example):
+        import tensorflow as tf
+
         return {"image": tf.io.read_file(example["path"]), "label": example["label"]}
 
-    def describe(self, example) -> tf.Tensor:
+    def describe(self, example):
         return example["path"]
 
     def record_unreadable(self, path: bytes) -> None:
@@ -129,6 +142,8 @@ class FolderSource(Source):
 
 def why_unreadable(path: str) -> str:
     """Why a file could not be used, found again on the host (only for files that failed)."""
+    import tensorflow as tf
+
     try:
         with tf.io.gfile.GFile(path, "rb") as f:
             data = f.read()
@@ -278,4 +293,5 @@ def folder_source(root: str, on_corrupt: str) -> FolderSource:
 
 @source("folder")
 def _folder(arg: str, data) -> FolderSource:
+    require_tensorflow(f"--config.data.source=folder:{arg}")
     return folder_source(arg, data["on_corrupt"])

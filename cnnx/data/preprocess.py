@@ -1,9 +1,10 @@
 """The basic preprocessing ops: decoding, resizing, crops, flips and normalisation.
 
 Registered in the op registry (`cnnx.data.pp`), which composes them from a pp string such as
-`"inception_crop|flip|normalize"` or `"resize_crop|normalize"`. `decode`, `resize`,
-`resize_crop`, `random_crop`, `flip` and `normalize` also have batched forms (exactly the
-per-example results), which the pipelines use for in-memory data.
+`"inception_crop|flip|normalize"` or `"resize_crop|normalize"`. These are the tf.data forms,
+one example at a time; `decode`, `resize`, `resize_crop`, `random_crop`, `flip` and
+`normalize` also have batched NumPy forms (`cnnx.data.batched_ops`, exactly these results),
+which the pipelines use for in-memory data.
 """
 
 import tensorflow as tf
@@ -14,11 +15,9 @@ from cnnx.data.pp import (  # noqa: F401 (IMAGENET_*: the config schema imports 
     PPContext,
     decode,
     decode_crop,
-    draws,
     op,
     op_seed,
     resize,
-    resize_batch_to,
 )
 
 
@@ -70,34 +69,6 @@ def inception_crop(ctx: PPContext, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
     return fn
 
 
-def _batch_image(f):
-    """The images of a batch; batched forms take arrays (decoded images), never file bytes."""
-    if f["image"].dtype == tf.string:
-        raise ValueError("batched preprocessing takes decoded images, not encoded files")
-    return f["image"]
-
-
-@op("decode", batched=True)
-def decode_batched(ctx: PPContext):
-    """`decode` on a batch of arrays: nothing to decode."""
-    del ctx
-
-    def fn(f):
-        return {**f, "image": _batch_image(f)}
-
-    return fn
-
-
-@op("resize", batched=True, resizes_first=True)
-def resize_batched(ctx: PPContext):
-    """`resize` on a batch of equally sized images."""
-
-    def fn(f):
-        return {**f, "image": resize_batch_to(_batch_image(f), ctx.image_size)}
-
-    return fn
-
-
 @op("resize")
 def resize_op(ctx: PPContext):
     """Resize the whole image to the target size (no crop; small-image datasets)."""
@@ -138,24 +109,6 @@ def resize_crop(ctx: PPContext, crop_pct=None):
     return fn
 
 
-@op("resize_crop", batched=True)
-def resize_crop_batched(ctx: PPContext, crop_pct=None):
-    """`resize_crop` on a batch of equally sized images."""
-    pct = crop_pct if crop_pct is not None else ctx.crop_pct
-    s = ctx.image_size
-
-    def fn(f):
-        image = _batch_image(f)
-        new = _shorter_side_size(tf.shape(image)[1], tf.shape(image)[2], s, pct)
-        image = resize(image, new)
-        top, left = (new[0] - s) // 2, (new[1] - s) // 2
-        image = image[:, top : top + s, left : left + s]
-        image.set_shape([None, s, s, None])
-        return {**f, "image": image}
-
-    return fn
-
-
 @op("random_crop")
 def random_crop(ctx: PPContext, padding: int = 4):
     """CIFAR-style augmentation: resize to size, zero-pad by `padding`, random size crop."""
@@ -172,32 +125,6 @@ def random_crop(ctx: PPContext, padding: int = 4):
     return fn
 
 
-def _crop_offsets(seed, limit):
-    """The offsets `tf.image.stateless_random_crop` draws for a crop with `limit` positions
-    per axis (its own formula, so the batched crop matches it)."""
-    return tf.random.stateless_uniform([3], seed, maxval=tf.int32.max, dtype=tf.int32) % limit
-
-
-@op("random_crop", batched=True, resizes_first=True)
-def random_crop_batched(ctx: PPContext, padding: int = 4):
-    """`random_crop` on a batch of equally sized images: one resize, one pad, and each
-    example's window gathered by index (its own offsets, as the per-example op draws them)."""
-    s = ctx.image_size
-
-    def fn(f):
-        image = resize_batch_to(_batch_image(f), s)
-        image = tf.pad(image, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
-        limit = tf.constant([2 * padding + 1, 2 * padding + 1, 1], tf.int32)
-        offsets = draws(f, 2, lambda seed: _crop_offsets(seed, limit), tf.int32)
-        rows = offsets[:, 0:1] + tf.range(s)[None, :]
-        cols = offsets[:, 1:2] + tf.range(s)[None, :]
-        image = tf.gather(image, rows, axis=1, batch_dims=1)
-        image = tf.gather(image, cols, axis=2, batch_dims=1)
-        return {**f, "image": image}
-
-    return fn
-
-
 @op("flip")
 def flip(ctx: PPContext):
     """Random horizontal flip."""
@@ -205,20 +132,6 @@ def flip(ctx: PPContext):
 
     def fn(f):
         return {**f, "image": tf.image.stateless_random_flip_left_right(f["image"], op_seed(f, 3))}
-
-    return fn
-
-
-@op("flip", batched=True)
-def flip_batched(ctx: PPContext):
-    """`flip` on a batch: each example mirrored on its own draw (the per-example op's)."""
-    del ctx
-
-    def fn(f):
-        u = draws(f, 3, lambda seed: tf.random.stateless_uniform([], seed, 0, 1.0), tf.float32)
-        image = f["image"]
-        mirror = tf.reshape(u < 0.5, [-1, 1, 1, 1])
-        return {**f, "image": tf.where(mirror, tf.reverse(image, [2]), image)}
 
     return fn
 
@@ -234,7 +147,3 @@ def normalize(ctx: PPContext):
         return {**f, "image": (image - mean) / std}
 
     return fn
-
-
-# The same arithmetic on any number of leading axes (examples, views, batches).
-op("normalize", batched=True)(normalize)

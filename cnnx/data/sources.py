@@ -2,28 +2,59 @@
 
 `get_source(data)` builds one from the config's `data` section: the part of `data.source`
 before the first colon picks a constructor in `SOURCES` (registered with `@source(prefix)`;
-`cnnx.data.folder` registers `folder`), which reads the fields it needs (`data_dir` and
-`download` for TFDS, `on_corrupt` for folders); their defaults live in the config schema
-(`cnnx.train.config`) only.
+`cnnx.data.folder` registers `folder`, `cnnx.data.tfds_source` registers `tfds`), which reads
+the fields it needs (`data_dir` and `download` for TFDS, `on_corrupt` for folders); their
+defaults live in the config schema (`cnnx.train.config`) only.
 
 A source turns a split into a `tf.data.Dataset` of raw examples for one process:
 `{'image': uint8 HWC tensor or encoded JPEG/PNG bytes, 'label': int32}` in a fixed order
 (shuffling happens in the pipeline, seeded, so data order is a pure function of the seed and
-the epoch). Splits accept TFDS-style slices everywhere: `train[:90%]`, `test[100:200]`.
-Image folders live in `cnnx.data.folder`; every source's labels must lie in
-`[0, num_classes)` (`check_labels`), the one class count of a run.
+the epoch). In-memory sources (digits, synthetic: `ArraySource`) also give their arrays,
+which the batched pipelines read without TensorFlow; TFDS and folder sources need it, and
+say what to install when it is missing (`require_tensorflow`, when they are resolved).
+Splits accept TFDS-style slices everywhere: `train[:90%]`, `test[100:200]`. Every source's
+labels must lie in `[0, num_classes)` (`check_labels`), the one class count of a run.
 """
 
 import dataclasses
-import os
 import re
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from cnnx.errors import ConfigError, DataError
+
+# What a user without TensorFlow installs to read TFDS datasets and image folders.
+TF_DATA_INSTALL = "pip install tensorflow-cpu tensorflow-datasets"
+
+
+def require_tensorflow(what: str, datasets: bool = False):
+    """TensorFlow (and with `datasets` TensorFlow Datasets), imported for a source that is read
+    through tf.data.
+
+    Args:
+      what: the source, for the message (e.g. '--config.data.source=tfds:mnist').
+
+    Returns:
+      The `tensorflow` module.
+
+    Raises:
+      DataError: one line naming the source and what to install, when either is missing.
+    """
+    try:
+        import tensorflow as tf
+
+        if datasets:
+            import tensorflow_datasets  # noqa: F401
+    except ImportError as e:
+        needs = "TensorFlow and TensorFlow Datasets" if datasets else "TensorFlow"
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise DataError(
+            f"{what} is read through tf.data, which needs {needs}; it cannot be imported here "
+            f"({why}). Install them: {TF_DATA_INSTALL} (digits and synthetic data need neither)."
+        ) from None
+    return tf
 
 
 def parse_split(split: str) -> tuple[str, slice]:
@@ -114,8 +145,10 @@ class Source:
         only the examples a process keeps are read."""
         return example
 
-    def describe(self, example: dict) -> tf.Tensor:
-        """A string naming the example in messages (a file's path)."""
+    def describe(self, example: dict):
+        """A string tensor naming the example in messages (a file's path)."""
+        import tensorflow as tf
+
         del example
         return tf.constant(self.name)
 
@@ -138,10 +171,14 @@ class Source:
 
     def dataset(
         self, split: str, *, process_index: int, process_count: int, drop_remainder: bool, seed: int
-    ) -> tf.data.Dataset:
+    ):
         """Process `process_index`'s contiguous share of `split` (of `process_count`; with
         `drop_remainder` every share has the same size), in a fixed order; `seed` only
-        shuffles the order in which TFDS reads its files."""
+        shuffles the order in which TFDS reads its files.
+
+        Returns:
+          A `tf.data.Dataset` of raw examples (see the module docstring).
+        """
         raise NotImplementedError
 
 
@@ -186,6 +223,8 @@ class ArraySource(Source):
         return int(next(iter(self.images.values())).shape[-1])
 
     def dataset(self, split, *, process_index, process_count, drop_remainder, seed):
+        import tensorflow as tf  # the per-example pipeline's; batched ones read `arrays`
+
         del seed  # fixed order; shuffled downstream
         base, idx = self._indices(split)
         mine = process_slice(len(idx), process_index, process_count, drop_remainder)
@@ -254,100 +293,6 @@ def synthetic_source(
     return ArraySource("synthetic", num_classes, images, labels)
 
 
-@dataclasses.dataclass
-class TfdsSource(Source):
-    """A TensorFlow Datasets dataset, prepared in `data_dir` (default ~/tensorflow_datasets)."""
-
-    builder: object = None
-    image_key: str = "image"
-    label_key: str = "label"
-    global_order = False
-
-    def num_examples(self, split: str) -> int:
-        splits = self.builder.info.splits
-        try:
-            return splits[split].num_examples
-        except (KeyError, ValueError):
-            if len(splits):  # the dataset is there but has no such split
-                raise ConfigError(
-                    f"TFDS dataset {self.name!r} has no split {split!r}; available: "
-                    f"{sorted(splits.keys())}."
-                ) from None
-        # No split metadata (only under tfds.testing.mock_data): count by reading.
-        return int(self._read(split, shuffle=False, seed=0).reduce(0, lambda n, _: n + 1))
-
-    def _read(self, split: str, shuffle: bool, seed: int) -> tf.data.Dataset:
-        import tensorflow_datasets as tfds
-
-        read_config = tfds.ReadConfig(shuffle_seed=seed, interleave_cycle_length=16)
-        return self.builder.as_dataset(
-            split=split,
-            shuffle_files=shuffle,
-            read_config=read_config,
-            decoders={self.image_key: tfds.decode.SkipDecoding()},
-        )
-
-    def dataset(self, split, *, process_index, process_count, drop_remainder, seed):
-        import tensorflow_datasets as tfds
-
-        if process_count > 1:
-            split = tfds.split_for_jax_process(
-                split,
-                process_index=process_index,
-                process_count=process_count,
-                drop_remainder=drop_remainder,
-            )
-        ds = self._read(split, shuffle=drop_remainder, seed=seed)  # shuffle files when training
-        return ds.map(
-            lambda e: {"image": e[self.image_key], "label": tf.cast(e[self.label_key], tf.int32)}
-        )
-
-
-def tfds_source(name: str, data_dir: str | None, download: bool) -> TfdsSource:
-    """A TFDS dataset (`name` as `tfds.builder` takes it, e.g. 'imagenet2012:5.1.0').
-
-    Args:
-      data_dir: where it is prepared (None: TFDS's default, ~/tensorflow_datasets).
-      download: prepare it when it is not (for datasets TFDS can download).
-
-    Raises:
-      DataError: TFDS does not know it; it is not prepared (naming the command that
-        prepares it, or the manual download steps); it has no ClassLabel 'label'.
-    """
-    import tensorflow_datasets as tfds
-
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except Exception as e:  # DatasetNotFoundError and friends
-        raise DataError(f"TFDS has no dataset {name!r}: {e}") from None
-    if not builder.is_prepared():
-        manual = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
-        where = builder.data_dir
-        root = data_dir or os.path.dirname(os.path.dirname(where))
-        if manual:
-            raise DataError(
-                f"TFDS dataset {name!r} is not prepared in {where}.\n"
-                f"It needs a manual download: place the files in "
-                f"{os.path.join(root, 'downloads', 'manual')}"
-                f" and run\n  tfds build {name.split(':')[0]}"
-                + (f" --data_dir={data_dir}" if data_dir else "")
-                + f"\nInstructions from TFDS:\n{manual.strip()}\n"
-                "Or point --config.data.data_dir at the directory where it is prepared."
-            )
-        if not download:
-            raise DataError(
-                f"TFDS dataset {name!r} is not prepared in {where}. Run `tfds build "
-                f"{name.split(':')[0]}`, set --config.data.download=True to let training "
-                "download it, or point --config.data.data_dir at a prepared copy."
-            )
-        builder.download_and_prepare()
-    info = builder.info
-    label = info.features["label"] if "label" in info.features.keys() else None  # noqa: SIM118 (FeaturesDict)
-    if label is None or not hasattr(label, "num_classes"):
-        raise DataError(f"TFDS dataset {name!r} has no ClassLabel feature named 'label'.")
-    return TfdsSource(name=f"tfds:{name}", num_classes=label.num_classes, builder=builder)
-
-
 # The prefix of `data.source` (before the first ':') -> constructor(rest, data section).
 SOURCES: dict[str, Callable[[str, Any], Source]] = {}
 
@@ -375,11 +320,6 @@ def _synthetic(arg: str, data) -> ArraySource:
         raise ConfigError(f"--config.data.source=synthetic:{arg}: synthetic takes no argument.")
     sizes = {k: data[k] for k in ("num_classes", "image_size") if data.get(k) is not None}
     return synthetic_source(**sizes)
-
-
-@source("tfds")
-def _tfds(arg: str, data) -> TfdsSource:
-    return tfds_source(arg, data.get("data_dir"), data["download"])
 
 
 def get_source(data, **resolved) -> Source:

@@ -1,8 +1,11 @@
-"""Test helpers: a config `data` section for `get_source`, and TFDS's mock data."""
+"""Test helpers: a config `data` section for `get_source`, TFDS's mock data, in-memory
+sources read through tf.data one example at a time, and batch-for-batch comparison."""
 
 import contextlib
+import dataclasses
 from unittest import mock
 
+import numpy as np
 import tensorflow_datasets as tfds
 
 from cnnx.train.config import base_config
@@ -25,3 +28,22 @@ def mock_tfds(num_examples: int):
         mock.patch.object(tfds.core.DatasetBuilder, "is_prepared", return_value=True),
     ):
         yield
+
+
+def per_example(source):
+    """The same in-memory source, read through tf.data's per-example pipeline (the reference
+    the batched NumPy path must equal)."""
+    copy = dataclasses.replace(source)
+    copy.in_memory = False
+    return copy
+
+
+def assert_same_batches(got, want) -> None:
+    """The same number of batches, each with the same keys, dtypes, shapes and values."""
+    got, want = list(got), list(want)
+    assert len(got) == len(want)
+    for step, (a, b) in enumerate(zip(got, want, strict=True)):
+        assert set(a) == set(b)
+        for k in a:
+            assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, (step, k)
+            np.testing.assert_array_equal(a[k], b[k], err_msg=f"batch {step}, {k}")

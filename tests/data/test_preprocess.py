@@ -19,6 +19,7 @@ def _ctx(channels: int) -> pp_lib.PPContext:
 
 
 def _ops(channels: int) -> list[str]:
+    assert pp_lib.load_ops()  # every op module, registered
     # lighting is RGB-only (it refuses other channel counts when built).
     return [o for o in sorted(pp_lib.OPS) if not (o == "lighting" and channels != 3)]
 

@@ -2,7 +2,6 @@
 batched in-memory pipelines (exactly the per-example results, deterministic, resume-exact)."""
 
 import ast
-import dataclasses
 import pathlib
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from cnnx.data import EvalInput, PPContext, TrainInput, get_source
 from cnnx.data import pp as pp_lib
 from cnnx.data.sources import SOURCES
 from cnnx.errors import ConfigError
-from tests.data.sections import data_section
+from tests.data.sections import assert_same_batches, data_section, per_example
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 GRAY = PPContext(image_size=16, mean=(0.5,), std=(0.5,), channels=1)
@@ -71,6 +70,7 @@ def test_no_import_cycle_or_private_import_among_data_modules():
 
 
 def test_ops_of_every_module_are_registered():
+    assert pp_lib.load_ops()  # the registry imports the op modules by name
     assert {"decode", "resize", "resize_crop", "random_crop", "flip", "normalize"} <= set(
         pp_lib.OPS
     )
@@ -97,13 +97,6 @@ def test_source_table():
         get_source(data_section("folder:/nonexistent", on_corrupt="maybe"))
 
 
-def _per_example(source):
-    """The same source, read through the per-example pipeline."""
-    copy = dataclasses.replace(source)
-    copy.in_memory = False
-    return copy
-
-
 BATCHED_PPS = [
     "random_crop(padding=2)|flip|normalize",
     "decode|resize|flip|normalize",
@@ -116,7 +109,7 @@ BATCHED_PPS = [
 def test_batched_train_input_equals_per_example(pp):
     src = get_source(data_section("digits"))
     args = dict(split="train[:200]", pp=pp, ctx=GRAY, global_batch=16, seed=5, shuffle_buffer=64)
-    fast, slow = TrainInput(src, **args), TrainInput(_per_example(src), **args)
+    fast, slow = TrainInput(src, **args), TrainInput(per_example(src), **args)
     assert fast.batched and not slow.batched
     # The end of epoch 0 and the start of epoch 1 (a new shuffle and new draws), after a resume.
     start = fast.steps_per_epoch - 2
@@ -163,14 +156,11 @@ def test_batched_eval_input_equals_per_example(process_count):
     args = dict(split="test[:45]", pp="resize_crop|normalize", ctx=GRAY, global_batch=8)
     for i in range(process_count):
         kw = dict(process_index=i, process_count=process_count)
-        fast, slow = EvalInput(src, **args, **kw), EvalInput(_per_example(src), **args, **kw)
+        fast, slow = EvalInput(src, **args, **kw), EvalInput(per_example(src), **args, **kw)
         assert fast.batched and not slow.batched and fast.num_batches == slow.num_batches
         got, want = list(fast.iterate()), list(slow.iterate())
         assert len(got) == len(want) == fast.num_batches
-        for a, b in zip(got, want, strict=True):
-            for k in ("image", "label", "mask"):
-                assert a[k].dtype == b[k].dtype
-                np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        assert_same_batches(got, want)
     # The padding is masked out: over the processes, every example counts once.
     passes = [
         EvalInput(src, **args, process_index=i, process_count=process_count)
@@ -194,6 +184,9 @@ def test_batched_eval_input_with_an_empty_process_share():
     src = get_source(data_section("digits"))
     args = dict(split="test[:1]", pp="resize|normalize", ctx=GRAY, global_batch=4, process_count=2)
     first, second = EvalInput(src, **args, process_index=0), EvalInput(src, **args, process_index=1)
-    assert first.batched and not second.batched
+    assert first.batched and second.batched  # the empty share pads in NumPy too
     masks = [b["mask"].sum() for e in (first, second) for b in e.iterate()]
     assert sum(masks) == 1
+    # The padding of the empty share is the per-example path's.
+    want = EvalInput(per_example(src), **args, process_index=1).iterate()
+    assert_same_batches(second.iterate(), want)
