@@ -28,10 +28,8 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from cnnx.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from cnnx.errors import ConfigError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,10 +12,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from cnnx.config_schema import base_config
 from cnnx.data import mixing
 from cnnx.evaluate.metrics import TOP5_MIN_CLASSES
 from cnnx.layers.remat import compiler_options as remat_compiler_options
-from cnnx.train.config import base_config
 from cnnx.train.losses import soft_cross_entropy
 from cnnx.train.mesh import batch_sharding, replicated
 from cnnx.train.optim import at_step, lr_scale
@@ -44,7 +44,7 @@ _MIX_SALT = 0x6D6978
 class StepOptions:
     """The static settings of `train_step`, from a config's `train` section.
 
-    No defaults here: they live in the config schema (`cnnx.train.config.base_config`), and
+    No defaults here: they live in the config schema (`cnnx.config_schema.base_config`), and
     `from_config` reads a key a config lacks (an older config.json) from there.
 
     Attributes:

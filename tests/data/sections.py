@@ -5,7 +5,7 @@ from unittest import mock
 
 import tensorflow_datasets as tfds
 
-from cnnx.train.config import base_config
+from cnnx.config_schema import base_config
 
 
 def data_section(source: str, **overrides):
