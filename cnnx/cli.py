@@ -212,9 +212,10 @@ def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) ->
 
 
 def start_process() -> int | None:
-    """What every entry point does once its flags are parsed: logging, `jax.distributed` from
-    the shared multi-process flags (`cnnx.train.distributed.define_flags`), and tf.data kept
-    off the accelerators.
+    """What every entry point does once its flags are parsed: logging and `jax.distributed` from
+    the shared multi-process flags (`cnnx.train.distributed.define_flags`). TensorFlow is not
+    imported: the data that needs it imports it (`cnnx.process_defaults.import_tensorflow`,
+    which keeps it off the accelerators).
 
     Returns:
       None when the process is ready; 2 after printing one `error:` line when
@@ -229,9 +230,6 @@ def start_process() -> int | None:
     except CnnxError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    import tensorflow as tf
-
-    tf.config.set_visible_devices([], "GPU")  # tf.data only; accelerators belong to jax
     return None
 
 

@@ -13,12 +13,21 @@ user already has in the environment wins.
   give the same results either way (set it to 1 to have them back).
 * `TF_CPP_MIN_LOG_LEVEL=2`: TensorFlow's C++ info and warning lines.
 
-This module must not import JAX or TensorFlow.
+TensorFlow itself is imported only where TF data is read, through `import_tensorflow`, which
+keeps it off the accelerators and names what to install when it is missing.
+
+This module must not import JAX or TensorFlow (`import_tensorflow` does, when called).
 """
 
+import contextlib
+import functools
 import os
 
 from cnnx.backends.cpu import flags as xla_flags
+from cnnx.errors import MissingDependency
+
+# What to install for the data that TensorFlow reads (tf.data pipelines, TFDS, image folders).
+TFDATA_INSTALL = "pip install 'cnnx[tfdata]' (or pip install -r requirements.txt)"
 
 ENVIRONMENT = {
     "EPATH_USE_TF": "false",
@@ -33,3 +42,39 @@ def apply(environ=os.environ) -> None:
     xla_flags.apply(environ)
     for name, value in ENVIRONMENT.items():
         environ.setdefault(name, value)
+
+
+def import_tensorflow(purpose: str):
+    """TensorFlow, for a feature that reads data with it; the process's other parts never
+    import it (models, steps, checkpoints, writers, in-memory data).
+
+    The first call hides the accelerators from TensorFlow: tf.data runs on the host, and the
+    GPUs belong to jax (a TensorFlow that initialises them takes their memory).
+
+    Args:
+      purpose: what needs TensorFlow, as the user wrote it (e.g.
+        "--config.data.source=tfds:cifar10"), for the error.
+
+    Returns:
+      The `tensorflow` module.
+
+    Raises:
+      MissingDependency: TensorFlow cannot be imported; the message names what to install.
+    """
+    try:
+        return _tensorflow_on_the_host()
+    except ImportError as e:
+        raise MissingDependency(
+            f"{purpose} reads data with TensorFlow, which is not installed ({e}); install "
+            f"it with {TFDATA_INSTALL}."
+        ) from e
+
+
+@functools.cache
+def _tensorflow_on_the_host():
+    import tensorflow as tf
+
+    # RuntimeError: TensorFlow's devices were initialised before the first call.
+    with contextlib.suppress(RuntimeError):
+        tf.config.set_visible_devices([], "GPU")
+    return tf

@@ -99,9 +99,6 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", required=True)
     args = parser.parse_args(argv)
 
-    import tensorflow as tf
-
-    tf.config.set_visible_devices([], "GPU")  # tf.data only; accelerators belong to jax
     from cnnx.sweeps.spec import apply_overrides, load_sweep
     from cnnx.train import compile_cache, logs
 
