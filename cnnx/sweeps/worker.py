@@ -5,7 +5,7 @@ The sweep worker starts this as a subprocess per trial. The trial's config is re
 the sweep file (never serialised through JSON, so placeholder types survive) and the trial's
 overrides (JSON: Optuna's parameter values are JSON types). The outcome, with parameters and
 MACs, goes to `<workdir>/trial_result.json` (atomic write), its hyperparameters to the trial's
-TensorBoard log (clu `write_hparams`).
+TensorBoard log (`_hparams_/session_start_info`, for the HParams tab).
 """
 
 import json
