@@ -7,7 +7,7 @@ Optional values are typed placeholders (None until set), so overrides still type
 
 Imports neither TensorFlow nor JAX: loading a config, `--print_config` and the sweep
 coordinator run without them. The names the rules accept from registries that live above
-this module (optimizers, schedules, data sources) are written here as strings;
+this module (optimizers, schedules, data sources, losses) are written here as strings;
 tests/test_config_schema.py checks that they are the registries' keys.
 """
 
@@ -20,11 +20,12 @@ from ml_collections import config_dict
 from cnnx.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from cnnx.errors import ConfigError
 
-# The keys of cnnx.train.optim.OPTIMIZERS and SCHEDULES and of cnnx.data.sources.SOURCES
-# (the part of `data.source` before the first ':').
+# The keys of cnnx.train.optim.OPTIMIZERS and SCHEDULES, of cnnx.data.sources.SOURCES (the
+# part of `data.source` before the first ':') and of cnnx.train.losses.LOSSES.
 OPTIMIZER_NAMES = ("sgd", "rmsprop", "adamw", "lamb", "lars")
 SCHEDULE_NAMES = ("constant", "cosine", "step", "exponential", "plateau")
 SOURCE_KINDS = ("digits", "synthetic", "folder", "tfds")
+LOSS_NAMES = ("softmax_xent", "sigmoid_xent")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -108,6 +109,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.batch_size = 256  # global, over all devices and hosts
     c.train.num_epochs = 90.0
     c.train.num_steps = config_dict.placeholder(int)  # overrides num_epochs
+    # The loss, a key of cnnx.train.losses.LOSSES: 'softmax_xent' (softmax cross entropy) or
+    # 'sigmoid_xent' (binary cross entropy per class: timm's BinaryCrossEntropy).
+    c.train.loss = "softmax_xent"
     c.train.label_smoothing = 0.0
     c.train.aux_loss_weight = 0.3  # auxiliary classifiers (GoogLeNet, Inception v3)
     c.train.ema_decay = config_dict.placeholder(float)  # EMA of weights when set
@@ -315,6 +319,7 @@ _RULES = {
     "train.batch_size": _int(1),
     "train.num_epochs": _float(0.0, lo_open=True),
     "train.num_steps": _int(1, optional=True),
+    "train.loss": _choice(*LOSS_NAMES),
     "train.label_smoothing": _float(0.0, 1.0, hi_open=True),
     "train.aux_loss_weight": _float(0.0),
     "train.ema_decay": _float(0.0, 1.0, optional=True),

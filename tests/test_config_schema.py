@@ -11,7 +11,7 @@ from cnnx import config_schema
 from cnnx.config_schema import base_config, validate
 from cnnx.data.sources import SOURCES
 from cnnx.errors import ConfigError
-from cnnx.train import optim
+from cnnx.train import losses, optim
 from cnnx.train import workdir as wd
 from tests.test_configs import REPO, load
 
@@ -30,8 +30,9 @@ SAVED_RUNS = [
         (config_schema.OPTIMIZER_NAMES, optim.OPTIMIZERS),
         (config_schema.SCHEDULE_NAMES, optim.SCHEDULES),
         (config_schema.SOURCE_KINDS, SOURCES),
+        (config_schema.LOSS_NAMES, losses.LOSSES),
     ],
-    ids=["optimizers", "schedules", "sources"],
+    ids=["optimizers", "schedules", "sources", "losses"],
 )
 def test_names_are_the_registries_keys(names, registry):
     assert sorted(names) == sorted(registry)
@@ -81,3 +82,13 @@ def test_a_workdir_saved_before_new_fields_is_the_same_run(tmp_path, saved, conf
     # A changed identity key is still a change.
     config.model.width_mult = 0.5
     assert wd.config_changes(old, config) == {"model.width_mult": (1.0, 0.5)}
+
+
+def test_unknown_loss_names_the_valid_ones():
+    c = base_config()
+    c.train.loss = "focal"
+    with pytest.raises(ConfigError) as e:
+        validate(c)
+    assert "--config.train.loss='focal' must be one of 'softmax_xent', 'sigmoid_xent'" in str(
+        e.value
+    )
