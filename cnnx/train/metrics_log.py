@@ -17,7 +17,6 @@ from etils import epath
 from cnnx.errors import TrainingDiverged, WorkdirError
 from cnnx.train import event_files
 from cnnx.train import workdir as wd
-from cnnx.train.experiment import process_info
 from cnnx.train.profiling import StepTimer
 
 # The per-tensor parameter table of a run (shapes, dtypes, statistics), in its workdir.
@@ -281,7 +280,7 @@ def write_model_summary(workdir: str, exp, params) -> str:
     n_params = sum(int(np.prod(x.shape)) for x in leaves)
     n_bytes = sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in leaves)
     path = os.fspath(epath.Path(workdir) / MODEL_SUMMARY)
-    if process_info()[0] == 0:
+    if jax.process_index() == 0:
         # Parameters split across hosts (FSDP) cannot be fetched by one process.
         local = all(x.is_fully_addressable for x in leaves)
         table = parameter_overview.get_parameter_overview(
