@@ -17,8 +17,8 @@ import re
 import ml_collections
 from ml_collections import config_dict
 
-from cnnx.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from cnnx.errors import ConfigError
+from cnnx.image_stats import IMAGENET_MEAN, IMAGENET_STD
 
 # The keys of cnnx.train.optim.OPTIMIZERS and SCHEDULES, of cnnx.data.sources.SOURCES (the
 # part of `data.source` before the first ':') and of cnnx.train.losses.LOSSES.

@@ -101,19 +101,23 @@ for module in MODULES:
 
 @check("config_files")
 def _():
-    loaded = 0
+    loaded, failed = 0, []
     for path in sorted(glob.glob(REPO + "/configs/**/*.py", recursive=True)):
         text = open(path).read()
         if "def get_config(" not in text and "def get_sweep(" not in text:
             continue
-        spec = importlib.util.spec_from_file_location("cfg", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        make = getattr(module, "get_config", None) or module.get_sweep
-        make()
-        if (arg := SMOKE_ARGS.get(path.rsplit("/", 1)[1])) and "/sweeps/" not in path:
-            make(arg)
-        loaded += 1
+        try:
+            spec = importlib.util.spec_from_file_location("cfg", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            make = getattr(module, "get_config", None) or module.get_sweep
+            make()
+            if (arg := SMOKE_ARGS.get(path.rsplit("/", 1)[1])) and "/sweeps/" not in path:
+                make(arg)
+            loaded += 1
+        except Exception as e:
+            failed.append(f"{path[len(REPO) + 1:]}: {type(e).__name__}: {e}")
+    assert not failed, "; ".join(failed)
     assert loaded >= 16, loaded
 
 

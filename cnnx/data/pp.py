@@ -28,8 +28,8 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from cnnx.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from cnnx.errors import ConfigError
+from cnnx.image_stats import IMAGENET_MEAN, IMAGENET_STD
 
 
 @dataclasses.dataclass(frozen=True)

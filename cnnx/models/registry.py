@@ -12,13 +12,13 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from cnnx.data.normalization import (  # noqa: F401 (INCEPTION_*: the families' specs use them)
+from cnnx.errors import ConfigError
+from cnnx.image_stats import (  # noqa: F401 (INCEPTION_*: the families' specs use them)
     IMAGENET_MEAN,
     IMAGENET_STD,
     INCEPTION_MEAN,
     INCEPTION_STD,
 )
-from cnnx.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
