@@ -4,7 +4,7 @@
 before the first colon picks a constructor in `SOURCES` (registered with `@source(prefix)`;
 `cnnx.data.folder` registers `folder`), which reads the fields it needs (`data_dir` and
 `download` for TFDS, `on_corrupt` for folders); their defaults live in the config schema
-(`cnnx.config_schema`) only.
+(`cnnx.train.config`) only.
 
 A source turns a split into a `tf.data.Dataset` of raw examples for one process:
 `{'image': uint8 HWC tensor or encoded JPEG/PNG bytes, 'label': int32}` in a fixed order
