@@ -27,7 +27,10 @@ from cnnx.backends.cpu import flags as xla_flags
 from cnnx.errors import MissingDependency
 
 # What to install for the data that TensorFlow reads (tf.data pipelines, TFDS, image folders).
-TFDATA_INSTALL = "pip install 'cnnx[tfdata]' (or pip install -r requirements.txt)"
+TFDATA_INSTALL = (
+    "pip install 'cnnx[tfdata]' (or pip install tensorflow-cpu tensorflow-datasets, at the "
+    "versions requirements.txt pins)"
+)
 
 ENVIRONMENT = {
     "EPATH_USE_TF": "false",
@@ -44,7 +47,7 @@ def apply(environ=os.environ) -> None:
         environ.setdefault(name, value)
 
 
-def import_tensorflow(purpose: str):
+def import_tensorflow(purpose: str, datasets: bool = False):
     """TensorFlow, for a feature that reads data with it; the process's other parts never
     import it (models, steps, checkpoints, writers, in-memory data).
 
@@ -54,20 +57,27 @@ def import_tensorflow(purpose: str):
     Args:
       purpose: what needs TensorFlow, as the user wrote it (e.g.
         "--config.data.source=tfds:cifar10"), for the error.
+      datasets: TensorFlow Datasets is needed too.
 
     Returns:
       The `tensorflow` module.
 
     Raises:
-      MissingDependency: TensorFlow cannot be imported; the message names what to install.
+      MissingDependency: TensorFlow (or TFDS) cannot be imported; one line naming `purpose`
+        and what to install.
     """
     try:
-        return _tensorflow_on_the_host()
+        tf = _tensorflow_on_the_host()
+        if datasets:
+            import tensorflow_datasets  # noqa: F401
     except ImportError as e:
+        needs = "TensorFlow and TensorFlow Datasets" if datasets else "TensorFlow"
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise MissingDependency(
-            f"{purpose} reads data with TensorFlow, which is not installed ({e}); install "
-            f"it with {TFDATA_INSTALL}."
-        ) from e
+            f"{purpose} reads data with {needs}, which cannot be imported here ({why}); "
+            f"install with {TFDATA_INSTALL}. Digits and synthetic data need neither."
+        ) from None
+    return tf
 
 
 @functools.cache

@@ -30,3 +30,13 @@ def test_import_tensorflow_without_it_names_what_to_install(monkeypatch):
     message = str(e.value)
     assert message.startswith("--config.data.source=tfds:cifar10 reads data with TensorFlow")
     assert "pip install 'cnnx[tfdata]'" in message and "requirements.txt" in message
+
+
+def test_import_tensorflow_datasets_without_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
+    with pytest.raises(MissingDependency) as e:
+        process_defaults.import_tensorflow("--config.data.source=tfds:mnist", datasets=True)
+    message = str(e.value)
+    assert "needs" not in message and "TensorFlow and TensorFlow Datasets" in message
+    assert "tfds:mnist" in message and "pip install tensorflow-cpu tensorflow-datasets" in message
+    assert process_defaults.import_tensorflow("a test").__name__ == "tensorflow"
