@@ -17,7 +17,7 @@ _CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 CONFIG_HELP = (
     "Config file, path[:arg] (e.g. configs/resnet.py:50,smoke): its get_config(arg) returns "
     "an ml_collections ConfigDict. The schema (every section, key and default) is "
-    "cnnx/train/config.py: base_config() for the keys, _RULES for the allowed values. "
+    "cnnx/config_schema.py: base_config() for the keys, _RULES for the allowed values. "
     "Override any key on the command line with --config.<section>.<key>=<value>, e.g. "
     "--config.train.batch_size=256 --config.optim.base_lr=0.1 "
     "--config.data.mean='(0.5,)'; values are parsed as Python literals, unknown keys are "
@@ -27,15 +27,15 @@ CONFIG_HELP = (
 
 def print_config(config) -> int:
     """train.py --print_config: prints the config (file + overrides) as the JSON a run saves
-    in config.json, once it passes the schema check (`cnnx.train.config.validate`) and names
+    in config.json, once it passes the schema check (`cnnx.config_schema.validate`) and names
     a registered model.
 
     Returns:
       0 after printing it to stdout; 2 after one `error:` line when it is invalid.
     """
     from cnnx import models
+    from cnnx.config_schema import validate
     from cnnx.errors import CnnxError
-    from cnnx.train.config import validate
 
     try:
         validate(config)
@@ -212,9 +212,10 @@ def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) ->
 
 
 def start_process() -> int | None:
-    """What every entry point does once its flags are parsed: logging, `jax.distributed` from
-    the shared multi-process flags (`cnnx.train.distributed.define_flags`), and tf.data kept
-    off the accelerators.
+    """What every entry point does once its flags are parsed: logging and `jax.distributed` from
+    the shared multi-process flags (`cnnx.train.distributed.define_flags`). TensorFlow is not
+    imported: the data that needs it imports it (`cnnx.process_defaults.import_tensorflow`,
+    which keeps it off the accelerators).
 
     Returns:
       None when the process is ready; 2 after printing one `error:` line when
@@ -229,9 +230,6 @@ def start_process() -> int | None:
     except CnnxError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    import tensorflow as tf
-
-    tf.config.set_visible_devices([], "GPU")  # tf.data only; accelerators belong to jax
     return None
 
 

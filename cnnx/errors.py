@@ -17,6 +17,11 @@ class DataError(CnnxError):
     """A dataset is missing, unreadable, or does not fit the configuration."""
 
 
+class MissingDependency(CnnxError):
+    """A package that the asked-for feature needs is not installed (e.g. TensorFlow for TFDS
+    and image folders); the message names what to install."""
+
+
 class CheckpointError(CnnxError):
     """A checkpoint cannot be saved or restored (missing, corrupt, or of another model)."""
 

@@ -1,4 +1,5 @@
-"""What many config files share: the `:arg` parser and the bundled-digits data block.
+"""What many config files share: the `:arg` parser, the bundled-digits data block and the
+`:smoke` variant.
 
 Modelled on big_vision's configs/common.py (`parse_arg`). Config files import it as
 `configs.common`; train.py, eval.py, the scripts and the tests run with the repository root on
@@ -117,4 +118,39 @@ def eval_every_epochs(c: ml_collections.ConfigDict, epochs: float) -> ml_collect
     """
     steps_per_epoch = DIGITS_TRAIN_EXAMPLES // c.train.batch_size
     c.eval.every_steps = max(1, round(epochs * steps_per_epoch))
+    return c
+
+
+def smoke(
+    c: ml_collections.ConfigDict, image_size: int | None = None, model: str | None = None
+) -> ml_collections.ConfigDict:
+    """Turns any recipe into a short run on synthetic data (the `:smoke` arg): a few steps,
+    about a minute on a CPU, mostly compilation.
+
+    Args:
+      c: the recipe's config, changed in place.
+      image_size: the synthetic images' resolution (None: the model's).
+      model: how the recipe shrinks its model, if it does (e.g. 'one block per stage'); with
+        the data it makes `c.smoke`, which the final summary line prints.
+
+    Returns:
+      `c`, for chaining.
+    """
+    c.data.source = "synthetic"
+    c.data.train_split = "train"
+    c.data.eval_split = "test"
+    c.data.num_classes = 10
+    c.data.image_size = image_size
+    c.data.cache = True
+    c.data.shuffle_buffer = 512
+    c.train.batch_size = 16
+    c.eval.batch_size = 16
+    c.train.num_steps = 6
+    c.train.num_epochs = 1.0
+    c.train.log_every_steps = 2
+    c.eval.every_steps = 1000
+    c.ckpt.every_steps = 1000
+    c.schedule.warmup_epochs = 0.0
+    c.model.dtype = "float32"
+    c.smoke = ", ".join(filter(None, ("synthetic data", model, "a few steps")))
     return c

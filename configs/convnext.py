@@ -15,8 +15,8 @@ On a 2-core CPU: the recipe needs ImageNet and an accelerator (300 epochs). `:ti
 compilation; top-1 at chance.
 """
 
-from cnnx.train.config import base_config, smoke
-from configs.common import parse_arg
+from cnnx.config_schema import base_config
+from configs.common import parse_arg, smoke
 
 DROP_PATH = {"tiny": 0.1, "small": 0.4, "base": 0.5, "large": 0.5}
 

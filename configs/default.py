@@ -10,8 +10,8 @@ epochs and at the end: on the digits one evaluation costs about an epoch of trai
 about 10 s, top-1 around 50% (a few steps).
 """
 
-from cnnx.train.config import base_config, smoke
-from configs.common import digits_data, eval_every_epochs, parse_arg
+from cnnx.config_schema import base_config
+from configs.common import digits_data, eval_every_epochs, parse_arg, smoke
 
 
 def get_config(arg: str | None = None):

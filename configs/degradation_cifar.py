@@ -15,7 +15,7 @@ about 40 s for resnet20 (35 CPU-seconds measured; 99.4% top-1), about three time
 the 56-layer nets; a scaled-down run, not the paper's figure.
 """
 
-from cnnx.train.config import base_config
+from cnnx.config_schema import base_config
 from configs.common import digits_data, parse_arg
 
 NETWORKS = ("plain20", "plain56", "resnet20", "resnet56")

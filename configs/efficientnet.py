@@ -24,8 +24,8 @@ On a 2-core CPU: `:b0,smoke` about 1 minute (mostly compilation), top-1 at chanc
 """
 
 from cnnx import models
-from cnnx.train.config import base_config, smoke
-from configs.common import parse_arg
+from cnnx.config_schema import base_config
+from configs.common import parse_arg, smoke
 
 VARIANTS = ("b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7")
 

@@ -24,7 +24,7 @@ at 224 px); `probe` computes the features once and then trains only the head. `s
 20 s, about 98% top-1 on even / odd.
 """
 
-from cnnx.train.config import base_config
+from cnnx.config_schema import base_config
 from configs.common import digits_data, parse_arg
 
 BACKBONE = r"^(?!head/)"  # everything but the classifier

@@ -16,8 +16,8 @@ On a 2-core CPU: the recipe needs ImageNet and an accelerator (120 epochs). `:sm
 compilation; top-1 at chance.
 """
 
-from cnnx.train.config import base_config, smoke
-from configs.common import parse_arg
+from cnnx.config_schema import base_config
+from configs.common import parse_arg, smoke
 
 
 def get_config(arg: str | None = None):

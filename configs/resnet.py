@@ -23,8 +23,8 @@ On a 2-core CPU: the recipes need ImageNet and an accelerator (90-120 epochs). `
 top-1 at chance.
 """
 
-from cnnx.train.config import base_config, smoke
-from configs.common import parse_arg
+from cnnx.config_schema import base_config
+from configs.common import parse_arg, smoke
 
 DEPTHS = (18, 34, 50, 101, 152)
 

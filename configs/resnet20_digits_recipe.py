@@ -18,8 +18,8 @@ Expected on a 2-core CPU: ≥ 98% top-1 on the 359 held-out digits (eval_ema/top
 top-1 at chance.
 """
 
-from cnnx.train.config import base_config, smoke
-from configs.common import digits_data, eval_every_epochs, parse_arg
+from cnnx.config_schema import base_config
+from configs.common import digits_data, eval_every_epochs, parse_arg, smoke
 
 
 def get_config(arg: str | None = None):

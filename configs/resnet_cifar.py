@@ -18,8 +18,8 @@ CPU-seconds, compilation included); `:20,smoke` (synthetic data, 6 steps) about 
 compilation.
 """
 
-from cnnx.train.config import base_config, smoke
-from configs.common import digits_data, eval_every_epochs, parse_arg
+from cnnx.config_schema import base_config
+from configs.common import digits_data, eval_every_epochs, parse_arg, smoke
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)

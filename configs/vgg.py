@@ -15,8 +15,8 @@ On a 2-core CPU: the recipe needs ImageNet and an accelerator (74 epochs). `:11_
 chance.
 """
 
-from cnnx.train.config import base_config, smoke
-from configs.common import parse_arg
+from cnnx.config_schema import base_config
+from configs.common import parse_arg, smoke
 
 VARIANTS = ("11", "11_lrn", "13", "16c", "16", "19", "11_bn", "13_bn", "16_bn", "19_bn")
 

@@ -79,9 +79,9 @@ def load_images(args) -> list[np.ndarray]:
 
 
 def run_row(pp: str, images, ctx) -> list[np.ndarray]:
-    import tensorflow as tf
-
     from cnnx.data.pp import build
+
+    tf = process_defaults.import_tensorflow("scripts/augment_gallery.py")
 
     fn = build(pp, ctx)
     rows = []
@@ -130,11 +130,15 @@ def grid(rows, size: int, label_width: int = 190) -> Image.Image:
 
 def main(argv=None) -> int:
     args = script_flags.parse(FLAGS, argv, __doc__)
-    import tensorflow as tf
+    from cnnx.errors import CnnxError
 
+    try:  # the ops are tf.data ops
+        process_defaults.import_tensorflow("scripts/augment_gallery.py")
+    except CnnxError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     from cnnx.data.preprocess import PPContext
 
-    tf.config.set_visible_devices([], "GPU")
     images = load_images(args)
     ctx = PPContext(image_size=args.image_size, mean=MEAN, std=STD, channels=3)
     rows = [(name, run_row(pp, images, ctx)) for name, pp in ROWS]

@@ -103,10 +103,10 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     from cnnx import convert, models
+    from cnnx.config_schema import base_config
     from cnnx.errors import CnnxError
     from cnnx.train import workdir as wd
     from cnnx.train.checkpoint import Checkpointer
-    from cnnx.train.config import base_config
     from cnnx.train.state import TrainState
 
     if not epath.Path(args.torch_weights).exists():

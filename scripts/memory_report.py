@@ -94,8 +94,8 @@ def main(argv=None) -> int:
     jax.config.update("jax_platforms", "cpu")
     from cnnx import models
     from cnnx.analysis.memory import sharded_train_memory
+    from cnnx.config_schema import base_config
     from cnnx.layers.remat import compiler_options
-    from cnnx.train.config import base_config
     from cnnx.train.mesh import make_mesh
 
     optim_cfg = base_config().optim

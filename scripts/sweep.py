@@ -140,7 +140,8 @@ def _parse(argv: list[str]) -> None:
 
 
 def _start() -> int | None:
-    """Logging, jax.distributed from the multi-process flags, tf.data off the accelerators."""
+    """Logging and jax.distributed from the multi-process flags (TensorFlow, where a trial's
+    data needs it, is imported by the data and kept off the accelerators there)."""
     from cnnx.errors import CnnxError
     from cnnx.train import distributed, logs
 
@@ -150,9 +151,6 @@ def _start() -> int | None:
     except CnnxError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    import tensorflow as tf
-
-    tf.config.set_visible_devices([], "GPU")  # tf.data only; accelerators belong to jax
     return None
 
 

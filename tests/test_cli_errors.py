@@ -114,4 +114,4 @@ def test_help_exits_0_and_says_where_the_config_schema_is(script):
     assert p.returncode == 0, p.stderr
     assert "--workdir" in p.stdout
     if script == "train.py":
-        assert "cnnx/train/config.py" in p.stdout and "--config.<section>.<key>" in p.stdout
+        assert "cnnx/config_schema.py" in p.stdout and "--config.<section>.<key>" in p.stdout

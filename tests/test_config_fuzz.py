@@ -181,7 +181,7 @@ def test_overrides_run_or_fail_clearly(extra):
 # What the fuzzer found, kept as regressions. Before the fixes these ended in a traceback
 # (what was raised, and where) or ran and did something else than asked.
 FOUND = {
-    # Found with the validation of cnnx/train/config.py in place (fixed in the data pipeline,
+    # Found with the validation of cnnx/config_schema.py in place (fixed in the data pipeline,
     # experiment.setup and the step-count check):
     "channels_unlike_the_arrays": {"data.channels": "3"},  # flax ScopeParamShapeError, 1st step
     "empty_eval_split": {"data.eval_split": "test[1000:]"},  # IndexError in ArraySource

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from cnnx import models
-from cnnx.train.config import base_config
+from cnnx.config_schema import base_config
 from cnnx.train.loop import train_and_evaluate
 from configs import common
 from configs.efficientnet import VARIANTS as EFFICIENTNET_VARIANTS

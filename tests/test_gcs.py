@@ -95,8 +95,7 @@ def test_tensorboard_events_reach_the_bucket(gcs):  # noqa: F811
     from cnnx.train import metrics_log
 
     logdir = gcs.folder("tb")
-    writer = metrics_log.metric_writer(logdir)
-    mirror = writer._writers[-1]
+    writer = mirror = metrics_log.metric_writer(logdir)
     writer.write_scalars(1, {"train/loss": 1.0})
     assert not list(epath.Path(logdir).glob("events.out.tfevents.*"))  # not yet: no flush
     writer.flush()

@@ -437,7 +437,7 @@ def _check_absl(script: str, args: list[str], monkeypatch):
     config_flags.DEFINE_config_file(
         "config", None, "", flag_values=fv, lock_config=True, sys_argv=argv
     )
-    from cnnx.train.config import validate
+    from cnnx.config_schema import validate
 
     try:
         fv(argv)  # loads the file, applies every override

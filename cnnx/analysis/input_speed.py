@@ -59,8 +59,8 @@ def pipeline_throughput(
       {'ips': images / s over the timed batches, 'batch_ms_median', 'batches', 'files',
       'mean_file_kb', 'pp', 'resolution'}.
     """
+    from cnnx.config_schema import base_config
     from cnnx.data import PPContext, TrainInput, get_source
-    from cnnx.train.config import base_config
 
     section = base_config().data
     section.source = f"folder:{root}"

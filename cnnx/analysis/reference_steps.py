@@ -4,7 +4,7 @@ defaults.
 
 The train step is the one `train.py` runs with `configs/default.py`'s step options and the
 schema's optimizer (SGD, momentum 0.9, weight decay 1e-4, cosine schedule; see
-`cnnx.train.config.base_config`): forward, softmax cross entropy, backward, the optimizer
+`cnnx.config_schema.base_config`): forward, softmax cross entropy, backward, the optimizer
 update and the step's metrics, the state donated. So "train speed" and "train memory" mean
 the same thing in `scripts/summarize.py`, `scripts/benchmark.py` and
 `scripts/memory_report.py` as in training.
@@ -101,8 +101,8 @@ def train_setup(
       A `TrainSetup`.
     """
     # cnnx.train pulls in the data pipeline (TensorFlow): loaded only when a step is built.
+    from cnnx.config_schema import base_config
     from cnnx.train import optim, sharding, steps
-    from cnnx.train.config import base_config
     from cnnx.train.mesh import batch_sharding, make_mesh, replicated
     from cnnx.train.state import create_train_state
 

@@ -11,9 +11,9 @@ import ml_collections
 from etils import epath
 
 from cnnx.errors import CheckpointError, CnnxError, ConfigError, WorkdirError
-from cnnx.evaluate import views as views_lib
 from cnnx.evaluate.classification import Member, evaluate_members
 from cnnx.evaluate.metrics import format_metrics
+from cnnx.process_defaults import import_tensorflow
 from cnnx.train import distributed, optim
 from cnnx.train import workdir as wd
 from cnnx.train.build import init_state, make_eval_input, make_tx
@@ -75,9 +75,16 @@ def restore_state(config, workdir: str, step: int | None = None):
 
 
 def view_pp(views: str | None, eval_pp: str) -> str:
-    """The eval pp string with its resize/crop op replaced by a view op (`tencrop`, ...)."""
+    """The eval pp string with its resize/crop op replaced by a view op (`tencrop`, ...).
+
+    The view ops are tf.data ops: asking for views imports TensorFlow and registers them
+    (`cnnx.evaluate.views`); an evaluation without views needs neither.
+    """
     if not views:
         return eval_pp
+    import_tensorflow(f"--views={views}")
+    from cnnx.evaluate import views as views_lib  # registers the view ops
+
     if views.split("(")[0].strip() not in views_lib.VIEW_OPS:
         raise ConfigError(f"Unknown --views={views!r}; use one of {sorted(views_lib.VIEW_OPS)}.")
     ops = [p.strip() for p in eval_pp.split("|")]

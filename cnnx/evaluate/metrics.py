@@ -11,8 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# Top-5 of a problem with 5 classes or fewer is 100% whatever the model: not reported there.
-TOP5_MIN_CLASSES = 6
+from cnnx.accuracy import TOP5_MIN_CLASSES, topk_hits
 
 
 def masked_sums(log_probs, labels, mask, *, scores=None, confusion: bool = True) -> dict:
@@ -34,8 +33,7 @@ def masked_sums(log_probs, labels, mask, *, scores=None, confusion: bool = True)
     """
     k = log_probs.shape[-1]
     mask = mask.astype(jnp.float32)
-    top = jax.lax.top_k(log_probs if scores is None else scores, min(5, k))[1]
-    hits = top == labels[:, None]
+    hits, top = topk_hits(log_probs if scores is None else scores, labels, 5)
     nll = -jnp.take_along_axis(log_probs, labels[:, None].astype(jnp.int32), axis=-1)[:, 0]
     true = jax.nn.one_hot(labels, k, dtype=jnp.float32) * mask[:, None]
     predicted = jax.nn.one_hot(top[:, 0], k, dtype=jnp.float32)

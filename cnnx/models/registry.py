@@ -13,13 +13,12 @@ from types import MappingProxyType
 from typing import Any
 
 from cnnx.errors import ConfigError
-
-# Input normalisations of reference weights, applied to pixels / 255 (cnnx.data.pp
-# keeps the ImageNet pair for the data pipeline; these say what a reference model expects).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-INCEPTION_MEAN = (0.5, 0.5, 0.5)  # (x - 0.5) / 0.5: TF-trained and timm "inception" weights
-INCEPTION_STD = (0.5, 0.5, 0.5)
+from cnnx.image_stats import (  # noqa: F401 (INCEPTION_*: the families' specs use them)
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    INCEPTION_MEAN,
+    INCEPTION_STD,
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,7 @@ The sweep worker starts this as a subprocess per trial. The trial's config is re
 the sweep file (never serialised through JSON, so placeholder types survive) and the trial's
 overrides (JSON: Optuna's parameter values are JSON types). The outcome, with parameters and
 MACs, goes to `<workdir>/trial_result.json` (atomic write), its hyperparameters to the trial's
-TensorBoard log (clu `write_hparams`).
+TensorBoard log (`_hparams_/session_start_info`, for the HParams tab).
 """
 
 import json
@@ -99,9 +99,6 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", required=True)
     args = parser.parse_args(argv)
 
-    import tensorflow as tf
-
-    tf.config.set_visible_devices([], "GPU")  # tf.data only; accelerators belong to jax
     from cnnx.sweeps.spec import apply_overrides, load_sweep
     from cnnx.train import compile_cache, logs
 

@@ -16,11 +16,11 @@ from jax.sharding import Mesh
 
 from cnnx import models
 from cnnx.analysis.coverage import unused_input_positions
+from cnnx.config_schema import validate
 from cnnx.data import PPContext, Source, get_source
 from cnnx.errors import ConfigError
 from cnnx.layers.remat import POLICIES as REMAT_POLICIES
 from cnnx.models.registry import ModelSpec, model_fields
-from cnnx.train.config import validate
 from cnnx.train.mesh import check_batch, mesh_from_config
 from cnnx.train.sharding import parse_rules
 

@@ -18,6 +18,7 @@ from flax import traverse_util
 
 from cnnx.data import to_global
 from cnnx.errors import ConfigError
+from cnnx.process_defaults import import_tensorflow
 from cnnx.train import finetune, optim
 from cnnx.train import workdir as wd
 from cnnx.train.build import (
@@ -54,9 +55,9 @@ def find_head(params, pattern: str) -> tuple[str, ...]:
 
 def extract_features(exp, variables, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Backbone features (num_classes=0) and labels of every example of a split, in order."""
-    import tensorflow as tf
-
     from cnnx.data.pp import build as build_pp
+
+    tf = import_tensorflow("--config.train.fast_linear_probe=True")
 
     feature_model = build_model(exp.config, 0)[1]
     pp = build_pp(exp.config.data.train_pp, exp.pp_context(train=True))

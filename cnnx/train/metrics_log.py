@@ -5,20 +5,18 @@ table (`model_summary.txt`). Failed writes (a full disk) become one `WorkdirErro
 
 import contextlib
 import os
-import shutil
 import tempfile
 import time
 
 import jax
 import numpy as np
-import tensorflow as tf
 from absl import logging
-from clu import metric_writers, parameter_overview
+from clu import parameter_overview
 from etils import epath
 
 from cnnx.errors import TrainingDiverged, WorkdirError
+from cnnx.train import event_files
 from cnnx.train import workdir as wd
-from cnnx.train.experiment import process_info
 from cnnx.train.profiling import StepTimer
 
 # The per-tensor parameter table of a run (shapes, dtypes, statistics), in its workdir.
@@ -32,76 +30,28 @@ MAX_CONSECUTIVE_SKIPS = 100
 # --- TensorBoard ----------------------------------------------------------------------------
 
 
-class _Mirror(metric_writers.MetricWriter):
-    """Copies the event files of a local folder into a gs:// folder: at each flush and close,
-    and after a write when `every_secs` passed since the last copy (TensorFlow's own writer
-    flushes every two minutes too, and cnnx's loop flushes only at the end of a run).
+def metric_writer(logdir: str, *, just_logging: bool = False):
+    """The TensorBoard writer of `logdir` (`cnnx.train.event_files`, no TensorFlow needed).
 
-    Writes nothing itself: it sits after the TensorBoard writer (`inner`) in a `MultiWriter`.
-    A file is copied whole when its size changed: an object cannot be appended to, and
-    TensorFlow's GCS writer also uploads the whole file again at each flush. The local folder
-    is removed on close.
-    """
-
-    def __init__(self, inner, local: str, remote: str, every_secs: float = 120.0):
-        self.inner, self.local, self.remote, self.every_secs = inner, local, remote, every_secs
-        self._copied: dict[str, int] = {}
-        self._last = time.monotonic()
-
-    def _sync(self) -> None:
-        self._last = time.monotonic()
-        for root, _, files in os.walk(self.local):
-            for name in files:
-                source = os.path.join(root, name)
-                size = os.path.getsize(source)
-                if self._copied.get(source) == size:
-                    continue
-                target = epath.Path(self.remote) / os.path.relpath(source, self.local)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with open(source, "rb") as f:
-                    target.write_bytes(f.read())
-                self._copied[source] = size
-
-    def _written(self, *args, **kwargs) -> None:
-        if time.monotonic() - self._last >= self.every_secs:
-            self.inner.flush()
-            self._sync()
-
-    write_summaries = write_scalars = write_images = write_videos = _written
-    write_audios = write_texts = write_histograms = write_hparams = _written
-
-    def flush(self) -> None:
-        self._sync()
-
-    def close(self) -> None:
-        try:
-            self._sync()
-        finally:
-            shutil.rmtree(self.local, ignore_errors=True)
-
-
-def metric_writer(logdir: str, *, just_logging: bool = False) -> metric_writers.MetricWriter:
-    """A TensorBoard writer (clu's `SummaryWriter`) for `logdir`, synchronous.
-
-    Synchronous, so that a failed write raises in the caller, not in a background thread.
-    For a gs:// `logdir` the events are written into a local temporary folder and copied into
-    `logdir` at each `flush()` and at `close()`: TensorFlow, which writes them, reaches Cloud
-    Storage through its own client, which has no endpoint setting (it would ignore
-    `STORAGE_EMULATOR_HOST` and write to the real bucket, or fail without credentials);
-    the copy goes through the path layer like every other file of the workdir.
+    It writes synchronously, so that a failed write raises in the caller, not in a background
+    thread. For a gs:// `logdir` the events are written into a local temporary folder and
+    copied into `logdir` at each `flush()` and `close()` and at least every two minutes
+    (`MirroredWriter`): an object cannot be appended to, and the copy goes through the path
+    layer like every other file of the workdir.
 
     Args:
       logdir: where the event files go (local or gs://).
       just_logging: write nothing (processes other than 0; the trainer logs its own lines).
+
+    Returns:
+      An object with `write_scalars(step, {tag: value})`, `write_hparams({name: value})`,
+      `flush()` and `close()`.
     """
-    # TensorBoard only: the log lines are the trainer's own (one per log step).
     if just_logging:
-        return metric_writers.MultiWriter([])
+        return event_files.NoWriter()
     if not wd.is_remote(logdir):
-        return metric_writers.MultiWriter([metric_writers.SummaryWriter(logdir)])
-    local = tempfile.mkdtemp(prefix="cnnx_events_")
-    inner = metric_writers.SummaryWriter(local)
-    return metric_writers.MultiWriter([inner, _Mirror(inner, local, logdir)])
+        return event_files.EventWriter(logdir)
+    return event_files.MirroredWriter(tempfile.mkdtemp(prefix="cnnx_events_"), logdir)
 
 
 class WriteFailed(Exception):
@@ -112,16 +62,13 @@ class WriteFailed(Exception):
         self.path, self.error = path, error
 
 
-# What a failed metrics write raises: OSError from Python file code, OpError from TensorFlow's
-# summary writer ("...; No space left on device").
-_METRIC_WRITE_ERRORS = (OSError, tf.errors.OpError)
-
-
 @contextlib.contextmanager
 def writing(path: str):
+    """Turns a failed write (OSError: the metrics files and event files are Python files) into
+    `WriteFailed` naming `path`."""
     try:
         yield
-    except _METRIC_WRITE_ERRORS as e:
+    except OSError as e:
         raise WriteFailed(path, e) from e
 
 
@@ -333,7 +280,7 @@ def write_model_summary(workdir: str, exp, params) -> str:
     n_params = sum(int(np.prod(x.shape)) for x in leaves)
     n_bytes = sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in leaves)
     path = os.fspath(epath.Path(workdir) / MODEL_SUMMARY)
-    if process_info()[0] == 0:
+    if jax.process_index() == 0:
         # Parameters split across hosts (FSDP) cannot be fetched by one process.
         local = all(x.is_fully_addressable for x in leaves)
         table = parameter_overview.get_parameter_overview(

@@ -3,7 +3,7 @@
 The config gives `base_lr` per 256 images and lengths in epochs; `scaled_lr` scales the rate by
 the global batch (Goyal et al. 2017's linear rule) and `make_schedule` turns epochs into steps,
 so configs hold no derived values. `OPTIMIZERS` and `SCHEDULES` map the config's names to their
-builders; the config schema (cnnx/train/config.py) holds every default.
+builders; the config schema (cnnx/config_schema.py) holds every default.
 """
 
 import re

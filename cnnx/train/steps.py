@@ -12,11 +12,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from cnnx.accuracy import TOP5_MIN_CLASSES, topk_accuracy
+from cnnx.config_schema import base_config
 from cnnx.data import mixing
-from cnnx.evaluate.metrics import TOP5_MIN_CLASSES
+from cnnx.errors import ConfigError
 from cnnx.layers.remat import compiler_options as remat_compiler_options
-from cnnx.train.config import base_config
-from cnnx.train.losses import soft_cross_entropy
+from cnnx.train.losses import LOSSES
 from cnnx.train.mesh import batch_sharding, replicated
 from cnnx.train.optim import at_step, lr_scale
 from cnnx.train.state import TrainState
@@ -29,13 +30,6 @@ def _split_outputs(out):
     return out, ()
 
 
-def topk_correct(logits, labels, k: int):
-    """1.0 where the label is among the k highest logits (k capped at the class count)."""
-    k = min(k, logits.shape[-1])
-    top = jax.lax.top_k(logits, k)[1]
-    return jnp.any(top == labels[:, None], axis=-1).astype(jnp.float32)
-
-
 # Salt folded into the step key for mixup/cutmix draws (dropout uses the step key itself).
 _MIX_SALT = 0x6D6978
 
@@ -44,10 +38,12 @@ _MIX_SALT = 0x6D6978
 class StepOptions:
     """The static settings of `train_step`, from a config's `train` section.
 
-    No defaults here: they live in the config schema (`cnnx.train.config.base_config`), and
+    No defaults here: they live in the config schema (`cnnx.config_schema.base_config`), and
     `from_config` reads a key a config lacks (an older config.json) from there.
 
     Attributes:
+      loss: a key of `cnnx.train.losses.LOSSES` (`train.loss`): the loss of the logits (and
+        of each auxiliary classifier's) against the soft targets.
       label_smoothing: in [0, 1); the targets' smoothing (Szegedy et al. 2016).
       aux_loss_weight: weight of auxiliary classifiers' losses (GoogLeNet, Inception v3).
       ema_decay: decay of the weights' exponential moving average, or None for no EMA.
@@ -60,6 +56,7 @@ class StepOptions:
         or gradient instead of applying it.
     """
 
+    loss: str
     label_smoothing: float
     aux_loss_weight: float
     ema_decay: float | None
@@ -70,6 +67,12 @@ class StepOptions:
     mix_switch_prob: float
     grad_accum_steps: int
     skip_nonfinite: bool
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ConfigError(
+                f"--config.train.loss={self.loss!r}: use one of {', '.join(map(repr, LOSSES))}."
+            )
 
     @classmethod
     def from_config(cls, train_cfg) -> "StepOptions":
@@ -124,15 +127,16 @@ def train_step(
         drop-path masks and mixing, and a resumed run draws the same ones.
       num_classes: label range of the loss.
       schedule: `fn(step) -> learning rate` of the optimizer (logged as `lr`).
-      options: the static settings (see `StepOptions`). `ema_warmup` keeps short runs from
-        keeping the random initialisation in the average. With mixing, targets become soft
-        and the loss is soft-target CE. With `skip_nonfinite`, when the loss or the gradient
-        norm is NaN/Inf, the step keeps the old parameters, statistics, optimizer and EMA
+      options: the static settings (see `StepOptions`). `ema_warmup` keeps short runs from keeping
+        the random initialisation in the average. The loss (`options.loss`, from
+        `cnnx.train.losses.LOSSES`) sees the soft targets (smoothed, and mixed when mixing is on)
+        and a context holding the unmixed labels. With `skip_nonfinite`, when the loss or the
+        gradient norm is NaN/Inf, the step keeps the old parameters, statistics, optimizer and EMA
         state (the step counter still advances, so data and random numbers stay those of an
-        uninterrupted run) and reports `skipped` = 1; a `jnp.where` over the state, selected
-        on device with no host round trip. The step counter is the one clock: the schedule
-        (`optim.at_step`) and EMA warmup follow it, so the next step applies schedule(step),
-        not the rate of the step that was skipped.
+        uninterrupted run) and reports `skipped` = 1; a `jnp.where` over the state, selected on
+        device with no host round trip. The step counter is the one clock: the schedule
+        (`optim.at_step`) and EMA warmup follow it, so the next step applies schedule(step), not the
+        rate of the step that was skipped.
 
     Returns:
       (new state, metrics dict of scalars: loss, top1 and top5 (%, against the unmixed
@@ -141,6 +145,7 @@ def train_step(
       lr_mult, frozen ones nothing), grad_norm, and skipped (0/1) with `skip_nonfinite`).
     """
     o = options
+    per_example_loss = LOSSES[o.loss]
     step_rng = jax.random.fold_in(rng, state.step)
     labels = batch["label"]
     images, targets, _ = mixing.mix_batch(
@@ -155,7 +160,7 @@ def train_step(
         label_smoothing=o.label_smoothing,
     )
 
-    def loss_fn(params, batch_stats, images, targets, dropout_rng):
+    def loss_fn(params, batch_stats, images, targets, context, dropout_rng):
         out, updates = state.apply_fn(
             {"params": params, "batch_stats": batch_stats},
             images,
@@ -164,17 +169,18 @@ def train_step(
             rngs={"dropout": dropout_rng},
         )
         logits, aux = _split_outputs(out)
-        loss = jnp.mean(soft_cross_entropy(logits, targets))
+        loss = jnp.mean(per_example_loss(logits, targets, context))
         total = loss
         for a in aux:
-            total += o.aux_loss_weight * jnp.mean(soft_cross_entropy(a, targets))
+            total += o.aux_loss_weight * jnp.mean(per_example_loss(a, targets, context))
         return total, (loss, logits, updates.get("batch_stats", batch_stats))
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    context = {"labels": labels}  # per-example inputs of the loss besides logits and targets
     k = o.grad_accum_steps
     if k == 1:
         (_, (loss, logits, batch_stats)), grads = grad_fn(
-            state.params, state.batch_stats, images, targets, step_rng
+            state.params, state.batch_stats, images, targets, context, step_rng
         )
     else:
         if labels.shape[0] % k:
@@ -182,14 +188,15 @@ def train_step(
 
         def micro(carry, xs):
             stats, grad_sum = carry
-            index, imgs, tgts = xs
+            index, imgs, tgts, ctx = xs
             (_, (loss, logits, stats)), g = grad_fn(
-                state.params, stats, imgs, tgts, jax.random.fold_in(step_rng, index)
+                state.params, stats, imgs, tgts, ctx, jax.random.fold_in(step_rng, index)
             )
             return (stats, jax.tree.map(jnp.add, grad_sum, g)), (loss, logits)
 
         zeros = jax.tree.map(jnp.zeros_like, state.params)
-        xs = (jnp.arange(k), _micro_batches(images, k), _micro_batches(targets, k))
+        micro_context = jax.tree.map(lambda x: _micro_batches(x, k), context)
+        xs = (jnp.arange(k), _micro_batches(images, k), _micro_batches(targets, k), micro_context)
         (batch_stats, grad_sum), (losses, logits) = jax.lax.scan(
             micro, (state.batch_stats, zeros), xs
         )
@@ -217,12 +224,12 @@ def train_step(
         )
     metrics = {
         "loss": loss,
-        "top1": 100.0 * jnp.mean(topk_correct(logits, labels, 1)),
+        "top1": topk_accuracy(logits, labels, 1),
         "lr": schedule(state.step) * lr_scale(state.opt_state),
         "grad_norm": optax.global_norm(grads),
     }
     if num_classes >= TOP5_MIN_CLASSES:  # below, top-5 is 100% whatever the model
-        metrics["top5"] = 100.0 * jnp.mean(topk_correct(logits, labels, 5))
+        metrics["top5"] = topk_accuracy(logits, labels, 5)
     if o.skip_nonfinite:
         # The global norm is finite iff every gradient is (it is computed anyway).
         ok = jnp.isfinite(loss) & jnp.isfinite(metrics["grad_norm"])

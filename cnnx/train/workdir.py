@@ -246,7 +246,7 @@ def config_changes(saved: dict, config) -> dict[str, tuple]:
     Returns:
       {dotted key: (saved value, new value)}, sorted by key; empty when it is the same run.
     """
-    from cnnx.train.config import base_config
+    from cnnx.config_schema import base_config
 
     defaults = _flatten(_as_json(base_config()))
     old = {**defaults, **_flatten(_as_json(saved))}
@@ -286,7 +286,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
       ConfigError: the workdir has no config.json.
       WorkdirError: its config.json is unreadable.
     """
-    from cnnx.train.config import base_config
+    from cnnx.config_schema import base_config
 
     saved = load_saved_config(workdir)
     if saved is None:

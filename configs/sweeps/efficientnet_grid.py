@@ -27,10 +27,10 @@ mostly noise — the run exercises the machinery, not the paper's finding. Effic
 (`:digits`) compiles and steps far more slowly on a CPU; use an accelerator for it.
 """
 
+from cnnx.config_schema import base_config
 from cnnx.models import get_spec
 from cnnx.sweeps.grid import PAPER_POINT, constraint_grid, format_phi_table, subsample
 from cnnx.sweeps.spec import parse_kv_arg
-from cnnx.train.config import base_config
 from configs.common import digits_data
 
 DEFAULT_MODEL = "efficientnet_b0"

@@ -19,9 +19,9 @@ off at the extremes; fine-tuning recovers most of the loss at every R_test.
 
 import ml_collections
 
+from cnnx.config_schema import base_config
 from cnnx.sweeps.fixres import DEFAULT_TRAINABLE
 from cnnx.sweeps.spec import parse_kv_arg
-from cnnx.train.config import base_config
 from configs.common import digits_data
 
 

@@ -15,8 +15,8 @@ arg: comma-separated key=value: trials=N (16), model=NAME (resnet20_cifar), step
 Trains on scikit-learn digits at 32 px, so it runs on a CPU in minutes per trial.
 """
 
+from cnnx.config_schema import base_config
 from cnnx.sweeps.spec import parse_kv_arg
-from cnnx.train.config import base_config
 
 
 def get_sweep(arg=None):

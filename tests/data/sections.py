@@ -8,7 +8,7 @@ from unittest import mock
 import numpy as np
 import tensorflow_datasets as tfds
 
-from cnnx.train.config import base_config
+from cnnx.config_schema import base_config
 
 
 def data_section(source: str, **overrides):

@@ -126,5 +126,5 @@ def test_train_print_config_prints_the_resolved_config_and_exits():
 
 def test_train_help_says_where_the_schema_is_and_how_overrides_work():
     text = _train("--help").stdout
-    assert "cnnx/train/config.py" in text and "--config.<section>.<key>=<value>" in text
+    assert "cnnx/config_schema.py" in text and "--config.<section>.<key>=<value>" in text
     assert "--[no]print_config" in text

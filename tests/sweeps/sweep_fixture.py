@@ -7,8 +7,8 @@ arg (comma-separated key=value):
   search=K   a random search of K trials over the width instead of the grid
 """
 
+from cnnx.config_schema import base_config
 from cnnx.sweeps.spec import parse_kv_arg
-from cnnx.train.config import base_config
 from configs.common import digits_data
 
 WIDTHS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)

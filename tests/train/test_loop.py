@@ -8,7 +8,6 @@ import re
 import signal
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -185,10 +184,3 @@ def test_batch_that_does_not_divide_fails_before_compiling():
 def test_ema_is_evaluated_beside_raw_model(tmp_path):
     results = train_and_evaluate(tiny_config(**{"train.ema_decay": 0.5}), str(tmp_path))
     assert "eval_ema/top1" in results and "eval/top1" in results
-
-
-def test_topk_correct():
-    logits = jnp.array([[0.1, 0.9, 0.0], [0.8, 0.1, 0.05]])
-    labels = jnp.array([1, 2])
-    np.testing.assert_array_equal(steps.topk_correct(logits, labels, 1), [1.0, 0.0])
-    np.testing.assert_array_equal(steps.topk_correct(logits, labels, 5), [1.0, 1.0])

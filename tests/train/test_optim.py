@@ -10,9 +10,9 @@ import numpy as np
 import optax
 import pytest
 
+from cnnx.config_schema import base_config, validate
 from cnnx.errors import ConfigError
 from cnnx.train import optim
-from cnnx.train.config import base_config, validate
 from cnnx.train.loop import train_and_evaluate
 from tests.train.tiny import tiny_config
 

@@ -6,11 +6,11 @@
 - a failed metrics write: one error line, the pending checkpoint save completes
 """
 
+import errno
 import os
 import signal
 
 import pytest
-import tensorflow as tf
 
 from cnnx.errors import WorkdirError
 from cnnx.train import build, loop
@@ -178,26 +178,17 @@ def test_full_disk_on_the_metrics_file_is_one_error_and_the_pending_save_complet
 
 
 def test_tensorboard_write_failure_is_one_error(tmp_path, monkeypatch):
-    """TensorBoard's writer reports a full disk as a TensorFlow OpError (from its flush)."""
-    from clu import metric_writers
+    """TensorBoard's event writer reports a full disk as an OSError (from its flush)."""
+    from cnnx.train import event_files
 
-    real = metric_writers.SummaryWriter
+    write = event_files.EventWriter.write_scalars
 
-    def failing_writer(*args, **kwargs):
-        writer = real(*args, **kwargs)
-        write = writer.write_scalars
+    def write_scalars(self, step, scalars):
+        if step >= 6:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.path)
+        write(self, step, scalars)
 
-        def write_scalars(step, scalars):
-            if step >= 6:
-                raise tf.errors.OutOfRangeError(
-                    None, None, f"{tmp_path}/events.out.tfevents.1; No space left on device"
-                )
-            write(step, scalars)
-
-        writer.write_scalars = write_scalars
-        return writer
-
-    monkeypatch.setattr(metric_writers, "SummaryWriter", failing_writer)
+    monkeypatch.setattr(event_files.EventWriter, "write_scalars", write_scalars)
     _hold_commits(monkeypatch, 2.0)
     with pytest.raises(WorkdirError) as e:
         loop.train_and_evaluate(tiny_config(**{"ckpt.asynchronous": True}), str(tmp_path))

@@ -213,8 +213,8 @@ def test_fsdp_checkpoint_restores_onto_one_and_four_devices(tmp_path):
 
 
 def test_a_saved_mesh_adapts_to_the_devices_at_evaluation():
+    from cnnx.config_schema import base_config
     from cnnx.evaluate.checkpoint_eval import _fit_mesh
-    from cnnx.train.config import base_config
 
     for saved, expected in (
         ((2, 4, 1), (2, 4, 1)),  # fits the 8 devices: kept

@@ -11,8 +11,8 @@ import optax
 import pytest
 
 from cnnx import models
+from cnnx.config_schema import base_config
 from cnnx.train import losses, optim, steps
-from cnnx.train.config import base_config
 from cnnx.train.state import create_train_state
 
 SCHEDULE = optax.constant_schedule(0.05)

@@ -1,6 +1,6 @@
 """A tiny, fast training config shared by the training tests."""
 
-from cnnx.train.config import base_config
+from cnnx.config_schema import base_config
 from configs.common import digits_data
 
 

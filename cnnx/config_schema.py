@@ -1,8 +1,14 @@
-"""The config schema: every field a cnnx config has, with its default.
+"""The config schema: every field a cnnx config has, with its default, and the rules its
+values must follow (`validate`).
 
 Recipe files in configs/ start from `base_config()` and change values; since configs are
 loaded locked, a field that is not here cannot be set (a misspelled override is an error).
 Optional values are typed placeholders (None until set), so overrides still type-check.
+
+Imports neither TensorFlow nor JAX: loading a config, `--print_config` and the sweep
+coordinator run without them. The names the rules accept from registries that live above
+this module (optimizers, schedules, data sources, losses) are written here as strings;
+tests/test_config_schema.py checks that they are the registries' keys.
 """
 
 import math
@@ -11,9 +17,15 @@ import re
 import ml_collections
 from ml_collections import config_dict
 
-from cnnx.data.pp import IMAGENET_MEAN, IMAGENET_STD
 from cnnx.errors import ConfigError
-from cnnx.train.optim import OPTIMIZERS, SCHEDULES
+from cnnx.image_stats import IMAGENET_MEAN, IMAGENET_STD
+
+# The keys of cnnx.train.optim.OPTIMIZERS and SCHEDULES, of cnnx.data.sources.SOURCES (the
+# part of `data.source` before the first ':') and of cnnx.train.losses.LOSSES.
+OPTIMIZER_NAMES = ("sgd", "rmsprop", "adamw", "lamb", "lars")
+SCHEDULE_NAMES = ("constant", "cosine", "step", "exponential", "plateau")
+SOURCE_KINDS = ("digits", "synthetic", "folder", "tfds")
+LOSS_NAMES = ("softmax_xent", "sigmoid_xent")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -29,7 +41,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.name = "lenet5"
     c.model.width_mult = 1.0
     c.model.depth_mult = 1.0
-    c.model.dropout_rate = config_dict.placeholder(float)
+    c.model.dropout_rate = config_dict.placeholder(float)  # default: the model's
+    c.model.drop_path_rate = config_dict.placeholder(float)  # stochastic depth; the model's
+    # The classifier's outputs; default: the data's class count, which it must equal (a
+    # different head is refused: cnnx.train.experiment.decide_num_classes).
+    c.model.num_classes = config_dict.placeholder(int)
     c.model.dtype = "float32"
     # Rematerialisation: recompute each block's activations in the backward pass instead of
     # storing them (less memory, about one more forward pass of compute). remat_policy names a
@@ -59,7 +75,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.on_corrupt = "skip"
 
     c.optim = ml_collections.ConfigDict()
-    c.optim.name = "sgd"  # a key of cnnx.train.optim.OPTIMIZERS
+    c.optim.name = "sgd"  # one of OPTIMIZER_NAMES (cnnx.train.optim.OPTIMIZERS)
     c.optim.base_lr = 0.1  # per 256 images; scaled linearly with the global batch
     c.optim.momentum = 0.9
     c.optim.nesterov = False
@@ -78,7 +94,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.trust_coefficient = 0.001  # LARS
 
     c.schedule = ml_collections.ConfigDict()
-    c.schedule.name = "cosine"  # a key of cnnx.train.optim.SCHEDULES
+    c.schedule.name = "cosine"  # one of SCHEDULE_NAMES (cnnx.train.optim.SCHEDULES)
     c.schedule.warmup_epochs = 0.0
     c.schedule.end_lr_factor = 0.0  # cosine: final lr as a fraction of the peak
     c.schedule.decay_epochs = (30, 60, 90)  # step
@@ -93,6 +109,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.batch_size = 256  # global, over all devices and hosts
     c.train.num_epochs = 90.0
     c.train.num_steps = config_dict.placeholder(int)  # overrides num_epochs
+    # The loss, a key of cnnx.train.losses.LOSSES: 'softmax_xent' (softmax cross entropy) or
+    # 'sigmoid_xent' (binary cross entropy per class: timm's BinaryCrossEntropy).
+    c.train.loss = "softmax_xent"
     c.train.label_smoothing = 0.0
     c.train.aux_loss_weight = 0.3  # auxiliary classifiers (GoogLeNet, Inception v3)
     c.train.ema_decay = config_dict.placeholder(float)  # EMA of weights when set
@@ -148,41 +167,6 @@ def base_config() -> ml_collections.ConfigDict:
     # dimensions), 'auto' or 'replicated'. E.g. (('head', 'replicated'), ('fc1', (None, 'fsdp'))).
     c.mesh.rules = ()
     c.mesh.fsdp_min_size = 2**18  # 'auto' keeps parameters with fewer elements replicated
-    return c
-
-
-def smoke(
-    c: ml_collections.ConfigDict, image_size: int | None = None, model: str | None = None
-) -> ml_collections.ConfigDict:
-    """Turns any recipe into a short run on synthetic data (the `:smoke` arg): a few steps,
-    about a minute on a CPU, mostly compilation.
-
-    Args:
-      c: the recipe's config, changed in place.
-      image_size: the synthetic images' resolution (None: the model's).
-      model: how the recipe shrinks its model, if it does (e.g. 'one block per stage'); with
-        the data it makes `c.smoke`, which the final summary line prints.
-
-    Returns:
-      `c`, for chaining.
-    """
-    c.data.source = "synthetic"
-    c.data.train_split = "train"
-    c.data.eval_split = "test"
-    c.data.num_classes = 10
-    c.data.image_size = image_size
-    c.data.cache = True
-    c.data.shuffle_buffer = 512
-    c.train.batch_size = 16
-    c.eval.batch_size = 16
-    c.train.num_steps = 6
-    c.train.num_epochs = 1.0
-    c.train.log_every_steps = 2
-    c.eval.every_steps = 1000
-    c.ckpt.every_steps = 1000
-    c.schedule.warmup_epochs = 0.0
-    c.model.dtype = "float32"
-    c.smoke = ", ".join(filter(None, ("synthetic data", model, "a few steps")))
     return c
 
 
@@ -286,6 +270,12 @@ def _non_empty_str(v):
     return None if isinstance(v, str) and v.strip() else "a non-empty string"
 
 
+def _source(v):
+    if isinstance(v, str) and v.partition(":")[0] in SOURCE_KINDS:
+        return None
+    return "'digits' (or 'digits:<task>'), 'synthetic', 'folder:<path>' or 'tfds:<name>'"
+
+
 _PROB = _float(0.0, 1.0)
 _RULES = {
     "seed": _int(0, 2**31 - 1),
@@ -296,7 +286,7 @@ _RULES = {
     "model.drop_path_rate": _float(0.0, 1.0, hi_open=True, optional=True),
     "model.num_classes": _int(1, optional=True),
     "model.dtype": _choice("float32", "bfloat16", "float16"),
-    "data.source": _non_empty_str,
+    "data.source": _source,
     "data.image_size": _int(1, optional=True),
     "data.eval_image_size": _int(1, optional=True),
     "data.crop_pct": _float(0.0, lo_open=True, optional=True),
@@ -306,7 +296,7 @@ _RULES = {
     "data.std": _numbers(positive=True, min_len=1),
     "data.shuffle_buffer": _int(1),
     "data.on_corrupt": _choice("skip", "error"),
-    "optim.name": _choice(*OPTIMIZERS),
+    "optim.name": _choice(*OPTIMIZER_NAMES),
     "optim.base_lr": _float(0.0),
     "optim.momentum": _float(0.0, 1.0, hi_open=True),
     "optim.weight_decay": _float(0.0),
@@ -318,7 +308,7 @@ _RULES = {
     "optim.b2": _float(0.0, 1.0, hi_open=True),
     "optim.rms_initial_scale": _float(0.0),
     "optim.trust_coefficient": _float(0.0, lo_open=True),
-    "schedule.name": _choice(*SCHEDULES),
+    "schedule.name": _choice(*SCHEDULE_NAMES),
     "schedule.warmup_epochs": _float(0.0),
     "schedule.end_lr_factor": _float(0.0),
     "schedule.decay_epochs": _numbers(non_negative=True),
@@ -329,6 +319,7 @@ _RULES = {
     "train.batch_size": _int(1),
     "train.num_epochs": _float(0.0, lo_open=True),
     "train.num_steps": _int(1, optional=True),
+    "train.loss": _choice(*LOSS_NAMES),
     "train.label_smoothing": _float(0.0, 1.0, hi_open=True),
     "train.aux_loss_weight": _float(0.0),
     "train.ema_decay": _float(0.0, 1.0, optional=True),
