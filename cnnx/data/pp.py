@@ -89,9 +89,13 @@ def op(name: str, *, batched: bool = False, resizes_first: bool = False):
 
 
 def _has_tensorflow() -> bool:
+    # Through import_tensorflow, which keeps TensorFlow off the accelerators.
+    from cnnx.errors import MissingDependency
+    from cnnx.process_defaults import import_tensorflow
+
     try:
-        import tensorflow  # noqa: F401
-    except ImportError:
+        import_tensorflow("preprocessing ops")
+    except MissingDependency:
         return False
     return True
 

@@ -4,7 +4,7 @@
 before the first colon picks a constructor in `SOURCES` (registered with `@source(prefix)`;
 `cnnx.data.folder` registers `folder`, `cnnx.data.tfds_source` registers `tfds`), which reads
 the fields it needs (`data_dir` and `download` for TFDS, `on_corrupt` for folders); their
-defaults live in the config schema (`cnnx.train.config`) only.
+defaults live in the config schema (`cnnx.config_schema`) only.
 
 A source turns a split into a `tf.data.Dataset` of raw examples for one process:
 `{'image': uint8 HWC tensor or encoded JPEG/PNG bytes, 'label': int32}` in a fixed order
@@ -24,14 +24,14 @@ from typing import Any
 import numpy as np
 
 from cnnx.errors import ConfigError, DataError
+from cnnx.process_defaults import import_tensorflow
 
 # What a user without TensorFlow installs to read TFDS datasets and image folders.
-TF_DATA_INSTALL = "pip install tensorflow-cpu tensorflow-datasets"
 
 
 def require_tensorflow(what: str, datasets: bool = False):
     """TensorFlow (and with `datasets` TensorFlow Datasets), imported for a source that is read
-    through tf.data.
+    through tf.data (`cnnx.process_defaults.import_tensorflow`: kept off the accelerators).
 
     Args:
       what: the source, for the message (e.g. '--config.data.source=tfds:mnist').
@@ -40,21 +40,10 @@ def require_tensorflow(what: str, datasets: bool = False):
       The `tensorflow` module.
 
     Raises:
-      DataError: one line naming the source and what to install, when either is missing.
+      MissingDependency: one line naming the source and what to install, when either is
+        missing.
     """
-    try:
-        import tensorflow as tf
-
-        if datasets:
-            import tensorflow_datasets  # noqa: F401
-    except ImportError as e:
-        needs = "TensorFlow and TensorFlow Datasets" if datasets else "TensorFlow"
-        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise DataError(
-            f"{what} is read through tf.data, which needs {needs}; it cannot be imported here "
-            f"({why}). Install them: {TF_DATA_INSTALL} (digits and synthetic data need neither)."
-        ) from None
-    return tf
+    return import_tensorflow(what, datasets=datasets)
 
 
 def parse_split(split: str) -> tuple[str, slice]:

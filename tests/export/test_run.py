@@ -27,7 +27,7 @@ def lenet_workdir(tmp_path_factory):
 def test_head_channels_and_preprocessing_of_a_digits_run(lenet_workdir):
     path, raw, ema = lenet_workdir
     run = load_run(str(path))
-    assert "num_classes" not in json.loads((path / "config.json").read_text())["model"]
+    assert json.loads((path / "config.json").read_text())["model"].get("num_classes") is None
     assert run.name == "lenet5" and run.options["num_classes"] == 10 and run.channels == 1
     assert (run.eval_image_size, run.eval_pp, run.mean, run.std) == (
         32,

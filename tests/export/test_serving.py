@@ -44,14 +44,12 @@ except ImportError:
 
 def _eval_logits(config, run, images):
     """What evaluation computes for `images`: the eval pp of the run's config, then the model."""
-    import tensorflow as tf
-
     from cnnx.data.pp import build_batched
     from cnnx.train.experiment import setup
 
     exp = setup(config)
     pp = build_batched(config.data.eval_pp, exp.pp_context(train=False))
-    x = pp({"image": tf.constant(images)})["image"].numpy()
+    x = pp({"image": images})["image"]
     return np.asarray(exp.model.apply(run.variables, x, train=False))
 
 
@@ -128,7 +126,7 @@ def test_preprocessing_is_evaluations(eval_pp, height, width):
     ctx = PPContext(224, 0.875, run.mean, run.std, 3)
     images = np.random.default_rng(1).integers(0, 256, (2, height, width, 3), dtype=np.uint8)
     ours = np.asarray(jax.jit(serving.preprocess_fn(run))(images))
-    batched = build_batched(eval_pp, ctx)({"image": tf.constant(images)})["image"].numpy()
+    batched = build_batched(eval_pp, ctx)({"image": images})["image"]
     single = build(eval_pp, ctx)({"image": tf.constant(images[0])})["image"].numpy()
     grey_levels = 1.0 if "normalize" not in eval_pp else 255 * np.asarray(run.std)
     assert ours.shape == batched.shape == (2, 224, 224, 3)
