@@ -12,8 +12,8 @@ import pytest
 from flax import traverse_util
 
 from cnnx import models
-from cnnx.train.checkpoint import load_variables
 from cnnx.config_schema import base_config
+from cnnx.train.checkpoint import load_variables
 from tests.analysis.scripts import ROOT, load_script
 from tests.convert.pretrained_like import normalise, raw_images, rel_error
 from tests.export.workdirs import random_variables, write_workdir
