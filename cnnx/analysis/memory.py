@@ -121,7 +121,7 @@ def sharded_train_memory(
       rules: sharding rules (see `cnnx.train.sharding`).
       min_size: 'auto' rule threshold (default `sharding.DEFAULT_MIN_SIZE`).
       compiler_options: XLA options for the compilation (see
-        `cnnx.layers.remat.compiler_options`: remat needs one on CPU to save anything).
+        `cnnx.backends.remat_compiler_options`: remat needs one on CPU to save anything).
 
     Returns:
       (XLA's figures for one device, bytes of the train state one device holds).

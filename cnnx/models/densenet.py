@@ -21,7 +21,7 @@ filters, three blocks of 16 bottleneck layers, compression 0.5.
 Memory: `memory_efficient=True` recomputes the concat-BN-ReLU-conv1×1 bottleneck in the
 backward pass (`nn.remat`), as torchvision's `memory_efficient` and Pleiss et al. 2017 do;
 outputs and gradients are unchanged. On XLA:CPU it saves memory only when compiled with
-`cnnx.layers.remat.compiler_options()`, as the trainer does with `remat` on (docs/xla_cpu.md).
+`cnnx.backends.remat_compiler_options()`, as the trainer does with `remat` on (docs/xla_cpu.md).
 `remat=True`, the option every family shares, recomputes whole dense layers and so subsumes it.
 """
 

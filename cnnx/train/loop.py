@@ -18,7 +18,7 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-from cnnx.backends.cpu import onednn
+from cnnx import backends
 from cnnx.data import to_global
 from cnnx.errors import CheckpointError, CheckpointMismatch, TrainingDiverged
 from cnnx.evaluate.metrics import top5_note
@@ -343,8 +343,7 @@ def _train_and_evaluate(config, exp, workdir, t_start, changes, preemption, step
         config.train.batch_size,
         exp.mesh.size,
     )
-    if jax.default_backend() == "cpu":
-        logging.info("convolutions: %s", onednn.describe())
+    logging.info("convolutions: %s", backends.describe())
     log = MetricsLog(workdir, start_step, total_steps, t_start, pidx, lambda: run.last_good())
     step_fn = build.make_train_step(exp, schedule, shardings)
     step_rng = jax.device_put(step_rng, replicated(exp.mesh))

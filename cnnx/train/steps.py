@@ -12,9 +12,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from cnnx.backends import remat_compiler_options
 from cnnx.data import mixing
 from cnnx.evaluate.metrics import TOP5_MIN_CLASSES
-from cnnx.layers.remat import compiler_options as remat_compiler_options
 from cnnx.train.config import base_config
 from cnnx.train.losses import soft_cross_entropy
 from cnnx.train.mesh import batch_sharding, replicated
@@ -256,7 +256,7 @@ def make_train_step(
       state_shardings: shardings of the `TrainState`.
       options: `StepOptions.from_config(config.train)`.
       remat: the model rematerialises blocks (`config.model.remat`): compile with the options
-        that keep XLA:CPU from undoing it (`cnnx.layers.remat.compiler_options`).
+        that keep XLA:CPU from undoing it (`cnnx.backends.remat_compiler_options`).
 
     Returns:
       The jitted function.
