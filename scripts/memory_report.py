@@ -95,8 +95,8 @@ def main(argv=None) -> int:
     from cnnx import models
     from cnnx.analysis.memory import sharded_train_memory
     from cnnx.backends import remat_compiler_options
+    from cnnx.parallel.mesh import make_mesh
     from cnnx.train.config import base_config
-    from cnnx.train.mesh import make_mesh
 
     optim_cfg = base_config().optim
     optim_cfg.name = args.optim

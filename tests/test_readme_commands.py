@@ -293,7 +293,7 @@ COMMANDS: dict[str, Check] = {
     """"--config.mesh.rules=(('head', 'replicated'), ('.*', 'auto'))\"""": Check(
         PARSE,
         why="FSDP + remat over 8 fake devices compiles for a minute; "
-        "tests/train/test_sharding.py trains that setting",
+        "tests/parallel/test_sharding.py trains that setting",
     ),
     "python scripts/memory_report.py --models=vit_l_16,convnext_xlarge --batch_size=64 "
     "--optim=adamw --mesh=8,1,1 --mesh=1,8,1 --remat=both": Check(

@@ -22,6 +22,7 @@ import tensorflow as tf
 from cnnx.data.pp import PPContext, op
 from cnnx.data.pp import decode as _decode
 from cnnx.data.pp import resize as _resize
+from cnnx.errors import ConfigError
 
 MULTISCALE_FACTORS = (1.0, 256 / 224, 384 / 224, 480 / 224, 640 / 224)
 GOOGLENET_FACTORS = (256 / 224, 288 / 224, 320 / 224, 352 / 224)
@@ -121,3 +122,14 @@ def googlenet(ctx: PPContext, scales=GOOGLENET_FACTORS, flip=True):
 
 
 VIEW_OPS = {"center": 1, "tencrop": 10, "multiscale": 50, "googlenet": 144}
+
+
+def view_pp(views: str | None, eval_pp: str) -> str:
+    """The eval pp string with its resize/crop op replaced by a view op (`tencrop`, ...)."""
+    if not views:
+        return eval_pp
+    if views.split("(")[0].strip() not in VIEW_OPS:
+        raise ConfigError(f"Unknown --views={views!r}; use one of {sorted(VIEW_OPS)}.")
+    ops = [p.strip() for p in eval_pp.split("|")]
+    kept = [p for p in ops if p.split("(")[0] not in ("resize_crop", "resize", "decode")]
+    return "|".join([views, *kept])

@@ -36,12 +36,12 @@ from etils import epath
 from cnnx.data import TrainInput, to_global
 from cnnx.evaluate.classification import Member, evaluate_members
 from cnnx.models.registry import model_fields
+from cnnx.parallel.mesh import batch_sharding, replicated
 from cnnx.sweeps.spec import apply_overrides
 from cnnx.train.build import make_eval_input
 from cnnx.train.distributed import is_writer
 from cnnx.train.experiment import process_info, setup
 from cnnx.train.loop import train_and_evaluate
-from cnnx.train.mesh import batch_sharding, replicated
 from cnnx.train.state import TrainState
 from cnnx.train.steps import StepOptions, make_train_step
 from cnnx.train.workdir import write_json_atomic

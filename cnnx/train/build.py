@@ -12,9 +12,9 @@ import numpy as np
 
 from cnnx.data import EvalInput, TrainInput
 from cnnx.evaluate import classification
+from cnnx.parallel.sharding import log_placement, shardings_from_config
 from cnnx.train import finetune, optim, steps
 from cnnx.train.experiment import Experiment, process_info
-from cnnx.train.sharding import log_placement, shardings_from_config
 from cnnx.train.state import create_train_state, jit_initialize
 
 

@@ -15,14 +15,14 @@ from absl import logging
 from jax.sharding import Mesh
 
 from cnnx import models
-from cnnx.analysis.coverage import unused_input_positions
 from cnnx.data import PPContext, Source, get_source
 from cnnx.errors import ConfigError
 from cnnx.layers.remat import POLICIES as REMAT_POLICIES
+from cnnx.models.coverage import unused_input_positions
 from cnnx.models.registry import ModelSpec, model_fields
+from cnnx.parallel.mesh import check_batch, mesh_from_config
+from cnnx.parallel.sharding import parse_rules
 from cnnx.train.config import validate
-from cnnx.train.mesh import check_batch, mesh_from_config
-from cnnx.train.sharding import parse_rules
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 # Model options that leave the layers' strides, kernels and patches as registered.
@@ -227,7 +227,7 @@ def check_input_size(
 
     `spec.min_resolution` (checked first) is the documented minimum. This traces the model
     abstractly at each size (shapes only, as `jax.eval_shape`: no compilation, no FLOPs) and
-    walks the trace back from the logits (`cnnx.analysis.coverage`): a size the layers refuse
+    walks the trace back from the logits (`cnnx.models.coverage`): a size the layers refuse
     (patch or window divisibility, width/depth overrides), or one with a whole row or column
     of pixels that no logit depends on, is an error. The second is a silent crop: `vit_ti_16`
     at 40 px reads 32 of the 40 rows (patches of 16), a stride-2 VALID layer can drop the last

@@ -18,6 +18,7 @@ from flax import traverse_util
 
 from cnnx.data import to_global
 from cnnx.errors import ConfigError
+from cnnx.parallel.mesh import batch_sharding, replicated
 from cnnx.train import finetune, optim
 from cnnx.train import workdir as wd
 from cnnx.train.build import (
@@ -33,7 +34,6 @@ from cnnx.train.build import (
 )
 from cnnx.train.checkpoint import Checkpointer
 from cnnx.train.experiment import build_model, setup
-from cnnx.train.mesh import batch_sharding, replicated
 from cnnx.train.state import TrainState
 from cnnx.train.steps import StepOptions, make_train_step
 

@@ -1,7 +1,7 @@
 """The training loop: `train_and_evaluate(config, workdir)`.
 
 One `jax.jit`-compiled step over a `Mesh` with the batch sharded on ('data', 'fsdp') and the
-state replicated or sharded by `config.mesh` (cnnx.train.sharding); the same code runs on
+state replicated or sharded by `config.mesh` (cnnx.parallel.sharding); the same code runs on
 one CPU, eight fake CPU devices, a GPU, or a TPU pod (one process per host, `jax.distributed`
 initialised by the entry point).
 """
@@ -22,12 +22,12 @@ from cnnx import backends
 from cnnx.data import to_global
 from cnnx.errors import CheckpointError, CheckpointMismatch, TrainingDiverged
 from cnnx.evaluate.metrics import top5_note
+from cnnx.parallel.mesh import batch_sharding, replicated
 from cnnx.train import build, finetune, health, optim
 from cnnx.train import workdir as wd
 from cnnx.train.build import agree_with_process_0
 from cnnx.train.checkpoint import Checkpointer
 from cnnx.train.experiment import check_step_counts, process_info, setup
-from cnnx.train.mesh import batch_sharding, replicated
 from cnnx.train.metrics_log import (
     MetricsLog,
     WriteFailed,

@@ -15,9 +15,9 @@ import optax
 from cnnx.backends import remat_compiler_options
 from cnnx.data import mixing
 from cnnx.evaluate.metrics import TOP5_MIN_CLASSES
+from cnnx.parallel.mesh import batch_sharding, replicated
 from cnnx.train.config import base_config
 from cnnx.train.losses import soft_cross_entropy
-from cnnx.train.mesh import batch_sharding, replicated
 from cnnx.train.optim import at_step, lr_scale
 from cnnx.train.state import TrainState
 
@@ -246,13 +246,13 @@ def make_train_step(
 
     The batch is sharded over the mesh's ('data', 'fsdp') axes, the state placed by
     `state_shardings` (a pytree of shardings matching the state, e.g. from
-    `cnnx.train.sharding.shardings_from_config`) and donated (the old state's buffers are
+    `cnnx.parallel.sharding.shardings_from_config`) and donated (the old state's buffers are
     reused: do not touch it after the call); the key and the metrics are replicated.
 
     Args:
       num_classes: label range of the loss.
       schedule: the optimizer's learning-rate schedule (for the logged `lr`).
-      mesh: the device mesh (`cnnx.train.mesh`).
+      mesh: the device mesh (`cnnx.parallel.mesh`).
       state_shardings: shardings of the `TrainState`.
       options: `StepOptions.from_config(config.train)`.
       remat: the model rematerialises blocks (`config.model.remat`): compile with the options

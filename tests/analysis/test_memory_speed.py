@@ -6,10 +6,10 @@ from cnnx import models
 from cnnx.analysis import benchmark, memory
 from cnnx.analysis.speed import throughput
 from cnnx.analysis.trace import trace
+from cnnx.parallel.mesh import make_mesh
 from cnnx.train import build, steps
 from cnnx.train.config import base_config
 from cnnx.train.experiment import setup
-from cnnx.train.mesh import make_mesh
 from tests.train.tiny import tiny_config
 
 

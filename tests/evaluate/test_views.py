@@ -6,8 +6,8 @@ import tensorflow as tf
 
 from cnnx.data import PPContext, pp
 from cnnx.evaluate import views
-from cnnx.evaluate.checkpoint_eval import view_pp
 from cnnx.evaluate.classification import log_mean_probabilities
+from cnnx.evaluate.views import view_pp
 
 CTX = PPContext(image_size=8, crop_pct=1.0, channels=1, mean=(0.0,), std=(1.0,))
 

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec
 
+from cnnx.checkpoint_eval import restore_state
 from cnnx.errors import CheckpointDamaged, CheckpointError, CheckpointMismatch
-from cnnx.evaluate.checkpoint_eval import restore_state
 from cnnx.train import checkpoint, loop
 from cnnx.train.checkpoint import fingerprints, load_variables
 from tests.jax_cache import compilation_cache  # noqa: F401

@@ -25,7 +25,7 @@ def _fit_mesh(config) -> None:
     """Adapts a run's mesh, in place, to the devices here (checkpoints restore onto any mesh)."""
     from absl import logging
 
-    from cnnx.train.mesh import mesh_shape
+    from cnnx.parallel.mesh import mesh_shape
 
     m = config.mesh
     try:
@@ -72,17 +72,6 @@ def restore_state(config, workdir: str, step: int | None = None):
     finally:
         ckpt.close()
     return exp, state
-
-
-def view_pp(views: str | None, eval_pp: str) -> str:
-    """The eval pp string with its resize/crop op replaced by a view op (`tencrop`, ...)."""
-    if not views:
-        return eval_pp
-    if views.split("(")[0].strip() not in views_lib.VIEW_OPS:
-        raise ConfigError(f"Unknown --views={views!r}; use one of {sorted(views_lib.VIEW_OPS)}.")
-    ops = [p.strip() for p in eval_pp.split("|")]
-    kept = [p for p in ops if p.split("(")[0] not in ("resize_crop", "resize", "decode")]
-    return "|".join([views, *kept])
 
 
 def evaluate_checkpoint(
@@ -132,7 +121,7 @@ def evaluate_checkpoint(
                 f"{workdir} predicts {exp.model.num_classes}."
             )
         members.append(Member(other, other_exp.model.apply, other_state.eval_variables(use_ema)))
-    pp = view_pp(views, config.data.eval_pp)
+    pp = views_lib.view_pp(views, config.data.eval_pp)
     eval_input = make_eval_input(exp, split=split, image_size=image_size, pp=pp)
     results = evaluate_members(members, eval_input, exp.mesh)
     results.update(
@@ -237,7 +226,7 @@ def run(
     try:
         write_json(results, out)
         if confusion_png:
-            from cnnx.evaluate.plots import save_confusion_png
+            from cnnx.evaluate.plots import plot_title, save_confusion_png
 
             save_confusion_png(results["confusion"], confusion_png, title=plot_title(results))
     except OSError as e:
@@ -249,20 +238,6 @@ def run(
         return 2
     print(f"-> {out}")
     return 0
-
-
-def plot_title(results: dict) -> str:
-    """'lenet5 step 660 · test · 10 views · 2 models · top-1 97.49%' of `evaluate_checkpoint`'s
-    results: what the confusion plot shows."""
-    parts = [
-        f"{results['model']} step {results['step']}{' (EMA)' if results.get('ema') else ''}",
-        f"{results['split']} at {results['image_size']} px",
-        f"{results['views']} view{'s' if results['views'] != 1 else ''}",
-    ]
-    if len(results.get("members", ())) > 1:
-        parts.append(f"{len(results['members'])} models")
-    parts.append(f"top-1 {results['eval/top1']:.2f}%")
-    return " · ".join(parts)
 
 
 def write_json(results: dict, path: str) -> None:
