@@ -10,6 +10,7 @@ elsewhere. Every route gives the portable values (to float rounding) and paramet
 - `layer_norm`, `gelu`, `attention`, `self_attention`: the transformer layers' hooks
   (`split_heads`: the packed q, k, v layout they share).
 - `lax_only()`: within it convolutions trace as `conv_general_dilated` equations (analysis).
+- `portable_only()`: within it every kernel takes the portable route (`jax.export` artefacts).
 - `describe()`: one line for a run's log, which convolutions run and why.
 - `remat_compiler_options(backend)`: XLA options a rematerialised step needs there.
 - `conv_kernels()`: the platform's own convolutions by name (benchmarks).
@@ -17,7 +18,8 @@ elsewhere. Every route gives the portable values (to float rounding) and paramet
 
 Modules (importing this package imports neither JAX nor a platform module):
 
-  switches   every `CNNX_*` environment variable, its values and errors; `lax_only`
+  switches   every `CNNX_*` environment variable, its values and errors; `lax_only`,
+             `portable_only`
   xla_flags  the XLA flags the entry points add to `XLA_FLAGS`
   routes     `Routes` (a platform's kernels), the platform table, `platform()`
   portable   the plain lax / flax formulations every platform falls back to
@@ -27,7 +29,7 @@ Modules (importing this package imports neither JAX nor a platform module):
 """
 
 from cnnx.backends import switches, xla_flags
-from cnnx.backends.switches import lax_only
+from cnnx.backends.switches import lax_only, portable_only
 
 apply_xla_flags = xla_flags.apply
 
@@ -176,6 +178,7 @@ __all__ = [
     "lax_only",
     "layer_norm",
     "max_pool",
+    "portable_only",
     "remat_compiler_options",
     "self_attention",
     "split_heads",

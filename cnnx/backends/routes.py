@@ -90,5 +90,8 @@ def for_platform(name: str) -> Routes:
 
 
 def active() -> Routes:
-    """The routes for layers traced now: `for_platform(platform())`."""
+    """The routes for layers traced now: `for_platform(platform())`, or the portable ones
+    inside `switches.portable_only()`."""
+    if switches.portable_only_active():
+        return for_platform("portable")
     return for_platform(platform())

@@ -17,8 +17,9 @@ entry points read `CNNX_XLA_DEFAULTS` before JAX starts.
 * `CNNX_COMPILATION_CACHE`, read by `cnnx.train.compile_cache.setup`: a folder (local or
   gs://) or `off`.
 
-One switch is set in code rather than in the environment: `lax_only()`, entered by the tools
-that read convolutions from a jaxpr.
+Two switches are set in code rather than in the environment: `lax_only()`, entered by the
+tools that read convolutions from a jaxpr, and `portable_only()`, entered by what traces a
+program for another platform than this one (a serving artefact).
 """
 
 import contextlib
@@ -118,3 +119,23 @@ def lax_only():
 def lax_only_active() -> bool:
     """Whether the current trace is inside `lax_only()`."""
     return _LAX_ONLY.get()
+
+
+_PORTABLE_ONLY = contextvars.ContextVar("cnnx_portable_only", default=False)
+
+
+@contextlib.contextmanager
+def portable_only():
+    """Within it, every layer takes the portable routes (plain `lax` / `flax.linen`), whatever
+    the platform and the `CNNX_*` switches: no library call (oneDNN's) and no platform-specific
+    formulation in a program meant for any platform (`jax.export` artefacts)."""
+    token = _PORTABLE_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _PORTABLE_ONLY.reset(token)
+
+
+def portable_only_active() -> bool:
+    """Whether the current trace is inside `portable_only()`."""
+    return _PORTABLE_ONLY.get()

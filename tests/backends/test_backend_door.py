@@ -90,6 +90,16 @@ def test_another_platform_takes_the_portable_routes(monkeypatch):
     assert routes.active().name == "cpu" and "dot_general" in _conv_jaxpr()  # 1x1 as products
 
 
+def test_portable_only_overrides_platform_and_switches(monkeypatch):
+    monkeypatch.setenv("CNNX_CPU_GRADS", "custom")
+    assert routes.active().name == "cpu"
+    with backends.portable_only():
+        assert routes.active() is portable.ROUTES
+        assert "dot_general" not in _conv_jaxpr()  # XLA's own weight gradient
+        assert isinstance(transformer.layer_norm(1e-6, "norm"), nn.LayerNorm)
+    assert routes.active().name == "cpu"
+
+
 def test_cpu_routes_follow_their_switch(monkeypatch):
     monkeypatch.setenv("CNNX_CPU_GRADS", "auto")
     assert jax.default_backend() == "cpu" and routes.active().gelu is not portable.gelu

@@ -55,10 +55,12 @@ def test_readers_follow_the_environment(monkeypatch):
     assert switches.compilation_cache() is None
 
 
-def test_lax_only_nests_and_resets():
-    assert not switches.lax_only_active()
-    with switches.lax_only():
-        with switches.lax_only():
-            assert switches.lax_only_active()
-        assert switches.lax_only_active()
-    assert not switches.lax_only_active()
+@pytest.mark.parametrize("name", ["lax_only", "portable_only"])
+def test_code_switches_nest_and_reset(name):
+    enter, active = getattr(switches, name), getattr(switches, f"{name}_active")
+    assert not active()
+    with enter():
+        with enter():
+            assert active()
+        assert active()
+    assert not active()
