@@ -137,11 +137,11 @@ COMMANDS: dict[str, Check] = {
         slow=True,
     ),
     "python scripts/sweep.py "
-    "--sweep=configs/sweeps/efficientnet_grid.py:digits,resnet20_cifar,steps=80 "
+    "--sweep=configs/sweeps/efficientnet_grid.py:resnet20_cifar,digits,steps=80 "
     "--workdir=workdirs/digits_grid": Check(
         RUN,
         "python scripts/sweep.py "
-        "--sweep=configs/sweeps/efficientnet_grid.py:digits,resnet20_cifar,steps=80 "
+        "--sweep=configs/sweeps/efficientnet_grid.py:resnet20_cifar,digits,steps=80 "
         "--workdir={tmp}/digits_grid --dry_run",
         slow=True,
     ),

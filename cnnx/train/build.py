@@ -121,9 +121,9 @@ def init_state(exp: Experiment, tx, rng):
     return jit_initialize(create, rng, shardings), shardings
 
 
-def make_train_step(exp: Experiment, schedule, state_shardings):
-    """The jitted, donated train step of an experiment (`steps.make_train_step` with the
-    config's `StepOptions` and remat setting)."""
+def experiment_train_step(exp: Experiment, schedule, state_shardings):
+    """The jitted, donated train step of an experiment: `steps.make_train_step` (the one
+    builder) with the experiment's model, mesh, `StepOptions` and remat setting."""
     return steps.make_train_step(
         num_classes=exp.model.num_classes,
         schedule=schedule,

@@ -23,6 +23,7 @@ import jax
 from absl import flags, logging
 
 from cnnx.backends import switches
+from cnnx.train.workdir import is_remote
 
 OFF = ("off", "none", "false", "0", "")
 # Programs that compile faster than this are not worth a file (or a gs:// object) each.
@@ -73,7 +74,7 @@ def setup(directory: str | None = None) -> str | None:
         jax.config.update("jax_compilation_cache_dir", None)
         jax.config.update("jax_enable_compilation_cache", False)
         return None
-    if "://" not in directory:
+    if not is_remote(directory):
         directory = os.path.abspath(os.path.expanduser(directory))
     jax.config.update("jax_enable_compilation_cache", True)
     jax.config.update("jax_compilation_cache_dir", directory)

@@ -23,7 +23,7 @@ from cnnx.data import to_global
 from cnnx.errors import CheckpointError, CheckpointMismatch, TrainingDiverged
 from cnnx.evaluate.metrics import top5_note
 from cnnx.parallel.mesh import batch_sharding, replicated
-from cnnx.train import build, finetune, health, optim
+from cnnx.train import build, finetune, health, lock, optim
 from cnnx.train import workdir as wd
 from cnnx.train.build import agree_with_process_0
 from cnnx.train.checkpoint import Checkpointer
@@ -142,7 +142,7 @@ def train_and_evaluate(
     changes = wd.check_same_run(workdir, config, allow_change=allow_config_change)
     exp = setup(config)  # a bad config fails before the workdir is created or locked
     try:
-        locked = wd.locked(workdir, take=pidx == 0, agree=agree_with_process_0())
+        locked = lock.locked(workdir, take=pidx == 0, agree=agree_with_process_0())
         with _Preemption() as preemption, locked:
             return _train_and_evaluate(
                 config, exp, workdir, t_start, changes, preemption, step_callback
@@ -345,7 +345,7 @@ def _train_and_evaluate(config, exp, workdir, t_start, changes, preemption, step
     )
     logging.info("convolutions: %s", backends.describe())
     log = MetricsLog(workdir, start_step, total_steps, t_start, pidx, lambda: run.last_good())
-    step_fn = build.make_train_step(exp, schedule, shardings)
+    step_fn = build.experiment_train_step(exp, schedule, shardings)
     step_rng = jax.device_put(step_rng, replicated(exp.mesh))
     run = _Run(exp, workdir, inputs, ckpt, step_fn, step_rng, preemption, log)
     return _run_and_finish(run, state, start_step, step_callback, n_params)
