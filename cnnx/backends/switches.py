@@ -98,9 +98,18 @@ def compilation_cache() -> str | None:
 
 
 _LAX_ONLY = contextvars.ContextVar("cnnx_lax_only", default=False)
+_PORTABLE_ONLY = contextvars.ContextVar("cnnx_portable_only", default=False)
 
 
 @contextlib.contextmanager
+def _on(switch: contextvars.ContextVar):
+    token = switch.set(True)
+    try:
+        yield
+    finally:
+        switch.reset(token)
+
+
 def lax_only():
     """Within it, every convolution traces as a `lax.conv_general_dilated` equation.
 
@@ -109,11 +118,7 @@ def lax_only():
     differs (no library call such as oneDNN's, no shifted depthwise multiply-adds). A custom
     gradient around a convolution equation may remain.
     """
-    token = _LAX_ONLY.set(True)
-    try:
-        yield
-    finally:
-        _LAX_ONLY.reset(token)
+    return _on(_LAX_ONLY)
 
 
 def lax_only_active() -> bool:
@@ -121,19 +126,11 @@ def lax_only_active() -> bool:
     return _LAX_ONLY.get()
 
 
-_PORTABLE_ONLY = contextvars.ContextVar("cnnx_portable_only", default=False)
-
-
-@contextlib.contextmanager
 def portable_only():
     """Within it, every layer takes the portable routes (plain `lax` / `flax.linen`), whatever
     the platform and the `CNNX_*` switches: no library call (oneDNN's) and no platform-specific
     formulation in a program meant for any platform (`jax.export` artefacts)."""
-    token = _PORTABLE_ONLY.set(True)
-    try:
-        yield
-    finally:
-        _PORTABLE_ONLY.reset(token)
+    return _on(_PORTABLE_ONLY)
 
 
 def portable_only_active() -> bool:
