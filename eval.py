@@ -48,8 +48,8 @@ compile_cache.define_flags()
 
 def main(argv):
     del argv
+    from cnnx.checkpoint_eval import run
     from cnnx.cli import start_process
-    from cnnx.evaluate.checkpoint_eval import run
 
     compile_cache.setup()
     if (failed := start_process()) is not None:

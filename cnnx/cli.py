@@ -1,7 +1,10 @@
-"""Shared command-line plumbing for train.py / eval.py: friendly flag and override errors."""
+"""Shared command-line plumbing for train.py / eval.py: friendly flag and override errors, and
+loading config and sweep files (`load_config_module`)."""
 
 import ast
 import difflib
+import hashlib
+import importlib.util
 import os
 import re
 import sys
@@ -11,7 +14,8 @@ from absl import flags
 
 from cnnx.script_flags import HELP_FLAGS
 
-_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_CONFIGS = os.path.join(_REPO_ROOT, "configs")
 
 
 CONFIG_HELP = (
@@ -74,19 +78,49 @@ def _suggest(argv: list[str], message: str) -> str:
 
 def _load_config(argv: list[str]):
     """Loads the --config file named on the command line (for suggestions only)."""
-    import importlib.util
-
     for arg in argv:
         if arg.startswith("--config="):
-            path, _, config_arg = arg[len("--config=") :].partition(":")
             try:
-                spec = importlib.util.spec_from_file_location("_cnnx_config", path)
-                module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
+                module, config_arg = load_config_module(arg[len("--config=") :])
                 return module.get_config(config_arg) if config_arg else module.get_config()
             except Exception:
                 return None
     return None
+
+
+def resolve_config_path(path: str) -> str:
+    """A config file's path as given, or relative to the repository root when not found as
+    given.
+
+    Raises:
+      ConfigError: found in neither place (`config_not_found`'s message).
+    """
+    if os.path.exists(path):
+        return path
+    candidate = os.path.join(_REPO_ROOT, path)
+    if os.path.exists(candidate):
+        return candidate
+    from cnnx.errors import ConfigError
+
+    raise ConfigError(f"{config_not_found(path)} (Looked here and under {_REPO_ROOT}.)")
+
+
+def load_config_module(ref: str):
+    """Imports a config or sweep file given as `path[:arg]`: (module, arg or None).
+
+    Each file is imported under its own module name (a hash of its absolute path), so two
+    files loaded in one process do not replace each other.
+
+    Raises:
+      ConfigError: the file does not exist (`resolve_config_path`).
+    """
+    path, _, arg = ref.partition(":")
+    path = resolve_config_path(path)
+    name = "_cnnx_cfg_" + hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:8]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, (arg or None)
 
 
 def _is_config_file(path: str) -> bool:

@@ -157,11 +157,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.ckpt.asynchronous = True
 
     c.mesh = ml_collections.ConfigDict()
-    # Mesh axes ('data', 'fsdp', 'model'); see cnnx/train/mesh.py and cnnx/train/sharding.py.
+    # Mesh axes ('data', 'fsdp', 'model'); see cnnx/parallel/mesh.py and cnnx/parallel/sharding.py.
     c.mesh.data = -1  # devices on the 'data' axis; -1: all devices not used by fsdp × model
     c.mesh.fsdp = 1  # parameters and optimizer state sharded over these devices (FSDP/ZeRO-3)
     c.mesh.model = 1  # tensor parallelism: large kernels split over these devices
-    # (at most two of data, fsdp, model may exceed 1: see cnnx/train/mesh.py)
+    # (at most two of data, fsdp, model may exceed 1: see cnnx/parallel/mesh.py)
     # Ordered (regex on the '/'-joined parameter path, spec) pairs; first match wins, the
     # rest get 'auto'. spec: a PartitionSpec-like tuple ('...' first aligns it to the last
     # dimensions), 'auto' or 'replicated'. E.g. (('head', 'replicated'), ('fc1', (None, 'fsdp'))).
@@ -174,7 +174,7 @@ def base_config() -> ml_collections.ConfigDict:
 # Each rule returns None for a good value, otherwise what is allowed. `validate` applies the
 # rules of the keys a config has (recipes may lack optional ones) and reports every bad value
 # at once, so a fuzzed or mistyped override fails in milliseconds with a message, never deep
-# inside tf.data, optax or XLA. Keys of the `mesh` section are checked by cnnx.train.mesh.
+# inside tf.data, optax or XLA. Keys of the `mesh` section are checked by cnnx.parallel.mesh.
 
 
 def _is_number(x) -> bool:

@@ -4,7 +4,7 @@ Importing cnnx changes nothing in the process; train.py, eval.py, every scripts/
 tests/conftest.py call `apply()` near their top instead. Every setting is a default: a value the
 user already has in the environment wins.
 
-* cnnx's XLA flags (`cnnx.backends.cpu.flags`; `CNNX_XLA_DEFAULTS=0` turns them off).
+* cnnx's XLA flags (`cnnx.backends.xla_flags`; `CNNX_XLA_DEFAULTS=off` turns them off).
 * `EPATH_USE_TF=false`: gs:// paths go through gcsfs (etils.epath's fsspec backend), which
   follows `STORAGE_EMULATOR_HOST` like the other Cloud Storage clients; TensorFlow's GCS client
   has no endpoint setting. etils reads the variable at each path, so it only has to be set
@@ -23,7 +23,7 @@ import contextlib
 import functools
 import os
 
-from cnnx.backends.cpu import flags as xla_flags
+from cnnx import backends
 from cnnx.errors import MissingDependency
 
 # What to install for the data that TensorFlow reads (tf.data pipelines, TFDS, image folders).
@@ -42,7 +42,7 @@ ENVIRONMENT = {
 def apply(environ=os.environ) -> None:
     """Sets cnnx's process defaults in `environ` (os.environ; tests pass a dict), keeping every
     value already there. Call before the first JAX computation (XLA reads XLA_FLAGS once)."""
-    xla_flags.apply(environ)
+    backends.apply_xla_flags(environ)
     for name, value in ENVIRONMENT.items():
         environ.setdefault(name, value)
 

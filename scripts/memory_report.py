@@ -15,7 +15,7 @@ arguments + outputs + temporaries - aliased (donated) buffers, and the compile t
 data,fsdp,model; its product may be below --devices (the first devices are used). --batch_size is
 global (split over data × fsdp). MiB = 2^20 bytes. Compiled with XLA:CPU's
 `cse_barrier_expander` pass disabled, as the trainer does with remat on CPU: otherwise XLA:CPU
-undoes rematerialisation (see `cnnx.layers.remat.compiler_options`).
+undoes rematerialisation (see `cnnx.backends.remat_compiler_options`).
 """
 
 import os
@@ -94,9 +94,9 @@ def main(argv=None) -> int:
     jax.config.update("jax_platforms", "cpu")
     from cnnx import models
     from cnnx.analysis.memory import sharded_train_memory
+    from cnnx.backends import remat_compiler_options
     from cnnx.config_schema import base_config
-    from cnnx.layers.remat import compiler_options
-    from cnnx.train.mesh import make_mesh
+    from cnnx.parallel.mesh import make_mesh
 
     optim_cfg = base_config().optim
     optim_cfg.name = args.optim
@@ -130,7 +130,7 @@ def main(argv=None) -> int:
                     optim_cfg=optim_cfg,
                     min_size=args.min_size,
                     # Kept for every case so that remat on/off compare like with like.
-                    compiler_options=compiler_options(),
+                    compiler_options=remat_compiler_options(),
                 )
                 seconds = time.time() - t0
                 print(

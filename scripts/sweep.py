@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     from cnnx.errors import CnnxError
     from cnnx.sweeps import report, results, study
     from cnnx.sweeps.spec import load_sweep
+    from cnnx.sweeps.storage import open_storage
     from cnnx.train import distributed
 
     try:
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     writer = distributed.is_writer()
     try:
         storage = (
-            study.open_storage(
+            open_storage(
                 _STORAGE.value,
                 workdir,
                 heartbeat_s=_HEARTBEAT_S.value,

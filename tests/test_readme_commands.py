@@ -137,11 +137,11 @@ COMMANDS: dict[str, Check] = {
         slow=True,
     ),
     "python scripts/sweep.py "
-    "--sweep=configs/sweeps/efficientnet_grid.py:digits,resnet20_cifar,steps=80 "
+    "--sweep=configs/sweeps/efficientnet_grid.py:resnet20_cifar,digits,steps=80 "
     "--workdir=workdirs/digits_grid": Check(
         RUN,
         "python scripts/sweep.py "
-        "--sweep=configs/sweeps/efficientnet_grid.py:digits,resnet20_cifar,steps=80 "
+        "--sweep=configs/sweeps/efficientnet_grid.py:resnet20_cifar,digits,steps=80 "
         "--workdir={tmp}/digits_grid --dry_run",
         slow=True,
     ),
@@ -314,7 +314,7 @@ COMMANDS: dict[str, Check] = {
     """"--config.mesh.rules=(('head', 'replicated'), ('.*', 'auto'))\"""": Check(
         PARSE,
         why="FSDP + remat over 8 fake devices compiles for a minute; "
-        "tests/train/test_sharding.py trains that setting",
+        "tests/parallel/test_sharding.py trains that setting",
     ),
     "python scripts/memory_report.py --models=vit_l_16,convnext_xlarge --batch_size=64 "
     "--optim=adamw --mesh=8,1,1 --mesh=1,8,1 --remat=both": Check(

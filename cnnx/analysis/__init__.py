@@ -10,6 +10,10 @@ nothing itself, so `import cnnx.analysis` stays cheap.
   receptive_field  receptive field size, jump and start per layer
   memory           parameter and activation bytes; compiled peak of inference / train steps
   speed            images/s of inference and train steps
+  benchmark        the real train step against the matmul and convolution ceilings
+  torch_speed      the torchvision / timm counterpart, timed the same way
+  input_speed      images/s of the tf.data training pipeline over a folder of JPEGs
+  gradient_flow    per-layer gradient norms at initialisation (plain vs residual)
   reference_steps  the steps memory, speed and benchmark measure (the trainer's own train step)
   filters          first-layer filters as a PNG grid
   zoo              the at-a-glance table of all registered models

@@ -22,11 +22,11 @@ What each figure measures (`scripts/benchmark.py` prints and saves them):
 * **conv ceiling**: every convolution of the model (the exact `conv_general_dilated`
   equations of its forward pass, shapes, dtypes and settings included) run alone, forward +
   both gradients (weight gradient only for a layer fed by the image), through the
-  implementation the model uses (`cnnx.backends.cpu.conv` where its gradient is cnnx's, XLA's
-  otherwise), on random inputs held in memory. A pass runs each of them as many times as the
-  model does; GFLOP/s = their FLOPs / the median pass time. It is the speed the step would
-  reach if everything but the convolutions were free; its forward-only counterpart is the
-  ceiling for inference.
+  implementation the model uses (`cnnx.backends.conv_general_dilated` where its gradient is
+  cnnx's, XLA's otherwise), on random inputs held in memory. A pass runs each of them as many
+  times as the model does; GFLOP/s = their FLOPs / the median pass time. It is the speed the
+  step would reach if everything but the convolutions were free; its forward-only
+  counterpart is the ceiling for inference.
 * **interleaving**: the timed runs alternate, one per round with the order rotating: a train
   step, a convolution pass and (`--vs_torch`) the torch step; then the same for inference. A
   shared host's speed drifts over minutes, so each ratio (`fraction_of_conv`, `train_ratio`,
@@ -46,11 +46,11 @@ import numpy as np
 from jax import lax
 from jax.extend import core as jcore
 
+from cnnx import backends
 from cnnx.analysis import flops as flops_lib
 from cnnx.analysis import memory, reference_steps, speed
 from cnnx.analysis.speed import time_interleaved
 from cnnx.analysis.trace import trace
-from cnnx.backends.cpu import conv as cpu_conv
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -94,7 +94,7 @@ def _is_depthwise(lhs_shape, rhs_shape, params) -> bool:
 def _collect_convs(jaxpr, image_vars: set, repeat: int, found: dict, custom=False) -> None:
     """Adds every conv_general_dilated equation of `jaxpr` (recursively) to `found`.
 
-    `custom`: inside a custom_vjp (cnnx.backends.cpu.conv's own gradient).
+    `custom`: inside a custom_vjp (a platform route's own gradient, e.g. the CPU's 1x1).
     """
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
@@ -120,8 +120,8 @@ def _collect_convs(jaxpr, image_vars: set, repeat: int, found: dict, custom=Fals
                     "out": eqn.outvars[0].aval.shape,
                     "count": 0,
                     "first": eqn.invars[0] in image_vars,
-                    # Depthwise ones traced as conv equations (`lax_convolutions`) but run
-                    # as cnnx.backends.cpu.depthwise in the model.
+                    # Depthwise ones traced as conv equations (`lax_only`) but run by the
+                    # platform's route in the model (the CPU's shifted multiply-adds).
                     "custom": custom or _is_depthwise(lhs.shape, rhs.shape, params),
                 },
             )
@@ -142,12 +142,12 @@ def model_convolutions(model, input_shape: Sequence[int], dtype=jnp.float32) -> 
     Returns:
       Dicts with 'lhs' / 'rhs' (`ShapeDtypeStruct`s), 'params' (the primitive's), 'out' (the
       output shape), 'count', 'first' (fed by the image: no input gradient), 'custom' (inside
-      a custom gradient, or depthwise: `cnnx.backends.cpu.conv`, timed through it) and 'macs'
-      (of one call).
+      a custom gradient, or depthwise: `cnnx.backends.conv_general_dilated`, timed through
+      it) and 'macs' (of one call).
     """
     x = jax.ShapeDtypeStruct(tuple(input_shape), dtype)
     variables = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), x)
-    with cpu_conv.lax_convolutions():  # depthwise ones as conv equations too
+    with backends.lax_only():  # depthwise ones as conv equations too
         closed = jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(variables, x)
     image = closed.jaxpr.invars[-1]
     found: dict = {}
@@ -162,9 +162,9 @@ def model_convolutions(model, input_shape: Sequence[int], dtype=jnp.float32) -> 
 def _conv_fns(case):
     params = case["params"]
     if case["custom"]:  # the model's convolution is cnnx's (same dispatch, same gradient)
-        names = inspect.signature(cpu_conv.conv_general_dilated).parameters
+        names = inspect.signature(backends.conv_general_dilated).parameters
         conv = functools.partial(
-            cpu_conv.conv_general_dilated, **{k: v for k, v in params.items() if k in names}
+            backends.conv_general_dilated, **{k: v for k, v in params.items() if k in names}
         )
     else:
         conv = functools.partial(lax.conv_general_dilated_p.bind, **params)
@@ -411,20 +411,20 @@ DEPTHWISE_LAYERS = (
 def depthwise_layers(
     batch: int = 8, layers=DEPTHWISE_LAYERS, warmup: int = 2, repeats: int = 7, torch_too=True
 ) -> list[dict]:
-    """One grouped convolution (torch padding) at a time: XLA's, cnnx's, oneDNN's, torch's.
+    """One grouped convolution (torch padding) at a time: XLA's, the platform's own, torch's.
 
-    XLA: `lax.conv_general_dilated(feature_group_count=groups)` (depthwise layers only);
-    cnnx: `cnnx.backends.cpu.depthwise` (cnnx's XLA formulation, depthwise layers only);
-    onednn: `cnnx.backends.cpu.onednn.conv` (when the extension is built); torch:
-    `nn.Conv2d(groups=...)` in channels-last. Forward, and forward + input and weight
-    gradients, each jitted (torch: eager), timed in alternation (`time_interleaved`), float32.
+    XLA: `lax.conv_general_dilated(feature_group_count=groups)` (depthwise layers only); the
+    platform's own convolutions by name (`cnnx.backends.conv_kernels()`; on the CPU cnnx:
+    cnnx's depthwise formulation on XLA, depthwise layers only, and onednn: oneDNN's, when
+    the extension is built); torch: `nn.Conv2d(groups=...)` in channels-last. Forward, and
+    forward + input and weight gradients, each jitted (torch: eager), timed in alternation
+    (`time_interleaved`), float32.
 
     Returns:
       Per layer: 'layer' ('HxWxC kxk /s [gG]'), and '{xla,cnnx,onednn,torch}_{fwd,train}_ms'
       (medians) for the implementations timed.
     """
-    from cnnx.backends.cpu import depthwise, onednn
-
+    kernels = backends.conv_kernels()
     rows = []
     rng = np.random.default_rng(0)
     for size, channels, k, stride, groups in layers:
@@ -439,15 +439,12 @@ def depthwise_layers(
                 x, w, (stride, stride), pad, dimension_numbers=dn, feature_group_count=groups
             )
 
-        def ours(x, w, stride=stride, pad=pad):
-            return depthwise.depthwise_conv(x, w, (stride, stride), pad)
-
-        def with_onednn(x, w, stride=stride, pad=pad, groups=groups):
-            return onednn.conv(x, w, (stride, stride), pad, (1, 1), groups)
-
-        candidates = {"onednn": with_onednn} if onednn.available() else {}
-        if groups == channels:
-            candidates = {"xla": xla, "cnnx": ours, **candidates}
+        candidates = {"xla": xla} if groups == channels else {}
+        for label, kernel in kernels.items():
+            if groups == channels or not kernel.depthwise_only:
+                candidates[label] = functools.partial(
+                    _kernel, kernel.fn, strides=(stride, stride), padding=pad, groups=groups
+                )
         dy = jnp.ones(jax.eval_shape(xla, x, w).shape, jnp.float32)
         runs = {}
         for label, conv in candidates.items():
@@ -466,6 +463,10 @@ def depthwise_layers(
             row.update({f"{name}_ms": 1e3 * statistics.median(t) for name, t in times.items()})
         rows.append(row)
     return rows
+
+
+def _kernel(fn, x, w, *, strides, padding, groups):
+    return fn(x, w, strides, padding, groups)
 
 
 def _forward_backward(conv, x, w, dy):

@@ -108,7 +108,7 @@ def sharded_train_memory(
 
     The trainer's step (`reference_steps.train_setup`, as `compiled_memory`) compiled for a
     mesh, with the optimizer's state, the state sharded as the trainer shards it
-    (`cnnx.train.sharding`, replicated unless the mesh has fsdp/model axes > 1 or `rules`
+    (`cnnx.parallel.sharding`, replicated unless the mesh has fsdp/model axes > 1 or `rules`
     say otherwise), the batch split over ('data', 'fsdp') and the state donated.
     Nothing is allocated: the inputs are `ShapeDtypeStruct`s carrying their shardings.
 
@@ -116,17 +116,17 @@ def sharded_train_memory(
       model: a Flax module.
       input_shape: global (batch, height, width, channels).
       num_classes: label range for the loss.
-      mesh: a mesh from `cnnx.train.mesh.make_mesh`.
+      mesh: a mesh from `cnnx.parallel.mesh.make_mesh`.
       optim_cfg: an `optim` config section (default: the schema's SGD with momentum).
-      rules: sharding rules (see `cnnx.train.sharding`).
+      rules: sharding rules (see `cnnx.parallel.sharding`).
       min_size: 'auto' rule threshold (default `sharding.DEFAULT_MIN_SIZE`).
       compiler_options: XLA options for the compilation (see
-        `cnnx.layers.remat.compiler_options`: remat needs one on CPU to save anything).
+        `cnnx.backends.remat_compiler_options`: remat needs one on CPU to save anything).
 
     Returns:
       (XLA's figures for one device, bytes of the train state one device holds).
     """
-    from cnnx.train import sharding
+    from cnnx.parallel import sharding
 
     setup = reference_steps.train_setup(
         model, input_shape, num_classes, mesh, optim_cfg=optim_cfg, rules=rules, min_size=min_size

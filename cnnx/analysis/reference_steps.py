@@ -45,7 +45,7 @@ class TrainSetup:
       step: the jitted, donated `step(state, batch, rng) -> (state, metrics)`.
       create: `create(rng) -> TrainState` (for `cnnx.train.state.jit_initialize`).
       abstract_state: the state's `ShapeDtypeStruct`s.
-      state_shardings: where each state leaf lives (`cnnx.train.sharding.state_shardings`).
+      state_shardings: where each state leaf lives (`cnnx.parallel.sharding.state_shardings`).
       batch_sharding: the batch's sharding (over 'data' and 'fsdp').
       replicated: the replicated sharding (the key, the metrics).
       input_shape: the global (batch, height, width, channels).
@@ -62,7 +62,7 @@ class TrainSetup:
     def abstract_args(self):
         """(state, batch, rng) as `ShapeDtypeStruct`s carrying their shardings, for
         `step.lower(*args)`."""
-        from cnnx.train import sharding
+        from cnnx.parallel import sharding
 
         state = sharding.with_shardings(self.abstract_state, self.state_shardings)
         b = self.input_shape[0]
@@ -92,9 +92,9 @@ def train_setup(
       model: a Flax module.
       input_shape: global (batch, height, width, channels).
       num_classes: label range of the loss.
-      mesh: a mesh from `cnnx.train.mesh.make_mesh` (default: one device).
+      mesh: a mesh from `cnnx.parallel.mesh.make_mesh` (default: one device).
       optim_cfg: an `optim` config section (default: the schema's).
-      rules, min_size: sharding rules and the 'auto' threshold (`cnnx.train.sharding`;
+      rules, min_size: sharding rules and the 'auto' threshold (`cnnx.parallel.sharding`;
         default `sharding.DEFAULT_MIN_SIZE`).
 
     Returns:
@@ -102,8 +102,9 @@ def train_setup(
     """
     # cnnx.train pulls in the data pipeline (TensorFlow): loaded only when a step is built.
     from cnnx.config_schema import base_config
-    from cnnx.train import optim, sharding, steps
-    from cnnx.train.mesh import batch_sharding, make_mesh, replicated
+    from cnnx.parallel import sharding
+    from cnnx.parallel.mesh import batch_sharding, make_mesh, replicated
+    from cnnx.train import optim, steps
     from cnnx.train.state import create_train_state
 
     config = base_config()

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jcore
 
-from cnnx.backends.cpu import conv as cpu_conv
+from cnnx import backends
 
 GLOBAL = "global"  # receptive field of a value that has seen the whole image
 
@@ -496,7 +496,7 @@ def trace(model, input_shape: Sequence[int], dtype=jnp.float32) -> Trace:
     # with train=False on the abstract variables of eval_shape(init). Convolutions are traced
     # as `conv_general_dilated` equations, not as cnnx's CPU routes (oneDNN calls, shifted
     # depthwise sums).
-    with cpu_conv.lax_convolutions():
+    with backends.lax_only():
         variables = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), x)
         closed = jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(variables, x)
     walker = _Walker(int(input_shape[0]))

@@ -2,9 +2,9 @@
 
 `from_torch(name, state_dict)` works for every registered model whose family has a rules
 module here (`cnnx/convert/<family>.py`, imported automatically); a new family adds its
-naming rules there and nothing else. `input_normalization(name)` says which mean/std the
-converted weights must be fed with: the reference's own, including any re-normalisation
-the reference does inside `forward` (torchvision's `transform_input`).
+naming rules there and nothing else (the shared machinery is `core`). `input_normalization(name)`
+says which mean/std the converted weights must be fed with: the reference's own, including any
+re-normalisation the reference does inside `forward` (torchvision's `transform_input`).
 
   core       the generic rules (layouts, strictness) and the family registry
   to_torch   the inverse, cnnx variables -> state_dict, derived from the same rules

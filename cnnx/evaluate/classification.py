@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from cnnx.data import EvalInput, to_global
 from cnnx.evaluate.metrics import masked_sums, summarize
 from cnnx.evaluate.progress import progress_bar
-from cnnx.train.mesh import batch_sharding, replicated
+from cnnx.parallel.mesh import batch_sharding, replicated
 
 
 @dataclasses.dataclass

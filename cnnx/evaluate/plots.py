@@ -126,3 +126,17 @@ def save_confusion_png(confusion, path: str, class_names=None, title: str = "") 
     finally:
         plt.close(fig)
     epath.Path(path).write_bytes(buffer.getvalue())
+
+
+def plot_title(results: dict) -> str:
+    """'lenet5 step 660 · test · 10 views · 2 models · top-1 97.49%' of `evaluate_checkpoint`'s
+    results: what the confusion plot shows."""
+    parts = [
+        f"{results['model']} step {results['step']}{' (EMA)' if results.get('ema') else ''}",
+        f"{results['split']} at {results['image_size']} px",
+        f"{results['views']} view{'s' if results['views'] != 1 else ''}",
+    ]
+    if len(results.get("members", ())) > 1:
+        parts.append(f"{len(results['members'])} models")
+    parts.append(f"top-1 {results['eval/top1']:.2f}%")
+    return " · ".join(parts)

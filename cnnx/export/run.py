@@ -18,7 +18,7 @@ from flax import traverse_util
 
 from cnnx import models
 from cnnx.errors import CheckpointMismatch, ConfigError
-from cnnx.models.registry import model_fields
+from cnnx.models.registry import options as model_options
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 # Options that only shape training: rematerialisation recomputes the same forward pass.
@@ -128,7 +128,7 @@ def load_run(workdir: str, step: int | None = None, ema: bool = False) -> Traine
     model, data = saved.get("model", {}), saved.get("data", {})
     name = model["name"]
     spec = models.get_spec(name)
-    fields = model_fields(spec.builder)
+    fields = model_options(spec)
     options = {
         k: tuple(v) if isinstance(v, list) else v
         for k, v in model.items()

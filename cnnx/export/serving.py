@@ -28,13 +28,11 @@ formulation), so logits equal evaluation's within the conversion parity bound (r
 error < 1e-4).
 """
 
-import contextlib
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cnnx import backends
 from cnnx.errors import ConfigError
 from cnnx.export.run import TrainedRun, write_export
 
@@ -122,25 +120,6 @@ def serving_fn(run: TrainedRun):
     return serve
 
 
-@contextlib.contextmanager
-def _portable_layers():
-    """Trace every layer as plain `lax`: no oneDNN call (a custom call only cnnx's CPU
-    extension has) and no CPU-specific formulation in an artefact meant for any platform."""
-    from cnnx.backends import cpu
-    from cnnx.backends.cpu import conv
-
-    before = os.environ.get(cpu.SWITCH)
-    os.environ[cpu.SWITCH] = "xla"
-    try:
-        with conv.lax_convolutions():
-            yield
-    finally:
-        if before is None:
-            os.environ.pop(cpu.SWITCH, None)
-        else:
-            os.environ[cpu.SWITCH] = before
-
-
 def export_serving(
     run: TrainedRun,
     *,
@@ -169,7 +148,7 @@ def export_serving(
         raise ConfigError(f"--input_size={height},{width}: sides must be at least 1 pixel.")
     (batch,) = jax.export.symbolic_shape("batch")
     images = jax.ShapeDtypeStruct((batch, height, width, run.channels), jnp.uint8)
-    with _portable_layers():
+    with backends.portable_only():
         return jax.export.export(jax.jit(serving_fn(run)), platforms=tuple(platforms))(images)
 
 

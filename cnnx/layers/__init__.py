@@ -1,13 +1,15 @@
 """Building blocks shared by the model families.
 
-- `conv`: padding conventions, `Conv` (`nn.Conv` on cnnx's CPU convolutions), `ConvNormAct`.
+- `conv`: padding conventions, `Conv` (`nn.Conv` on the platform's convolution), `ConvNormAct`.
 - `norm`: BatchNorm (synchronised over the global batch) and local response normalisation.
 - `pool`: flax- and torch-style max pooling, adaptive average pooling.
-- `drop`, `head`, `se`, `mbconv`, `transformer`: drop path, classifier head, squeeze-and-
-  excitation, inverted residuals, attention blocks.
+- `drop`, `head`, `se`: drop path, classifier head, squeeze-and-excitation.
+- `mbconv`: inverted residual blocks (MobileNetV2, EfficientNet).
+- `transformer`: LayerNorm, GELU, multi-head self-attention and the MLP (ViT, Swin).
 - `remat`: per-block rematerialisation.
 
-XLA:CPU's custom gradients live in `cnnx.backends.cpu`, reached only through `conv` and `pool`.
+Platform kernels (convolution, max pooling, LayerNorm, GELU, attention) come through
+`cnnx.backends` only, which routes them to XLA:CPU's own formulations or to plain lax.
 """
 
 from cnnx.layers.conv import Conv, ConvNormAct, conv_padding, torch_padding

@@ -7,15 +7,14 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnnx.backends.cpu import conv as cpu_conv
+from cnnx import backends
 from cnnx.layers.norm import batch_norm
 
 Padding = str | int | Sequence[tuple[int, int]]
 
-# The convolution every cnnx layer runs: `lax.conv_general_dilated`, or on the CPU oneDNN's
-# convolutions (`CNNX_ONEDNN`) or XLA's with faster gradients (`CNNX_CPU_GRADS`); see
-# `cnnx.backends.cpu.conv`.
-conv_general_dilated = cpu_conv.conv_general_dilated
+# The convolution every cnnx layer runs: `lax.conv_general_dilated` on the platform's route
+# (on the CPU oneDNN's convolutions or XLA's with faster gradients; see `cnnx.backends`).
+conv_general_dilated = backends.conv_general_dilated
 # `nn.Conv` running it; a partial, so Flax still names unnamed ones `Conv_<n>` and parameter
 # trees are unchanged. Models use this, never `nn.Conv` directly.
 Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)

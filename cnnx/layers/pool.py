@@ -1,7 +1,7 @@
 """Pooling for NHWC arrays: flax-style and torch-style max pooling, adaptive average pooling.
 
-- `max_pool(x, window_shape, strides, padding)`: `flax.linen.max_pool`'s signature, with the
-  fast gradient of `cnnx.backends.cpu.pool` when the CPU switch is on.
+- `max_pool(x, window_shape, strides, padding)`: `flax.linen.max_pool`'s signature, on the
+  platform's route (`cnnx.backends.max_pool`: on the CPU a direct, faster gradient).
 - `torch_max_pool(x, kernel_size, strides, padding, ceil_mode=...)`: torch's `MaxPool2d`,
   including `ceil_mode` (torchvision's GoogLeNet); built on `max_pool`.
 - `adaptive_avg_pool(x, output_size)`: torch's `AdaptiveAvgPool2d` (AlexNet, VGG, GoogLeNet's
@@ -14,14 +14,12 @@ import math
 
 import flax.linen as nn
 import jax.numpy as jnp
-from jax import lax
 
-from cnnx.backends import cpu
-from cnnx.backends.cpu import pool as cpu_pool
+from cnnx import backends
 
 
 def max_pool(x, window_shape, strides=None, padding="VALID"):
-    """`flax.linen.max_pool` for NHWC inputs, with a fast gradient on XLA:CPU.
+    """`flax.linen.max_pool` on the platform's route (on XLA:CPU a faster gradient).
 
     Args:
       x: (N, H, W, C) array.
@@ -33,14 +31,7 @@ def max_pool(x, window_shape, strides=None, padding="VALID"):
       The pooled array; the same values and gradients as `flax.linen.max_pool`.
     """
     strides = tuple(strides or (1,) * len(window_shape))
-    if x.ndim != 4 or len(window_shape) != 2 or not cpu.enabled():
-        return nn.max_pool(x, tuple(window_shape), strides=strides, padding=padding)
-    window = tuple(int(k) for k in window_shape)
-    if isinstance(padding, str):
-        pads = lax.padtype_to_pads(x.shape[1:3], window, strides, padding)
-    else:
-        pads = padding
-    return cpu_pool.max_pool(x, window, strides, pads)
+    return backends.max_pool(x, window_shape, strides, padding)
 
 
 def torch_max_pool(x, kernel_size: int, strides: int, padding: int = 0, *, ceil_mode: bool = False):

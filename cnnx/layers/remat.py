@@ -18,8 +18,6 @@ import functools
 import flax.linen as nn
 import jax
 
-from cnnx.backends import cpu
-
 # Names accepted by `remat_policy` (a `jax.checkpoint_policies` member each); None saves
 # nothing inside a block.
 POLICIES = (
@@ -39,18 +37,6 @@ def remat_policy(name: str | None):
     if name not in POLICIES:
         raise ValueError(f"Unknown remat policy {name!r}; use one of {', '.join(POLICIES)}.")
     return getattr(jax.checkpoint_policies, name)
-
-
-def compiler_options(backend: str | None = None) -> dict[str, str] | None:
-    """XLA options a step with remat needs on `backend` (default: jax's) to keep its savings.
-
-    None except on XLA:CPU, which would otherwise undo rematerialisation (see
-    `cnnx.backends.cpu.REMAT_COMPILER_OPTIONS`). Pass the result as
-    `jax.jit(..., compiler_options=...)` or `Lowered.compile(...)`.
-    """
-    if (backend or jax.default_backend()) == "cpu":
-        return dict(cpu.REMAT_COMPILER_OPTIONS)
-    return None
 
 
 @functools.cache

@@ -9,7 +9,7 @@ Private to `cnnx.models`: family modules share it instead of importing each othe
 """
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -18,6 +18,7 @@ from cnnx.layers.conv import Conv
 from cnnx.layers.head import ClassifierHead
 from cnnx.layers.norm import LocalResponseNorm
 from cnnx.layers.pool import adaptive_avg_pool, torch_max_pool
+from cnnx.models.contract import Classifier
 from cnnx.models.scaling import round_filters
 
 
@@ -42,7 +43,7 @@ class ConvLayer(NamedTuple):
 PAPER_LRN = dict(size=5, alpha=1e-4 * 5, beta=0.75, k=2.0)
 
 
-class AlexNetStyle(nn.Module):
+class AlexNetStyle(Classifier):
     """Five convolutions and three fully connected layers: the network of AlexNet and ZFNet.
 
     Attributes:
@@ -55,34 +56,17 @@ class AlexNetStyle(nn.Module):
       width_mult: scales every conv and FC width (`round_filters`).
       depth_mult: accepted so every family takes it; AlexNet has no repeated blocks to scale.
       dropout_rate: dropout before fc6 and fc7 (0.5 in the paper).
-      dtype: compute dtype; parameters stay float32.
     """
 
     layers: Sequence[ConvLayer] = ()
-    num_classes: int = 1000
     fc_features: int = 4096
     pool_ceil: bool = False
     lrn_first: bool = True
     bias_one_fc: bool = False
-    width_mult: float = 1.0
-    depth_mult: float = 1.0
     dropout_rate: float = 0.5
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        """Classifies a batch of images.
-
-        Args:
-          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
-            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
-            least the spec's `min_resolution`.
-          train: dropout before fc6 and fc7 on (needs a 'dropout' rng) (no normalisation layer has
-            state).
-
-        Returns:
-          (B, num_classes) logits; with `num_classes=0`, the (B, fc_features) fc7 features.
-        """
         x = x.astype(self.dtype)
         for i, layer in enumerate(self.layers):
             x = Conv(

@@ -81,4 +81,5 @@ register_family(
     paper=_PAPER,
     year=2012,
     dropout=0.5,
+    lacks=("drop_path_rate", "remat"),
 )

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from cnnx.layers import ClassifierHead, DropPath, drop_path_rates, maybe_remat
 from cnnx.layers.conv import Conv
 from cnnx.layers.transformer import gelu, layer_norm
+from cnnx.models.contract import Classifier
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
 
@@ -71,7 +72,7 @@ class ConvNeXtBlock(nn.Module):
         return x + y
 
 
-class ConvNeXt(nn.Module):
+class ConvNeXt(Classifier):
     """ConvNeXt in torchvision's layout.
 
     Attributes:
@@ -84,36 +85,14 @@ class ConvNeXt(nn.Module):
       drop_path_rate: stochastic depth of the last block, linear in the block index over the
         whole network (torchvision/paper rule).
       layer_scale_init: initial value of the layer-scale gains.
-      remat: recompute each block in the backward pass (True, or a policy name; see
-        `cnnx.layers.remat`); parameters and results are unchanged.
-      dtype: compute dtype; parameters stay float32.
     """
 
     dims: Sequence[int] = (96, 192, 384, 768)
     depths: Sequence[int] = (3, 3, 9, 3)
-    num_classes: int = 1000
-    width_mult: float = 1.0
-    depth_mult: float = 1.0
-    dropout_rate: float = 0.0
-    drop_path_rate: float = 0.0
     layer_scale_init: float = 1e-6
-    remat: bool | str = False
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        """Classifies a batch of images.
-
-        Args:
-          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
-            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
-            least the spec's `min_resolution`.
-          train: stochastic depth (drop path) in the blocks and dropout before the classifier on
-            (needs a 'dropout' rng) (LayerNorm has no batch statistics).
-
-        Returns:
-          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
-        """
         x = x.astype(self.dtype)
         dims = [round_filters(c, self.width_mult) for c in self.dims]
         depths = [round_repeats(d, self.depth_mult) for d in self.depths]

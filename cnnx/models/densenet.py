@@ -21,7 +21,7 @@ filters, three blocks of 16 bottleneck layers, compression 0.5.
 Memory: `memory_efficient=True` recomputes the concat-BN-ReLU-conv1×1 bottleneck in the
 backward pass (`nn.remat`), as torchvision's `memory_efficient` and Pleiss et al. 2017 do;
 outputs and gradients are unchanged. On XLA:CPU it saves memory only when compiled with
-`cnnx.layers.remat.compiler_options()`, as the trainer does with `remat` on (docs/xla_cpu.md).
+`cnnx.backends.remat_compiler_options()`, as the trainer does with `remat` on (docs/xla_cpu.md).
 `remat=True`, the option every family shares, recomputes whole dense layers and so subsumes it.
 """
 
@@ -34,6 +34,7 @@ import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, ConvNormAct, batch_norm, maybe_remat, torch_padding
 from cnnx.layers.conv import Conv
+from cnnx.models.contract import Classifier
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
 
@@ -103,7 +104,7 @@ class DenseLayer(nn.Module):
         return PreActConv(self.growth_rate, 3, train, self.dtype, name="conv2")(y)
 
 
-class DenseNet(nn.Module):
+class DenseNet(Classifier):
     """DenseNet-BC for ImageNet (torchvision layout) or CIFAR.
 
     Attributes:
@@ -113,14 +114,9 @@ class DenseNet(nn.Module):
       bn_size: bottleneck width as a multiple of k (4 in the paper).
       compression: fraction of channels kept by each transition (θ, 0.5 for -BC).
       stem: 'imagenet' (7×7/2 conv, BN-ReLU, 3×3/2 max pool) or 'cifar' (one 3×3 conv).
-      num_classes: classifier outputs; 0 returns pooled features.
       width_mult: scales the growth rate and the stem filters (`round_filters`).
       depth_mult: scales every block's layer count (`round_repeats`).
-      dropout_rate: dropout before the classifier.
       memory_efficient: recompute the bottlenecks in the backward pass (see module docstring).
-      remat: recompute each dense layer in the backward pass (True, or a policy name; see
-        `cnnx.layers.remat`); parameters and results are unchanged.
-      dtype: compute dtype; parameters stay float32.
     """
 
     growth_rate: int = 32
@@ -129,29 +125,10 @@ class DenseNet(nn.Module):
     bn_size: int = 4
     compression: float = 0.5
     stem: str = "imagenet"
-    num_classes: int = 1000
-    width_mult: float = 1.0
-    depth_mult: float = 1.0
-    dropout_rate: float = 0.0
     memory_efficient: bool = False
-    remat: bool | str = False
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        """Classifies a batch of images.
-
-        Args:
-          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
-            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
-            least the spec's `min_resolution`.
-          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
-            `mutable=['batch_stats']`; False uses the running averages); dropout before the
-            classifier on (needs a 'dropout' rng).
-
-        Returns:
-          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
-        """
         x = x.astype(self.dtype)
         k = round_filters(self.growth_rate, self.width_mult)
         channels = round_filters(self.num_init_features, self.width_mult)
@@ -216,6 +193,7 @@ register_family(
     paper=_PAPER,
     year=2017,
     test_resolution=32,
+    lacks=("drop_path_rate",),
 )
 
 # DenseNet-BC (L=100, k=12) for CIFAR: (100 - 4) / 6 = 16 bottleneck layers per block.
@@ -241,4 +219,5 @@ register_family(
     num_classes=10,
     min_resolution=8,
     test_resolution=16,
+    lacks=("drop_path_rate",),
 )

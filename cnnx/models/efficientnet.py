@@ -26,11 +26,11 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, ConvNormAct, maybe_remat
 from cnnx.layers.conv import Padding
 from cnnx.layers.mbconv import InvertedResidual
+from cnnx.models.contract import Classifier
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import compound, round_filters, round_repeats, round_resolution
 
@@ -60,13 +60,11 @@ SCALING = {
 }
 
 
-class EfficientNet(nn.Module):
+class EfficientNet(Classifier):
     """EfficientNet (MBConv + squeeze-excite + SiLU) at any width and depth.
 
     Attributes:
-      num_classes: classifier outputs; 0 returns pooled features.
       width_mult: scales stem, stage and head channels (`round_filters`).
-      depth_mult: scales every stage's block count (`round_repeats`).
       depth_rounding: 'ceil' (published B1–B7) or 'round' (the compound builder's default, so
         FLOPs follow α·β²·γ²; see `round_repeats`).
       dropout_rate: dropout before the classifier (0.2 for B0 … 0.5 for B7).
@@ -74,38 +72,17 @@ class EfficientNet(nn.Module):
       padding: 'torch' (symmetric, torchvision) or 'same' (TensorFlow SAME, timm `tf_*`).
       bn_epsilon: BatchNorm epsilon (torchvision B0–B4: 1e-5; B5–B7 and TF: 1e-3).
       bn_momentum: BatchNorm running-average decay (0.9 is torch's 0.1, 0.99 torch's 0.01).
-      remat: recompute each block in the backward pass (True, or a policy name; see
-        `cnnx.layers.remat`); parameters and results are unchanged.
-      dtype: compute dtype; parameters stay float32.
     """
 
-    num_classes: int = 1000
-    width_mult: float = 1.0
-    depth_mult: float = 1.0
     depth_rounding: str = "ceil"
     dropout_rate: float = 0.2
     drop_path_rate: float = 0.2
     padding: Padding = "torch"
     bn_epsilon: float = 1e-5
     bn_momentum: float = 0.9
-    remat: bool | str = False
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        """Classifies a batch of images.
-
-        Args:
-          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
-            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
-            least the spec's `min_resolution`.
-          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
-            `mutable=['batch_stats']`; False uses the running averages); stochastic depth (drop
-            path) in the MBConv blocks and dropout before the classifier on (needs a 'dropout' rng).
-
-        Returns:
-          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
-        """
         x = x.astype(self.dtype)
         norm = dict(bn_epsilon=self.bn_epsilon, bn_momentum=self.bn_momentum, dtype=self.dtype)
         stem = round_filters(STEM_WIDTH, self.width_mult)

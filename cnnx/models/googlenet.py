@@ -40,6 +40,7 @@ import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, ConvNormAct, LocalResponseNorm
 from cnnx.layers.pool import adaptive_avg_pool, torch_max_pool
+from cnnx.models.contract import Classifier
 from cnnx.models.registry import INCEPTION_MEAN, INCEPTION_STD, register_family
 from cnnx.models.scaling import round_filters, stage_configs
 
@@ -126,7 +127,7 @@ class InceptionAux(nn.Module):
         return nn.Dense(self.num_classes, dtype=self.dtype, name="fc2")(x)
 
 
-class GoogLeNet(nn.Module):
+class GoogLeNet(Classifier):
     """GoogLeNet (torchvision's BatchNorm port, or the paper's network with `paper=True`).
 
     Attributes:
@@ -138,34 +139,15 @@ class GoogLeNet(nn.Module):
       depth_mult: scales the number of Inception modules per stage.
       dropout_rate: dropout before the classifier (torchvision 0.2, paper 0.4).
       aux_dropout_rate: dropout in the auxiliary heads (0.7).
-      dtype: compute dtype; parameters stay float32.
     """
 
     paper: bool = False
     aux_logits: bool = True
-    num_classes: int = 1000
-    width_mult: float = 1.0
-    depth_mult: float = 1.0
     dropout_rate: float = 0.2
     aux_dropout_rate: float = 0.7
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        """Classifies a batch of images.
-
-        Args:
-          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
-            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
-            least the spec's `min_resolution`.
-          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
-            `mutable=['batch_stats']`; False uses the running averages) (`googlenet`); dropout on
-            (needs a 'dropout' rng); the auxiliary heads run (with `aux_logits`).
-
-        Returns:
-          Eval mode: (B, num_classes) logits. Train mode with `aux_logits`: `(logits, (aux1,
-            aux2))`, each (B, num_classes). With `num_classes=0`: the (B, 1024) pooled features.
-        """
         x = x.astype(self.dtype)
         w = lambda c: round_filters(c, self.width_mult)  # noqa: E731
 
@@ -262,4 +244,5 @@ register_family(
     year=2014,
     min_resolution=15,
     test_resolution=15,
+    lacks=("drop_path_rate", "remat"),
 )

@@ -24,7 +24,6 @@ full resolution the head is torchvision's exactly. In train mode the model retur
 """
 
 import functools
-from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -38,6 +37,7 @@ from cnnx.models._inception_blocks import (
     concat,
     max_pool3s2,
 )
+from cnnx.models.contract import Classifier
 from cnnx.models.registry import INCEPTION_MEAN, INCEPTION_STD, register_family
 from cnnx.models.scaling import stage_configs
 
@@ -209,7 +209,7 @@ STAGE6 = (128, 160, 160, 192)  # InceptionC 7×7 widths
 STAGE7 = (None, None)  # InceptionE
 
 
-class InceptionV3(nn.Module):
+class InceptionV3(Classifier):
     """Inception v3 in torchvision's layout.
 
     Attributes:
@@ -218,32 +218,13 @@ class InceptionV3(nn.Module):
       width_mult: scales every channel count (`round_filters`).
       depth_mult: scales the module counts of stages 5, 6 and 7.
       dropout_rate: dropout before the classifier (0.5).
-      dtype: compute dtype; parameters stay float32.
     """
 
     aux_logits: bool = True
-    num_classes: int = 1000
-    width_mult: float = 1.0
-    depth_mult: float = 1.0
     dropout_rate: float = 0.5
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        """Classifies a batch of images.
-
-        Args:
-          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
-            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
-            least the spec's `min_resolution`.
-          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
-            `mutable=['batch_stats']`; False uses the running averages); dropout before the
-            classifier on (needs a 'dropout' rng); the auxiliary head runs (with `aux_logits`).
-
-        Returns:
-          Eval mode: (B, num_classes) logits. Train mode with `aux_logits`: `(logits, (aux,))`, each
-            (B, num_classes). With `num_classes=0`: the (B, 2048) pooled features.
-        """
         x = x.astype(self.dtype)
         kw = dict(width_mult=self.width_mult, dtype=self.dtype)
         conv = functools.partial(basic_conv, **kw)
@@ -302,4 +283,5 @@ register_family(
     dropout=0.5,
     min_resolution=75,
     test_resolution=75,
+    lacks=("drop_path_rate", "remat"),
 )

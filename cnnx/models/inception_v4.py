@@ -19,10 +19,7 @@ timm's `features.N` (v4) and `repeat*.N` (IRv2) indices become descriptive names
 before the classifier: 0.2 (the paper's keep probability 0.8); timm's default is none.
 """
 
-from typing import Any
-
 import flax.linen as nn
-import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, DropPath, drop_path_rates
 from cnnx.layers.conv import Conv
@@ -33,6 +30,7 @@ from cnnx.models._inception_blocks import (
     concat,
     max_pool3s2,
 )
+from cnnx.models.contract import Classifier
 from cnnx.models.registry import INCEPTION_MEAN, INCEPTION_STD, register_family
 from cnnx.models.scaling import round_repeats
 
@@ -220,38 +218,18 @@ class InceptionC(InceptionBlock):
         return concat(b0, b1, b2, b3)
 
 
-class InceptionV4(nn.Module):
+class InceptionV4(Classifier):
     """Inception-v4 in timm's layout.
 
     Attributes:
-      num_classes: classifier outputs; 0 returns pooled features.
       width_mult: scales every channel count (`round_filters`).
       depth_mult: scales the Inception-A/B/C counts (4, 7, 3).
-      dropout_rate: dropout before the classifier.
-      dtype: compute dtype; parameters stay float32.
     """
 
-    num_classes: int = 1000
-    width_mult: float = 1.0
-    depth_mult: float = 1.0
     dropout_rate: float = 0.2
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        """Classifies a batch of images.
-
-        Args:
-          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
-            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
-            least the spec's `min_resolution`.
-          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
-            `mutable=['batch_stats']`; False uses the running averages); dropout before the
-            classifier on (needs a 'dropout' rng).
-
-        Returns:
-          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
-        """
         x = x.astype(self.dtype)
         kw = dict(width_mult=self.width_mult, dtype=self.dtype)
         x = basic_conv(32, 3, 2, 0, name="stem_conv1", **kw)(x, train=train)
@@ -388,43 +366,21 @@ class Mixed7a(InceptionBlock):
         return concat(b0, b1, b2, max_pool3s2(x))
 
 
-class InceptionResNetV2(nn.Module):
+class InceptionResNetV2(Classifier):
     """Inception-ResNet-v2 in timm's layout.
 
     Attributes:
-      num_classes: classifier outputs; 0 returns pooled features.
       width_mult: scales every channel count (`round_filters`); the residual 1×1 convs follow
         the scaled input width.
       depth_mult: scales the Block35/Block17/Block8 counts (10, 20, 9).
-      dropout_rate: dropout before the classifier.
       drop_path_rate: stochastic depth of the last residual block, linear in block index (not
         in the paper or timm; 0 by default).
-      dtype: compute dtype; parameters stay float32.
     """
 
-    num_classes: int = 1000
-    width_mult: float = 1.0
-    depth_mult: float = 1.0
     dropout_rate: float = 0.2
-    drop_path_rate: float = 0.0
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        """Classifies a batch of images.
-
-        Args:
-          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
-            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
-            least the spec's `min_resolution`.
-          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
-            `mutable=['batch_stats']`; False uses the running averages); stochastic depth (drop
-            path) on the residual branches and dropout before the classifier on (needs a 'dropout'
-            rng).
-
-        Returns:
-          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
-        """
         x = x.astype(self.dtype)
         kw = dict(width_mult=self.width_mult, dtype=self.dtype)
         counts = [round_repeats(n, self.depth_mult) for n in (10, 20, 9)]
@@ -480,6 +436,7 @@ register_family(
     dropout=0.2,
     min_resolution=75,
     test_resolution=75,
+    lacks=("drop_path_rate", "remat"),
 )
 
 register_family(
@@ -500,4 +457,5 @@ register_family(
     dropout=0.2,
     min_resolution=75,
     test_resolution=75,
+    lacks=("remat",),
 )

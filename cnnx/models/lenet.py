@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnx.layers.conv import Conv
+from cnnx.models.contract import Classifier
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters
 
@@ -116,7 +117,7 @@ class SparseConv(nn.Module):
         return y + bias.astype(self.dtype)
 
 
-class LeNet5(nn.Module):
+class LeNet5(Classifier):
     """LeNet-5. Expects 32×32 inputs (the paper pads 28×28 MNIST digits to 32×32).
 
     Attributes:
@@ -126,28 +127,13 @@ class LeNet5(nn.Module):
         partial connection table then no longer applies, so it falls back to full C3). Depth
         has nothing to repeat in LeNet and is accepted only so every family takes it.
       dropout_rate: dropout before the output layer (none in the paper).
-      dtype: compute dtype.
     """
 
     num_classes: int = 10
     partial_c3: bool = True
-    width_mult: float = 1.0
-    depth_mult: float = 1.0
-    dropout_rate: float = 0.0
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        """Classifies a batch of images.
-
-        Args:
-          x: (B, 32, 32, C) float images normalised with the config's `data.mean` / `data.std`.
-          train: dropout before the output layer on (needs a 'dropout' rng) (LeNet-5 has no
-            normalisation).
-
-        Returns:
-          (B, num_classes) outputs; with `num_classes=0`, the (B, 84) F6 features.
-        """
         if x.shape[1] < 32 or x.shape[2] < 32:
             raise ValueError(f"LeNet-5 needs inputs of at least 32×32, got {x.shape[1:3]}")
         x = x.astype(self.dtype)
@@ -187,4 +173,5 @@ register_family(
     num_classes=10,
     min_resolution=32,
     test_resolution=32,
+    lacks=("drop_path_rate", "remat"),
 )

@@ -25,13 +25,12 @@ by output resolution; `depth_mult` repeats every row of the table (`round_repeat
 with stride 1.
 """
 
-from typing import Any
-
 import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, ConvNormAct
 from cnnx.layers.mbconv import DepthwiseSeparable, InvertedResidual
+from cnnx.models.contract import Classifier
 from cnnx.models.registry import INCEPTION_MEAN, INCEPTION_STD, register_family
 from cnnx.models.scaling import round_filters, round_repeats
 
@@ -88,38 +87,17 @@ def _divisible(v: float, divisor: int = 8) -> int:
     return rounded + divisor if rounded < 0.9 * v else rounded
 
 
-class MobileNetV1(nn.Module):
+class MobileNetV1(Classifier):
     """MobileNet v1 in timm's `mobilenetv1_100` layout.
 
     Attributes:
-      num_classes: classifier outputs; 0 returns pooled features.
       width_mult: the paper's width multiplier α (stem, every unit; `round_filters`).
       depth_mult: scales the units per stage (`round_repeats`); 1.0 is the paper.
       dropout_rate: dropout before the classifier (none in the paper or timm).
-      dtype: compute dtype; parameters stay float32.
     """
-
-    num_classes: int = 1000
-    width_mult: float = 1.0
-    depth_mult: float = 1.0
-    dropout_rate: float = 0.0
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        """Classifies a batch of images.
-
-        Args:
-          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
-            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
-            least the spec's `min_resolution`.
-          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
-            `mutable=['batch_stats']`; False uses the running averages); dropout before the
-            classifier on (needs a 'dropout' rng).
-
-        Returns:
-          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
-        """
         x = x.astype(self.dtype)
         stem = round_filters(32, self.width_mult)
         x = ConvNormAct(stem, 3, 2, act=nn.relu6, dtype=self.dtype, name="stem")(x, train=train)
@@ -138,41 +116,20 @@ class MobileNetV1(nn.Module):
         )
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(Classifier):
     """MobileNet v2 in torchvision's layout.
 
     Attributes:
-      num_classes: classifier outputs; 0 returns pooled features.
       width_mult: scales the stem, every block and (only above 1.0, as torchvision) the last conv.
-      depth_mult: scales every stage's block count (`round_repeats`).
       dropout_rate: dropout before the classifier (torchvision: 0.2).
       drop_path_rate: stochastic depth of the last block, linear in block index (none in the
         paper).
-      dtype: compute dtype; parameters stay float32.
     """
 
-    num_classes: int = 1000
-    width_mult: float = 1.0
-    depth_mult: float = 1.0
     dropout_rate: float = 0.2
-    drop_path_rate: float = 0.0
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        """Classifies a batch of images.
-
-        Args:
-          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
-            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
-            least the spec's `min_resolution`.
-          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
-            `mutable=['batch_stats']`; False uses the running averages); stochastic depth (if
-            `drop_path_rate`) and dropout before the classifier on (needs a 'dropout' rng).
-
-        Returns:
-          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
-        """
         x = x.astype(self.dtype)
         stem = round_filters(32, self.width_mult)
         x = ConvNormAct(stem, 3, 2, act=nn.relu6, dtype=self.dtype, name="stem")(x, train=train)
@@ -198,7 +155,7 @@ class MobileNetV2(nn.Module):
         )
 
 
-class MobileNetV3(nn.Module):
+class MobileNetV3(Classifier):
     """MobileNet v3 large / small in torchvision's layout.
 
     Attributes:
@@ -209,32 +166,13 @@ class MobileNetV3(nn.Module):
       dropout_rate: dropout before the classifier (torchvision: 0.2).
       drop_path_rate: stochastic depth of the last block, linear in block index (none in the
         paper).
-      dtype: compute dtype; parameters stay float32.
     """
 
     arch: str = "large"
-    num_classes: int = 1000
-    width_mult: float = 1.0
-    depth_mult: float = 1.0
     dropout_rate: float = 0.2
-    drop_path_rate: float = 0.0
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        """Classifies a batch of images.
-
-        Args:
-          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
-            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
-            least the spec's `min_resolution`.
-          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
-            `mutable=['batch_stats']`; False uses the running averages); stochastic depth (if
-            `drop_path_rate`) and dropout before the classifier on (needs a 'dropout' rng).
-
-        Returns:
-          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
-        """
         stages, last = V3_TABLES[self.arch]
         norm = dict(bn_epsilon=1e-3, bn_momentum=0.99, dtype=self.dtype)
         x = x.astype(self.dtype)
@@ -300,6 +238,7 @@ register_family(
     resolution=224,
     min_resolution=32,
     test_resolution=32,
+    lacks=("drop_path_rate", "remat"),
 )
 
 register_family(
@@ -318,6 +257,7 @@ register_family(
     dropout=0.2,
     min_resolution=32,
     test_resolution=32,
+    lacks=("remat",),
 )
 
 # Large and small are separate families: torchvision numbers their blocks differently, so each
@@ -340,4 +280,5 @@ for _arch, _count, _top1 in (("large", 5_483_032, 74.042), ("small", 2_542_856, 
         dropout=0.2,
         min_resolution=32,
         test_resolution=32,
+        lacks=("remat",),
     )

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, batch_norm
 from cnnx.layers.conv import Conv
+from cnnx.models.contract import Classifier
 from cnnx.models.registry import INCEPTION_MEAN, INCEPTION_STD, register_family
 from cnnx.models.scaling import round_filters, round_repeats
 
@@ -289,44 +290,24 @@ class NormalCell(nn.Module):
         return jnp.concatenate([left, c0, c1, c2, c3, c4], axis=-1)
 
 
-class NASNetA(nn.Module):
+class NASNetA(Classifier):
     """NASNet-A "N @ P" for ImageNet.
 
     Attributes:
       num_cells: N, normal cells per block (including the first cell of the block).
       num_features: P, channels of the last cell (24 c).
       stem_size: channels of the 3×3 stem convolution.
-      num_classes: classifier outputs; 0 returns the pooled features.
       width_mult: scales the stem and c (`round_filters`).
       depth_mult: scales N (`round_repeats`).
       dropout_rate: dropout before the classifier (paper: 0.5 for the large model).
-      dtype: compute dtype; parameters stay float32.
     """
 
     num_cells: int = 6
     num_features: int = 4032
     stem_size: int = 96
-    num_classes: int = 1000
-    width_mult: float = 1.0
-    depth_mult: float = 1.0
-    dropout_rate: float = 0.0
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        """Classifies a batch of images.
-
-        Args:
-          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
-            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
-            least the spec's `min_resolution`.
-          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
-            `mutable=['batch_stats']`; False uses the running averages); dropout before the
-            classifier on (needs a 'dropout' rng).
-
-        Returns:
-          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
-        """
         x = x.astype(self.dtype)
         c = round_filters(self.num_features // 24, self.width_mult)
         n = round_repeats(self.num_cells, self.depth_mult)
@@ -382,4 +363,5 @@ register_family(
     year=2017,
     min_resolution=32,
     test_resolution=32,
+    lacks=("drop_path_rate", "remat"),
 )

@@ -27,13 +27,14 @@ convolution and returns the pooled features of the last hidden 1×1 layer.
 """
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnx.layers.conv import Conv
 from cnnx.layers.pool import torch_max_pool
+from cnnx.models.contract import Classifier
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
 
@@ -68,7 +69,7 @@ CIFAR = (
 )
 
 
-class NIN(nn.Module):
+class NIN(Classifier):
     """Network in Network.
 
     Attributes:
@@ -79,32 +80,14 @@ class NIN(nn.Module):
       dropout_rate: dropout between blocks where the table asks for it (0.5 in the paper).
       relu_class_maps: a ReLU on the class maps before pooling, as the authors' Caffe files
         have; off by default, so logits can be negative and every class gets a gradient.
-      dtype: compute dtype; parameters stay float32.
     """
 
     blocks: Sequence[MlpConv] = IMAGENET
-    num_classes: int = 1000
-    width_mult: float = 1.0
-    depth_mult: float = 1.0
     dropout_rate: float = 0.5
     relu_class_maps: bool = False
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        """Classifies a batch of images.
-
-        Args:
-          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
-            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
-            least the spec's `min_resolution`.
-          train: dropout after the blocks marked in the module docstring's tables on (needs a
-            'dropout' rng); NIN has no normalisation.
-
-        Returns:
-          (B, num_classes) logits (the class maps, averaged); with `num_classes=0`, the (B, F)
-            pooled features of the last hidden 1×1 layer.
-        """
         x = x.astype(self.dtype)
         init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
         for b, block in enumerate(self.blocks):
@@ -177,4 +160,5 @@ register_family(
     paper="Lin et al. 2013, Network In Network",
     year=2013,
     dropout=0.5,
+    lacks=("drop_path_rate", "remat"),
 )

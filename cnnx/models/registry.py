@@ -3,6 +3,8 @@
 Families register their variants from a table, in a loop (`register_family`), rather than one
 function per variant; `create(name, **overrides)` builds the Flax module. Names follow
 torchvision where it has the model, timm otherwise, and plain descriptive names elsewhere.
+Every builder is a `contract.Classifier`; the optional contract options a family does not
+implement are declared on its specs (`ModelSpec.lacks`), and `create` holds that line.
 """
 
 import dataclasses
@@ -19,6 +21,7 @@ from cnnx.image_stats import (  # noqa: F401 (INCEPTION_*: the families' specs u
     INCEPTION_MEAN,
     INCEPTION_STD,
 )
+from cnnx.models.contract import OPTIONAL, Classifier
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +53,8 @@ class ModelSpec:
         including any re-normalisation the reference does inside `forward` (torchvision's
         pretrained GoogLeNet / Inception v3 set `transform_input`, which amounts to 0.5 / 0.5);
         timm's come from its `pretrained_cfg`. Converted weights are evaluated with these.
+      lacks: the optional contract options (`contract.OPTIONAL`: `drop_path_rate`, `remat`)
+        the family does not implement; `create` accepts only their neutral default.
     """
 
     name: str
@@ -72,9 +77,13 @@ class ModelSpec:
     top1: tuple[float, str] | None = None
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
+    lacks: frozenset[str] = frozenset()
 
     def __post_init__(self):
         object.__setattr__(self, "kwargs", MappingProxyType(dict(self.kwargs)))
+        object.__setattr__(self, "lacks", frozenset(self.lacks))
+        if not self.lacks <= OPTIONAL.keys():
+            raise ValueError(f"{self.name}: lacks {sorted(self.lacks)}; optional: {list(OPTIONAL)}")
         if self.eval_resolution is None:
             object.__setattr__(self, "eval_resolution", self.resolution)
 
@@ -145,16 +154,40 @@ def model_fields(builder: Callable[..., Any]) -> set[str]:
     return set(inspect.signature(builder).parameters)
 
 
+def options(spec: ModelSpec) -> set[str]:
+    """The constructor arguments that change a registered model: its fields less `lacks`."""
+    return model_fields(spec.builder) - spec.lacks
+
+
+def _neutral(option: str):
+    return next(f.default for f in dataclasses.fields(Classifier) if f.name == option)
+
+
+def _refuse_lacked(spec: ModelSpec, option: str, value) -> None:
+    """A ConfigError for a non-neutral value of an option `spec`'s family lacks."""
+    with_it = sorted({s.family for s in _REGISTRY.values() if option not in s.lacks})
+    raise ConfigError(
+        f"model.{option}={value!r}: {spec.name} ({spec.family}) has no "
+        f"{OPTIONAL[option]}; the families that have it: {', '.join(with_it)}. Leave it at "
+        f"{_neutral(option)!r} for {spec.name}."
+    )
+
+
 def create(name: str, **overrides):
     """Builds a registered model.
 
     Args:
       name: registry name.
       **overrides: constructor arguments replacing the variant's (`num_classes`, `width_mult`,
-        `depth_mult`, `dropout_rate`, `drop_path_rate`, `dtype`, ...).
+        `depth_mult`, `dropout_rate`, `drop_path_rate`, `remat`, `dtype`, ...). An option
+        the family lacks (`ModelSpec.lacks`) may be given only at its neutral default.
 
     Returns:
       The Flax module (unbound).
+
+    Raises:
+      ConfigError: an unknown model or option, or a non-neutral value of a lacked option
+        (naming the families that have it).
     """
     spec = get_spec(name)
     known = model_fields(spec.builder)
@@ -162,7 +195,34 @@ def create(name: str, **overrides):
     if unknown:
         raise ConfigError(
             f"Model {name!r} ({spec.builder.__name__}) has no option(s) {unknown}. "
-            f"Its options are: {', '.join(sorted(known))}."
+            f"Its options are: {', '.join(sorted(options(spec)))}."
         )
+    for option in sorted(spec.lacks & overrides.keys()):
+        # 0 and 0.0 are neutral too, as False is (`remat=0`, `drop_path_rate=0`).
+        if overrides[option] != _neutral(option):
+            _refuse_lacked(spec, option, overrides[option])
     kwargs = {**spec.kwargs, **overrides}
     return spec.builder(**kwargs)
+
+
+def as_registered(spec: ModelSpec, model, ignore: frozenset[str] = frozenset()) -> bool:
+    """Whether `model` equals `create(spec.name)` in every field outside `ignore`.
+
+    Reads the fields of the model already built (with the builder's defaults and the spec's
+    kwargs) instead of building a second one.
+    """
+    builder = spec.builder
+    if not (isinstance(builder, type) and type(model) is builder):
+        return False
+    for field in dataclasses.fields(builder):
+        if field.name in ("parent", "name") or field.name in ignore:
+            continue
+        if field.name in spec.kwargs:
+            registered = spec.kwargs[field.name]
+        elif field.default_factory is not dataclasses.MISSING:
+            registered = field.default_factory()
+        else:
+            registered = field.default
+        if getattr(model, field.name) != registered:
+            return False
+    return True

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, ConvNormAct, DropPath, drop_path_rates, maybe_remat
 from cnnx.layers.pool import max_pool
+from cnnx.models.contract import Classifier
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
 
@@ -124,57 +125,31 @@ def _shortcut(block: nn.Module, x, out_features: int, train: bool):
     )(x, train=train)
 
 
-class ResNet(nn.Module):
+class ResNet(Classifier):
     """ImageNet ResNet / ResNeXt / Wide ResNet in torchvision's layout.
 
     Attributes:
       block: 'basic' or 'bottleneck'.
       stage_sizes: blocks per stage (e.g. (3, 4, 6, 3) for ResNet-50).
-      num_classes: classifier outputs; 0 returns pooled features.
       width_mult: scales every stage's and the stem's channels (`round_filters`).
-      depth_mult: scales every stage's block count (`round_repeats`).
       groups, width_per_group: ResNeXt cardinality and bottleneck width (Wide ResNet: 128).
       stride_in_1x1: the paper's v1 (stride in the first 1×1) instead of torchvision's v1.5.
       shortcut: 'projection' (the default), or 'none' for the plain networks.
       dropout_rate: dropout before the classifier (none in the paper).
-      drop_path_rate: stochastic depth of the last block, linear in block index.
       zero_init_residual: zero the last BN scale of each block (Goyal et al. 2017).
-      remat: recompute each block in the backward pass (True, or a policy name; see
-        `cnnx.layers.remat`); parameters and results are unchanged.
-      dtype: compute dtype; parameters stay float32.
     """
 
     block: str = "bottleneck"
     stage_sizes: Sequence[int] = (3, 4, 6, 3)
-    num_classes: int = 1000
-    width_mult: float = 1.0
-    depth_mult: float = 1.0
     stem_width: int = 64
     groups: int = 1
     width_per_group: int = 64
     stride_in_1x1: bool = False
     shortcut: str = "projection"
-    dropout_rate: float = 0.0
-    drop_path_rate: float = 0.0
     zero_init_residual: bool = False
-    remat: bool | str = False
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        """Classifies a batch of images.
-
-        Args:
-          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
-            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
-            least the spec's `min_resolution`.
-          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
-            `mutable=['batch_stats']`; False uses the running averages); stochastic depth (drop
-            path) and dropout before the classifier on (needs a 'dropout' rng).
-
-        Returns:
-          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
-        """
         x = x.astype(self.dtype)
         stem = round_filters(self.stem_width, self.width_mult)
         x = ConvNormAct(stem, 7, 2, dtype=self.dtype, name="stem")(x, train=train)
@@ -213,42 +188,22 @@ class ResNet(nn.Module):
         )
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(Classifier):
     """The 6n+2-layer CIFAR networks of He et al. (2015) §4.2 (residual or plain).
 
     Attributes:
       depth: total weighted layers, 6n + 2 (20, 32, 44, 56, 110, 1202).
       shortcut: 'zero_pad' (option A, the paper's choice for CIFAR), 'projection' (option B),
         or 'none' (plain network).
-      num_classes, width_mult, depth_mult, dropout_rate, drop_path_rate, remat, dtype: as
-        `ResNet`.
     """
 
     depth: int = 20
     shortcut: str = "zero_pad"
     num_classes: int = 10
-    width_mult: float = 1.0
-    depth_mult: float = 1.0
-    dropout_rate: float = 0.0
-    drop_path_rate: float = 0.0
     zero_init_residual: bool = False
-    remat: bool | str = False
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        """Classifies a batch of images.
-
-        Args:
-          x: (B, H, W, 3) float images normalised with the config's `data.mean` / `data.std` (32×32
-            for CIFAR; any size works).
-          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
-            `mutable=['batch_stats']`; False uses the running averages); stochastic depth (drop
-            path) and dropout before the classifier on (needs a 'dropout' rng).
-
-        Returns:
-          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
-        """
         if (self.depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n + 2, got {self.depth}")
         n = round_repeats((self.depth - 2) // 6, self.depth_mult)

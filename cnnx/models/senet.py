@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from cnnx.layers import ClassifierHead, ConvNormAct, DropPath, drop_path_rates, maybe_remat
 from cnnx.layers.pool import torch_max_pool
 from cnnx.layers.se import SqueezeExcite
+from cnnx.models.contract import Classifier
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
 
@@ -109,7 +110,7 @@ class SEBottleneck(nn.Module):
         return nn.relu(y + x)
 
 
-class SENet(nn.Module):
+class SENet(Classifier):
     """SE-ResNet, SE-ResNeXt and SENet-154 in timm's `legacy_senet` layout.
 
     Attributes:
@@ -121,14 +122,7 @@ class SENet(nn.Module):
       inplanes: stem output channels (64; 128 for SENet-154).
       input_3x3: three 3×3 stem convs instead of one 7×7 (SENet-154).
       downsample_kernel: kernel of the projection shortcuts of stages 2-4 (1; 3 for SENet-154).
-      num_classes: classifier outputs; 0 returns pooled features.
       width_mult: scales stem and stage channels (`round_filters`).
-      depth_mult: scales every stage's block count (`round_repeats`).
-      dropout_rate: dropout before the classifier.
-      drop_path_rate: stochastic depth of the last block, linear in block index.
-      remat: recompute each block in the backward pass (True, or a policy name; see
-        `cnnx.layers.remat`); parameters and results are unchanged.
-      dtype: compute dtype; parameters stay float32.
     """
 
     kind: str = "seresnet"
@@ -139,29 +133,9 @@ class SENet(nn.Module):
     inplanes: int = 64
     input_3x3: bool = False
     downsample_kernel: int = 1
-    num_classes: int = 1000
-    width_mult: float = 1.0
-    depth_mult: float = 1.0
-    dropout_rate: float = 0.0
-    drop_path_rate: float = 0.0
-    remat: bool | str = False
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        """Classifies a batch of images.
-
-        Args:
-          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
-            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
-            least the spec's `min_resolution`.
-          train: BatchNorm normalises with batch statistics and updates `batch_stats` (pass
-            `mutable=['batch_stats']`; False uses the running averages); stochastic depth (drop
-            path) and dropout before the classifier on (needs a 'dropout' rng).
-
-        Returns:
-          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
-        """
         x = x.astype(self.dtype)
         inplanes = round_filters(self.inplanes, self.width_mult)
         if self.input_3x3:

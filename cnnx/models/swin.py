@@ -28,6 +28,7 @@ import numpy as np
 from cnnx.layers import ClassifierHead, DropPath, drop_path_rates, maybe_remat
 from cnnx.layers.conv import Conv
 from cnnx.layers.transformer import Mlp, attend, layer_norm, split_heads
+from cnnx.models.contract import Classifier
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
 
@@ -189,7 +190,7 @@ class PatchMerging(nn.Module):
         return nn.Dense(2 * c, use_bias=False, dtype=self.dtype, name="reduction")(x)
 
 
-class SwinTransformer(nn.Module):
+class SwinTransformer(Classifier):
     """Swin Transformer v1 in torchvision's layout.
 
     Attributes:
@@ -198,17 +199,12 @@ class SwinTransformer(nn.Module):
       num_heads: heads per stage.
       window: window side (7).
       patch_size: side of the patch embedding (4).
-      num_classes: classifier outputs; 0 returns the pooled features.
       width_mult: scales C by whole 32-wide heads (`round_filters` with divisor 32), so head
         width stays 32 and every stage keeps C·2^i channels.
       depth_mult: scales the number of block *pairs* per stage (`round_repeats`), so shifted
         and regular windows keep alternating.
-      dropout_rate: dropout before the classifier.
       drop_path_rate: stochastic depth of the last block, linear in the block index
         (torchvision: 0.2 / 0.3 / 0.5 for T / S / B).
-      remat: recompute each block in the backward pass (True, or a policy name; see
-        `cnnx.layers.remat`); parameters and results are unchanged.
-      dtype: compute dtype; parameters stay float32.
     """
 
     embed_dim: int = 96
@@ -217,28 +213,9 @@ class SwinTransformer(nn.Module):
     window: int = 7
     patch_size: int = 4
     mlp_ratio: float = 4.0
-    num_classes: int = 1000
-    width_mult: float = 1.0
-    depth_mult: float = 1.0
-    dropout_rate: float = 0.0
-    drop_path_rate: float = 0.0
-    remat: bool | str = False
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        """Classifies a batch of images.
-
-        Args:
-          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
-            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
-            least the spec's `min_resolution`.
-          train: stochastic depth (drop path) in the blocks and dropout (attention, MLP, classifier)
-            on (needs a 'dropout' rng) (LayerNorm has no batch statistics).
-
-        Returns:
-          (B, num_classes) logits; with `num_classes=0`, the (B, F) pooled features.
-        """
         x = x.astype(self.dtype)
         head_dim = self.embed_dim // self.num_heads[0]
         dim = round_filters(self.embed_dim, self.width_mult, divisor=head_dim)

@@ -24,7 +24,6 @@ rule, for every configuration. `depth_mult` scales the number of 3×3 convolutio
 """
 
 from collections.abc import Sequence
-from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -33,6 +32,7 @@ from cnnx.layers import ClassifierHead, LocalResponseNorm, batch_norm
 from cnnx.layers.conv import Conv
 from cnnx.layers.pool import adaptive_avg_pool, max_pool
 from cnnx.models._alexnet_style import PAPER_LRN
+from cnnx.models.contract import Classifier
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
 
@@ -46,7 +46,7 @@ CONFIGS = {
 }
 
 
-class VGG(nn.Module):
+class VGG(Classifier):
     """VGG in torchvision's layout.
 
     Attributes:
@@ -58,33 +58,16 @@ class VGG(nn.Module):
       width_mult: scales every conv and FC width (`round_filters`).
       depth_mult: scales the 3×3 convolutions of every stage (`round_repeats`).
       dropout_rate: dropout after fc6 and after fc7 (0.5 in the paper).
-      dtype: compute dtype; parameters stay float32.
     """
 
     stages: Sequence[tuple[int, int, int]] = CONFIGS["D"]
     batch_norm: bool = False
     lrn: bool = False
-    num_classes: int = 1000
     fc_features: int = 4096
-    width_mult: float = 1.0
-    depth_mult: float = 1.0
     dropout_rate: float = 0.5
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        """Classifies a batch of images.
-
-        Args:
-          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
-            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
-            least the spec's `min_resolution`.
-          train: dropout after fc6 and fc7 on (needs a 'dropout' rng); BatchNorm (the `_bn`
-            variants) uses batch statistics and updates `batch_stats`.
-
-        Returns:
-          (B, num_classes) logits; with `num_classes=0`, the (B, fc_features) fc7 features.
-        """
         x = x.astype(self.dtype)
         index = 0  # torchvision's position in its `features` Sequential
         for channels, n3, n1 in self.stages:
@@ -156,4 +139,5 @@ register_family(
     dropout=0.5,
     min_resolution=32,
     test_resolution=32,
+    lacks=("drop_path_rate", "remat"),
 )

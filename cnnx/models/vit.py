@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from cnnx.layers import ClassifierHead, DropPath, drop_path_rates, maybe_remat
 from cnnx.layers.conv import Conv
 from cnnx.layers.transformer import Mlp, MultiHeadSelfAttention, layer_norm
+from cnnx.models.contract import Classifier
 from cnnx.models.registry import INCEPTION_MEAN, INCEPTION_STD, register_family
 from cnnx.models.scaling import round_filters, round_repeats
 
@@ -120,7 +121,7 @@ class EncoderBlock(nn.Module):
         return x + DropPath(self.drop_path_rate)(y, train=train)
 
 
-class VisionTransformer(nn.Module):
+class VisionTransformer(Classifier):
     """ViT with a class token (torchvision / timm layout).
 
     Attributes:
@@ -134,14 +135,9 @@ class VisionTransformer(nn.Module):
       width_mult: scales D by whole heads (`round_filters` with the head width as divisor, so
         heads stay 64 wide: vit_b at 0.25 is vit_ti) and the MLP width.
       depth_mult: scales the number of blocks (`round_repeats`).
-      dropout_rate: dropout before the classifier.
       encoder_dropout: dropout after the embeddings, the attention and the MLP layers (torchvision
         `dropout`; 0 in the published models).
       attention_dropout: dropout on the attention weights.
-      drop_path_rate: stochastic depth of the last block, linear in the block index.
-      remat: recompute each block in the backward pass (True, or a policy name; see
-        `cnnx.layers.remat`); parameters and results are unchanged.
-      dtype: compute dtype; parameters stay float32.
     """
 
     patch_size: int = 16
@@ -150,30 +146,11 @@ class VisionTransformer(nn.Module):
     num_layers: int = 12
     num_heads: int = 12
     image_size: int = 224
-    num_classes: int = 1000
-    width_mult: float = 1.0
-    depth_mult: float = 1.0
-    dropout_rate: float = 0.0
     encoder_dropout: float = 0.0
     attention_dropout: float = 0.0
-    drop_path_rate: float = 0.0
-    remat: bool | str = False
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        """Classifies a batch of images.
-
-        Args:
-          x: (B, H, W, 3) float images (pixels / 255) normalised with the config's `data.mean` /
-            `data.std` (converted weights expect the registry spec's `mean` / `std`); H and W at
-            least the spec's `min_resolution`.
-          train: stochastic depth (drop path) in the blocks and dropout (embeddings, attention, MLP,
-            classifier) on (needs a 'dropout' rng) (LayerNorm has no batch statistics).
-
-        Returns:
-          (B, num_classes) logits; with `num_classes=0`, the (B, hidden) normalised class token.
-        """
         x = x.astype(self.dtype)
         head_dim = self.hidden_dim // self.num_heads
         hidden = round_filters(self.hidden_dim, self.width_mult, divisor=head_dim)

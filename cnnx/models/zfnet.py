@@ -53,4 +53,5 @@ register_family(
     dropout=0.5,
     min_resolution=47,
     test_resolution=47,
+    lacks=("drop_path_rate", "remat"),
 )

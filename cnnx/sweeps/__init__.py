@@ -5,8 +5,8 @@ Import the submodule you need; this package imports nothing itself.
 
   spec     sweep files (`get_sweep(arg)` -> base config + trials of dotted overrides, or ranges
            and a budget for a sampler), trial keys and folder names
-  study    Optuna: journal-file or PostgreSQL storage, the exact grid enqueued, TPE/random
-           search, heartbeats and retries of dead workers' trials, one worker's trial loop
+  storage  the study's storage: journal file or PostgreSQL, heartbeats, retries of dead trials
+  study    Optuna: the exact grid enqueued, TPE/random search, one worker's trial loop
            (several processes of a slice training each trial together)
   runner   one trial in a subprocess (crash isolation) or in-process
   worker   one trial: `python -m cnnx.sweeps.worker` (train, params, MACs, TensorBoard hparams)

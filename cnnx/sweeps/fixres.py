@@ -35,13 +35,13 @@ from etils import epath
 
 from cnnx.data import TrainInput, to_global
 from cnnx.evaluate.classification import Member, evaluate_members
-from cnnx.models.registry import model_fields
+from cnnx.models.registry import model_fields, options
+from cnnx.parallel.mesh import batch_sharding, replicated
 from cnnx.sweeps.spec import apply_overrides
 from cnnx.train.build import make_eval_input
 from cnnx.train.distributed import is_writer
 from cnnx.train.experiment import process_info, setup
 from cnnx.train.loop import train_and_evaluate
-from cnnx.train.mesh import batch_sharding, replicated
 from cnnx.train.state import TrainState
 from cnnx.train.steps import StepOptions, make_train_step
 from cnnx.train.workdir import write_json_atomic
@@ -135,7 +135,7 @@ def finetune_at(config, variables, res: int, ft: ml_collections.ConfigDict, crop
     cfg = at_resolution(config, res, crop_pct)
     exp = setup(cfg)
     model, params = adapt_to_resolution(exp.model, variables["params"], res)
-    if "drop_path_rate" in model_fields(type(model)):
+    if "drop_path_rate" in options(exp.spec):
         model = model.clone(drop_path_rate=0.0)  # frozen blocks: no stochastic depth
     mask = trainable_mask(params, ft.trainable, ft.last_n_blocks)
     labels = jax.tree.map(lambda m: "train" if m else "freeze", mask)

@@ -23,17 +23,14 @@ a changed base (budget, data) never reuses results trained under the old one. It
 
 import dataclasses
 import hashlib
-import importlib.util
 import json
-import os
 import re
 from typing import Any
 
 import ml_collections
 
+from cnnx.cli import load_config_module
 from cnnx.errors import ConfigError
-
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,32 +133,9 @@ def trial_key(overrides: dict, base: ml_collections.ConfigDict | None = None) ->
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def resolve_path(path: str) -> str:
-    """A config path as given, or relative to the repository root when not found as given."""
-    if os.path.exists(path):
-        return path
-    candidate = os.path.join(_REPO_ROOT, path)
-    if os.path.exists(candidate):
-        return candidate
-    from cnnx.cli import config_not_found
-
-    raise ConfigError(f"{config_not_found(path)} (Looked here and under {_REPO_ROOT}.)")
-
-
-def load_module(ref: str):
-    """Imports a config/sweep file given as `path[:arg]`; returns (module, arg or None)."""
-    path, _, arg = ref.partition(":")
-    path = resolve_path(path)
-    name = "_cnnx_cfg_" + hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:8]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module, (arg or None)
-
-
 def load_config(ref: str) -> ml_collections.ConfigDict:
     """`get_config(arg)` of a configs/ file given as `path[:arg]`."""
-    module, arg = load_module(ref)
+    module, arg = load_config_module(ref)
     return module.get_config(arg) if arg is not None else module.get_config()
 
 
@@ -187,7 +161,7 @@ def apply_overrides(base: ml_collections.ConfigDict, overrides: dict) -> ml_coll
 
 def load_sweep(ref: str) -> Sweep:
     """Loads `path[:arg]` and expands its trials."""
-    module, arg = load_module(ref)
+    module, arg = load_config_module(ref)
     if not hasattr(module, "get_sweep"):
         raise ConfigError(f"{ref}: a sweep file must define get_sweep(arg).")
     out = module.get_sweep(arg)
@@ -246,15 +220,3 @@ def _check_range(ref: str, dotted: str, rng) -> None:
             f"{ref}: search range {dotted}={rng!r}: use {{'low': a, 'high': b}} (optionally "
             "'log': True or 'step': s) or {'choices': [...]}."
         )
-
-
-def parse_kv_arg(arg: str | None) -> tuple[list[str], dict[str, str]]:
-    """'digits,resnet18,tol=0.05' -> (['digits', 'resnet18'], {'tol': '0.05'})."""
-    words, kv = [], {}
-    for part in filter(None, (p.strip() for p in (arg or "").split(","))):
-        if "=" in part:
-            k, v = part.split("=", 1)
-            kv[k.strip()] = v.strip()
-        else:
-            words.append(part)
-    return words, kv

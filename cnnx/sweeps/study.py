@@ -1,12 +1,7 @@
-"""Sweeps on Optuna: the study's storage, the grid or the sampler, and one worker's trial loop.
+"""Sweeps on Optuna: the study, the grid or the sampler, and one worker's trial loop.
 
-Storage (`open_storage`):
-  * default: Optuna's journal storage in a file, `<workdir>/optuna.journal` (JournalStorage
-    over JournalFileBackend: an append-only log guarded by a lock file, so that processes on
-    one machine, or on hosts sharing a POSIX filesystem such as NFS, share one study). No server.
-    The journal needs a local (or mounted) path: with a gs:// workdir, give --storage.
-  * `postgresql://user:password@host:port/db` (or any SQLAlchemy URL): Optuna's RDBStorage,
-    for workers on many hosts or TPU slices.
+The study lives in a storage from `cnnx.sweeps.storage.open_storage` (a journal file or a
+database, with heartbeats).
 
 Several `scripts/sweep.py` processes started with the same arguments share one study (its name
 is derived from the sweep file's base config and its trials) and split its trials: each asks
@@ -21,14 +16,10 @@ order; and workers running in parallel can evaluate the same point twice (its do
 says so). A sweep file can instead declare ranges and a budget (`Sweep.space`, `n_trials`):
 then Optuna's TPE (or random) sampler proposes the trials.
 
-A worker that dies (SIGKILL, a preempted VM) stops sending heartbeats for its trial; after
-`grace_s` seconds another worker (or the restarted one) marks the trial failed and
-`RetryHeartbeatStaleTrialCallback` (named `RetryFailedTrialCallback` before Optuna 4.9)
-enqueues it again with the same parameters. The trial's folder is named by its parameters, not
-its Optuna number, so the retry resumes from the trial's last checkpoint. Optuna's RDBStorage
-has heartbeats built in; its journal storage does not (Optuna 5.0), so `HeartbeatJournalStorage`
-adds them, storing each heartbeat as a trial system attribute. Heartbeats compare wall clocks
-of different hosts: keep them synchronised (NTP; Cloud VMs are).
+A worker that dies stops sending heartbeats for its trial; after the grace period another
+worker fails it and the storage's retry callback enqueues it again with the same parameters
+(`cnnx.sweeps.storage`). The trial's folder is named by its parameters, not its Optuna number,
+so the retry resumes from the trial's last checkpoint.
 
 A SIGTERM/SIGINT (preemption notice) stops the running trial at a checkpoint, fails it and
 enqueues its retry at once, so the next worker resumes it without waiting for the grace period.
@@ -45,166 +36,24 @@ import json
 import math
 import os
 import socket
-import threading
 import time
-import warnings
 from collections.abc import Callable
 
 from absl import logging
 from etils import epath
 
-from cnnx.errors import ConfigError
 from cnnx.sweeps import results as results_lib
 from cnnx.sweeps import runner as runner_lib
 from cnnx.sweeps.spec import Sweep, Trial
+from cnnx.sweeps.storage import DEFAULT_HEARTBEAT_S, Heartbeat, load_optuna
 from cnnx.train.workdir import is_remote
 
-JOURNAL = "optuna.journal"
-HEARTBEAT_ATTR = "cnnx:heartbeat"
 ENQUEUED_ATTR = "cnnx:enqueued"
 RECORD_ATTR = "record"
-DEFAULT_HEARTBEAT_S = 30
-DEFAULT_GRACE_S = 120
-DEFAULT_MAX_RETRY = 3
 _KV_PREFIX = "cnnx_sweep/trial/"
 # Followers of a multi-process slice wait this long for process 0's next trial (milliseconds;
 # the key-value store takes an int32): a week, i.e. for as long as a trial or a retry takes.
 _KV_TIMEOUT_MS = 7 * 24 * 3600 * 1000
-
-
-def _optuna():
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # The heartbeat API is marked experimental, and Optuna warns that heartbeats are meant for
-    # Study.optimize; this module drives them itself (ask/tell, its own heartbeat thread).
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-    return optuna
-
-
-def _retry_callback(max_retry: int):
-    storages = _optuna().storages
-    cls = getattr(storages, "RetryHeartbeatStaleTrialCallback", None)
-    cls = cls or storages.RetryFailedTrialCallback  # Optuna < 4.9
-    return cls(max_retry=max_retry)
-
-
-def _journal_storage_class():
-    optuna = _optuna()
-    from optuna.storages._heartbeat import BaseHeartbeat
-
-    class HeartbeatJournalStorage(optuna.storages.JournalStorage, BaseHeartbeat):
-        """Optuna's JournalStorage with heartbeats (as RDBStorage has them).
-
-        A heartbeat is a trial system attribute (`HEARTBEAT_ATTR`: Unix time, seconds); a
-        running trial whose last heartbeat (or start, before the first) is older than
-        `grace_period` seconds is stale, and `optuna.storages.fail_stale_trials` fails it and
-        calls the retry callback.
-        """
-
-        def __init__(self, backend, heartbeat_interval: int, grace_period: int, callback):
-            super().__init__(backend)
-            self.heartbeat_interval = heartbeat_interval
-            self.grace_period = grace_period
-            self._stale_callback = callback
-
-        def record_heartbeat(self, trial_id: int) -> None:
-            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
-
-        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-            now = time.time()
-            stale = []
-            for t in self.get_all_trials(study_id, states=(optuna.trial.TrialState.RUNNING,)):
-                beat = t.system_attrs.get(HEARTBEAT_ATTR)
-                if beat is None and t.datetime_start is not None:
-                    beat = t.datetime_start.timestamp()  # naive local time, as Optuna stores it
-                if beat is not None and now - beat > self.grace_period:
-                    stale.append(t._trial_id)
-            return stale
-
-        def get_heartbeat_interval(self) -> int | None:
-            return self.heartbeat_interval
-
-        def get_heartbeat_stale_trial_callback(self):
-            return self._stale_callback
-
-        def get_failed_trial_callback(self):  # the name before Optuna 4.9
-            return self._stale_callback
-
-    return HeartbeatJournalStorage
-
-
-def open_storage(
-    storage: str | None,
-    workdir: str,
-    *,
-    heartbeat_s: int = DEFAULT_HEARTBEAT_S,
-    grace_s: int = DEFAULT_GRACE_S,
-    max_retry: int = DEFAULT_MAX_RETRY,
-):
-    """The study's storage, with heartbeats and the retry of stale trials.
-
-    Args:
-      storage: None (journal file in `workdir`), a journal file path, or a database URL
-        ('postgresql://user:pw@host:5432/db'; any SQLAlchemy URL Optuna's RDBStorage takes).
-      workdir: the sweep workdir.
-      heartbeat_s: seconds between a running trial's heartbeats.
-      grace_s: seconds without a heartbeat after which a running trial is taken for dead.
-      max_retry: times a dead trial is retried.
-
-    Raises:
-      ConfigError: a journal on gs:// (the journal needs a file lock: give a database URL), or
-        grace_s not longer than heartbeat_s.
-    """
-    if grace_s <= heartbeat_s:
-        raise ConfigError(f"--grace_s={grace_s} must exceed --heartbeat_s={heartbeat_s}.")
-    optuna = _optuna()
-    callback = _retry_callback(max_retry)
-    if storage and "://" in storage and not storage.startswith("file://"):
-        import inspect
-
-        kw = {"heartbeat_interval": heartbeat_s, "grace_period": grace_s}
-        params = inspect.signature(optuna.storages.RDBStorage).parameters
-        name = (
-            "heartbeat_stale_trial_callback"
-            if "heartbeat_stale_trial_callback" in params
-            else "failed_trial_callback"
-        )
-        kw[name] = callback
-        if storage.startswith(("postgresql://", "postgres://")):
-            # SQLAlchemy >= 2.1 maps a bare postgresql:// to psycopg 3; cnnx pins psycopg2.
-            storage = "postgresql+psycopg2://" + storage.split("://", 1)[1]
-        return _rdb_storage(storage, kw)
-    path = storage.removeprefix("file://") if storage else str(epath.Path(workdir) / JOURNAL)
-    if is_remote(path):
-        raise ConfigError(
-            f"The journal storage needs a local or mounted file, not {path}: with a gs:// "
-            "workdir give --storage=postgresql://... (or a journal file on a shared mount)."
-        )
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    backend = optuna.storages.journal.JournalFileBackend(path)
-    return _journal_storage_class()(backend, heartbeat_s, grace_s, callback)
-
-
-def _rdb_storage(url: str, kw: dict, attempts: int = 5):
-    """RDBStorage(url), retried: workers starting together on an empty database race to create
-    Optuna's tables, and the loser's CREATE fails (a unique-constraint violation) while the
-    winner's tables are ready a moment later."""
-    import sqlalchemy.exc
-
-    optuna = _optuna()
-    for attempt in range(attempts):
-        try:
-            # Connections are checked before use: a database restarted mid-sweep reconnects.
-            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **kw)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as e:
-            if attempt == attempts - 1:
-                raise
-            logging.info("creating Optuna's tables raced another worker (%s); retrying", e)
-            time.sleep(1.0 + attempt)
-    raise AssertionError("unreachable")
 
 
 def study_name(sweep: Sweep) -> str:
@@ -230,7 +79,7 @@ def study_name(sweep: Sweep) -> str:
 
 
 def _sampler(sweep: Sweep):
-    optuna = _optuna()
+    optuna = load_optuna()
     if sweep.is_search and sweep.sampler == "random":
         return optuna.samplers.RandomSampler(seed=sweep.seed)
     # Grid trials are all enqueued (fixed parameters), so the sampler only matters for a search.
@@ -258,7 +107,7 @@ def open_study(sweep: Sweep, storage, wait_s: float = 60.0):
     Returns:
       The `optuna.Study`.
     """
-    optuna = _optuna()
+    optuna = load_optuna()
     name = study_name(sweep)
     direction = "maximize" if sweep.mode == "max" else "minimize"
     try:
@@ -297,7 +146,7 @@ def open_study(sweep: Sweep, storage, wait_s: float = 60.0):
 
 def load_existing(sweep: Sweep, storage):
     """The sweep's study if the storage has it, else None (nothing is created)."""
-    optuna = _optuna()
+    optuna = load_optuna()
     try:
         return optuna.load_study(study_name=study_name(sweep), storage=storage)
     except KeyError:
@@ -345,32 +194,6 @@ def _frozen(otrial):
     return otrial.study._storage.get_trial(otrial._trial_id)
 
 
-class _Heartbeat:
-    """Records the trial's heartbeat every `interval` seconds in a thread while training runs."""
-
-    def __init__(self, storage, trial_id: int, interval: float):
-        self._storage, self._id, self._interval = storage, trial_id, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="cnnx-heartbeat")
-
-    def _run(self):
-        while True:
-            try:
-                self._storage.record_heartbeat(self._id)
-            except Exception as e:  # a storage hiccup must not end the trial; retry next beat
-                logging.warning("heartbeat of trial id %d failed: %s", self._id, e)
-            if self._stop.wait(self._interval):
-                return
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-
 @dataclasses.dataclass
 class _Slice:
     """The processes of one jax.distributed job training each trial together."""
@@ -404,7 +227,7 @@ def _slice() -> _Slice:
 
 def records(study, sweep: Sweep) -> list[dict]:
     """The record of every finished trial (completed or failed, not the ones retried)."""
-    optuna = _optuna()
+    optuna = load_optuna()
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
     out = [
         t.user_attrs[RECORD_ATTR]
@@ -435,7 +258,7 @@ def progress_line(study, sweep: Sweep, trial: Trial, status: str, seconds: float
     The ETA is the mean duration of the study's completed trials times the trials left,
     divided by the workers now running trials (this one included).
     """
-    optuna = _optuna()
+    optuna = load_optuna()
     ts = study.get_trials(deepcopy=False)
     recs = [t.user_attrs[RECORD_ATTR] for t in ts if RECORD_ATTR in t.user_attrs]
     finished = len({r["key"] for r in recs})
@@ -452,7 +275,7 @@ def progress_line(study, sweep: Sweep, trial: Trial, status: str, seconds: float
 
 def _budget_left(study, sweep: Sweep) -> int:
     """A search's trials still to start: the budget less the trials done, running or queued."""
-    optuna = _optuna()
+    optuna = load_optuna()
     state = optuna.trial.TrialState
     used = 0
     for t in study.get_trials(deepcopy=False):
@@ -465,7 +288,7 @@ def _budget_left(study, sweep: Sweep) -> int:
 
 def _next_trial(study, sweep: Sweep, choices):
     """(optuna trial, overrides) to run next, or None when there is none to start now."""
-    optuna = _optuna()
+    optuna = load_optuna()
     state = optuna.trial.TrialState
     waiting = study.get_trials(deepcopy=False, states=(state.WAITING,))
     if not waiting and (not sweep.is_search or _budget_left(study, sweep) <= 0):
@@ -480,13 +303,13 @@ def _next_trial(study, sweep: Sweep, choices):
 
 
 def _others_running(study) -> bool:
-    optuna = _optuna()
+    optuna = load_optuna()
     return bool(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
 
 
 def enqueue_failed(study, sweep: Sweep) -> int:
     """Enqueues again every trial whose last attempt failed on its own; returns how many."""
-    state = _optuna().trial.TrialState
+    state = load_optuna().trial.TrialState
     latest = results_lib.latest_by_key(records(study, sweep))
     queued = {
         _key_of(sweep, t.params) or t.user_attrs.get("key")
@@ -519,7 +342,7 @@ def run_worker(
     Args:
       sweep: the loaded sweep.
       workdir: sweep directory (trials/<name>/ workdirs, trials.jsonl, summaries).
-      storage: from `open_storage`.
+      storage: from `cnnx.sweeps.storage.open_storage`.
       isolate: one subprocess per trial (default) or in-process (forced for several processes).
       retry_failed: first enqueue again the trials whose last attempt failed.
       runner: `fn(sweep, trial, trial_workdir, interrupt) -> dict` replacing the default (tests).
@@ -538,7 +361,7 @@ def run_worker(
     )
     if sl.index > 0:
         return _follow(sweep, workdir, sl, runner)
-    optuna = _optuna()
+    optuna = load_optuna()
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     study = open_study(sweep, storage)
     if retry_failed:
@@ -573,7 +396,7 @@ def run_worker(
             otrial.set_user_attr("worker", whoami)
             t0 = time.time()
             sl.publish({"overrides": overrides, "index": trial.index, "workdir": twd})
-            with _Heartbeat(storage, otrial._trial_id, interval):
+            with Heartbeat(storage, otrial._trial_id, interval):
                 out = runner(sweep, trial, twd, interrupt)
             seconds = time.time() - t0
             if out.get("status") == "preempted" or interrupt.requested:
@@ -613,7 +436,7 @@ def run_worker(
 
 def _requeue(study, storage, otrial) -> None:
     """Fails an interrupted trial and enqueues its retry now (what the heartbeat would do)."""
-    optuna = _optuna()
+    optuna = load_optuna()
     with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
         study.tell(otrial, state=optuna.trial.TrialState.FAIL)
         callback = storage.get_heartbeat_stale_trial_callback()

@@ -12,9 +12,9 @@ import numpy as np
 
 from cnnx.data import EvalInput, TrainInput
 from cnnx.evaluate import classification
+from cnnx.parallel.sharding import log_placement, shardings_from_config
 from cnnx.train import finetune, optim, steps
 from cnnx.train.experiment import Experiment, process_info
-from cnnx.train.sharding import log_placement, shardings_from_config
 from cnnx.train.state import create_train_state, jit_initialize
 
 
@@ -121,9 +121,9 @@ def init_state(exp: Experiment, tx, rng):
     return jit_initialize(create, rng, shardings), shardings
 
 
-def make_train_step(exp: Experiment, schedule, state_shardings):
-    """The jitted, donated train step of an experiment (`steps.make_train_step` with the
-    config's `StepOptions` and remat setting)."""
+def experiment_train_step(exp: Experiment, schedule, state_shardings):
+    """The jitted, donated train step of an experiment: `steps.make_train_step` (the one
+    builder) with the experiment's model, mesh, `StepOptions` and remat setting."""
     return steps.make_train_step(
         num_classes=exp.model.num_classes,
         schedule=schedule,

@@ -12,11 +12,11 @@ carrying the OS error, and for asynchronous saves only when the background write
 for (the next save, `wait` or `close`); every one of those calls turns them into a
 `CheckpointError` that says which step failed and that the earlier checkpoints are intact.
 
-Integrity: every save records a fingerprint of each array (`fingerprints`, computed on device
-where the array lives, so it costs one pass over the state and no re-reading of files, local
-or gs://) in the step's own metadata, committed with the step. A restore first compares the
-saved tree with the template (a different model is a `CheckpointMismatch`, found before any
-array is read), then reads the arrays and checks their fingerprints. A step that is
+Integrity: every save records a fingerprint of each array (`cnnx.train.fingerprint`, computed
+on device where the array lives, so it costs one pass over the state and no re-reading of
+files, local or gs://) in the step's own metadata, committed with the step. A restore first
+compares the saved tree with the template (a different model is a `CheckpointMismatch`, found
+before any array is read), then reads the arrays and checks their fingerprints. A step that is
 incomplete, unreadable or fails its fingerprints is a `CheckpointDamaged`: the training run
 (the directory's writer) moves it aside to `<step>.damaged` and resumes from the newest intact
 step, saying so; readers (eval.py, fine-tuning) stop and name the intact steps. Checkpoints
@@ -28,15 +28,14 @@ import re
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
-from jax import lax
 
 from cnnx.errors import CheckpointDamaged, CheckpointError, CheckpointMismatch
 from cnnx.train import workdir as workdir_layout
+from cnnx.train.fingerprint import ALGORITHM, fingerprints, named_leaves
 
 # What a failed write raises: OSError from Python file code, ValueError (tensorstore, with
 # "[os_error_code=28]" for ENOSPC) and RuntimeError / TimeoutError from orbax's threads.
@@ -52,7 +51,8 @@ def _array_handler_registry() -> ocp.type_handlers.TypeHandlerRegistry:
     (on 8 CPU devices a shallow EfficientNet's first save took 23 s, 441 compilations, where
     the whole array from one replica takes well under a second).
     """
-    from orbax.checkpoint._src.metadata import array_metadata_store  # as orbax's default
+    # As orbax's default registry does; orbax-checkpoint 0.12 exports no public name for it.
+    from orbax.checkpoint._src.metadata import array_metadata_store
 
     handlers = ocp.type_handlers
     return handlers.create_type_handler_registry(
@@ -72,81 +72,12 @@ def _array_handler_registry() -> ocp.type_handlers.TypeHandlerRegistry:
 
 def _absolute(directory: str) -> str:
     """Local paths made absolute; URLs (gs://bucket/dir) kept as they are."""
-    return directory if "://" in directory else os.path.abspath(directory)
+    return directory if workdir_layout.is_remote(directory) else os.path.abspath(directory)
 
 
-# --- Fingerprints ----------------------------------------------------------------------------
-
-# Saved in each step's metadata under this key; the algorithm name versions the format.
+# Saved in each step's metadata under this key, with `fingerprint.ALGORITHM` (the format).
 _METADATA_KEY = "cnnx_checksums"
-_ALGORITHM = "fmix32-sum-v1"
 _unverified_warned: set[str] = set()  # directories already warned about (once each)
-
-
-def _fmix32(h: jax.Array) -> jax.Array:
-    """MurmurHash3's finaliser: a bijection of uint32 that spreads every input bit."""
-    h = h ^ (h >> 16)
-    h = h * jnp.uint32(0x85EBCA6B)
-    h = h ^ (h >> 13)
-    h = h * jnp.uint32(0xC2B2AE35)
-    return h ^ (h >> 16)
-
-
-def _words(x) -> jax.Array:
-    """The bits of an array as uint32 words (one per element; two for 8-byte types)."""
-    x = jnp.asarray(x)
-    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-        x = jax.random.key_data(x)
-    if x.dtype == jnp.bool_:
-        return x.astype(jnp.uint32)
-    if x.dtype.itemsize < 4:
-        return lax.bitcast_convert_type(x, jnp.dtype(f"uint{8 * x.dtype.itemsize}")).astype(
-            jnp.uint32
-        )
-    return lax.bitcast_convert_type(x, jnp.uint32)
-
-
-def _fingerprint(x) -> jax.Array:
-    """sum_i fmix32(word_i ^ fmix32(i)) mod 2**32: any one changed word changes the sum (the
-    map is a bijection per position), and so do moved words. The linear index is built from
-    iotas in the array's own shape, so a sharded array is hashed in place (no reshape)."""
-    w = _words(x)
-    index, stride = jnp.zeros(w.shape, jnp.uint32), 1
-    for axis in reversed(range(w.ndim)):
-        index = index + lax.broadcasted_iota(jnp.uint32, w.shape, axis) * jnp.uint32(stride)
-        stride = stride * w.shape[axis] % 2**32
-    return jnp.sum(_fmix32(w ^ _fmix32(index)), dtype=jnp.uint32)
-
-
-_fingerprint_all = jax.jit(lambda leaves: [_fingerprint(x) for x in leaves])
-
-
-def _key_name(key) -> str:
-    for attr in ("key", "name", "idx"):  # DictKey, GetAttrKey, SequenceKey / FlattenedIndexKey
-        if hasattr(key, attr):
-            return str(getattr(key, attr))
-    return str(key)
-
-
-def named_leaves(tree) -> dict:
-    """`{'params.conv1.kernel': leaf, ...}`: leaves named as orbax names them on disk."""
-    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return {".".join(_key_name(k) for k in path): leaf for path, leaf in flat}
-
-
-def fingerprints(tree) -> dict[str, int]:
-    """A 32-bit fingerprint of every array of `tree`, computed where the arrays live.
-
-    Args:
-      tree: a pytree of `jax.Array`s (sharded or not, over one or several processes) or numpy
-        arrays.
-
-    Returns:
-      `{leaf name: fingerprint}`, identical for equal bits whatever the sharding or device.
-    """
-    leaves = named_leaves(tree)
-    values = jax.device_get(_fingerprint_all(list(leaves.values())))
-    return {name: int(v) for name, v in zip(leaves, values)}
 
 
 # --- Workdirs ------------------------------------------------------------------------------
@@ -278,7 +209,7 @@ class Checkpointer:
         try:
             self.wait()  # a failed background write is reported before starting another
             self._saving = step
-            checksums = {"algorithm": _ALGORITHM, "arrays": fingerprints(state)}
+            checksums = {"algorithm": ALGORITHM, "arrays": fingerprints(state)}
             self.manager.save(
                 step,
                 args=ocp.args.PyTreeSave(state),
@@ -408,7 +339,7 @@ class Checkpointer:
                     self.directory,
                 )
             return
-        if recorded.get("algorithm") != _ALGORITHM:
+        if recorded.get("algorithm") != ALGORITHM:
             raise _damaged(step, f"checksummed by an unknown method {recorded.get('algorithm')!r}")
         expected = recorded["arrays"]
         saved_dtypes = {n: getattr(m, "dtype", None) for n, m in named_leaves(saved).items()}
@@ -494,8 +425,9 @@ class Checkpointer:
             self.manager.close()
 
 
-def checkpoints_dir(path: str) -> str:
-    """The checkpoints directory of a workdir (`path` may also be that directory itself)."""
+def locate_checkpoints(path: str) -> str:
+    """The checkpoints directory from a workdir or from that directory itself: `path`'s
+    `checkpoints/` when it has one, else `path` (a guess, for `load_variables`' callers)."""
     inside = epath.Path(workdir_layout.checkpoints_dir(path))
     return str(inside) if inside.is_dir() else path
 
@@ -515,7 +447,7 @@ def load_variables(path: str, step: int | None = None, ema: bool = False) -> dic
       CheckpointError: no checkpoint (or step) there, a damaged one (see
         `Checkpointer.restore`), or `ema` asked of a run that kept no EMA weights.
     """
-    ckpt = Checkpointer(checkpoints_dir(path), read_only=True)
+    ckpt = Checkpointer(locate_checkpoints(path), read_only=True)
     try:
         raw = ckpt.restore(None, step)
     finally:

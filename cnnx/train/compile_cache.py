@@ -22,10 +22,13 @@ import os
 import jax
 from absl import flags, logging
 
+from cnnx.backends import switches
+from cnnx.train.workdir import is_remote
+
 OFF = ("off", "none", "false", "0", "")
 # Programs that compile faster than this are not worth a file (or a gs:// object) each.
 MIN_COMPILE_TIME_SECS = 0.1
-ENV = "CNNX_COMPILATION_CACHE"
+ENV = switches.COMPILATION_CACHE
 
 _FLAG = "compilation_cache"
 FLAGS = (_FLAG,)  # the flags `define_flags` defines
@@ -66,12 +69,12 @@ def setup(directory: str | None = None) -> str | None:
             return None
         if jax.config.jax_compilation_cache_dir:
             return jax.config.jax_compilation_cache_dir
-        directory = os.environ.get(ENV) or default_dir()
+        directory = switches.compilation_cache() or default_dir()
     if directory.strip().lower() in OFF:
         jax.config.update("jax_compilation_cache_dir", None)
         jax.config.update("jax_enable_compilation_cache", False)
         return None
-    if "://" not in directory:
+    if not is_remote(directory):
         directory = os.path.abspath(os.path.expanduser(directory))
     jax.config.update("jax_enable_compilation_cache", True)
     jax.config.update("jax_compilation_cache_dir", directory)

@@ -94,10 +94,6 @@ def cluster() -> str | None:
     return None
 
 
-def in_cluster() -> bool:
-    return cluster() is not None
-
-
 def _use_cpu_collectives(implementation: str) -> None:
     """Multi-process CPU runs need a collectives implementation (gloo)."""
     platforms = str(jax.config.jax_platforms or "")

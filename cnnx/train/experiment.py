@@ -15,14 +15,14 @@ from absl import logging
 from jax.sharding import Mesh
 
 from cnnx import models
-from cnnx.analysis.coverage import unused_input_positions
 from cnnx.config_schema import validate
 from cnnx.data import PPContext, Source, get_source
 from cnnx.errors import ConfigError
 from cnnx.layers.remat import POLICIES as REMAT_POLICIES
-from cnnx.models.registry import ModelSpec, model_fields
-from cnnx.train.mesh import check_batch, mesh_from_config
-from cnnx.train.sharding import parse_rules
+from cnnx.models.coverage import unused_input_positions
+from cnnx.models.registry import ModelSpec, as_registered
+from cnnx.parallel.mesh import check_batch, mesh_from_config
+from cnnx.parallel.sharding import parse_rules
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 # Model options that leave the layers' strides, kernels and patches as registered.
@@ -99,21 +99,9 @@ def model_kwargs(config, num_classes: int) -> dict:
 
 
 def build_model(config, num_classes: int):
+    """(spec, model) of the `model` config section; the registry refuses what the family lacks."""
     spec = models.get_spec(config.model.name)
-    kwargs = model_kwargs(config, num_classes)
-    fields = model_fields(spec.builder)
-    # Options a family does not have are dropped only when left at their neutral defaults.
-    for key, neutral in (("drop_path_rate", 0.0), ("dropout_rate", None), ("remat", False)):
-        if key in kwargs and key not in fields and kwargs[key] in (neutral, 0.0):
-            kwargs.pop(key)
-    if kwargs.get("remat") and "remat" not in fields:
-        specs = map(models.get_spec, models.list_models())
-        with_remat = sorted({s.family for s in specs if "remat" in model_fields(s.builder)})
-        raise ConfigError(
-            f"--config.model.remat: {spec.name} ({spec.family}) has no per-block "
-            f"rematerialisation; the families that have it: {', '.join(with_remat)}."
-        )
-    return spec, models.create(config.model.name, **kwargs)
+    return spec, models.create(spec.name, **model_kwargs(config, num_classes))
 
 
 def setup(config: ml_collections.ConfigDict) -> Experiment:
@@ -212,11 +200,7 @@ def decide_num_classes(config, source: Source) -> int:
 
 def _registry_geometry(spec: ModelSpec, model) -> bool:
     """Whether the model is built as registered, up to options that move no pixel."""
-    reference = models.create(spec.name)  # a module description: nothing is initialised
-    fields = model_fields(type(model)) - _GEOMETRY_NEUTRAL
-    return type(model) is type(reference) and all(
-        getattr(model, f) == getattr(reference, f) for f in fields
-    )
+    return as_registered(spec, model, ignore=_GEOMETRY_NEUTRAL)
 
 
 def check_input_size(
@@ -227,7 +211,7 @@ def check_input_size(
 
     `spec.min_resolution` (checked first) is the documented minimum. This traces the model
     abstractly at each size (shapes only, as `jax.eval_shape`: no compilation, no FLOPs) and
-    walks the trace back from the logits (`cnnx.analysis.coverage`): a size the layers refuse
+    walks the trace back from the logits (`cnnx.models.coverage`): a size the layers refuse
     (patch or window divisibility, width/depth overrides), or one with a whole row or column
     of pixels that no logit depends on, is an error. The second is a silent crop: `vit_ti_16`
     at 40 px reads 32 of the 40 rows (patches of 16), a stride-2 VALID layer can drop the last

@@ -27,18 +27,6 @@ def _paths(tree) -> dict[str, object]:
     return {"/".join(k): v for k, v in traverse_util.flatten_dict(tree).items()}
 
 
-def path_labels(params, pattern: str, yes: str, no: str):
-    """A pytree of labels: `yes` where the parameter path matches `pattern`, else `no`."""
-    try:
-        regex = re.compile(pattern)
-    except re.error as e:
-        raise ConfigError(f"Bad parameter pattern {pattern!r}: {e}") from None
-    flat = traverse_util.flatten_dict(params)
-    return traverse_util.unflatten_dict(
-        {k: (yes if regex.search("/".join(k)) else no) for k in flat}
-    )
-
-
 def partition_optimizer(
     tx: optax.GradientTransformation,
     trainable: str | None,

@@ -18,8 +18,9 @@ from flax import traverse_util
 
 from cnnx.data import to_global
 from cnnx.errors import ConfigError
+from cnnx.parallel.mesh import batch_sharding, replicated
 from cnnx.process_defaults import import_tensorflow
-from cnnx.train import finetune, optim
+from cnnx.train import finetune, lock, optim
 from cnnx.train import workdir as wd
 from cnnx.train.build import (
     agree_with_process_0,
@@ -34,7 +35,6 @@ from cnnx.train.build import (
 )
 from cnnx.train.checkpoint import Checkpointer
 from cnnx.train.experiment import build_model, setup
-from cnnx.train.mesh import batch_sharding, replicated
 from cnnx.train.state import TrainState
 from cnnx.train.steps import StepOptions, make_train_step
 
@@ -143,7 +143,7 @@ def run(config, workdir: str, *, allow_config_change: bool = False) -> dict:
         raise ConfigError("fast_linear_probe needs --config.init.checkpoint or init.torch_weights.")
     wd.check_folder(workdir)
     changes = wd.check_same_run(workdir, config, allow_change=allow_config_change)
-    with wd.locked(workdir, take=jax.process_index() == 0, agree=agree_with_process_0()):
+    with lock.locked(workdir, take=jax.process_index() == 0, agree=agree_with_process_0()):
         return _run(config, workdir, changes)
 
 

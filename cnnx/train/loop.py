@@ -1,7 +1,7 @@
 """The training loop: `train_and_evaluate(config, workdir)`.
 
 One `jax.jit`-compiled step over a `Mesh` with the batch sharded on ('data', 'fsdp') and the
-state replicated or sharded by `config.mesh` (cnnx.train.sharding); the same code runs on
+state replicated or sharded by `config.mesh` (cnnx.parallel.sharding); the same code runs on
 one CPU, eight fake CPU devices, a GPU, or a TPU pod (one process per host, `jax.distributed`
 initialised by the entry point).
 """
@@ -18,16 +18,16 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-from cnnx.backends.cpu import onednn
+from cnnx import backends
 from cnnx.data import to_global
 from cnnx.errors import CheckpointError, CheckpointMismatch, TrainingDiverged
 from cnnx.evaluate.metrics import top5_note
-from cnnx.train import build, finetune, health, optim
+from cnnx.parallel.mesh import batch_sharding, replicated
+from cnnx.train import build, finetune, health, lock, optim
 from cnnx.train import workdir as wd
 from cnnx.train.build import agree_with_process_0
 from cnnx.train.checkpoint import Checkpointer
 from cnnx.train.experiment import check_step_counts, process_info, setup
-from cnnx.train.mesh import batch_sharding, replicated
 from cnnx.train.metrics_log import (
     MetricsLog,
     WriteFailed,
@@ -142,7 +142,7 @@ def train_and_evaluate(
     changes = wd.check_same_run(workdir, config, allow_change=allow_config_change)
     exp = setup(config)  # a bad config fails before the workdir is created or locked
     try:
-        locked = wd.locked(workdir, take=pidx == 0, agree=agree_with_process_0())
+        locked = lock.locked(workdir, take=pidx == 0, agree=agree_with_process_0())
         with _Preemption() as preemption, locked:
             return _train_and_evaluate(
                 config, exp, workdir, t_start, changes, preemption, step_callback
@@ -343,10 +343,9 @@ def _train_and_evaluate(config, exp, workdir, t_start, changes, preemption, step
         config.train.batch_size,
         exp.mesh.size,
     )
-    if jax.default_backend() == "cpu":
-        logging.info("convolutions: %s", onednn.describe())
+    logging.info("convolutions: %s", backends.describe())
     log = MetricsLog(workdir, start_step, total_steps, t_start, pidx, lambda: run.last_good())
-    step_fn = build.make_train_step(exp, schedule, shardings)
+    step_fn = build.experiment_train_step(exp, schedule, shardings)
     step_rng = jax.device_put(step_rng, replicated(exp.mesh))
     run = _Run(exp, workdir, inputs, ckpt, step_fn, step_rng, preemption, log)
     return _run_and_finish(run, state, start_step, step_callback, n_params)

@@ -29,6 +29,8 @@ import jax
 from absl import logging
 from etils import epath
 
+from cnnx.train.workdir import is_remote
+
 
 class StepTimer:
     """Accumulates data-wait and excluded time between two `summary()` calls."""
@@ -103,7 +105,7 @@ class Profiler:
     def before_step(self, step: int) -> None:
         """`step`: steps completed so far."""
         if self.first is not None and step == self.first and not self.active:
-            if "://" in self.directory:
+            if is_remote(self.directory):
                 self._local = tempfile.mkdtemp(prefix="cnnx_profile_")
             jax.profiler.start_trace(self._local or self.directory)
             self.active = True

@@ -13,12 +13,12 @@ import jax.numpy as jnp
 import optax
 
 from cnnx.accuracy import TOP5_MIN_CLASSES, topk_accuracy
+from cnnx.backends import remat_compiler_options
 from cnnx.config_schema import base_config
 from cnnx.data import mixing
 from cnnx.errors import ConfigError
-from cnnx.layers.remat import compiler_options as remat_compiler_options
+from cnnx.parallel.mesh import batch_sharding, replicated
 from cnnx.train.losses import LOSSES
-from cnnx.train.mesh import batch_sharding, replicated
 from cnnx.train.optim import at_step, lr_scale
 from cnnx.train.state import TrainState
 
@@ -253,17 +253,17 @@ def make_train_step(
 
     The batch is sharded over the mesh's ('data', 'fsdp') axes, the state placed by
     `state_shardings` (a pytree of shardings matching the state, e.g. from
-    `cnnx.train.sharding.shardings_from_config`) and donated (the old state's buffers are
+    `cnnx.parallel.sharding.shardings_from_config`) and donated (the old state's buffers are
     reused: do not touch it after the call); the key and the metrics are replicated.
 
     Args:
       num_classes: label range of the loss.
       schedule: the optimizer's learning-rate schedule (for the logged `lr`).
-      mesh: the device mesh (`cnnx.train.mesh`).
+      mesh: the device mesh (`cnnx.parallel.mesh`).
       state_shardings: shardings of the `TrainState`.
       options: `StepOptions.from_config(config.train)`.
       remat: the model rematerialises blocks (`config.model.remat`): compile with the options
-        that keep XLA:CPU from undoing it (`cnnx.layers.remat.compiler_options`).
+        that keep XLA:CPU from undoing it (`cnnx.backends.remat_compiler_options`).
 
     Returns:
       The jitted function.

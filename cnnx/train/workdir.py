@@ -1,4 +1,5 @@
-"""A run's workdir: its layout, atomic writes, its identity (config.json) and its lock.
+"""A run's workdir: its layout, atomic writes and its identity (config.json); its lock is
+`cnnx.train.lock`.
 
 One workdir holds one run::
 
@@ -7,7 +8,7 @@ One workdir holds one run::
     <workdir>/config_history.jsonl  changes accepted with --allow_config_change
     <workdir>/train_metrics.jsonl   one line per logged step (with the cumulative wall time)
     <workdir>/results.json          the final (or preempted) results
-    <workdir>/lock                  the training process that owns the workdir
+    <workdir>/lock                  the training process that owns the workdir (cnnx.train.lock)
     <workdir>/profile/              jax.profiler traces
 
 Every path goes through `etils.epath`, so a workdir may be local or on gs://. gs:// goes
@@ -19,13 +20,9 @@ they are written locally and copied into the workdir at each flush
 (`cnnx.train.metrics_log.metric_writer`).
 """
 
-import contextlib
 import json
 import os
-import socket
-import sys
 import time
-from collections.abc import Iterator
 
 import ml_collections
 from absl import logging
@@ -75,6 +72,7 @@ def profile_dir(workdir: str) -> str:
 
 
 def is_remote(path: str) -> bool:
+    """Whether `path` is a URL (gs://bucket/dir) rather than a local path: the one test for it."""
     return "://" in os.fspath(path)
 
 
@@ -389,175 +387,3 @@ def check_folder(path: str, *, create: bool = False, flag: str = "--workdir") ->
         readonly = os.statvfs(full).f_flag & os.ST_RDONLY
         why = "a read-only file system" if readonly else "no write permission"
         raise WorkdirError(f"{flag}={path} is not writable ({why}); pass a writable folder.")
-
-
-# --- Lock: one writer per workdir -------------------------------------------------------------
-
-
-def _boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
-
-
-_HELD: set[str] = set()  # lock files held by this process
-
-
-class WorkdirLock:
-    """The workdir's exclusive lock, held by one training process (process 0 of a run).
-
-    The lock file records host, boot, pid and start time. A lock whose holder is on this host
-    and no longer running (its pid is gone, or the machine rebooted since) is stale: taken
-    over with a warning. A lock of a live process, or of another host (whose processes
-    cannot be checked from here), is an error naming the holder.
-
-    Locally the lock is created atomically (`os.link` of a complete file: it exists whole or
-    not at all). On gs:// there is no atomic create: the lock is written, then read back,
-    which catches all but near-simultaneous starts; and a lock left by a killed run on another
-    host must be deleted by hand (the error says which file).
-    """
-
-    def __init__(self, workdir: str):
-        self.path = lock_path(workdir)
-        self._mine: dict | None = None
-
-    def _me(self) -> dict:
-        return {
-            "host": socket.gethostname(),
-            "boot_id": _boot_id(),
-            "pid": os.getpid(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "command": " ".join(sys.argv),
-        }
-
-    def _create(self, me: dict) -> bool:
-        text = json.dumps(me, sort_keys=True)
-        if is_remote(self.path):
-            p = epath.Path(self.path)
-            if p.exists():
-                return False
-            p.write_text(text)
-            return read_json(self.path) == me
-        tmp = f"{self.path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-        try:
-            os.link(tmp, self.path)
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            os.unlink(tmp)
-
-    def _stale(self, holder: dict) -> bool:
-        if holder.get("host") != socket.gethostname():
-            return False
-        if holder.get("boot_id") and holder.get("boot_id") != _boot_id():
-            return True  # this machine restarted since
-        pid = holder.get("pid")
-        if not isinstance(pid, int):
-            return False
-        if pid == os.getpid():
-            return self.path not in _HELD  # a former process that had our pid (containers)
-        return not _alive(pid)
-
-    def acquire(self) -> None:
-        """Takes the lock.
-
-        Raises:
-          WorkdirError: another live process (or another host) holds it.
-        """
-        me = self._me()
-        for _ in range(3):
-            if self._create(me):
-                self._mine = me
-                _HELD.add(self.path)
-                return
-            holder = read_json(self.path)
-            if holder is None and not epath.Path(self.path).exists():
-                continue  # released meanwhile
-            if holder is None or not self._stale(holder):
-                raise WorkdirError(self._held_by(holder))
-            logging.warning(
-                "Taking over the stale lock %s of pid %s on %s (started %s), which is no "
-                "longer running.",
-                self.path,
-                holder.get("pid"),
-                holder.get("host"),
-                holder.get("started"),
-            )
-            epath.Path(self.path).unlink(missing_ok=True)
-        raise WorkdirError(self._held_by(read_json(self.path)))
-
-    def _held_by(self, holder: dict | None) -> str:
-        if holder is None:
-            who = "an unreadable lock"
-        else:
-            who = (
-                f"pid {holder.get('pid')} on {holder.get('host')} (started "
-                f"{holder.get('started')}: {holder.get('command', '?')})"
-            )
-        return (
-            f"{os.path.dirname(self.path)} is in use by {who}. One run writes a workdir at a "
-            "time: wait for it, stop it, or use another --workdir. If that process is gone "
-            f"(e.g. on another machine), delete {self.path}."
-        )
-
-    def release(self) -> None:
-        """Drops the lock if this process holds it (and it is still ours)."""
-        if self._mine is None:
-            return
-        _HELD.discard(self.path)
-        try:
-            if read_json(self.path) == self._mine:
-                epath.Path(self.path).unlink(missing_ok=True)
-        finally:
-            self._mine = None
-
-
-@contextlib.contextmanager
-def locked(workdir: str, *, take: bool = True, agree=None) -> Iterator[None]:
-    """Holds the workdir's lock for the block.
-
-    Args:
-      workdir: the run's directory (created if absent by the process that takes the lock).
-      take: whether this process takes the lock (process 0 of a run); others pass False.
-      agree: for several processes, `fn(ok: bool) -> bool` returning process 0's outcome to
-        every process (a broadcast), so that all stop when process 0 could not lock instead
-        of waiting for it in a collective.
-
-    Raises:
-      WorkdirError: the workdir is in use (on every process when `agree` is given).
-    """
-    lock, error = None, None
-    if take:
-        epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-        lock = WorkdirLock(workdir)
-        try:
-            lock.acquire()
-        except WorkdirError as e:
-            lock, error = None, e
-    if agree is not None and not agree(error is None):
-        raise error or WorkdirError(
-            f"{workdir} is in use: process 0 of this run could not take its lock (its log "
-            "names the holder). Use another --workdir, or stop the run that holds it."
-        )
-    if error is not None:
-        raise error
-    try:
-        yield
-    finally:
-        if lock is not None:
-            lock.release()

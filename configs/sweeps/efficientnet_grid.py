@@ -14,14 +14,18 @@ points including the paper's (1.2, 1.1, 1.15); on ImageNet, share it between wor
 enqueued in the Optuna study with its exact values (see cnnx/sweeps/study.py for why not
 Optuna's GridSampler); trial folders read `alpha=1.2,beta=1.1,gamma=1.15-<key>`.
 
-arg: comma-separated words and key=value pairs:
-  <model>        any registered model as the baseline (default efficientnet_b0)
+arg: comma-separated words and key=value pairs (`configs.common.parse_arg`; other words are
+refused):
+  <model>        first: any registered model as the baseline (default efficientnet_b0)
   digits         scikit-learn digits, base resolution 32 px, 150 steps, a 6-point grid
   step=0.05 tol=0.05 target=2.0     grid spacing, relative tolerance, FLOPs factor
-  alpha=1.0:2.0 beta=1.0:1.5 gamma=1.0:1.5   search ranges
-  limit=N        N points spread over the grid (the paper's point kept when on the grid)
-  steps=N / epochs=E / batch=B / res=R       training budget, batch, base resolution
-Expected (`:digits,resnet20_cifar,steps=80`, 6 trials, 2-6 min each on a busy 2-core CPU):
+  alpha=1.0:2.0 beta=1.0:1.5 gamma=1.0:1.5   search ranges (digits: 1.0:1.4, 1.0:1.2, 1.0:1.2)
+  limit=N        N points spread over the grid (the paper's point kept when on the grid;
+                 0: 6 on digits, all of it otherwise)
+  steps=N / epochs=E / batch=B / res=R       training budget, batch, base resolution (0: the
+                 defaults: steps from epochs, batch 1024 (digits: 150 steps, batch 64), the
+                 model's resolution (digits: 32))
+Expected (`:resnet20_cifar,digits,steps=80`, 6 trials, 2-6 min each on a busy 2-core CPU):
 85-97% top-1 on the 359 held-out digits; at this budget the differences between points are
 mostly noise — the run exercises the machinery, not the paper's finding. EfficientNet-B0 itself
 (`:digits`) compiles and steps far more slowly on a CPU; use an accelerator for it.
@@ -30,8 +34,7 @@ mostly noise — the run exercises the machinery, not the paper's finding. Effic
 from cnnx.config_schema import base_config
 from cnnx.models import get_spec
 from cnnx.sweeps.grid import PAPER_POINT, constraint_grid, format_phi_table, subsample
-from cnnx.sweeps.spec import parse_kv_arg
-from configs.common import digits_data
+from configs.common import digits_data, parse_arg
 
 DEFAULT_MODEL = "efficientnet_b0"
 
@@ -42,45 +45,40 @@ def _range(text: str) -> tuple[float, float]:
 
 
 def _settings(arg):
-    words, kv = parse_kv_arg(arg)
-    digits = "digits" in words
-    models = [w for w in words if w != "digits"]
-    if len(models) > 1:
-        raise ValueError(f"efficientnet_grid: one baseline model, got {models}")
-    model = models[0] if models else DEFAULT_MODEL
-    spec = get_spec(model)  # unknown names fail here, with suggestions
-    unknown = set(kv) - {
-        "step",
-        "tol",
-        "target",
-        "alpha",
-        "beta",
-        "gamma",
-        "limit",
-        "steps",
-        "epochs",
-        "batch",
-        "res",
-    }
-    if unknown:
-        raise ValueError(f"efficientnet_grid: unknown options {sorted(unknown)}")
-    s = dict(
-        model=model,
-        digits=digits,
-        base_res=int(kv.get("res", 32 if digits else spec.resolution)),
-        step=float(kv.get("step", 0.05)),
-        tol=float(kv.get("tol", 0.05)),
-        target=float(kv.get("target", 2.0)),
-        # digits: a compact search box, so the deepest trial stays cheap on a CPU.
-        alpha=_range(kv.get("alpha", "1.0:1.4" if digits else "1.0:2.0")),
-        beta=_range(kv.get("beta", "1.0:1.2" if digits else "1.0:1.5")),
-        gamma=_range(kv.get("gamma", "1.0:1.2" if digits else "1.0:1.5")),
-        limit=int(kv["limit"]) if "limit" in kv else (6 if digits else None),
-        steps=int(kv["steps"]) if "steps" in kv else (150 if digits else None),
-        epochs=float(kv.get("epochs", 5.0)),
-        batch=int(kv.get("batch", 64 if digits else 1024)),
+    a = parse_arg(
+        arg,
+        model=DEFAULT_MODEL,
+        digits=False,
+        step=0.05,
+        tol=0.05,
+        target=2.0,
+        alpha="",
+        beta="",
+        gamma="",
+        limit=0,
+        steps=0,
+        epochs=5.0,
+        batch=0,
+        res=0,
     )
-    return s
+    digits = a.digits
+    spec = get_spec(a.model)  # unknown names fail here, with suggestions
+    return dict(
+        model=a.model,
+        digits=digits,
+        base_res=a.res or (32 if digits else spec.resolution),
+        step=a.step,
+        tol=a.tol,
+        target=a.target,
+        # digits: a compact search box, so the deepest trial stays cheap on a CPU.
+        alpha=_range(a.alpha or ("1.0:1.4" if digits else "1.0:2.0")),
+        beta=_range(a.beta or ("1.0:1.2" if digits else "1.0:1.5")),
+        gamma=_range(a.gamma or ("1.0:1.2" if digits else "1.0:1.5")),
+        limit=a.limit or (6 if digits else None),
+        steps=a.steps or (150 if digits else None),
+        epochs=a.epochs,
+        batch=a.batch or (64 if digits else 1024),
+    )
 
 
 def points(arg=None) -> list[tuple[float, float, float]]:

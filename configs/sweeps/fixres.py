@@ -7,7 +7,8 @@
 
 arg: 'digits' (default; resnet20_cifar on scikit-learn digits, trained at 24 px with
 random-resized crops, tested at 16-40 px) or 'imagenet' (ResNet-50, trained at 128 and 224 px,
-tested at 128-448 px; the paper's Table 1 setting), optionally ',model=<name>'.
+tested at 128-448 px; the paper's Table 1 setting), optionally ',model=<name>'; any other word
+is refused.
 Sections: `train` (the full training config used at every R_train), `train_resolutions`,
 `test_resolutions`, `crop_pct` (test-time resize ratio: resize to R_test / crop_pct, centre
 crop), `finetune` (steps, batch_size, lr, momentum, weight_decay, `trainable` regex over
@@ -21,8 +22,7 @@ import ml_collections
 
 from cnnx.config_schema import base_config
 from cnnx.sweeps.fixres import DEFAULT_TRAINABLE
-from cnnx.sweeps.spec import parse_kv_arg
-from configs.common import digits_data
+from configs.common import digits_data, parse_arg
 
 
 def _digits_train(model: str) -> ml_collections.ConfigDict:
@@ -64,15 +64,17 @@ def _imagenet_train(model: str) -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    words, kv = parse_kv_arg(arg)
-    imagenet = "imagenet" in words
+    a = parse_arg(arg, digits=False, imagenet=False, model="")
+    if a.digits and a.imagenet:
+        raise ValueError(f"config arg {arg!r}: digits or imagenet, not both")
+    imagenet = a.imagenet
     c = ml_collections.ConfigDict()
     if imagenet:
-        c.train = _imagenet_train(kv.get("model", "resnet50"))
+        c.train = _imagenet_train(a.model or "resnet50")
         c.train_resolutions = (128, 224)
         c.test_resolutions = (128, 160, 224, 288, 320, 384, 448)
     else:
-        c.train = _digits_train(kv.get("model", "resnet20_cifar"))
+        c.train = _digits_train(a.model or "resnet20_cifar")
         c.train_resolutions = (24,)
         c.test_resolutions = (16, 20, 24, 28, 32, 40)
     c.crop_pct = 0.875

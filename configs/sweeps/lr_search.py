@@ -11,21 +11,19 @@ several times to run workers in parallel: they share the study and its budget (t
 asking at the same instant for the last trial can both get one, so a run can end one trial
 over the budget per extra worker).
 
-arg: comma-separated key=value: trials=N (16), model=NAME (resnet20_cifar), steps=N (150).
+arg: comma-separated key=value (`configs.common.parse_arg`): trials=N (16), model=NAME
+(resnet20_cifar), steps=N (150).
 Trains on scikit-learn digits at 32 px, so it runs on a CPU in minutes per trial.
 """
 
 from cnnx.config_schema import base_config
-from cnnx.sweeps.spec import parse_kv_arg
+from configs.common import parse_arg
 
 
 def get_sweep(arg=None):
-    _, kv = parse_kv_arg(arg)
-    unknown = set(kv) - {"trials", "model", "steps"}
-    if unknown:
-        raise ValueError(f"lr_search: unknown options {sorted(unknown)}")
+    a = parse_arg(arg, trials=16, model="resnet20_cifar", steps=150)
     c = base_config()
-    c.model.name = kv.get("model", "resnet20_cifar")
+    c.model.name = a.model
     c.data.source = "digits"
     c.data.channels = 1
     c.data.image_size = 32
@@ -38,7 +36,7 @@ def get_sweep(arg=None):
     c.optim.name = "sgd"
     c.optim.nesterov = True
     c.train.batch_size = 64
-    c.train.num_steps = int(kv.get("steps", 150))
+    c.train.num_steps = a.steps
     c.train.log_every_steps = 50
     c.eval.batch_size = 120
     c.eval.every_steps = 100_000
@@ -52,7 +50,7 @@ def get_sweep(arg=None):
         "mode": "max",
         "space": space,
         "sampler": "tpe",
-        "n_trials": int(kv.get("trials", 16)),
+        "n_trials": a.trials,
         "seed": 0,
     }
     return c, [], options

@@ -7,9 +7,9 @@ from cnnx.analysis import benchmark, memory
 from cnnx.analysis.speed import throughput
 from cnnx.analysis.trace import trace
 from cnnx.config_schema import base_config
+from cnnx.parallel.mesh import make_mesh
 from cnnx.train import build, steps
 from cnnx.train.experiment import setup
-from cnnx.train.mesh import make_mesh
 from tests.train.tiny import tiny_config
 
 
@@ -71,7 +71,7 @@ def test_benchmark_and_memory_report_time_the_trainers_step(built_steps):
     # ... and training builds its step the same way, with its config's options.
     config = tiny_config()
     exp = setup(config)
-    build.make_train_step(exp, lambda _: 0.1, None)
+    build.experiment_train_step(exp, lambda _: 0.1, None)
     assert len(built_steps) == 3 and all(_is_the_trainers(b) for b in built_steps[:2])
     options, fn = built_steps[2]
     assert options == steps.StepOptions.from_config(config.train)

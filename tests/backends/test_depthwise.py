@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+from cnnx import backends
 from cnnx.backends.cpu import conv as cpu_conv
 from cnnx.backends.cpu import depthwise
 from tests.backends.parity import rel_err
@@ -106,7 +107,7 @@ def test_switch_off_and_analysis_tracing_keep_lax(monkeypatch):
         jax.make_jaxpr(_loss(cpu_conv.conv_general_dilated, case))(x, w)
     )
     monkeypatch.setenv("CNNX_CPU_GRADS", "custom")
-    with cpu_conv.lax_convolutions():
+    with backends.lax_only():
         assert "conv_general_dilated" in str(
             jax.make_jaxpr(_loss(cpu_conv.conv_general_dilated, case))(x, w)
         )

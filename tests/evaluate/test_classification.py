@@ -21,7 +21,7 @@ from cnnx.evaluate.classification import (
     make_batch_sums,
 )
 from cnnx.evaluate.metrics import format_metrics, masked_sums, summarize, top5_note
-from cnnx.train.mesh import batch_sharding, make_mesh
+from cnnx.parallel.mesh import batch_sharding, make_mesh
 from tests.data.sections import data_section
 
 CTX = PPContext(image_size=8, crop_pct=1.0, channels=1, mean=(0.5,), std=(0.5,))

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from cnnx.evaluate import plots
-from cnnx.evaluate.checkpoint_eval import plot_title
+from cnnx.evaluate.plots import plot_title
 
 
 def _confusion(k, seed=0):

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from cnnx.checkpoint_eval import view_pp
 from cnnx.data import PPContext, pp
 from cnnx.evaluate import views
-from cnnx.evaluate.checkpoint_eval import view_pp
 from cnnx.evaluate.classification import log_mean_probabilities
 
 CTX = PPContext(image_size=8, crop_pct=1.0, channels=1, mean=(0.0,), std=(1.0,))

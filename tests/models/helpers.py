@@ -41,3 +41,14 @@ def torch_parity(name: str, torch_model, resolution: int, batch: int = 2, **over
     model = models.create(name, **overrides)
     out = np.asarray(model.apply(variables, jnp.asarray(x.transpose(0, 2, 3, 1)), train=False))
     return float(np.abs(out - ref).max() / np.abs(ref).max())
+
+
+def unused_positions(model, size: int, channels: int = 3):
+    """`cnnx.models.coverage.unused_input_positions` of a model's eval logits on one
+    size x size image: per axis of (1, size, size, channels), which positions reach no logit."""
+    from cnnx.models.coverage import unused_input_positions
+
+    def logits(x):
+        return model.init_with_output(jax.random.PRNGKey(0), x, train=False)[0]
+
+    return unused_input_positions(logits, jax.ShapeDtypeStruct((1, size, size, channels), "f4"))

@@ -6,7 +6,7 @@ import pathlib
 import cnnx.models
 
 MODELS = pathlib.Path(cnnx.models.__file__).parent
-SHARED = {"registry", "scaling"}  # and private `_*` modules
+SHARED = cnnx.models.SHARED_MODULES  # and private `_*` modules
 
 
 def _cnnx_models_imports(path: pathlib.Path) -> set[str]:

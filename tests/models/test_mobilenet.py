@@ -63,9 +63,14 @@ def randomize_batch_norm(torch_model, seed: int = 0):
     return torch_model
 
 
+# The registered references' counts are checked registry-wide (test_registry_wide.py); timm
+# registers no thinner MobileNet v1, so the counts of its generator's are checked here.
+THINNER_V1 = [n for n in REFERENCES if not models.get_spec(n).reference]
+
+
 @pytest.mark.torch
-@pytest.mark.parametrize("name", list(REFERENCES), ids=list(REFERENCES))
-def test_param_count_matches_reference(name):
+@pytest.mark.parametrize("name", THINNER_V1, ids=THINNER_V1)
+def test_thinner_v1_counts_match_timms_generator(name):
     if timm is None:
         pytest.skip("needs timm and torchvision")
     factory, expected = REFERENCES[name]

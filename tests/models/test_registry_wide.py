@@ -41,6 +41,26 @@ def test_param_count_matches_spec(name):
     assert count_params(abstract_variables(name, resolution=bigger)) == n
 
 
+WITH_TORCH_REFERENCE = [
+    n for n in ALL_MODELS if models.get_spec(n).reference.startswith(("torchvision:", "timm:"))
+]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", WITH_TORCH_REFERENCE)
+def test_param_count_is_the_references(name):
+    """The spec's count is the torchvision / timm reference's own (so, with the test above,
+    cnnx's count is the reference's). The reference is built on torch's meta device: shapes
+    only, no memory."""
+    torch = pytest.importorskip("torch")
+    from cnnx.analysis.torch_speed import counterpart
+
+    build, _ = counterpart(name)
+    with torch.device("meta"):
+        reference = build()
+    assert sum(p.numel() for p in reference.parameters()) == models.get_spec(name).param_count
+
+
 _TRAINED: dict[tuple, str] = {}
 
 

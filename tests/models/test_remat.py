@@ -9,7 +9,7 @@ import pytest
 
 from cnnx import models
 from cnnx.layers.remat import maybe_remat
-from cnnx.models.registry import model_fields
+from cnnx.models.registry import options
 
 # One member per family that takes `remat` (every kind of block once), shrunk so that tracing
 # is quick. Tracing checks parameters and the presence of the checkpoints; one of them is also
@@ -30,7 +30,7 @@ CASES = {
 
 def _model(name, remat):
     kwargs = dict(CASES[name], num_classes=5, remat=remat)
-    if "drop_path_rate" in model_fields(models.get_spec(name).builder):
+    if "drop_path_rate" in options(models.get_spec(name)):
         # Stochastic depth on: random numbers inside rematerialised blocks must not change.
         kwargs["drop_path_rate"] = 0.5
     return models.create(name, **kwargs)

@@ -13,7 +13,7 @@ from cnnx.sweeps.grid import (
     satisfies,
     subsample,
 )
-from cnnx.sweeps.spec import load_sweep
+from cnnx.sweeps.spec import load_config, load_sweep
 
 GRID_FILE = "configs/sweeps/efficientnet_grid.py"
 
@@ -104,7 +104,7 @@ def test_sweep_file_default_has_paper_trial():
         ("digits", "efficientnet_b0", 6, 37),
         ("resnet18,limit=4", "resnet18", 4, 258),
         ("mobilenet_v2,digits,limit=3", "mobilenet_v2", 3, 37),
-        ("digits,resnet20_cifar,res=24,limit=5", "resnet20_cifar", 5, 28),
+        ("resnet20_cifar,digits,res=24,limit=5", "resnet20_cifar", 5, 28),
     ],
     ids=["digits", "resnet18", "mobilenet_v2_digits", "resnet20_cifar"],
 )
@@ -120,5 +120,19 @@ def test_sweep_file_any_family(arg, model, n, res):
 
 
 def test_sweep_file_rejects_unknown_option():
-    with pytest.raises(ValueError, match="unknown options"):
+    with pytest.raises(ValueError, match=r"unknown config arg 'stepz=0\.1'"):
         load_sweep(f"{GRID_FILE}:digits,stepz=0.1")
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "configs/sweeps/fixres.py:digitz",
+        "configs/sweeps/lr_search.py:trails=3",
+        "configs/sweeps/efficientnet_grid.py:digits,resnet18",  # the model comes first
+    ],
+)
+def test_sweep_files_refuse_unknown_arg_words(ref):
+    load = load_config if "fixres" in ref else load_sweep
+    with pytest.raises(ValueError, match="unknown config arg"):
+        load(ref)

@@ -16,6 +16,7 @@ import pytest
 
 from cnnx.sweeps import results, runner, study
 from cnnx.sweeps.spec import load_sweep
+from cnnx.sweeps.storage import JOURNAL, open_storage
 from cnnx.train.workdir import checkpoints_dir
 from tests.jax_cache import compilation_cache, env  # noqa: F401
 from tests.multiprocess import REPO, cpu_env
@@ -55,7 +56,7 @@ def _finish(procs, timeout=900) -> list[str]:
 def _study(ref, wd, storage):
     sweep = load_sweep(ref)
     s = optuna.load_study(
-        study_name=study.study_name(sweep), storage=study.open_storage(storage, str(wd))
+        study_name=study.study_name(sweep), storage=open_storage(storage, str(wd))
     )
     return sweep, s
 
@@ -114,7 +115,7 @@ def test_sigkilled_workers_trial_resumes_elsewhere(tmp_path, storage, compilatio
 
     def running_with_checkpoint():
         # A trial some worker runs that has saved a checkpoint past step 0.
-        if not (wd / study.JOURNAL).exists() and storage is None:
+        if not (wd / JOURNAL).exists() and storage is None:
             return None
         try:
             _, s = _study(ref, wd, storage)

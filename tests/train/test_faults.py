@@ -26,8 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cnnx.checkpoint_eval import restore_state
 from cnnx.errors import CheckpointError, ConfigError, DataError, TrainingDiverged, WorkdirError
-from cnnx.evaluate.checkpoint_eval import restore_state
 from cnnx.models import get_spec
 from cnnx.train import build, loop, steps
 from cnnx.train.checkpoint import Checkpointer

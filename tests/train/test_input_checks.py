@@ -4,7 +4,6 @@ import json
 import os
 import re
 
-import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -13,6 +12,7 @@ from cnnx.data import sources
 from cnnx.errors import ConfigError, DataError
 from cnnx.train import experiment
 from tests.data.sections import mock_tfds
+from tests.models.helpers import unused_positions
 from tests.train.tiny import tiny_config
 
 # --- Class counts: one decision, from the data ----------------------------------------------
@@ -94,7 +94,7 @@ def _train(tmp_path):
 
 def _eval_workdir(tmp_path):
     # eval.py on a workdir: the saved config (here a 5-class head) against other data.
-    from cnnx.evaluate import checkpoint_eval
+    from cnnx import checkpoint_eval
     from cnnx.train.workdir import load_config
 
     workdir = tmp_path / "run"
@@ -187,7 +187,8 @@ def test_vit_at_40_px_is_refused_before_compiling(tmp_path, monkeypatch):
 
 
 # (model, size, unused trailing rows): one per family with a patch, window, pooling or
-# VALID-stride constraint. Cheap models go through check_input_size (message and suggestions).
+# VALID-stride constraint, through check_input_size (message and suggestions); costlier traces:
+# tests/models/test_coverage.py.
 CROPS = {
     "lenet_pooling": ("lenet5", 33, 1),
     "alexnet_pooling": ("alexnet", 226, 1),
@@ -195,13 +196,6 @@ CROPS = {
     "zfnet": ("zfnet", 227, 1),
     "nin": ("nin", 226, 3),
     "vit_patch": ("vit_ti_16", 40, 8),
-}
-# Costlier traces (seconds each): the walk alone, no suggestions.
-CROPS_SLOW = {
-    "convnext_patchify_stem": ("convnext_tiny", 226, 2),
-    "swin_patch": ("swin_t", 226, 2),
-    "inception_v3_valid_stride2": ("inception_v3", 300, 1),
-    "nasnet": ("nasnetamobile", 226, 1),
 }
 
 
@@ -240,52 +234,11 @@ def test_crops_are_found_when_convolutions_run_on_onednn(monkeypatch):
         experiment.check_input_size(spec, model, spec.in_chans, size)
 
 
-def _unused(model, size, channels=3):
-    from cnnx.analysis.coverage import unused_input_positions
-
-    def logits(x):
-        return model.init_with_output(jax.random.PRNGKey(0), x, train=False)[0]
-
-    return unused_input_positions(logits, jax.ShapeDtypeStruct((1, size, size, channels), "f4"))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("case", list(CROPS_SLOW))
-def test_sizes_a_costly_family_would_crop_are_found(case):
-    name, size, n = CROPS_SLOW[case]
-    _, model = _model(name)
-    rows, cols = _unused(model, size)[1:3]
-    assert list(np.flatnonzero(rows)) == list(range(size - n, size)) == list(np.flatnonzero(cols))
-
-
-def _gradient_check(name, size):
-    """The abstract walk against the truth: d(sum of logits)/d(pixel) on a random input."""
-    kw = {"hidden_dim": 24, "mlp_dim": 48, "num_heads": 2, "num_layers": 2} if "vit" in name else {}
-    spec, model = _model(name, **kw)  # a narrower ViT compiles faster; widths move no pixel
-    c = spec.in_chans
-    x = jax.random.normal(jax.random.PRNGKey(1), (1, size, size, c))
-    variables = model.init(jax.random.PRNGKey(0), x, train=False)
-    grad = np.abs(np.asarray(jax.grad(lambda x: model.apply(variables, x, train=False).sum())(x)))
-    rows, cols = _unused(model, size, c)[1:3]
-    assert list(np.flatnonzero(rows)) == list(np.flatnonzero(grad.sum(axis=(0, 2, 3)) == 0))
-    assert list(np.flatnonzero(cols)) == list(np.flatnonzero(grad.sum(axis=(0, 1, 3)) == 0))
-    return rows
-
-
-def test_unused_pixels_are_exactly_those_without_gradient():
-    assert _gradient_check("lenet5", 33).sum() == 1
-
-
-@pytest.mark.slow
-def test_unused_pixels_of_a_patch_model_are_exactly_those_without_gradient():
-    assert _gradient_check("vit_ti_16", 40).sum() == 8
-
-
 def test_a_band_the_reference_drops_too_is_accepted():
     # NIN's stride-4 VALID stem leaves the last row of its own 224 px input unused (as the
     # reference does): that band, not a wider one, is accepted at other sizes too.
     spec, model = _model("nin")
-    assert _unused(model, 228)[1].sum() == 1
+    assert unused_positions(model, 228)[1].sum() == 1
     experiment.check_input_size(spec, model, 3, 224, 228)
     with pytest.raises(ConfigError, match="nin at 226x226 px never uses the last 3 rows"):
         experiment.check_input_size(spec, model, 3, 226)

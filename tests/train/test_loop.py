@@ -11,14 +11,14 @@ import jax
 import numpy as np
 import pytest
 
+from cnnx.checkpoint_eval import restore_state
 from cnnx.errors import ConfigError, TrainingDiverged
-from cnnx.evaluate.checkpoint_eval import restore_state
+from cnnx.parallel.mesh import batch_sharding, replicated
 from cnnx.train import optim, steps
 from cnnx.train.build import init_state, make_train_input
 from cnnx.train.checkpoint import load_variables
 from cnnx.train.experiment import setup
 from cnnx.train.loop import train_and_evaluate
-from cnnx.train.mesh import batch_sharding, replicated
 from cnnx.train.metrics_log import format_duration, train_line
 from tests.train.tiny import tiny_config
 

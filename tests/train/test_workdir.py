@@ -1,11 +1,7 @@
-"""The workdir module: a run's identity (config.json), its lock, atomic writes."""
+"""The workdir module: a run's identity (config.json), atomic writes (the lock: test_lock.py)."""
 
 import json
-import logging
 import os
-import socket
-import subprocess
-import sys
 
 import pytest
 
@@ -134,76 +130,6 @@ def test_load_config_fills_new_keys_with_defaults(tmp_path):
     assert config.train.grad_accum_steps == 1 and config.data.mean == (0.5,)
 
 
-# --- Lock --------------------------------------------------------------------------------
-
-
-def _dead_pid() -> int:
-    p = subprocess.Popen([sys.executable, "-c", "pass"])
-    p.wait()
-    return p.pid
-
-
-def test_lock_is_exclusive_and_released(tmp_path):
-    first = wd.WorkdirLock(str(tmp_path))
-    first.acquire()
-    holder = json.loads((tmp_path / "lock").read_text())
-    assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
-    with pytest.raises(WorkdirError) as e:
-        wd.WorkdirLock(str(tmp_path)).acquire()
-    assert f"in use by pid {os.getpid()} on {socket.gethostname()}" in str(e.value)
-    assert "another --workdir" in str(e.value)
-    first.release()
-    assert not (tmp_path / "lock").exists()
-    with wd.locked(str(tmp_path)):  # free again
-        assert (tmp_path / "lock").exists()
-    assert not (tmp_path / "lock").exists()
-
-
-def test_lock_of_a_live_process_refuses(tmp_path):
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        holder = {
-            "host": socket.gethostname(),
-            "boot_id": wd._boot_id(),
-            "pid": sleeper.pid,
-            "started": "2026-01-01T00:00:00Z",
-            "command": "train.py --workdir=x",
-        }
-        (tmp_path / "lock").write_text(json.dumps(holder))
-        with pytest.raises(WorkdirError, match=f"pid {sleeper.pid} .*train.py --workdir=x"):
-            wd.WorkdirLock(str(tmp_path)).acquire()
-    finally:
-        sleeper.kill()
-        sleeper.wait()
-
-
-def test_stale_locks_are_taken_over_with_a_warning(tmp_path, caplog):
-    host, boot = socket.gethostname(), wd._boot_id()
-    stale = {
-        "dead pid": {"host": host, "boot_id": boot, "pid": _dead_pid()},
-        "rebooted since": {"host": host, "boot_id": "another-boot", "pid": 1},
-        # A container restarted under the same name gets the same pid: not a live holder.
-        "our pid, not held": {"host": host, "boot_id": boot, "pid": os.getpid()},
-    }
-    caplog.set_level(logging.WARNING)
-    for name, holder in stale.items():
-        (tmp_path / "lock").write_text(json.dumps(holder))
-        with wd.locked(str(tmp_path)):
-            assert json.loads((tmp_path / "lock").read_text())["pid"] == os.getpid(), name
-        assert any("stale lock" in r.getMessage() for r in caplog.records), name
-        caplog.clear()
-
-
-def test_lock_of_another_host_or_unreadable_refuses(tmp_path):
-    (tmp_path / "lock").write_text(json.dumps({"host": "elsewhere", "pid": 12}))
-    with pytest.raises(WorkdirError, match=r"pid 12 on elsewhere.*delete .*lock"):
-        wd.WorkdirLock(str(tmp_path)).acquire()
-    (tmp_path / "lock").write_text("")
-    with pytest.raises(WorkdirError, match=r"unreadable lock"):
-        wd.WorkdirLock(str(tmp_path)).acquire()
-    assert (tmp_path / "lock").read_text() == ""  # another's lock is never removed
-
-
 # --- Files -------------------------------------------------------------------------------
 
 
@@ -236,21 +162,3 @@ def test_write_errors_of_every_layer_are_described():
     tf_error = tf.errors.OutOfRangeError(None, None, "/wd/events.out; File too large\n\tFailed")
     assert wd.describe_write_error(tf_error) == ("File too large (errno 27)", True)
     assert wd.describe_write_error(OSError(13, "Permission denied"))[1] is False
-
-
-def test_every_process_stops_when_process_0_cannot_lock(tmp_path):
-    """Multi-host: only process 0 takes the lock; `agree` (a broadcast) tells the others."""
-    (tmp_path / "lock").write_text(json.dumps({"host": "elsewhere", "pid": 12}))
-    outcome = []
-
-    def broadcast(ok):  # process 0's value reaches every process
-        outcome.append(ok)
-        return outcome[0]
-
-    process_0 = wd.locked(str(tmp_path), take=True, agree=broadcast)
-    with pytest.raises(WorkdirError, match="pid 12 on elsewhere"), process_0:
-        pass
-    process_1 = wd.locked(str(tmp_path), take=False, agree=broadcast)
-    with pytest.raises(WorkdirError, match="process 0 of this run could not"), process_1:
-        pass
-    assert outcome == [False, True]

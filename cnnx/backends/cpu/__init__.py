@@ -1,4 +1,7 @@
-"""Fast CPU paths: oneDNN convolutions, custom gradients where XLA:CPU is slow, XLA flags.
+"""The CPU routes: oneDNN convolutions, custom gradients where XLA:CPU is slow.
+
+Reached only through `cnnx.backends` (tests/backends/test_backend_door.py checks it), which
+calls `routes()` for layers traced on the CPU.
 
 - `conv`: `conv_general_dilated`, a drop-in for `lax.conv_general_dilated` (oneDNN when
   built; otherwise 1x1 weight gradient as a matrix product and depthwise convolutions routed
@@ -7,21 +10,20 @@
   C++ extension, `onednn_conv.cc`, built by `make install`; switch `CNNX_ONEDNN`).
 - `depthwise`: depthwise convolution as shifted multiply-adds with its own gradients.
 - `pool`: max pooling with a direct (not argmax-scatter) gradient.
-- `flags`: the XLA flags `apply()` adds to `XLA_FLAGS`; the entry points (train.py, eval.py,
-  scripts/*.py) and tests/conftest.py call it before JAX starts (importing cnnx does not).
-- `REMAT_COMPILER_OPTIONS`: what a rematerialised step needs on XLA:CPU (read through
-  `cnnx.layers.remat.compiler_options`).
+- `transformer`: LayerNorm, GELU and packed self-attention with closed-form gradients.
+- `REMAT_COMPILER_OPTIONS`: what a rematerialised step needs on XLA:CPU.
 
-The custom gradients share one switch, the `CNNX_CPU_GRADS` environment variable, read when a
-layer is traced: 'auto' (default: on when JAX's default backend is the CPU), 'xla' (off: plain
-`lax` everywhere) or 'custom' (on, whatever the backend; tests use it). Forward results are
-XLA's own; gradients agree to float rounding (tests/backends/). Why each one exists and what it
-gained: docs/xla_cpu.md.
+The custom gradients share one switch, `CNNX_CPU_GRADS` (`cnnx.backends.switches`), read when
+a layer is traced: 'auto' (default: on when JAX's default backend is the CPU), 'xla' (off:
+only oneDNN's convolutions, on their own switch, remain) or 'custom' (on, whatever the
+backend; tests use it). Forward results are XLA's own; gradients agree to float rounding
+(tests/backends/). Why each one exists and what it gained: docs/xla_cpu.md.
 """
 
-import os
+import dataclasses
+import functools
 
-SWITCH = "CNNX_CPU_GRADS"
+from cnnx.backends import switches
 
 # XLA:CPU expands jax.checkpoint's optimisation barriers early (`cse_barrier_expander`), after
 # which common-subexpression elimination merges the backward pass's recomputation with the
@@ -31,13 +33,9 @@ SWITCH = "CNNX_CPU_GRADS"
 REMAT_COMPILER_OPTIONS = {"xla_disable_hlo_passes": "cse_barrier_expander"}
 
 
-def _setting() -> str:
-    return os.environ.get(SWITCH, "auto").lower()
-
-
 def forced() -> bool:
-    """Whether `CNNX_CPU_GRADS` forces the custom gradients on ('custom', 'on' or '1')."""
-    return _setting() in ("custom", "on", "1")
+    """Whether `CNNX_CPU_GRADS=custom` forces the custom gradients on."""
+    return switches.cpu_grads() == "custom"
 
 
 def enabled() -> bool:
@@ -46,10 +44,39 @@ def enabled() -> bool:
     `CNNX_CPU_GRADS`: 'auto' (default: on when JAX's default backend is the CPU), 'xla' (off)
     or 'custom' (on).
     """
-    if _setting() in ("xla", "off", "0"):
-        return False
-    if forced():
-        return True
-    import jax  # here, so that `flags` (imported before JAX starts) does not pull it in
+    setting = switches.cpu_grads()
+    if setting != "auto":
+        return setting == "custom"
+    import jax  # here, so that importing the package does not pull it in
 
     return jax.default_backend() == "cpu"
+
+
+def routes():
+    """The CPU's `Routes` under the switches now: all of them, or (`CNNX_CPU_GRADS=xla`)
+    only the convolution, whose oneDNN path has its own switch."""
+    full, convolutions_only = _routes()
+    return full if enabled() else convolutions_only
+
+
+@functools.cache
+def _routes():
+    from cnnx.backends import portable
+    from cnnx.backends.cpu import conv, onednn, pool, transformer
+
+    convolutions_only = dataclasses.replace(
+        portable.ROUTES,
+        name="cpu",
+        conv_general_dilated=conv.conv_general_dilated,
+        describe=onednn.describe,
+        conv_kernels=conv.kernels,
+        remat_compiler_options=REMAT_COMPILER_OPTIONS,
+    )
+    full = dataclasses.replace(
+        convolutions_only,
+        max_pool=pool.max_pool,
+        layer_norm=transformer.layer_norm,
+        gelu=transformer.gelu,
+        self_attention=transformer.self_attention,
+    )
+    return full, convolutions_only

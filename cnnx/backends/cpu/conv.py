@@ -20,19 +20,18 @@ gradient agrees to float rounding. It applies to NHWC inputs with at least 8 cha
 Depthwise convolutions (`feature_group_count` = input channels, NHWC, any kernel, stride,
 dilation, padding or channel multiplier; on 'auto' only inputs of at least 2**15 elements) go
 to `cnnx.backends.cpu.depthwise` on the same switch. Their jaxpr has no `conv_general_dilated`,
-so tools that read convolutions from a jaxpr trace inside `lax_convolutions()`.
+so tools that read convolutions from a jaxpr trace inside `cnnx.backends.lax_only()`.
 
 Everywhere else this is exactly `lax.conv_general_dilated`.
 """
 
-import contextlib
-import contextvars
 import functools
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from cnnx.backends import switches
 from cnnx.backends.cpu import depthwise, enabled, forced, onednn
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
@@ -44,22 +43,6 @@ _MIN_CHANNELS = 8
 # gradient) compiles about 10x slower there. 'custom' takes every size. A 224-pixel batch of
 # one has >= 47k elements.
 _MIN_DEPTHWISE_ELEMENTS = 2**15
-_LAX_ONLY = contextvars.ContextVar("cnnx_lax_convolutions", default=False)
-
-
-@contextlib.contextmanager
-def lax_convolutions():
-    """Within it, every convolution traces as a `lax.conv_general_dilated` equation.
-
-    For the analysis tools, which read layers from a jaxpr's convolution equations (shapes,
-    FLOPs, receptive fields); the numbers are the same, only the formulation differs (no
-    oneDNN call, no shifted depthwise multiply-adds).
-    """
-    token = _LAX_ONLY.set(True)
-    try:
-        yield
-    finally:
-        _LAX_ONLY.reset(token)
 
 
 def _is_nhwc(dimension_numbers) -> bool:
@@ -89,7 +72,7 @@ def _is_depthwise(
         and all(d == 1 for d in (lhs_dilation or ()))
         and batch_group_count == 1
         and preferred_element_type is None
-        and not _LAX_ONLY.get()
+        and not switches.lax_only_active()
         and enabled()
         and (forced() or _input_elements(lhs, rhs) >= _MIN_DEPTHWISE_ELEMENTS)
     )
@@ -187,7 +170,7 @@ def conv_general_dilated(
     if (
         _is_nhwc(dimension_numbers)
         and batch_group_count == 1
-        and not _LAX_ONLY.get()
+        and not switches.lax_only_active()
         and onednn.takes(lhs, rhs, padding, lhs_dilation, preferred_element_type)
         and onednn.wanted()
         and onednn.fast(lhs, rhs, window_strides, padding, rhs_dilation, feature_group_count)
@@ -230,3 +213,26 @@ def conv_general_dilated(
             preferred_element_type=preferred_element_type,
         )
     return _conv_1x1(lhs, rhs, tuple(int(s) for s in window_strides), precision)
+
+
+def _depthwise_kernel(x, w, strides, padding, groups):
+    del groups  # depthwise: the input's channels
+    return depthwise.depthwise_conv(x, w, strides, padding)
+
+
+def _onednn_kernel(x, w, strides, padding, groups):
+    return onednn.conv(x, w, strides, padding, (1, 1), groups)
+
+
+def kernels() -> dict:
+    """The CPU's own convolutions by name, for benchmarks (`cnnx.backends.conv_kernels`).
+
+    'cnnx': `depthwise` (depthwise layers only); 'onednn': oneDNN's (when the extension is
+    built).
+    """
+    from cnnx.backends.routes import ConvKernel
+
+    found = {"cnnx": ConvKernel(_depthwise_kernel, depthwise_only=True)}
+    if onednn.available():
+        found["onednn"] = ConvKernel(_onednn_kernel)
+    return found

@@ -12,7 +12,8 @@ The native part, `onednn_conv.cc`, is optional. It is compiled against the PyPI 
 carries a hash of the source, jaxlib's and oneDNN's versions, so a stale build is never
 loaded. Without it every convolution stays with XLA (and cnnx's own CPU gradients).
 
-The switch, `CNNX_ONEDNN` in the environment, read when a layer is traced:
+The switch, `CNNX_ONEDNN` in the environment (`cnnx.backends.switches`), read when a layer is
+traced:
 
 * `auto` (default): oneDNN when the library is built, `cnnx.backends.cpu.enabled()` (JAX's
   default backend is the CPU) and the process has one device. With several devices (e.g.
@@ -42,9 +43,9 @@ import jax
 import numpy as np
 from jax import lax
 
-from cnnx.backends import cpu
+from cnnx.backends import cpu, switches
 
-SWITCH = "CNNX_ONEDNN"
+SWITCH = switches.ONEDNN.name
 SOURCE = Path(__file__).with_name("onednn_conv.cc")
 BUILD_DIR = Path(__file__).with_name("_build")
 LIBRARY_DIST = "onednn-cpu-gomp"  # libdnnl.so (GNU OpenMP threading)
@@ -59,16 +60,6 @@ class OneDNNUnavailable(RuntimeError):
 
 class BuildError(RuntimeError):
     """The oneDNN extension could not be compiled (the message says what is missing)."""
-
-
-def setting() -> str:
-    """`CNNX_ONEDNN`: 'auto', 'on' or 'off' (ValueError for anything else)."""
-    value = os.environ.get(SWITCH, "auto").strip().lower()
-    aliases = {"1": "on", "true": "on", "0": "off", "false": "off"}
-    value = aliases.get(value, value)
-    if value not in ("auto", "on", "off"):
-        raise ValueError(f"{SWITCH}={os.environ[SWITCH]!r}: expected auto, on or off")
-    return value
 
 
 def _dist_file(dist: str, suffix: str) -> Path | None:
@@ -208,7 +199,7 @@ def _decision() -> tuple[bool, str]:
       OneDNNUnavailable: `CNNX_ONEDNN=on` and the extension is not built or does not load,
         or JAX's default backend is not the CPU.
     """
-    mode = setting()
+    mode = switches.onednn()
     if mode == "off":
         return False, f"{SWITCH}=off"
     if mode == "on":
@@ -223,7 +214,7 @@ def _decision() -> tuple[bool, str]:
     if not available():
         return False, status()
     if not cpu.enabled() or jax.default_backend() != "cpu":
-        return False, f"{cpu.SWITCH}=xla or not on the CPU"
+        return False, f"{switches.CPU_GRADS.name}=xla or not on the CPU"
     if jax.device_count() > 1:
         return False, f"{jax.device_count()} devices; {SWITCH}=auto uses oneDNN with one"
     return True, f"{SWITCH}=auto"

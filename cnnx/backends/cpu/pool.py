@@ -1,4 +1,4 @@
-"""Max pooling with a direct gradient, fast on XLA:CPU (`cnnx.layers.pool.max_pool` uses it).
+"""Max pooling with a direct gradient, fast on XLA:CPU (the CPU route of `max_pool`).
 
 JAX differentiates a max pool by tracking each window's argmax: a variadic reduce-window over
 the values and four int32 index arrays the size of the input, then a scatter, slow on XLA:CPU.
@@ -14,6 +14,8 @@ import functools
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from cnnx.backends import portable
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
@@ -57,17 +59,22 @@ def _max_pool_bwd(window, strides, pads, residuals, g):
 _max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
-def max_pool(x, window: tuple[int, int], strides: tuple[int, int], pads):
-    """Max pool of an NHWC array with the direct gradient (custom VJP).
+def max_pool(x, window_shape, strides, padding):
+    """`flax.linen.max_pool` with the direct gradient (custom VJP) on NHWC arrays.
 
     Args:
-      x: (N, H, W, C) array.
-      window: (kh, kw).
+      x: (N, H, W, C) array (other ranks or windows: the portable `nn.max_pool`).
+      window_shape: (kh, kw).
       strides: (sh, sw).
-      pads: ((top, bottom), (left, right)); padded positions never win.
+      padding: 'VALID', 'SAME' or ((top, bottom), (left, right)); padded positions never win.
 
     Returns:
       The pooled (N, Ho, Wo, C) array, equal to `flax.linen.max_pool`'s.
     """
-    pads = tuple((int(lo), int(hi)) for lo, hi in pads)
-    return _max_pool(x, tuple(int(k) for k in window), tuple(int(s) for s in strides), pads)
+    if x.ndim != 4 or len(window_shape) != 2:
+        return portable.max_pool(x, window_shape, strides, padding)
+    window = tuple(int(k) for k in window_shape)
+    if isinstance(padding, str):
+        padding = lax.padtype_to_pads(x.shape[1:3], window, strides, padding)
+    pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+    return _max_pool(x, window, tuple(int(s) for s in strides), pads)

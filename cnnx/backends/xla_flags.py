@@ -3,8 +3,10 @@
 XLA reads `XLA_FLAGS` once, when JAX starts its first backend, so the entry points (train.py,
 eval.py, scripts/*.py) and tests/conftest.py call `apply()` near their top, before the first
 JAX computation; importing cnnx does not touch the environment. A flag that `XLA_FLAGS` already
-names is left as the user set it; `CNNX_XLA_DEFAULTS=0` in the environment turns all of them
-off. This module must not import JAX.
+names is left as the user set it; `CNNX_XLA_DEFAULTS=off` in the environment turns all of them
+off (`cnnx.backends.switches`). A flag is named after the XLA backend it tunes (`xla_cpu_*`,
+`xla_gpu_*`); XLA knows every backend's flags, so one list serves every platform. This module
+must not import JAX.
 
 Each flag is kept because `scripts/benchmark.py` measured it to help (docs/xla_cpu.md):
 
@@ -19,6 +21,8 @@ Each flag is kept because `scripts/benchmark.py` measured it to help (docs/xla_c
 import logging
 import os
 import sys
+
+from cnnx.backends import switches
 
 # flag -> (value, (lowest, highest) jaxlib (major, minor) versions it is set for).
 DEFAULTS = {
@@ -55,8 +59,11 @@ def apply(environ=os.environ) -> list[str]:
 
     Returns:
       The flags added (`--name=value`), possibly none.
+
+    Raises:
+      ConfigError: `CNNX_XLA_DEFAULTS` has a value other than on/off (or 1/0, true/false).
     """
-    if environ.get("CNNX_XLA_DEFAULTS", "1").lower() in ("0", "false", "off"):
+    if not switches.xla_defaults(environ):
         return []
     version = _jaxlib_version()
     current = environ.get("XLA_FLAGS", "")
@@ -70,7 +77,7 @@ def apply(environ=os.environ) -> list[str]:
         if environ is os.environ and _backends_started():
             logging.getLogger(__name__).warning(
                 "JAX started before cnnx's XLA flags were applied, so %s has no effect; "
-                "call cnnx.backends.cpu.flags.apply() first or set XLA_FLAGS yourself.",
+                "call cnnx.process_defaults.apply() first or set XLA_FLAGS yourself.",
                 " ".join(added),
             )
     return added

@@ -4,7 +4,7 @@ The mesh has three named axes, sized by the `mesh` config section:
 
   data   pure data parallelism: the batch is split, parameters are replicated;
   fsdp   fully sharded data parallelism (ZeRO-3): the batch is split here too, but parameters,
-         gradients and optimizer state are sharded over this axis (cnnx.train.sharding) and
+         gradients and optimizer state are sharded over this axis (cnnx.parallel.sharding) and
          XLA all-gathers each weight where it is used;
   model  tensor parallelism: the batch is replicated, large weights are split by the
          sharding rules and XLA inserts the collectives.
@@ -63,7 +63,7 @@ def mesh_shape(
     if data > 1 and fsdp > 1 and model > 1:
         # XLA (jaxlib 0.10.2, Shardy and GSPMD alike) partitions some programs wrongly when the
         # batch is split over two axes and the features over a third: the gradients come out
-        # wrong, with no error (tests/train/test_sharding.py keeps a 3-line reproduction;
+        # wrong, with no error (tests/parallel/test_sharding.py keeps a 3-line reproduction;
         # cf. openxla/xla#40034). Two of the three axes are fine.
         raise ConfigError(
             f"The mesh data×fsdp×model = {data}×{fsdp}×{model} uses all three axes, which XLA "

@@ -1,11 +1,11 @@
-"""cnnx.backends.cpu.flags, and importing cnnx leaving the process environment alone."""
+"""cnnx.backends.xla_flags, and importing cnnx leaving the process environment alone."""
 
 import json
 import os
 import subprocess
 import sys
 
-from cnnx.backends.cpu import flags
+from cnnx.backends import xla_flags as flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -42,7 +42,7 @@ def test_importing_cnnx_leaves_the_environment_unchanged():
 
 def test_flags_module_does_not_import_jax():
     # The entry points import it before anything else; it must stay light and not start JAX.
-    code = "import sys; import cnnx.backends.cpu.flags; print('jax' in sys.modules)"
+    code = "import sys; import cnnx.process_defaults; print('jax' in sys.modules)"
     env = dict(os.environ, PYTHONPATH=ROOT)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 from jax.extend import core as jcore
 
-from cnnx.backends.cpu import conv as cpu_conv
+from cnnx import backends
 
 Masks = tuple[np.ndarray, ...]  # one bool vector per axis; None where nothing is needed
 
@@ -307,7 +307,7 @@ def unused_input_positions(fn, x: jax.ShapeDtypeStruct) -> Masks:
     # Convolutions as `conv_general_dilated` equations, which the walk reads exactly; on the CPU
     # they would otherwise trace as oneDNN calls (or shifted depthwise sums), and an opaque
     # call counts every input as used: a crop would pass unseen.
-    with cpu_conv.lax_convolutions():
+    with backends.lax_only():
         closed = jax.make_jaxpr(fn)(x)
     outs = [_full(v.aval) for v in closed.jaxpr.outvars]
     (need,) = needed_inputs(closed.jaxpr, outs)

@@ -36,7 +36,7 @@ from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from cnnx.errors import ConfigError
-from cnnx.train.mesh import AXES
+from cnnx.parallel.mesh import AXES
 
 # Parameters below this many elements stay replicated under 'auto' (2**18 floats = 1 MiB).
 DEFAULT_MIN_SIZE = 2**18

@@ -25,7 +25,7 @@ def _fit_mesh(config) -> None:
     """Adapts a run's mesh, in place, to the devices here (checkpoints restore onto any mesh)."""
     from absl import logging
 
-    from cnnx.train.mesh import mesh_shape
+    from cnnx.parallel.mesh import mesh_shape
 
     m = config.mesh
     try:
@@ -244,7 +244,7 @@ def run(
     try:
         write_json(results, out)
         if confusion_png:
-            from cnnx.evaluate.plots import save_confusion_png
+            from cnnx.evaluate.plots import plot_title, save_confusion_png
 
             save_confusion_png(results["confusion"], confusion_png, title=plot_title(results))
     except OSError as e:
@@ -256,20 +256,6 @@ def run(
         return 2
     print(f"-> {out}")
     return 0
-
-
-def plot_title(results: dict) -> str:
-    """'lenet5 step 660 · test · 10 views · 2 models · top-1 97.49%' of `evaluate_checkpoint`'s
-    results: what the confusion plot shows."""
-    parts = [
-        f"{results['model']} step {results['step']}{' (EMA)' if results.get('ema') else ''}",
-        f"{results['split']} at {results['image_size']} px",
-        f"{results['views']} view{'s' if results['views'] != 1 else ''}",
-    ]
-    if len(results.get("members", ())) > 1:
-        parts.append(f"{len(results['members'])} models")
-    parts.append(f"top-1 {results['eval/top1']:.2f}%")
-    return " · ".join(parts)
 
 
 def write_json(results: dict, path: str) -> None:

@@ -12,18 +12,18 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from cnnx.errors import ConfigError
-from cnnx.train import finetune, optim, steps
-from cnnx.train.build import init_state
-from cnnx.train.checkpoint import Checkpointer
-from cnnx.train.experiment import setup
-from cnnx.train.mesh import batch_sharding, check_batch, make_mesh, mesh_shape, replicated
-from cnnx.train.sharding import (
+from cnnx.parallel.mesh import batch_sharding, check_batch, make_mesh, mesh_shape, replicated
+from cnnx.parallel.sharding import (
     auto_spec,
     param_specs,
     shardings_from_config,
     state_shardings,
     with_shardings,
 )
+from cnnx.train import finetune, optim, steps
+from cnnx.train.build import init_state
+from cnnx.train.checkpoint import Checkpointer
+from cnnx.train.experiment import setup
 from cnnx.train.state import create_train_state
 from tests.train.tiny import tiny_config
 
@@ -213,8 +213,8 @@ def test_fsdp_checkpoint_restores_onto_one_and_four_devices(tmp_path):
 
 
 def test_a_saved_mesh_adapts_to_the_devices_at_evaluation():
+    from cnnx.checkpoint_eval import _fit_mesh
     from cnnx.config_schema import base_config
-    from cnnx.evaluate.checkpoint_eval import _fit_mesh
 
     for saved, expected in (
         ((2, 4, 1), (2, 4, 1)),  # fits the 8 devices: kept

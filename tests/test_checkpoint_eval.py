@@ -9,14 +9,14 @@ import sys
 
 import pytest
 
-from cnnx.evaluate import checkpoint_eval
-from cnnx.evaluate.checkpoint_eval import output_name
+from cnnx import checkpoint_eval
+from cnnx.checkpoint_eval import output_name
 from cnnx.train import loop
 from tests.jax_cache import compilation_cache  # noqa: F401
 from tests.train.tiny import tiny_config
 
 pytestmark = pytest.mark.usefixtures("compilation_cache")
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPLIT = "test[:64]"
 
 
