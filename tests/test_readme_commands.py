@@ -149,6 +149,12 @@ COMMANDS: dict[str, Check] = {
     "--workdir=workdirs/fixres": Check(
         PARSE, why="trains several digits models (minutes); tests/sweeps/test_fixres.py runs it"
     ),
+    "python scripts/findings.py --all --scale=small --workdir=workdirs/findings --report "
+    "--output=docs/findings.md": Check(
+        PARSE,
+        why="about 70 runs, an hour on a quiet 2-core CPU; tests/findings runs each finding's "
+        "smoke form",
+    ),
     # Analysis tools
     "python scripts/summarize.py --model=alexnet --image_size=227": Check(RUN),
     "python scripts/summarize.py --model=resnet50 --format=markdown --memory --speed": Check(
