@@ -11,7 +11,7 @@
   `initialisation`, `regularisation`, `bottleneck`, `scaling`, `fixres`, `transfer`.
 """
 
-# Importing a finding registers it; this order is the suite's.
+# Importing a finding registers it (`Finding.number` orders the suite).
 from cnnx.findings import (  # noqa: F401
     batchnorm,
     bottleneck,

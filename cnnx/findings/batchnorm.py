@@ -13,7 +13,7 @@ import math
 
 from cnnx.findings import figures
 from cnnx.findings.registry import Finding, Measurement, register
-from cnnx.findings.runs import Run
+from cnnx.findings.runs import seeded
 from cnnx.findings.verdict import Comparison
 
 LRS = (0.02, 0.2, 2.0)
@@ -44,6 +44,7 @@ def trains(rec) -> bool:
 
 class BatchNorm(Finding):
     name = "batchnorm"
+    number = 3
     title = "BatchNorm: faster, and trainable at higher learning rates"
     claim = (
         "With Batch Normalization a network reaches a given accuracy in fewer steps and "
@@ -66,17 +67,14 @@ class BatchNorm(Finding):
             for lr in lrs:
                 config = f"configs/findings.py:batchnorm,norm={norm},lr={lr:g}"
                 config += ",paper" if scale.paper else ""
-                for seed in scale.repeat(2):
-                    runs.append(
-                        Run(
-                            name=f"batchnorm_{norm}_lr{lr:g}_s{seed}",
-                            config=config,
-                            overrides=(("seed", seed), *scale.shrink()),
-                            label=_arm(norm_label, lr),
-                            seed=seed,
-                            tags=(("norm", norm_label), ("lr", lr)),
-                        )
-                    )
+                runs += seeded(
+                    f"batchnorm_{norm}_lr{lr:g}",
+                    config,
+                    _arm(norm_label, lr),
+                    scale.repeat(2),
+                    scale.shrink(),
+                    tags=(("norm", norm_label), ("lr", lr)),
+                )
         return runs
 
     def measure(self, records, scale):

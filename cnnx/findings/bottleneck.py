@@ -15,7 +15,7 @@ import math
 from cnnx.findings import figures
 from cnnx.findings.degradation import by_label
 from cnnx.findings.registry import Finding, Measurement, register
-from cnnx.findings.runs import Run
+from cnnx.findings.runs import seeded
 from cnnx.findings.verdict import Comparison
 
 BASIC = "basic ×2 3×3"
@@ -39,6 +39,7 @@ def macs(rec) -> float:
 
 class Bottleneck(Finding):
     name = "bottleneck"
+    number = 6
     title = "1×1 bottlenecks: fewer parameters and MACs at similar accuracy"
     claim = (
         "Reducing the channels with 1×1 convolutions before the spatial ones (network in "
@@ -64,16 +65,7 @@ class Bottleneck(Finding):
             config = f"configs/findings.py:bottleneck,block={block},width={width:g}"
             config += ",paper" if scale.paper else ""
             shrink = scale.shrink(model__depth=SMOKE_DEPTH[block])
-            for seed in scale.repeat(2):
-                runs.append(
-                    Run(
-                        name=f"bottleneck_{block}_w{width:g}_s{seed}",
-                        config=config,
-                        overrides=(("seed", seed), *shrink),
-                        label=label,
-                        seed=seed,
-                    )
-                )
+            runs += seeded(f"bottleneck_{block}_w{width:g}", config, label, scale.repeat(2), shrink)
         return runs
 
     def measure(self, records, scale):
@@ -91,8 +83,9 @@ class Bottleneck(Finding):
         }
         first = {label: values[recs[0].run.name] for label, recs in groups.items()}
 
-        def top1(label):
-            return [values[r.run.name]["test_top1"] for r in groups[label]]
+        top1 = {
+            label: [values[r.run.name]["test_top1"] for r in recs] for label, recs in groups.items()
+        }
 
         comparisons = [
             Comparison(
@@ -108,13 +101,12 @@ class Bottleneck(Finding):
             for what, key in (("parameters", "params"), ("MACs", "MMACs"))
         ]
         comparisons.append(
-            Comparison(
+            Comparison.between(
                 "the bottleneck net is about as accurate",
                 "test top-1 (%)",
+                top1,
                 BASIC,
                 "bottleneck",
-                top1(BASIC),
-                top1("bottleneck"),
                 "similar",
                 1.0,
             )
@@ -123,20 +115,8 @@ class Bottleneck(Finding):
 
     def figure(self, records, measurement, path):
         groups = by_label(records)
-        v = measurement.values
         with figures.figure(path, ncols=2, width=10) as (_, (left, right)):
-            for i, (label, recs) in enumerate(groups.items()):
-                rows = [v[r.run.name] for r in recs]
-                xs = [row["MMACs"] for row in rows]
-                ys = [row["test_top1"] for row in rows]
-                left.plot(
-                    xs, ys, "o", color=f"C{i}", label=f"{label} ({rows[0]['params']:,} params)"
-                )
-            left.set_xscale("log")
-            left.set_xlabel("MMACs per image (log)")
-            left.set_ylabel("test top-1 (%)")
-            left.grid(True, alpha=0.3)
-            left.legend(fontsize=7)
+            figures.accuracy_against_cost(left, groups, measurement.values, log=True)
             left.set_title("accuracy against cost (dots: seeds)", fontsize=10)
             figures.curves(right, groups, "train/top1")
             right.set_ylabel("training error (%)")

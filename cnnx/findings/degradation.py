@@ -11,7 +11,7 @@ averaged over its steps, augmented batches as in the paper's curves) and the fin
 
 from cnnx.findings import figures
 from cnnx.findings.registry import Finding, Measurement, register
-from cnnx.findings.runs import Run
+from cnnx.findings.runs import seeded
 from cnnx.findings.verdict import Comparison
 
 DEPTHS = (20, 56)
@@ -23,7 +23,7 @@ def net_label(kind: str, depth: int) -> str:
     return f"{'plain' if kind == 'plain' else 'ResNet'}-{depth}"
 
 
-def degradation_runs(scale) -> list[Run]:
+def degradation_runs(scale) -> list:
     """The four networks × the scale's seeds (shared with the vanishing-gradients finding)."""
     runs = []
     for kind, depth in NETS:
@@ -34,18 +34,14 @@ def degradation_runs(scale) -> list[Run]:
             config = f"configs/degradation_cifar.py:{net},smoke"
         else:
             config = f"configs/degradation_cifar.py:{net},smoke,epochs=40,warmup=1"
-        shrink = scale.shrink(model__depth=SMOKE_DEPTH[depth])
-        for seed in scale.repeat(2):
-            runs.append(
-                Run(
-                    name=f"degradation_{net}_s{seed}",
-                    config=config,
-                    overrides=(("seed", seed), *shrink),
-                    label=net_label(kind, depth),
-                    seed=seed,
-                    tags=(("model", f"{net}_cifar"), ("depth", depth)),
-                )
-            )
+        runs += seeded(
+            f"degradation_{net}",
+            config,
+            net_label(kind, depth),
+            scale.repeat(2),
+            scale.shrink(model__depth=SMOKE_DEPTH[depth]),
+            tags=(("model", f"{net}_cifar"), ("depth", depth)),
+        )
     return runs
 
 
@@ -65,6 +61,7 @@ def train_error(rec) -> float:
 
 class Degradation(Finding):
     name = "degradation"
+    number = 1
     title = "Degradation: deeper plain nets train worse, deeper residual nets better"
     claim = (
         "Going from 20 to 56 layers, a plain network reaches a higher training error (the "
@@ -95,30 +92,22 @@ class Degradation(Finding):
             for rec in records.values()
         }
 
-        def errors(label):
-            return [train_error(r) for r in groups[label]]
-
+        errors = {label: [train_error(r) for r in recs] for label, recs in groups.items()}
+        metric = "training error of the last epoch (%)"
         comparisons = [
-            Comparison(
-                "plain-56 ends at a higher training error than plain-20",
-                "training error of the last epoch (%)",
-                "plain-20",
-                "plain-56",
-                errors("plain-20"),
-                errors("plain-56"),
-                "greater",
+            Comparison.between(
+                f"{deep} ends at a {word} training error than {shallow}",
+                metric,
+                errors,
+                shallow,
+                deep,
+                direction,
                 0.5,
-            ),
-            Comparison(
-                "ResNet-56 ends at a lower training error than ResNet-20",
-                "training error of the last epoch (%)",
-                "ResNet-20",
-                "ResNet-56",
-                errors("ResNet-20"),
-                errors("ResNet-56"),
-                "less",
-                0.5,
-            ),
+            )
+            for shallow, deep, word, direction in (
+                ("plain-20", "plain-56", "higher", "greater"),
+                ("ResNet-20", "ResNet-56", "lower", "less"),
+            )
         ]
         return Measurement(values, comparisons)
 

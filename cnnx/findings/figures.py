@@ -81,6 +81,31 @@ def eval_curves(ax, groups: dict, tag: str = "eval/top1", styles=None) -> None:
     ax.grid(True, alpha=0.3)
 
 
+def accuracy_against_cost(ax, groups: dict, values: dict, log: bool = False) -> None:
+    """Test top-1 against MACs, a dot per run and a colour per arm.
+
+    Args:
+      groups: label -> list of RunRecord.
+      values: run name -> measured row with 'MMACs', 'test_top1' and 'params'.
+      log: a log MACs axis.
+    """
+    for i, (label, recs) in enumerate(groups.items()):
+        rows = [values[r.run.name] for r in recs]
+        ax.plot(
+            [row["MMACs"] for row in rows],
+            [row["test_top1"] for row in rows],
+            "o",
+            color=f"C{i}",
+            label=f"{label} ({rows[0]['params']:,} params)",
+        )
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel("MMACs per image" + (" (log)" if log else ""))
+    ax.set_ylabel("test top-1 (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+
+
 def seed_points(ax, arms: dict, ylabel: str, log: bool = False) -> None:
     """Each arm's value per seed as dots and their mean as a bar outline.
 

@@ -39,6 +39,7 @@ def _table(rec, phase: str) -> dict[int, dict[int, float]]:
 
 class FixRes(Finding):
     name = "fixres"
+    number = 8
     title = "FixRes: test above the training resolution, then fine-tune at it"
     claim = (
         "Random-resized-crop training makes objects look larger than the centre crop at "
@@ -98,25 +99,31 @@ class FixRes(Finding):
         names = list(records)
         comparisons = [
             Comparison(
-                "before fine-tuning, top-1 peaks at a test resolution above the training one",
-                "test top-1 (%)",
-                "at the training resolution",
-                "best above it",
-                [peak[n][0] for n in names],
-                [peak[n][1] for n in names],
+                claim,
+                metric,
+                a,
+                b,
+                [p[n][0] for n in names],
+                [p[n][1] for n in names],
                 "greater",
                 1.0,
-            ),
-            Comparison(
-                "fine-tuning at the test resolution recovers accuracy",
-                "mean test top-1 over the other test resolutions (%)",
-                "before fine-tuning",
-                "after",
-                [before_after[n][0] for n in names],
-                [before_after[n][1] for n in names],
-                "greater",
-                1.0,
-            ),
+            )
+            for claim, metric, a, b, p in (
+                (
+                    "before fine-tuning, top-1 peaks at a test resolution above the training one",
+                    "test top-1 (%)",
+                    "at the training resolution",
+                    "best above it",
+                    peak,
+                ),
+                (
+                    "fine-tuning at the test resolution recovers accuracy",
+                    "mean test top-1 over the other test resolutions (%)",
+                    "before fine-tuning",
+                    "after",
+                    before_after,
+                ),
+            )
         ]
         return Measurement(values, comparisons)
 

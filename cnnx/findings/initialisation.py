@@ -13,7 +13,7 @@ import math
 from cnnx.findings import figures
 from cnnx.findings.degradation import by_label, train_error
 from cnnx.findings.registry import Finding, Measurement, register
-from cnnx.findings.runs import Run
+from cnnx.findings.runs import seeded
 from cnnx.findings.verdict import Comparison
 
 INITS = (("he", "He"), ("glorot", "Glorot"), ("normal", "N(0, 0.01)"))
@@ -21,6 +21,7 @@ INITS = (("he", "He"), ("glorot", "Glorot"), ("normal", "N(0, 0.01)"))
 
 class Initialisation(Finding):
     name = "initialisation"
+    number = 4
     title = "Initialisation of a deep plain ReLU net: He vs Glorot vs N(0, 0.01)"
     claim = (
         "A deep plain ReLU network without normalisation learns from He initialisation "
@@ -41,16 +42,8 @@ class Initialisation(Finding):
         runs = []
         for init, label in INITS:
             config = f"configs/findings.py:init,init={init}" + (",paper" if scale.paper else "")
-            for seed in scale.repeat(2):
-                runs.append(
-                    Run(
-                        name=f"init_{init}_s{seed}",
-                        config=config,
-                        overrides=(("seed", seed), *scale.shrink(model__depth=14)),
-                        label=label,
-                        seed=seed,
-                    )
-                )
+            shrink = scale.shrink(model__depth=14)
+            runs += seeded(f"init_{init}", config, label, scale.repeat(2), shrink)
         return runs
 
     def measure(self, records, scale):
@@ -68,18 +61,18 @@ class Initialisation(Finding):
             }
         groups = by_label(records)
 
-        def errors(label):
-            # A diverged run counts as chance (90% error on ten classes).
-            return [90.0 if math.isnan(train_error(r)) else train_error(r) for r in groups[label]]
-
+        # A run without a logged error counts as chance (90% error on ten classes).
+        errors = {
+            label: [90.0 if math.isnan(e) else e for e in map(train_error, recs)]
+            for label, recs in groups.items()
+        }
         comparisons = [
-            Comparison(
+            Comparison.between(
                 f"He initialisation ends at a lower training error than {other}",
                 "training error of the last epoch (%)",
+                errors,
                 other,
                 "He",
-                errors(other),
-                errors("He"),
                 "less",
                 0.5,
             )

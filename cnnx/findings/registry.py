@@ -97,6 +97,7 @@ class Finding:
 
     Attributes:
       name: registry key (`--finding=NAME`).
+      number: its place in the suite (issue 29's list), which orders `names()`.
       title: a few words.
       claim: the claim as the literature makes it.
       source: paper, figure or table.
@@ -108,6 +109,7 @@ class Finding:
     """
 
     name = ""
+    number = 0
     title = ""
     claim = ""
     source = ""
@@ -142,9 +144,9 @@ def _load() -> None:
 
 
 def names() -> list[str]:
-    """Registered findings, in the suite's order."""
+    """Registered findings, in the suite's order (their `number`)."""
     _load()
-    return list(_FINDINGS)
+    return sorted(_FINDINGS, key=lambda name: _FINDINGS[name].number)
 
 
 def get(name: str) -> Finding:
@@ -159,5 +161,5 @@ def get(name: str) -> Finding:
     close = difflib.get_close_matches(name, list(_FINDINGS), n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise ConfigError(
-        f"Unknown finding {name!r}.{hint} The findings: {', '.join(_FINDINGS)} (--list)."
+        f"Unknown finding {name!r}.{hint} The findings: {', '.join(names())} (--list)."
     )

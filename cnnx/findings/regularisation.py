@@ -13,7 +13,7 @@ after training) minus the test top-1.
 from cnnx.findings import figures
 from cnnx.findings.degradation import by_label
 from cnnx.findings.registry import Finding, Measurement, register
-from cnnx.findings.runs import Run
+from cnnx.findings.runs import seeded
 from cnnx.findings.verdict import Comparison
 
 ARMS = (
@@ -38,6 +38,7 @@ def train_top1(rec) -> float:
 
 class Regularisation(Finding):
     name = "regularisation"
+    number = 5
     title = "Regularisation: dropout and augmentation narrow the train/test gap"
     claim = (
         "On a small training set a network overfits: training accuracy far above test "
@@ -60,16 +61,8 @@ class Regularisation(Finding):
             config = f"configs/findings.py:regularisation,dropout={dropout:g},augment={augment}" + (
                 ",paper" if scale.paper else ""
             )
-            for seed in scale.repeat(3):
-                runs.append(
-                    Run(
-                        name=f"regularisation_{label.replace(' + ', '_')}_s{seed}",
-                        config=config,
-                        overrides=(("seed", seed), *scale.shrink(image_size=32)),
-                        label=label,
-                        seed=seed,
-                    )
-                )
+            name = f"regularisation_{label.replace(' + ', '_')}"
+            runs += seeded(name, config, label, scale.repeat(3), scale.shrink(image_size=32))
         return runs
 
     def measure(self, records, scale):
@@ -86,17 +79,14 @@ class Regularisation(Finding):
             }
         groups = by_label(records)
 
-        def gaps(label):
-            return [values[r.run.name]["gap"] for r in groups[label]]
-
+        gaps = {label: [values[r.run.name]["gap"] for r in recs] for label, recs in groups.items()}
         comparisons = [
-            Comparison(
+            Comparison.between(
                 f"{arm} narrows the train/test gap",
                 "training top-1 − test top-1 (points)",
+                gaps,
                 "none",
                 arm,
-                gaps("none"),
-                gaps(arm),
                 "less",
                 1.0,
             )

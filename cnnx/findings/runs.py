@@ -76,6 +76,22 @@ class Run:
         return os.path.join(root, RUNS, self.name)
 
 
+def seeded(name: str, config: str, label: str, seeds, overrides=(), tags=()) -> list[Run]:
+    """One `Run` per seed of an arm: named `<name>_s<seed>`, with the seed as the first
+    override."""
+    return [
+        Run(
+            name=f"{name}_s{seed}",
+            config=config,
+            overrides=(("seed", seed), *overrides),
+            label=label,
+            seed=seed,
+            tags=tuple(tags),
+        )
+        for seed in seeds
+    ]
+
+
 def build_config(run: Run, root: str) -> ml_collections.ConfigDict:
     """The run's config: `get_config(arg)` of its file, the overrides applied (new keys too,
     e.g. `model.depth`, which a model option takes), then locked as train.py locks it."""

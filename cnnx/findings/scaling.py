@@ -16,7 +16,7 @@ import math
 from cnnx.findings import figures
 from cnnx.findings.degradation import by_label
 from cnnx.findings.registry import Finding, Measurement, register
-from cnnx.findings.runs import Run
+from cnnx.findings.runs import seeded
 from cnnx.findings.verdict import Comparison
 
 COMPOUND = "compound (1.2, 1.1, 1.15)"
@@ -50,6 +50,7 @@ def macs(rec) -> float:
 
 class Scaling(Finding):
     name = "scaling"
+    number = 7
     title = "Compound scaling beats scaling one dimension at matched MACs"
     claim = (
         "For a given increase in computation, scaling depth, width and input resolution "
@@ -72,16 +73,7 @@ class Scaling(Finding):
             config = f"configs/findings.py:scaling,depth={d:g},width={w:g},res={r:g}"
             config += ",paper" if scale.paper else ""
             shrink = scale.shrink(image_size=round(base * r), model__depth=8)
-            for seed in scale.repeat(2):
-                runs.append(
-                    Run(
-                        name=f"scaling_d{d:g}_w{w:g}_r{r:g}_s{seed}",
-                        config=config,
-                        overrides=(("seed", seed), *shrink),
-                        label=label,
-                        seed=seed,
-                    )
-                )
+            runs += seeded(f"scaling_d{d:g}_w{w:g}_r{r:g}", config, label, scale.repeat(2), shrink)
         return runs
 
     def measure(self, records, scale):
@@ -101,19 +93,19 @@ class Scaling(Finding):
             for r in records.values()
         }
 
-        def top1(label):
-            return [values[r.run.name]["test_top1"] for r in groups[label]]
+        top1 = {
+            label: [values[r.run.name]["test_top1"] for r in recs] for label, recs in groups.items()
+        }
 
         comparisons, notes = [], []
         for single in SINGLE:
             comparisons.append(
-                Comparison(
+                Comparison.between(
                     f"compound scaling beats {single}",
                     "test top-1 (%)",
+                    top1,
                     single,
                     COMPOUND,
-                    top1(single),
-                    top1(COMPOUND),
                     "greater",
                     1.0,
                 )
@@ -128,21 +120,8 @@ class Scaling(Finding):
 
     def figure(self, records, measurement, path):
         groups = by_label(records)
-        v = measurement.values
         with figures.figure(path, ncols=2, width=10) as (_, (left, right)):
-            for i, (label, recs) in enumerate(groups.items()):
-                rows = [v[r.run.name] for r in recs]
-                left.plot(
-                    [row["MMACs"] for row in rows],
-                    [row["test_top1"] for row in rows],
-                    "o",
-                    color=f"C{i}",
-                    label=label,
-                )
-            left.set_xlabel("MMACs per image (realised)")
-            left.set_ylabel("test top-1 (%)")
-            left.grid(True, alpha=0.3)
-            left.legend(fontsize=7)
+            figures.accuracy_against_cost(left, groups, measurement.values)
             left.set_title("accuracy against realised MACs (dots: seeds)", fontsize=10)
             figures.curves(right, groups, "train/top1")
             right.set_ylabel("training error (%)")

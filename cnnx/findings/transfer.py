@@ -13,7 +13,7 @@ source and a fresh classifier, everything trained with the same recipe.
 from cnnx.findings import figures
 from cnnx.findings.degradation import by_label
 from cnnx.findings.registry import Finding, Measurement, register
-from cnnx.findings.runs import Run
+from cnnx.findings.runs import Run, seeded
 from cnnx.findings.verdict import Comparison
 
 SOURCE = "transfer_source"
@@ -26,6 +26,7 @@ def label(k: int) -> str:
 
 class Transfer(Finding):
     name = "transfer"
+    number = 9
     title = "Transfer: fine-tuning beats training from scratch on a small set"
     claim = (
         "With little data, fine-tuning a network trained on a related task beats training it "
@@ -59,17 +60,10 @@ class Transfer(Finding):
             config = f"configs/findings.py:transfer,load={k}{paper}"
             if k:
                 config += f",source_run={{runs}}/{source.name}"
-            for seed in scale.repeat(3):
-                runs.append(
-                    Run(
-                        name=f"transfer_load{k}_s{seed}",
-                        config=config,
-                        overrides=(("seed", seed), *scale.shrink()),
-                        label=label(k),
-                        seed=seed,
-                        tags=(("load", k),),
-                    )
-                )
+            shrink = scale.shrink()
+            runs += seeded(
+                f"transfer_load{k}", config, label(k), scale.repeat(3), shrink, (("load", k),)
+            )
         return runs
 
     def measure(self, records, scale):
@@ -90,23 +84,22 @@ class Transfer(Finding):
         )
         groups = by_label(targets)
 
-        def top1(k):
-            return [values[r.run.name]["test_top1"] for r in groups[label(k)]]
-
+        top1 = {
+            name: [values[r.run.name]["test_top1"] for r in recs] for name, recs in groups.items()
+        }
         comparisons = [
-            Comparison(
+            Comparison.between(
                 f"{label(3)} beats {label(k)}",
                 "test top-1 on the small target (%)",
+                top1,
                 label(k),
                 label(3),
-                top1(k),
-                top1(3),
                 "greater",
                 1.0,
             )
             for k in (0, 1)
         ]
-        means = {k: sum(top1(k)) / len(top1(k)) for k in STAGES}
+        means = {k: sum(top1[label(k)]) / len(top1[label(k)]) for k in STAGES}
         notes = [
             "Mean test top-1 by stages loaded: "
             + ", ".join(f"k={k}: {means[k]:.2f}" for k in STAGES)

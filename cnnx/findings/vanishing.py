@@ -43,6 +43,7 @@ def conv_range(norms: list) -> float:
 
 class Vanishing(Finding):
     name = "vanishing"
+    number = 2
     title = "Vanishing/exploding gradients: plain vs residual"
     claim = (
         "Through a deep plain network the gradient norm changes geometrically with depth "

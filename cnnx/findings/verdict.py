@@ -58,6 +58,13 @@ class Comparison:
     direction: str
     floor: float
 
+    @classmethod
+    def between(
+        cls, claim: str, metric: str, arms: dict, a: str, b: str, direction: str, floor: float
+    ) -> "Comparison":
+        """The comparison of arms `a` and `b` of `arms` (label -> values per seed)."""
+        return cls(claim, metric, a, b, arms[a], arms[b], direction, floor)
+
     def __post_init__(self):
         if self.direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
