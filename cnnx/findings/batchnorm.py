@@ -129,8 +129,14 @@ class BatchNorm(Finding):
                 0.5,
             ),
         ]
-        diverged = sorted(r.run.label for r in recs if r.status == "diverged")
+        diverged = [r.run.label for r in recs if r.status == "diverged"]
+        stalled = [r.run.label for r in recs if r.status == "completed" and not trains(r)]
         notes = [f"Diverged: {', '.join(dict.fromkeys(diverged))}."] if diverged else []
+        if stalled:
+            notes.append(
+                f"Did not train without diverging (final training error >= {TRAINS_BELOW:g}%): "
+                f"{', '.join(dict.fromkeys(stalled))}."
+            )
         return Measurement(values, comparisons, notes)
 
     def figure(self, records, measurement, path):

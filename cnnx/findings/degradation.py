@@ -109,7 +109,13 @@ class Degradation(Finding):
                 ("ResNet-20", "ResNet-56", "lower", "less"),
             )
         ]
-        return Measurement(values, comparisons)
+        notes = [
+            f"{c.a_label} and {c.b_label} both end below 1% training error: the task leaves "
+            "the deeper net no room to train better."
+            for c in comparisons
+            if max(c.a + c.b) < 1.0
+        ]
+        return Measurement(values, comparisons, notes)
 
     def figure(self, records, measurement, path):
         groups = by_label(records)

@@ -78,7 +78,20 @@ class Initialisation(Finding):
             )
             for other in ("Glorot", "N(0, 0.01)")
         ]
-        return Measurement(values, comparisons)
+        # Chance on ten classes: loss ln 10 = 2.303.
+        stalled = [
+            f"{row['init']} (seed {row['seed']})"
+            for row in values.values()
+            if abs(row["last_loss"] - math.log(10)) < 0.05
+        ]
+        notes = []
+        if stalled:
+            notes.append(
+                "Still at chance at the end (training loss within 0.05 of ln 10): "
+                + ", ".join(stalled)
+                + "."
+            )
+        return Measurement(values, comparisons, notes)
 
     def figure(self, records, measurement, path):
         groups = by_label(records)
