@@ -42,7 +42,7 @@ class Initialisation(Finding):
         runs = []
         for init, label in INITS:
             config = f"configs/findings.py:init,init={init}" + (",paper" if scale.paper else "")
-            shrink = scale.shrink(model__depth=14)
+            shrink = scale.shrink(model__depth=8)
             runs += seeded(f"init_{init}", config, label, scale.repeat(2), shrink)
         return runs
 
