@@ -73,8 +73,9 @@ DEFAULTS = dict(
     source_run="",
 )
 STEPS_PER_EPOCH = DIGITS_TRAIN_EXAMPLES // 64  # the digits recipe's batch of 64
-# Parameter-path prefixes of the first k stages of a CIFAR ResNet (bottom-up loading).
-STAGES = ("stem|stage1", "stage2", "stage3")
+# Parameter-path prefixes of the first k stages of a CIFAR ResNet (bottom-up loading): paths
+# read `stem/conv/kernel`, `stage2_block0/conv1/conv/kernel`, `head/fc/kernel`.
+STAGES = ("stem/|stage1_", "stage2_", "stage3_")
 CIFAR10_TRAIN = 50_000
 
 
@@ -187,7 +188,7 @@ def _transfer(a):
     c.eval.every_steps = 50
     if a.load:
         c.init.checkpoint = a.source_run
-        c.init.load_pattern = "^(" + "|".join(STAGES[: a.load]) + ")/"
+        c.init.load_pattern = "^(" + "|".join(STAGES[: a.load]) + ")"
         c.init.reset_head = True  # 2 (CIFAR-100: 100) classes there, 10 here
     return c
 

@@ -1,12 +1,16 @@
 """Every finding's runs build their configs at each scale; `paper` names the papers' TFDS
 datasets and is checked in this form only (nothing is downloaded)."""
 
+import re
+
 import pytest
+from flax import traverse_util
 
 from cnnx.findings import registry
 from cnnx.findings.registry import Scale
 from cnnx.findings.runs import Run, build_config
 from configs import findings as findings_config
+from tests.models.helpers import abstract_variables
 
 NAMES = registry.names()
 
@@ -71,7 +75,12 @@ def test_runs_name_their_source_workdir_and_repeat_by_hand(tmp_path):
     loaded = next(r for r in runs if r.name == "transfer_load2_s1")
     config = build_config(loaded, str(tmp_path))
     assert config.init.checkpoint == str(tmp_path / "runs" / "transfer_source_s0")
-    assert config.init.load_pattern == "^(stem|stage1|stage2)/" and config.init.reset_head
+    assert config.init.reset_head
+    # Bottom-up: of the model's own parameter paths, the stem's and the first two stages' load.
+    pattern = re.compile(config.init.load_pattern)
+    paths = traverse_util.flatten_dict(abstract_variables("resnet20_cifar", 16)["params"], sep="/")
+    stages = {p.split("/")[0].split("_")[0] for p in paths if pattern.search(p)}
+    assert stages == {"stem", "stage1", "stage2"}
     assert config.seed == 1
     command = loaded.command(str(tmp_path))
     assert command.startswith("python train.py --config=configs/findings.py:transfer,load=2,")
