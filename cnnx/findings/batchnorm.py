@@ -58,7 +58,7 @@ class BatchNorm(Finding):
         "(no divergence, final training error < 50%; none: one decade below the grid), BN "
         "above no-BN by more than the spread and a floor of half a decade."
     )
-    budget = "12 runs (2 × 3 learning rates × 2 seeds) of 440 steps at 16 px: about 9 minutes."
+    budget = "12 runs (2 × 3 learning rates × 2 seeds) of 440 steps at 16 px: about 10 minutes."
 
     def runs(self, scale):
         lrs = (0.2,) if scale.smoke else LRS

@@ -18,7 +18,7 @@ from cnnx.findings.registry import Finding, Measurement, register
 from cnnx.findings.runs import seeded
 from cnnx.findings.verdict import Comparison
 
-BASIC = "basic ×2 3×3"
+BASIC = "basic (two 3×3)"
 # label: (block, width multiplier)
 VARIANTS = {
     BASIC: ("basic", 1.0),
@@ -55,7 +55,7 @@ class Bottleneck(Finding):
         "the MACs at least 1 lower (halved or better); and test top-1 per seed similar: the "
         "difference of the means and the seed spread both within 1 point."
     )
-    budget = "6 runs (3 nets × 2 seeds) of 440 steps at 16 px: about 4 minutes."
+    budget = "6 runs (3 nets × 2 seeds) of 440 steps at 16 px: about 5 minutes."
 
     def runs(self, scale):
         runs = []

@@ -73,7 +73,7 @@ class Degradation(Finding):
         "Training error of the last epoch, per seed. plain-56 above plain-20, and ResNet-56 "
         "below ResNet-20, each by more than the seed spread and a floor of 0.5 points."
     )
-    budget = "8 runs (4 networks × 2 seeds) of 880 steps at 16 px: about 16 minutes."
+    budget = "8 runs (4 networks × 2 seeds) of 880 steps at 16 px: about 21 minutes."
 
     def runs(self, scale):
         return degradation_runs(scale)

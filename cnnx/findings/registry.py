@@ -103,9 +103,9 @@ class Finding:
       source: paper, figure or table.
       rule: how the runs decide it (metric, arms, floor), in words, stated before running.
       budget: what the small scale runs and what it costs on a quiet 2-core CPU, estimated
-        from its step counts and step times measured on a quiet host (ResNet-20 at 16 px:
-        ~70 ms per step of 64 images, ResNet-56 ~155 ms; ~15 s per run of set-up and
-        compilation).
+        from its step counts and times measured on a near-quiet host (an 880-step run at
+        16 px: plain-20 79 s, ResNet-56 231 s, i.e. ~75 and ~170 ms per step of 64 images
+        plus ~15 s of set-up, compilation and evaluation per run).
     """
 
     name = ""

@@ -53,7 +53,7 @@ class Regularisation(Finding):
         "none, and augmentation below none, each by more than the seed spread and a floor of "
         "1 point."
     )
-    budget = "12 runs (4 arms × 3 seeds) of LeNet-5, 600 steps at 32 px: about 4 minutes."
+    budget = "12 runs (4 arms × 3 seeds) of LeNet-5, 600 steps at 32 px: about 3 minutes."
 
     def runs(self, scale):
         runs = []

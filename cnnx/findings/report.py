@@ -12,6 +12,7 @@ import math
 import os
 import shutil
 
+from cnnx.findings import registry
 from cnnx.findings.suite import load
 
 RULE = (
@@ -156,7 +157,11 @@ def render(root: str, output: str | None = None, note: str = "") -> str:
     image_dir = "" if same_dir else os.path.splitext(os.path.basename(output))[0]
     if image_dir:
         os.makedirs(os.path.join(out_dir, image_dir), exist_ok=True)
-    entries = list(data["findings"].values())
+    order = registry.names()
+    entries = sorted(
+        data["findings"].values(),
+        key=lambda e: order.index(e["name"]) if e["name"] in order else len(order),
+    )
     lines = [
         f"# Findings: the field's lessons, rerun ({data['scale']} scale)",
         "",

@@ -253,9 +253,10 @@ def execute(run: Run, root: str, log=print) -> RunRecord:
     return record(run, root)
 
 
-def write_json(path: str, value: dict) -> None:
+def write_json(path: str, value: dict, sort_keys: bool = True) -> None:
+    """Writes `value` to `path` atomically (a temporary file, then a rename)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
-        json.dump(value, f, indent=1, sort_keys=True)
+        json.dump(value, f, indent=1, sort_keys=sort_keys)
     os.replace(tmp, path)

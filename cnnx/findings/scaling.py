@@ -63,7 +63,8 @@ class Scaling(Finding):
         "MACs are reported, and a pair more than 25% apart is noted as not matched."
     )
     budget = (
-        "10 runs (5 points × 2 seeds) of 440 steps, the scaled ones at ~2× cost: about 12 minutes."
+        "10 runs (5 points × 2 seeds) of 440 steps, the scaled ones at ~2× the MACs: about "
+        "8 minutes."
     )
 
     def runs(self, scale):

@@ -118,7 +118,7 @@ def _store(root: str, scale: Scale, entry: dict) -> None:
             data["findings"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99
         )
     )
-    write_json(os.path.join(root, FINDINGS_JSON), data)
+    write_json(os.path.join(root, FINDINGS_JSON), data, sort_keys=False)  # the suite's order
 
 
 def run_all(names: list[str], scale: Scale, root: str, log=print) -> list[dict]:

@@ -44,7 +44,7 @@ class Transfer(Finding):
     )
     budget = (
         "1 source run of 440 steps and 12 target runs (4 k × 3 seeds) of 150 steps: about "
-        "6 minutes."
+        "4 minutes."
     )
 
     def runs(self, scale):

@@ -1,6 +1,8 @@
 """The Markdown page of a findings directory (cnnx/findings/report.py), from a hand-made
 findings.json; and the one-scale-per-directory rule."""
 
+import json
+
 import pytest
 
 from cnnx.errors import ConfigError
@@ -55,3 +57,13 @@ def test_one_scale_per_directory(findings_dir):
     with pytest.raises(ConfigError, match="holds findings at scale 'small'"):
         suite.run_finding("degradation", Scale("smoke"), str(findings_dir))
     assert not (findings_dir / "runs").exists()  # refused before any run
+
+
+def test_page_follows_the_suites_order(findings_dir):
+    data = json.loads((findings_dir / suite.FINDINGS_JSON).read_text())
+    later = {**data["findings"]["degradation"], "name": "vanishing", "title": "Vanishing"}
+    data["findings"] = {"vanishing": later, **data["findings"]}  # stored out of order
+    (findings_dir / suite.FINDINGS_JSON).write_text(json.dumps(data))
+    with open(report.render(str(findings_dir))) as f:
+        page = f.read()
+    assert page.index("## 1. Degradation") < page.index("## 2. Vanishing")

@@ -16,7 +16,6 @@ def _fingerprint(path: str) -> tuple:
     return stat.st_mtime_ns, open(path, "rb").read()
 
 
-@pytest.mark.slow  # three smoke trainings
 def test_interrupted_suite_resumes_without_retraining(smoke_dir, tmp_path):
     root = smoke_dir  # the smoke tests' runs, when they ran first
     first = suite.run_finding("bottleneck", Scale("smoke"), root, log=lambda _: None)
