@@ -19,6 +19,7 @@ Its parts, lowest floor first (each imports only parts below it: tests/test_impo
   cli, checkpoint_eval      the entry points' plumbing; eval.py's driver
   export                    weights out (torchvision, timm, safetensors) and serving artefacts
   sweeps                    Optuna studies, compound scaling, FixRes
+  findings                  the lessons of the field, rerun: claims, runs, verdicts, figures
 """
 
 __version__ = "0.1.0"

@@ -32,6 +32,7 @@ SMOKE_ARGS = {
     "googlenet.py": "smoke",
     "degradation_cifar.py": "resnet20,smoke",
     "finetune_flowers102.py": "smoke",
+    "findings.py": "regularisation,smoke",
     "efficientnet.py": "b0,smoke",
     "efficientnet_b0.py": "smoke",
 }

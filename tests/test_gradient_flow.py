@@ -37,3 +37,21 @@ def test_script_writes_png(tmp_path):
     results = script.main(argv)
     assert set(results) == {"plain20_cifar", "resnet20_cifar"}
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_norms_at_given_variables():
+    """`variables` replaces the initialisation: the norms at seed 3's initial variables, given
+    explicitly, are those of seed 3, not of the default seed 0 (the findings suite passes a
+    trained checkpoint's variables this way)."""
+    import jax
+
+    from cnnx import models
+
+    images = np.random.RandomState(0).normal(size=(4, 8, 8, 3)).astype(np.float32)
+    labels = np.arange(4)
+    common = dict(resolution=8, images=images, labels=labels, depth=8)
+    k_init = jax.random.split(jax.random.PRNGKey(3), 3)[0]  # seed 3's parameter key
+    variables = models.create("resnet20_cifar", depth=8).init(k_init, images, train=False)
+    given = layer_gradient_norms("resnet20_cifar", variables=variables, **common)
+    assert given == layer_gradient_norms("resnet20_cifar", seed=3, **common)
+    assert given != layer_gradient_norms("resnet20_cifar", seed=0, **common)

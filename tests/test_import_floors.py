@@ -34,6 +34,7 @@ FLOORS = {
     "checkpoint_eval": 6,  # eval.py's driver, beside cli
     "export": 6,  # weights out and serving artefacts of trained workdirs
     "sweeps": 7,
+    "findings": 8,  # the classic experiments, rerun through the trainer and the sweeps
 }
 
 

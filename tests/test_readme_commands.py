@@ -168,6 +168,12 @@ COMMANDS: dict[str, Check] = {
         "python scripts/export_serving.py --workdir={lenet5} --output={tmp}/lenet5.jax",
         slow=True,
     ),
+    "python scripts/findings.py --all --scale=small --workdir=workdirs/findings --report "
+    "--output=docs/findings.md": Check(
+        PARSE,
+        why="about 70 runs, an hour on a quiet 2-core CPU; tests/findings runs each finding's "
+        "smoke form",
+    ),
     # Analysis tools
     "python scripts/summarize.py --model=alexnet --image_size=227": Check(RUN),
     "python scripts/summarize.py --model=resnet50 --format=markdown --memory --speed": Check(

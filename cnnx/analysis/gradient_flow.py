@@ -13,7 +13,7 @@ normalization"). Identity shortcuts keep the norms within a small factor across 
 `layer_gradient_norms` runs one batch (random images and labels unless given) through a
 registered model in train mode, takes the gradient of the softmax cross-entropy and returns
 the L2 norm of every layer's weight gradient (convolution / dense kernels), ordered from input
-to output.
+to output; at initialisation, or at given (e.g. trained) variables.
 """
 
 import re
@@ -47,9 +47,10 @@ def layer_gradient_norms(
     seed: int = 0,
     images: np.ndarray | None = None,
     labels: np.ndarray | None = None,
+    variables: dict | None = None,
     **overrides,
 ) -> list[tuple[str, float]]:
-    """Gradient norm of each layer's kernel for one batch at initialisation.
+    """Gradient norm of each layer's kernel for one batch, at initialisation or at `variables`.
 
     Args:
       name: registered model name (e.g. `plain56_cifar`).
@@ -58,6 +59,9 @@ def layer_gradient_norms(
       seed: seeds the parameters and the random batch.
       images: optional NHWC batch to use instead of random images.
       labels: optional integer labels (required with `images`).
+      variables: {'params', 'batch_stats'} to take the gradient at (a trained checkpoint's,
+        `cnnx.train.checkpoint.load_variables`) instead of a fresh initialisation; they must
+        fit the model built with `overrides`.
       **overrides: passed to `cnnx.models.create`.
 
     Returns:
@@ -73,7 +77,8 @@ def layer_gradient_norms(
     elif labels is None:
         raise ValueError("layer_gradient_norms: pass `labels` together with `images`.")
     images, labels = jnp.asarray(images), jnp.asarray(labels)
-    variables = model.init(k_init, images, train=False)
+    if variables is None:
+        variables = model.init(k_init, images, train=False)
 
     @jax.jit
     def grads_fn(params):

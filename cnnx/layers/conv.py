@@ -19,6 +19,27 @@ conv_general_dilated = backends.conv_general_dilated
 # trees are unchanged. Models use this, never `nn.Conv` directly.
 Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
 
+# Convolution kernel initialisers by name, for models with a `kernel_init` option:
+# 'he' (He et al. 2015, "Delving deep", §2.2: N(0, 2 / fan), fan-out as torchvision's ResNets;
+# every ConvNormAct's default), 'glorot' (Glorot & Bengio 2010: uniform, variance 2 / (fan_in +
+# fan_out)) and 'normal' (the fixed N(0, 0.01) of AlexNet-era nets).
+KERNEL_INITS = {
+    "he": nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
+    "glorot": nn.initializers.glorot_uniform(),
+    "normal": nn.initializers.normal(0.01),
+}
+
+
+def kernel_initializer(name: str) -> Callable:
+    """The initialiser `KERNEL_INITS[name]`.
+
+    Raises:
+      ValueError: an unknown name (listing the known ones).
+    """
+    if name not in KERNEL_INITS:
+        raise ValueError(f"kernel_init must be one of {sorted(KERNEL_INITS)}, got {name!r}")
+    return KERNEL_INITS[name]
+
 
 def _pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)
@@ -71,6 +92,7 @@ class ConvNormAct(nn.Module):
       act: activation function, or None.
       bn_momentum, bn_epsilon: BatchNorm settings.
       zero_init_norm: start the norm scale at zero (last norm of a residual branch).
+      kernel_init: the convolution's initialiser (default He's, `KERNEL_INITS['he']`).
       dtype, param_dtype: compute and parameter dtypes.
     """
 
@@ -86,6 +108,7 @@ class ConvNormAct(nn.Module):
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
     zero_init_norm: bool = False
+    kernel_init: Callable = KERNEL_INITS["he"]
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -111,7 +134,7 @@ class ConvNormAct(nn.Module):
             use_bias=self.use_bias,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
-            kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
+            kernel_init=self.kernel_init,
             name="conv",
         )(x)
         if self.norm == "batch":

@@ -9,8 +9,13 @@ CIFAR models follow §4.2: a 3×3 stem with 16 filters, three stages of n basic 
 16/32/64 filters (6n + 2 layers), global average pooling and a 10-way classifier. Shortcuts are
 the paper's option A (identity; strided subsampling and zero-padded channels when the shape
 changes), so they add no parameters; `shortcut=False` gives the plain networks of §4.1/Table 6.
+Their `norm`, `kernel_init` and `block` options make the variants the findings suite
+(cnnx/findings) compares: no BatchNorm (Ioffe & Szegedy 2015), Glorot or N(0, 0.01)
+initialisation (He et al. 2015, "Delving deep", Fig. 3) and 1×1 bottleneck blocks (He et al.
+2016, "Identity mappings", §4: 9n + 2 layers).
 """
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +23,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, ConvNormAct, DropPath, drop_path_rates, maybe_remat
+from cnnx.layers.conv import KERNEL_INITS, kernel_initializer
 from cnnx.layers.pool import max_pool
 from cnnx.models.contract import Classifier
 from cnnx.models.registry import register_family
@@ -33,6 +39,8 @@ class BasicBlock(nn.Module):
     shortcut: str = "projection"  # 'projection' (conv 1×1), 'zero_pad' (option A), 'none'
     drop_path_rate: float = 0.0
     zero_init_residual: bool = False
+    norm: str | None = "batch"  # None: no normalisation (the convolutions get biases)
+    kernel_init: Any = KERNEL_INITS["he"]
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -47,17 +55,11 @@ class BasicBlock(nn.Module):
         Returns:
           (B, H / strides, W / strides, features).
         """
-        y = ConvNormAct(self.features, 3, self.strides, dtype=self.dtype, name="conv1")(
-            x, train=train
+        conv = _block_conv(self)
+        y = conv(self.features, 3, self.strides, name="conv1")(x, train=train)
+        y = conv(self.features, 3, act=None, zero_init_norm=self.zero_init_residual, name="conv2")(
+            y, train=train
         )
-        y = ConvNormAct(
-            self.features,
-            3,
-            act=None,
-            zero_init_norm=self.zero_init_residual,
-            dtype=self.dtype,
-            name="conv2",
-        )(y, train=train)
         if self.shortcut == "none":
             return nn.relu(y)
         y = DropPath(self.drop_path_rate)(y, train=train)
@@ -76,6 +78,8 @@ class Bottleneck(nn.Module):
     shortcut: str = "projection"
     drop_path_rate: float = 0.0
     zero_init_residual: bool = False
+    norm: str | None = "batch"
+    kernel_init: Any = KERNEL_INITS["he"]
     dtype: Any = jnp.float32
     expansion: int = 4
 
@@ -93,22 +97,32 @@ class Bottleneck(nn.Module):
         """
         width = int(self.features * (self.width_per_group / 64.0)) * self.groups
         s1, s3 = (self.strides, 1) if self.stride_in_1x1 else (1, self.strides)
-        y = ConvNormAct(width, 1, s1, dtype=self.dtype, name="conv1")(x, train=train)
-        y = ConvNormAct(width, 3, s3, groups=self.groups, dtype=self.dtype, name="conv2")(
-            y, train=train
-        )
-        y = ConvNormAct(
+        conv = _block_conv(self)
+        y = conv(width, 1, s1, name="conv1")(x, train=train)
+        y = conv(width, 3, s3, groups=self.groups, name="conv2")(y, train=train)
+        y = conv(
             self.features * self.expansion,
             1,
             act=None,
             zero_init_norm=self.zero_init_residual,
-            dtype=self.dtype,
             name="conv3",
         )(y, train=train)
         if self.shortcut == "none":
             return nn.relu(y)
         y = DropPath(self.drop_path_rate)(y, train=train)
         return nn.relu(y + _shortcut(self, x, y.shape[-1], train))
+
+
+def _block_conv(block: nn.Module):
+    """`ConvNormAct` with a block's normalisation, initialiser and dtype (a convolution with
+    no norm after it gets a bias)."""
+    return functools.partial(
+        ConvNormAct,
+        norm=block.norm,
+        use_bias=block.norm is None,
+        kernel_init=block.kernel_init,
+        dtype=block.dtype,
+    )
 
 
 def _shortcut(block: nn.Module, x, out_features: int, train: bool):
@@ -120,9 +134,9 @@ def _shortcut(block: nn.Module, x, out_features: int, train: bool):
         x = x[:, :: block.strides, :: block.strides, :]
         extra = out_features - x.shape[-1]
         return jnp.pad(x, [(0, 0), (0, 0), (0, 0), (extra // 2, extra - extra // 2)])
-    return ConvNormAct(
-        out_features, 1, block.strides, act=None, dtype=block.dtype, name="downsample"
-    )(x, train=train)
+    return _block_conv(block)(out_features, 1, block.strides, act=None, name="downsample")(
+        x, train=train
+    )
 
 
 class ResNet(Classifier):
@@ -192,31 +206,57 @@ class CifarResNet(Classifier):
     """The 6n+2-layer CIFAR networks of He et al. (2015) §4.2 (residual or plain).
 
     Attributes:
-      depth: total weighted layers, 6n + 2 (20, 32, 44, 56, 110, 1202).
+      depth: total weighted layers, 6n + 2 (20, 32, 44, 56, 110, 1202; basic blocks) or 9n + 2
+        (bottleneck blocks: 29, 56, 164).
       shortcut: 'zero_pad' (option A, the paper's choice for CIFAR), 'projection' (option B),
         or 'none' (plain network).
+      block: 'basic' (two 3×3 convolutions, depth 6n + 2) or 'bottleneck' (1×1 reducing to a
+        quarter of the stage's width, 3×3, 1×1 back to it; depth 9n + 2, He et al. 2016 §4;
+        the stage widths, and so the features between blocks, are those of 'basic').
+      norm: 'batch' (the paper's) or 'none' (no normalisation; convolutions get biases).
+      kernel_init: convolution initialiser, a key of `cnnx.layers.conv.KERNEL_INITS`: 'he'
+        (the paper's), 'glorot' or 'normal' (N(0, 0.01)); the classifier keeps its own.
     """
 
     depth: int = 20
     shortcut: str = "zero_pad"
+    block: str = "basic"
+    norm: str = "batch"
+    kernel_init: str = "he"
     num_classes: int = 10
     zero_init_residual: bool = False
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        if (self.depth - 2) % 6:
-            raise ValueError(f"CIFAR ResNet depth must be 6n + 2, got {self.depth}")
-        n = round_repeats((self.depth - 2) // 6, self.depth_mult)
+        layers_per_block = {"basic": 2, "bottleneck": 3}.get(self.block)
+        if layers_per_block is None:
+            raise ValueError(f"block must be 'basic' or 'bottleneck', got {self.block!r}")
+        if self.norm not in ("batch", "none"):
+            raise ValueError(f"norm must be 'batch' or 'none', got {self.norm!r}")
+        if (self.depth - 2) % (3 * layers_per_block):
+            raise ValueError(
+                f"CIFAR ResNet depth must be {3 * layers_per_block}n + 2 with {self.block} "
+                f"blocks, got {self.depth}"
+            )
+        n = round_repeats((self.depth - 2) // (3 * layers_per_block), self.depth_mult)
+        norm = None if self.norm == "none" else self.norm
+        options = dict(norm=norm, kernel_init=kernel_initializer(self.kernel_init))
         x = x.astype(self.dtype)
         widths = [round_filters(c, self.width_mult) for c in (16, 32, 64)]
-        x = ConvNormAct(widths[0], 3, dtype=self.dtype, name="stem")(x, train=train)
+        x = ConvNormAct(
+            widths[0], 3, use_bias=norm is None, dtype=self.dtype, name="stem", **options
+        )(x, train=train)
         rates = iter(drop_path_rates(self.drop_path_rate, 3 * n))
         in_features = widths[0]
         for i, features in enumerate(widths):
             for j in range(n):
                 strides = 2 if (i > 0 and j == 0) else 1
-                x = maybe_remat(BasicBlock, self.remat)(
-                    features,
+                # A bottleneck is a quarter of the width inside and `features` out (×4).
+                block, inner = (
+                    (BasicBlock, features) if self.block == "basic" else (Bottleneck, features // 4)
+                )
+                x = maybe_remat(block, self.remat)(
+                    inner,
                     strides,
                     projection=strides != 1 or in_features != features,
                     shortcut=self.shortcut,
@@ -224,6 +264,7 @@ class CifarResNet(Classifier):
                     zero_init_residual=self.zero_init_residual,
                     dtype=self.dtype,
                     name=f"stage{i + 1}_block{j}",
+                    **options,
                 )(x, train=train)
                 in_features = features
         return ClassifierHead(self.num_classes, self.dropout_rate, dtype=self.dtype, name="head")(
