@@ -231,6 +231,12 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
     builder = builder_for(name, data_dir)
     if builder.is_prepared():
         return builder
+    if os.path.isdir(os.fspath(builder.data_dir)):  # TFDS would "reuse" it as it is
+        raise DataError(
+            f"{builder.data_dir} exists but holds no prepared {name} (no dataset_info.json: a "
+            "copy cut short, or files placed there by hand). Move it away, then run "
+            f"`{command(name, data_dir, manual_dir)}` again."
+        )
     for path in remove_leftovers(builder):
         say(f"Removed {path}, the unfinished output of an interrupted preparation.")
     config = tfds.download.DownloadConfig()

@@ -84,6 +84,15 @@ def test_a_failure_inside_tfds_is_one_line_and_leaves_nothing_prepared(tmp_path,
     assert not tfds.builder("imagenet2012", data_dir=str(tmp_path)).is_prepared()
 
 
+def test_a_version_folder_without_dataset_info_is_not_reused(tmp_path):
+    """TFDS's download_and_prepare returns at once when the version folder exists."""
+    version = tmp_path / "mnist" / "3.0.1"
+    version.mkdir(parents=True)
+    (version / "mnist-train.tfrecord-00000-of-00001").write_bytes(b"half")
+    with pytest.raises(DataError, match=r"exists but holds no prepared mnist .* Move it away"):
+        prepare.prepare("mnist", str(tmp_path))
+
+
 @pytest.fixture
 def stand_in_server(tmp_path):
     """An HTTP server on localhost serving `tmp_path / 'www'`; yields (root dir, base URL)."""
