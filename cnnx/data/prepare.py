@@ -92,7 +92,13 @@ def builder_for(name: str, data_dir: str | None):
     try:
         return tfds.builder(name, data_dir=data_dir)
     except Exception as e:  # DatasetNotFoundError and friends
-        raise DataError(f"TFDS has no dataset {name!r}: {_one_line(e)}") from None
+        # TFDS's message lists every dataset it has; keep its suggestion, if it made one.
+        guess = re.search(r"Did you mean: \S+ -> (\S+)", str(e))
+        why = f"did you mean {guess.group(1)!r}?" if guess else _one_line(e)
+        raise DataError(
+            f"TFDS has no dataset {name!r}: {why} (names: "
+            "https://www.tensorflow.org/datasets/catalog/overview)"
+        ) from None
 
 
 def default_manual_dir(builder) -> str:
@@ -188,7 +194,8 @@ def remove_leftovers(builder) -> list[str]:
     """Removes the `incomplete.*` folders of this version that a killed preparation left.
 
     TFDS removes its own on any exception; a SIGKILL or power loss leaves one, never read
-    (`is_prepared` looks at `<name>/<version>` only) but as large as what was written.
+    (`is_prepared` looks at `<name>/<version>` only) but as large as what was written. One
+    preparation of a dataset per data_dir at a time: a second one would remove the first's.
     """
     data_dir = os.fspath(builder.data_dir)
     pattern = os.path.join(os.path.dirname(data_dir), f"incomplete.*_{os.path.basename(data_dir)}")

@@ -46,6 +46,12 @@ def test_missing_manual_files_are_named_before_anything_starts(tmp_path, capsys)
     assert _nothing_prepared(tmp_path, "imagenet2012")
 
 
+def test_an_unknown_name_gets_tfds_suggestion(tmp_path, capsys):
+    code, err = _run_main(capsys, "imagenet2013", f"--data_dir={tmp_path}")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "TFDS has no dataset 'imagenet2013': did you mean 'imagenet2012'?" in err
+
+
 def test_truncated_or_wrong_archives_are_refused(tmp_path):
     manual = tmp_path / "manual"
     write_manual_dir(str(manual), num_val=2, per_class=1, size=8)
