@@ -10,8 +10,9 @@ it. TFDS also imports `importlib_resources` to prepare any dataset while declari
 Python < 3.9 (tensorflow/datasets#11212): requirements.txt pins it, and a missing one is named.
 
 Before starting, the manual files of ImageNet are checked (present, whole tar archives of the
-expected kind; a size other than the official archive's is reported, not refused), so a
-missing or truncated archive is one `error:` line now rather than a traceback hours later.
+expected kind; a size other than the official archive's is reported, not refused) and the
+disk is asked for room for the result, so a missing or truncated archive or a small disk is
+one `error:` line now rather than a traceback hours later.
 Progress is TFDS's own (tqdm bars per split). TFDS writes into `<name>/incomplete.XXXXXX_<ver>`
 and renames it to `<name>/<version>` only when every split is written, so an interrupted or
 failed preparation never looks complete; the generation itself does not resume (a new run
@@ -119,8 +120,13 @@ def manual_steps(name: str, manual_dir: str) -> str:
     return f"place the files TFDS names into {manual_dir}"
 
 
-def check_manual_files(name: str, manual_dir: str) -> list[str]:
+def check_manual_files(name: str, manual_dir: str, data_dir: str) -> list[str]:
     """Checks the archives a manual-download dataset needs before TFDS starts on them.
+
+    Args:
+      name: the TFDS name.
+      manual_dir: where the archives are.
+      data_dir: where the prepared dataset goes (its disk must hold about the archives' size).
 
     Returns:
       Notes for the user (an archive whose size is not the official one).
@@ -128,7 +134,8 @@ def check_manual_files(name: str, manual_dir: str) -> list[str]:
     Raises:
       DataError: one line naming every archive that is missing, empty, truncated (a size that
         is not a whole number of 512-byte tar blocks, or no end-of-archive blocks) or not the
-        expected archive (its first entry), and what to do.
+        expected archive (its first entry), and what to do; not enough free space for the
+        prepared dataset (`check_free_space`).
     """
     files = MANUAL_FILES.get(base_name(name))
     if files is None:  # another manual dataset: TFDS checks its own files
@@ -157,7 +164,33 @@ def check_manual_files(name: str, manual_dir: str) -> list[str]:
             f"{steps[0].upper()}{steps[1:]} (or pass --manual_dir=<where they "
             "are>), then run the same command again."
         )
+    archives = sum(os.path.getsize(os.path.join(manual_dir, f.name)) for f in files)
+    check_free_space(name, data_dir, archives)
     return notes
+
+
+# The prepared dataset is about as large as its archives (the JPEGs are stored as they are):
+# imagenet2012 5.1.0 is 155.8 GiB prepared from 154.6 GB of tars. Ask for a margin on top.
+FREE_SPACE_MARGIN = 1.1
+
+
+def check_free_space(name: str, data_dir: str, archive_bytes: int) -> None:
+    """Refuses to start a preparation that would fill the disk hours in.
+
+    Raises:
+      DataError: `data_dir`'s file system has less than `FREE_SPACE_MARGIN` x `archive_bytes`
+        free.
+    """
+    where = data_dir
+    while not os.path.exists(where):  # the data dir may not exist yet
+        where = os.path.dirname(where) or "."
+    free, needed = shutil.disk_usage(where).free, int(FREE_SPACE_MARGIN * archive_bytes)
+    if free < needed:
+        raise DataError(
+            f"Preparing TFDS dataset {name!r} writes about {needed / 2**30:.1f} GiB into "
+            f"{data_dir}, whose disk has {free / 2**30:.1f} GiB free: free space there or "
+            "pass another --data_dir."
+        )
 
 
 def _archive_problem(path: str, expected: ManualFile) -> str | None:
@@ -249,7 +282,8 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
     config = tfds.download.DownloadConfig()
     if needs_manual_download(builder):
         manual_dir = manual_dir or default_manual_dir(builder)
-        for note in check_manual_files(name, manual_dir):
+        root = os.fspath(builder.data_dir_root)
+        for note in check_manual_files(name, manual_dir, root):
             say(f"note: {note}")
         config = tfds.download.DownloadConfig(manual_dir=manual_dir)
     say(f"Preparing {name} in {builder.data_dir} (TFDS's progress bars follow).")

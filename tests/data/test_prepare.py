@@ -59,11 +59,23 @@ def test_truncated_or_wrong_archives_are_refused(tmp_path):
     data = train.read_bytes()
     train.write_bytes(data[: len(data) // 2 + 100])  # an interrupted download
     with pytest.raises(DataError, match=r"ILSVRC2012_img_train.tar is truncated") as e:
-        prepare.check_manual_files("imagenet2012", str(manual))
+        prepare.check_manual_files("imagenet2012", str(manual), str(tmp_path))
     assert "ILSVRC2012_img_val.tar" not in str(e.value).split("Download")[0]  # val is fine
     os.replace(manual / "ILSVRC2012_img_val.tar", train)  # the val archive under train's name
     with pytest.raises(DataError, match=r"first entry is 'ILSVRC2012_val_0000000\d.JPEG'"):
-        prepare.check_manual_files("imagenet2012", str(manual))
+        prepare.check_manual_files("imagenet2012", str(manual), str(tmp_path))
+
+
+def test_a_disk_too_small_for_the_prepared_dataset_is_refused_first(tmp_path, monkeypatch):
+    manual = tmp_path / "manual"
+    write_manual_dir(str(manual), num_val=2, per_class=1, size=8)
+    archives = sum(p.stat().st_size for p in manual.iterdir())
+    usage = prepare.shutil.disk_usage(tmp_path)
+    target = str(tmp_path / "new" / "dir")  # not there yet: its disk is tmp_path's
+    assert prepare.check_manual_files("imagenet2012", str(manual), target)  # the size notes
+    monkeypatch.setattr(prepare.shutil, "disk_usage", lambda _: usage._replace(free=archives))
+    with pytest.raises(DataError, match=r"writes about 0.0 GiB into .*new/dir, whose disk"):
+        prepare.check_manual_files("imagenet2012", str(manual), target)
 
 
 def test_a_module_tfds_forgets_to_declare_is_named(tmp_path, monkeypatch):
