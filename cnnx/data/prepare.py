@@ -301,7 +301,8 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
 def _missing(name: str, module: str, package: str) -> MissingDependency:
     return MissingDependency(
         f"Preparing TFDS dataset {name!r} needs the Python module {module!r}, which TFDS "
-        f"imports without installing it: pip install {package} (requirements.txt pins it)."
+        f"imports without installing it: pip install {package}"
+        + (" (requirements.txt pins it)." if module in _UNDECLARED else ".")
     )
 
 
