@@ -23,7 +23,7 @@ def _run(args, timeout=300):
 BAD_INPUT = {
     "imagenet_missing": (
         ["train.py", "--config=configs/resnet.py:50", "--config.data.data_dir={tmp}"],
-        ["imagenet2012", "{tmp}", "manual", "tfds build"],
+        ["imagenet2012", "{tmp}", "manual", "python -m cnnx.data.prepare imagenet2012"],
     ),
     "misspelled_override": (
         ["train.py", "--config=configs/default.py", "--config.optim.lerning_rate=1"],

@@ -9,6 +9,7 @@
   sources      sources by name (`get_source`, the `SOURCES` table): digits, synthetic
   folder       the `folder:<path>` source
   tfds_source  the `tfds:<name>` source
+  prepare      `python -m cnnx.data.prepare <name>`: TFDS download and preparation, checked
   pipeline     training and evaluation inputs (`TrainInput`, `EvalInput`, `to_global`)
   in_memory    their NumPy path: in-memory sources with batched ops
   tf_pipeline  their tf.data path: everything else

@@ -6,7 +6,8 @@ them fails at once with what to install (`cnnx.data.sources.require_tensorflow`)
 """
 
 import dataclasses
-import os
+
+from absl import logging
 
 from cnnx.data.sources import Source, require_tensorflow, source
 from cnnx.errors import ConfigError, DataError
@@ -71,35 +72,31 @@ def tfds_source(name: str, data_dir: str | None, download: bool) -> TfdsSource:
 
     Raises:
       DataError: TFDS does not know it; it is not prepared (naming the command that
-        prepares it, or the manual download steps); it has no ClassLabel 'label'.
+        prepares it, `cnnx.data.prepare`, and the manual download steps); downloading or
+        preparing it failed (one line, `cnnx.data.prepare.prepare`); it has no ClassLabel
+        'label'.
+      MissingDependency: a module TFDS needs to prepare it is missing.
     """
-    import tensorflow_datasets as tfds
+    from cnnx.data import prepare
 
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except Exception as e:  # DatasetNotFoundError and friends
-        raise DataError(f"TFDS has no dataset {name!r}: {e}") from None
+    builder = prepare.builder_for(name, data_dir)
     if not builder.is_prepared():
-        manual = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
         where = builder.data_dir
-        root = data_dir or os.path.dirname(os.path.dirname(where))
-        if manual:
+        if prepare.needs_manual_download(builder):
+            manual = prepare.default_manual_dir(builder)
             raise DataError(
-                f"TFDS dataset {name!r} is not prepared in {where}.\n"
-                f"It needs a manual download: place the files in "
-                f"{os.path.join(root, 'downloads', 'manual')}"
-                f" and run\n  tfds build {name.split(':')[0]}"
-                + (f" --data_dir={data_dir}" if data_dir else "")
-                + f"\nInstructions from TFDS:\n{manual.strip()}\n"
-                "Or point --config.data.data_dir at the directory where it is prepared."
+                f"TFDS dataset {name!r} is not prepared in {where} and needs a manual download: "
+                f"{prepare.manual_steps(name, manual)}, then run "
+                f"`{prepare.command(name, data_dir)}`; or point --config.data.data_dir at "
+                "the directory where it is prepared."
             )
         if not download:
             raise DataError(
-                f"TFDS dataset {name!r} is not prepared in {where}. Run `tfds build "
-                f"{name.split(':')[0]}`, set --config.data.download=True to let training "
-                "download it, or point --config.data.data_dir at a prepared copy."
+                f"TFDS dataset {name!r} is not prepared in {where}. Run "
+                f"`{prepare.command(name, data_dir)}`, set --config.data.download=True to let "
+                "training download it, or point --config.data.data_dir at a prepared copy."
             )
-        builder.download_and_prepare()
+        builder = prepare.prepare(name, data_dir, say=logging.info)
     info = builder.info
     label = info.features["label"] if "label" in info.features.keys() else None  # noqa: SIM118 (FeaturesDict)
     if label is None or not hasattr(label, "num_classes"):

@@ -88,6 +88,8 @@ class RunHealth:
       steps_per_epoch: training steps per epoch.
       total_steps: training steps of the whole run.
       base_lr: the config's `optim.base_lr`, for the suggested lower value.
+      source: the config's `data.source` ('folder:<path>', 'tfds:<name>', 'digits', ...),
+        for where to look when the splits' labels disagree.
       warnings: the warning lines so far (for results.json), in order.
     """
 
@@ -95,6 +97,7 @@ class RunHealth:
     steps_per_epoch: int
     total_steps: int
     base_lr: float | None = None
+    source: str | None = None
     warnings: list = dataclasses.field(default_factory=list)
     _losses: list = dataclasses.field(default_factory=list)
     _evals: list = dataclasses.field(default_factory=list)
@@ -143,7 +146,7 @@ class RunHealth:
             return (
                 f"The train loss fell to {self._losses[-1]:.3g} (chance level {chance_loss:.3g}), "
                 "so it fits the training images but not the eval split: check that train_pp "
-                "and eval_pp preprocess alike and that both splits have the same class folders."
+                f"and eval_pp preprocess alike, and {self._label_check()}."
             )
         above = bool(self._losses) and max(self._losses) > chance_loss
         return (
@@ -151,6 +154,23 @@ class RunHealth:
             + (", and went above it" if above else "")
             + "). Likely cause: a learning rate too high for this data and model (or labels "
             f"that do not match the images). Try {self._lower_lr()}."
+        )
+
+    def _label_check(self) -> str:
+        """Where a mismatch between the splits' labels can come from, for this source."""
+        kind, _, arg = (self.source or "").partition(":")
+        if kind == "folder":
+            return f"that both splits of {arg} have the same class folders"
+        if kind == "tfds":
+            return (
+                "that data.train_split and data.eval_split come from one prepared copy whose "
+                "evaluation files are the ones its labels are for (ImageNet labels validation "
+                "images by file name: prepare it again from the original archive with "
+                f"`python -m cnnx.data.prepare {arg}`)"
+            )
+        return (
+            "the labels come with this in-memory data, so look at preprocessing or at a model "
+            "memorising a small training set (more augmentation or weight decay)"
         )
 
     def _lower_lr(self) -> str:

@@ -207,7 +207,7 @@ class _Run:
             config.train.get("profile_steps"), wd.profile_dir(workdir), log.start_step
         )
         self.health = health.RunHealth(
-            exp.model.num_classes, spe, log.total_steps, config.optim.base_lr
+            exp.model.num_classes, spe, log.total_steps, config.optim.base_lr, config.data.source
         )
 
     def last_good(self) -> str:

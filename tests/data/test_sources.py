@@ -107,9 +107,11 @@ def test_unprepared_manual_tfds_dataset_names_the_steps(tmp_path):
         get_source(data_section("tfds:imagenet2012", data_dir=str(tmp_path)))
     msg = str(e.value)
     assert "imagenet2012" in msg and str(tmp_path) in msg
-    assert "manual" in msg and "tfds build imagenet2012" in msg
+    assert "manual" in msg and "ILSVRC2012_img_train.tar" in msg
+    assert f"python -m cnnx.data.prepare imagenet2012 --data_dir={tmp_path}" in msg
 
 
 def test_unprepared_downloadable_tfds_dataset(tmp_path):
-    with pytest.raises(DataError, match="download=True"):
+    with pytest.raises(DataError, match="download=True") as e:
         get_source(data_section("tfds:mnist", data_dir=str(tmp_path)))
+    assert f"python -m cnnx.data.prepare mnist --data_dir={tmp_path}" in str(e.value)

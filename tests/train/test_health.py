@@ -15,10 +15,12 @@ from tests.train.tiny import tiny_config
 CONFIGS = ROOT / "configs"
 
 
-def _feed(losses=(), evals=(), num_classes=10, steps_per_epoch=20, epochs=30, base_lr=0.4):
+def _feed(
+    losses=(), evals=(), num_classes=10, steps_per_epoch=20, epochs=30, base_lr=0.4, source=None
+):
     """A monitor of a run of `epochs` fed one loss per log (every 10 steps) and one eval per
     epoch."""
-    monitor = RunHealth(num_classes, steps_per_epoch, epochs * steps_per_epoch, base_lr)
+    monitor = RunHealth(num_classes, steps_per_epoch, epochs * steps_per_epoch, base_lr, source)
     for i, loss in enumerate(losses):
         monitor.add_train(10 * (i + 1), loss)
     for epoch, top1 in enumerate(evals, start=1):
@@ -77,6 +79,21 @@ def test_fitting_train_but_chance_on_eval_points_at_preprocessing_or_labels():
     monitor = _feed([2.3, 1.0, 0.4, 0.1], [10, 9, 11, 10, 10, 10, 10, 10])
     assert len(monitor.warnings) == 1
     assert "train_pp and eval_pp" in monitor.warnings[0]
+
+
+@pytest.mark.parametrize(
+    "source,says,not_says",
+    [
+        ("folder:/data/birds", "both splits of /data/birds have the same class folders", "prepare"),
+        ("tfds:imagenet2012", "python -m cnnx.data.prepare imagenet2012", "class folders"),
+        ("digits", "labels come with this in-memory data", "class folders"),
+    ],
+)
+def test_the_label_advice_matches_the_source(source, says, not_says):
+    """Issue 30 item 5: class folders only for folder sources."""
+    monitor = _feed([2.3, 1.0, 0.4, 0.1], [10, 9, 11, 10, 10, 10, 10, 10], source=source)
+    assert len(monitor.warnings) == 1
+    assert says in monitor.warnings[0] and not_says not in monitor.warnings[0]
 
 
 def test_chance_band_is_binomial_noise():
