@@ -56,7 +56,18 @@ _STORAGE = flags.DEFINE_string(
     flag_values=FLAGS,
 )
 _DRY_RUN = flags.DEFINE_bool(
-    "dry_run", False, "List the trials and their status, run nothing.", flag_values=FLAGS
+    "dry_run",
+    False,
+    "List the trials and their status and check each trial's config as a run would before "
+    "its first step (model, data, input sizes); train nothing.",
+    flag_values=FLAGS,
+)
+_ALLOW_FAILED = flags.DEFINE_bool(
+    "allow_failed_trials",
+    False,
+    "Choose the best of the measured points even when some trials failed, and exit 0 "
+    "(default: no point is chosen from a partial grid, and the exit status is 1).",
+    flag_values=FLAGS,
 )
 _IN_PROCESS = flags.DEFINE_bool(
     "in_process",
@@ -102,7 +113,11 @@ MULTI_PROCESS_HELP = (
 
 
 def _dry_run(sweep) -> int:
+    """Lists the trials, checking each one's config (`cnnx.sweeps.sizes.check_trial`); returns
+    2 when a trial would be refused before its first step."""
+    from cnnx.errors import CnnxError
     from cnnx.sweeps import results
+    from cnnx.sweeps.sizes import check_trial
 
     done = results.latest_by_key(results.read_all(_WORKDIR.value))
     if sweep.is_search:
@@ -112,9 +127,21 @@ def _dry_run(sweep) -> int:
     else:
         print(f"{_SWEEP.value}: {len(sweep.trials)} trials")
     print(f"base model {sweep.base.model.name}, data {sweep.base.data.source}")
-    for t in sweep.trials:
+    # A search is checked at its ranges' first values (its trials do not exist yet).
+    first = {k: r["choices"][0] if "choices" in r else r["low"] for k, r in sweep.space.items()}
+    refused = 0
+    for t in sweep.trials or [sweep.make_trial(first, 0)]:
         status = done.get(t.key, {}).get("status", "pending")
-        print(f"  {t.index:>4}  {status:<9}  {t.dirname}")
+        try:
+            snapped = check_trial(sweep, t)
+            check = "ok" + "".join(f", {k} {a} -> {u} px" for k, (a, u) in snapped.items())
+        except CnnxError as e:
+            refused += 1
+            check = f"refused: {e}"
+        print(f"  {t.index:>4}  {status:<9}  {t.dirname}: {check}")
+    if refused:
+        print(f"error: {refused} trial config(s) refused (above).", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -210,8 +237,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not writer:
         return 0
+    records = results.read_all(workdir)
     print()
-    print(report.summarize(sweep, results.read_all(workdir), workdir))
+    print(report.summarize(sweep, records, workdir, allow_failed=_ALLOW_FAILED.value))
+    tally = report.tally(sweep, records)
+    if tally["failed"] and not _ALLOW_FAILED.value:
+        print(
+            f"error: {len(tally['failed'])} of {sweep.total} trials failed (reasons above and in "
+            f"{workdir}/summary.md), so no point was chosen; fix the cause and run again with "
+            "--retry_failed, or pass --allow_failed_trials to accept the measured points.",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -24,7 +24,7 @@ import traceback
 
 from etils import epath
 
-from cnnx.sweeps.spec import Sweep, Trial, apply_overrides
+from cnnx.sweeps.spec import Sweep, Trial
 from cnnx.sweeps.worker import RESULT_FILE
 from cnnx.train.workdir import is_remote
 
@@ -144,13 +144,16 @@ def run_subprocess(sweep: Sweep, trial: Trial, workdir: str, interrupt: _Interru
 def run_inprocess(sweep: Sweep, trial: Trial, workdir: str, interrupt: _Interrupt) -> dict:
     """Runs a trial in this process (no crash isolation); exceptions become 'failed'."""
     del interrupt
+    from cnnx.errors import CnnxError
+    from cnnx.sweeps.sizes import trial_config
     from cnnx.sweeps.worker import run_trial
 
     try:
+        config, snapped = trial_config(sweep, trial)
         return run_trial(
-            apply_overrides(sweep.base, trial.overrides),
-            workdir,
-            hparams={**trial.overrides, **trial.tags},
+            config, workdir, hparams={**trial.overrides, **trial.tags}, snapped=snapped
         )
+    except CnnxError as e:  # a config the run refuses: its one-line reason
+        return {"status": "failed", "error": f"error: {e}"}
     except Exception as e:
         return {"status": "failed", "error": f"{type(e).__name__}: {e}\n{traceback.format_exc()}"}
