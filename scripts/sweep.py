@@ -15,7 +15,11 @@ that gets SIGTERM checkpoints its trial and queues it again for the next worker.
 Outputs in DIR: trials/<swept values>-<key>/ (one training workdir per trial, with its
 TensorBoard log and hyperparameters: `tensorboard --logdir DIR/trials`), trials.jsonl (every
 finished trial's record, readable without Optuna), summary.md, summary.json,
-accuracy_vs_flops.png. `--summarize_only` rebuilds them.
+accuracy_vs_flops.png. `--summarize_only` rebuilds them. DIR belongs to one study (DIR/study.json):
+another sweep there is refused unless --new_study. Storage faults: calls wait out a database
+restart or a full disk (--storage_patience_s), a damaged journal line is named with its byte
+offset and repair (--summarize_only then summarises the last trials.jsonl), and a worker taken
+for dead while it still trains (paused past --grace_s) is waited for by its trial's retry.
 
 Several processes per worker (the hosts of a TPU slice, each trial using all of them): every
 process runs the same command with --coordinator_address, --num_processes and --process_id,
@@ -106,6 +110,20 @@ _MAX_RETRY = flags.DEFINE_integer(
     "Times a trial whose worker died is retried before it counts as failed.",
     flag_values=FLAGS,
 )
+_PATIENCE_S = flags.DEFINE_integer(
+    "storage_patience_s",
+    600,
+    "Seconds a storage call retries, with back-off, while the database is down or restarting "
+    "or the journal's disk is full, before the worker stops with an error.",
+    flag_values=FLAGS,
+)
+_NEW_STUDY = flags.DEFINE_bool(
+    "new_study",
+    False,
+    "Give a workdir that holds another sweep's study to this one (by default that is refused: "
+    "it would overwrite the other's trials.jsonl and summaries).",
+    flag_values=FLAGS,
+)
 MULTI_PROCESS_HELP = (
     "  --coordinator_address, --num_processes, --process_id: several processes per worker "
     "(the hosts of a slice), as for train.py; detected on Cloud TPU, SLURM and Open MPI.\n"
@@ -181,6 +199,30 @@ def _start() -> int | None:
     return None
 
 
+def _export_if_readable(sweep, workdir: str) -> None:
+    """--summarize_only: trials.jsonl rewritten from the study; a storage that cannot be read
+    (a damaged journal, a database that is down) leaves the last export, said on stderr."""
+    from cnnx.errors import StorageError
+    from cnnx.sweeps import study
+    from cnnx.sweeps.storage import open_storage
+
+    try:
+        storage = open_storage(
+            _STORAGE.value,
+            workdir,
+            heartbeat_s=_HEARTBEAT_S.value,
+            grace_s=_GRACE_S.value,
+            patience_s=_PATIENCE_S.value,
+        )
+        existing = study.load_existing(sweep, storage)
+    except StorageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        print("Summarising the last export, trials.jsonl, instead.", file=sys.stderr)
+        return
+    if existing is not None:
+        study.export(existing, sweep, workdir)
+
+
 def main(argv: list[str] | None = None) -> int:
     _parse(list(sys.argv[1:] if argv is None else argv))
     from cnnx.errors import CnnxError
@@ -214,14 +256,16 @@ def main(argv: list[str] | None = None) -> int:
                 heartbeat_s=_HEARTBEAT_S.value,
                 grace_s=_GRACE_S.value,
                 max_retry=_MAX_RETRY.value,
+                patience_s=_PATIENCE_S.value,
             )
-            if writer
+            if writer and not _SUMMARIZE_ONLY.value
             else None  # processes > 0 of a slice never touch the storage
         )
         if _SUMMARIZE_ONLY.value:
-            existing = study.load_existing(sweep, storage)
-            if existing is not None:
-                study.export(existing, sweep, workdir)
+            if writer:
+                name = study.study_name(sweep)
+                results.claim_workdir(workdir, name, sweep.ref, _NEW_STUDY.value)
+                _export_if_readable(sweep, workdir)
         else:
             state = study.run_worker(
                 sweep,
@@ -229,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                 storage,
                 isolate=not _IN_PROCESS.value,
                 retry_failed=_RETRY_FAILED.value,
+                new_study=_NEW_STUDY.value,
             )
             if state == "interrupted":
                 return 143
