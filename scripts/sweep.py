@@ -212,7 +212,7 @@ def _export_if_readable(sweep, workdir: str) -> None:
             workdir,
             heartbeat_s=_HEARTBEAT_S.value,
             grace_s=_GRACE_S.value,
-            patience_s=_PATIENCE_S.value,
+            patience_s=min(_PATIENCE_S.value, 30),  # a summary need not wait out an outage
         )
         existing = study.load_existing(sweep, storage)
     except StorageError as e:

@@ -402,7 +402,7 @@ def run_worker(
             sl.publish({"overrides": overrides, "index": trial.index, "workdir": twd})
             with Heartbeat(storage, otrial._trial_id, interval):
                 runner_lib.wait_for_folder(twd, interrupt, log)
-                out = runner(sweep, trial, twd, interrupt)
+                out = runner(sweep, trial, twd, interrupt) if not interrupt.requested else {}
             seconds = time.time() - t0
             if out.get("status") == "preempted" or interrupt.requested:
                 _requeue(study, storage, otrial)
