@@ -147,18 +147,21 @@ def _dry_run(sweep) -> int:
     print(f"base model {sweep.base.model.name}, data {sweep.base.data.source}")
     # A search is checked at its ranges' first values (its trials do not exist yet).
     first = {k: r["choices"][0] if "choices" in r else r["low"] for k, r in sweep.space.items()}
-    refused = 0
+    refused = []
     for t in sweep.trials or [sweep.make_trial(first, 0)]:
         status = done.get(t.key, {}).get("status", "pending")
         try:
             snapped = check_trial(sweep, t)
             check = "ok" + "".join(f", {k} {a} -> {u} px" for k, (a, u) in snapped.items())
         except CnnxError as e:
-            refused += 1
-            check = f"refused: {e}"
+            refused.append(str(e))
+            check = f"refused: {str(e).splitlines()[0]}"
         print(f"  {t.index:>4}  {status:<9}  {t.dirname}: {check}")
     if refused:
-        print(f"error: {refused} trial config(s) refused (above).", file=sys.stderr)
+        print(
+            f"error: {len(refused)} trial config(s) refused; the first: {refused[0]}",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

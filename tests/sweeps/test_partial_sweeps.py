@@ -82,7 +82,7 @@ def test_dry_run_checks_each_trials_config(tmp_path, capsys):
     assert sweep_py.main([f"--sweep={FIXTURE}:n=2,size=35", *args]) == 2
     out = capsys.readouterr()
     assert out.out.count("refused: lenet5 at 35x35 px never uses") == 2
-    assert "error: 2 trial config(s) refused" in out.err
+    assert "error: 2 trial config(s) refused; the first: lenet5 at 35x35 px" in out.err
     assert sweep_py.main([f"--sweep={GRID}", *args]) == 0
     assert "ok, data.image_size 35 -> 36 px" in capsys.readouterr().out
 
