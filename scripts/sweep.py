@@ -151,8 +151,9 @@ def _dry_run(sweep) -> int:
     for t in sweep.trials or [sweep.make_trial(first, 0)]:
         status = done.get(t.key, {}).get("status", "pending")
         try:
-            snapped = check_trial(sweep, t)
+            snapped, data = check_trial(sweep, t)
             check = "ok" + "".join(f", {k} {a} -> {u} px" for k, (a, u) in snapped.items())
+            check += f" (data not checked here: {data})" if data else ""
         except CnnxError as e:
             refused.append(str(e))
             check = f"refused: {str(e).splitlines()[0]}"

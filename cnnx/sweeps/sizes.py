@@ -30,22 +30,27 @@ def _set(config, dotted: str, value) -> None:
     node[leaf] = value
 
 
-def accepted_size(config: ml_collections.ConfigDict, size: int) -> int:
-    """The size nearest to `size` that `config`'s model (its width, depth, patches) accepts.
-
-    Builds the model from the `model` section (no data is opened: the class count and the
-    channels do not move pixels, so the registry's are used where the config leaves them unset).
-
-    Raises:
-      ConfigError: an unknown model, or no accepted size near `size`.
-    """
+def _model(config: ml_collections.ConfigDict):
+    """(spec, model, channels) of the `model` section, without opening the data: the class
+    count and the channels do not move pixels, so the registry's are used where unset."""
     from cnnx.models import get_spec
-    from cnnx.train.experiment import build_model, nearest_input_size
+    from cnnx.train.experiment import build_model
 
     spec = get_spec(config.model.name)
     classes = config.model.get("num_classes") or config.data.get("num_classes") or spec.num_classes
     spec, model = build_model(config, classes)
-    channels = config.data.get("channels") or spec.in_chans
+    return spec, model, config.data.get("channels") or spec.in_chans
+
+
+def accepted_size(config: ml_collections.ConfigDict, size: int) -> int:
+    """The size nearest to `size` that `config`'s model (its width, depth, patches) accepts.
+
+    Raises:
+      ConfigError: an unknown model, or no accepted size near `size`.
+    """
+    from cnnx.train.experiment import nearest_input_size
+
+    spec, model, channels = _model(config)
     return nearest_input_size(spec, model, channels, int(size))
 
 
@@ -73,17 +78,30 @@ def trial_config(sweep: Sweep, trial: Trial) -> tuple[ml_collections.ConfigDict,
     return config, snapped
 
 
-def check_trial(sweep: Sweep, trial: Trial) -> dict:
+def check_trial(sweep: Sweep, trial: Trial) -> tuple[dict, str | None]:
     """Everything `setup` checks for the trial, without training (`scripts/sweep.py --dry_run`).
 
+    Data that is not on this machine (ImageNet, planned from a laptop) is not the config's
+    fault: the config, the model and its input sizes are then checked without it.
+
     Returns:
-      The snapped sizes (as `trial_config`).
+      (snapped sizes as `trial_config`'s, None or the first line of the data's error).
 
     Raises:
       CnnxError: what the trial's run would fail on before its first step.
     """
-    from cnnx.train.experiment import setup
+    from cnnx.config_schema import validate
+    from cnnx.errors import DataError
+    from cnnx.train.experiment import check_input_size, setup
 
     config, snapped = trial_config(sweep, trial)
-    setup(config)
-    return snapped
+    try:
+        setup(config)
+    except DataError as e:
+        validate(config)
+        spec, model, channels = _model(config)
+        d = config.data
+        size = d.image_size or spec.resolution
+        check_input_size(spec, model, channels, size, d.eval_image_size or size)
+        return snapped, str(e).splitlines()[0]
+    return snapped, None

@@ -113,3 +113,16 @@ def test_fixres_test_sizes_are_snapped(tmp_path):
     assert [(r["test_res"], r.get("test_res_asked")) for r in table["rows"]] == [(36, 34)]
     assert "  test 34 px -> 36 px, the nearest size the model accepts" in lines
     assert "  test 36 px: the model takes 36 px, measured already" in lines
+
+
+def test_dry_run_without_the_data_still_checks_the_model_and_sizes(tmp_path):
+    from cnnx.sweeps.sizes import check_trial
+
+    sweep = load_sweep("configs/sweeps/efficientnet_grid.py:lenet5,limit=2")  # ImageNet data
+    sweep.base.data.data_dir = str(tmp_path)  # where it is not
+    snapped, data = check_trial(sweep, sweep.trials[0])
+    assert data.startswith("TFDS dataset 'imagenet2012' is not prepared")
+    assert snapped == {"data.image_size": [37, 36]}
+    sweep.base.data.eval_image_size = 35  # set by hand: not snapped, refused without the data
+    with pytest.raises(ConfigError, match="lenet5 at 35x35 px never uses"):
+        check_trial(sweep, sweep.trials[0])
