@@ -41,3 +41,8 @@ class TrainingDiverged(CnnxError):
 class WorkdirError(CnnxError):
     """A workdir or output path cannot be used: it holds another run, is in use by another
     process, is a file where a folder belongs, or cannot be written (read-only, disk full)."""
+
+
+class StorageError(CnnxError):
+    """A sweep's study storage (journal file or database) cannot be reached or read: the
+    message names it, what was found (a damaged journal line: its byte offset) and the repair."""

@@ -31,7 +31,10 @@ NETWORKS = ("plain20", "plain56", "resnet20", "resnet56")
 def get_config(arg: str | None = "resnet56"):
     a = parse_arg(arg, net="resnet56", smoke=False, epochs=0.0, warmup=0.0)
     if a.net not in NETWORKS:
-        raise ValueError(f"configs/degradation_cifar.py: arg is one of {NETWORKS} [,smoke]")
+        raise ValueError(
+            f"configs/degradation_cifar.py: unknown network {a.net!r}; arg is one of "
+            f"{NETWORKS} [,smoke]"
+        )
     c = base_config()
     c.model.name = f"{a.net}_cifar"
     c.data.source = "tfds:cifar10"

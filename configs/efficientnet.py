@@ -33,7 +33,9 @@ VARIANTS = ("b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7")
 def get_config(arg: str | None = None):
     a = parse_arg(arg, variant="b0", tf=False, smoke=False)
     if a.variant not in VARIANTS:
-        raise ValueError(f"configs/efficientnet.py: variant must be one of {VARIANTS}")
+        raise ValueError(
+            f"configs/efficientnet.py: variant must be one of {VARIANTS}, not {a.variant!r}"
+        )
     name = f"tf_efficientnet_{a.variant}" if a.tf else f"efficientnet_{a.variant}"
     spec = models.get_spec(name)
     c = base_config()

@@ -15,7 +15,11 @@ that gets SIGTERM checkpoints its trial and queues it again for the next worker.
 Outputs in DIR: trials/<swept values>-<key>/ (one training workdir per trial, with its
 TensorBoard log and hyperparameters: `tensorboard --logdir DIR/trials`), trials.jsonl (every
 finished trial's record, readable without Optuna), summary.md, summary.json,
-accuracy_vs_flops.png. `--summarize_only` rebuilds them.
+accuracy_vs_flops.png. `--summarize_only` rebuilds them. DIR belongs to one study (DIR/study.json):
+another sweep there is refused unless --new_study. Storage faults: calls wait out a database
+restart or a full disk (--storage_patience_s), a damaged journal line is named with its byte
+offset and repair (--summarize_only then summarises the last trials.jsonl), and a worker taken
+for dead while it still trains (paused past --grace_s) is waited for by its trial's retry.
 
 Several processes per worker (the hosts of a TPU slice, each trial using all of them): every
 process runs the same command with --coordinator_address, --num_processes and --process_id,
@@ -56,7 +60,18 @@ _STORAGE = flags.DEFINE_string(
     flag_values=FLAGS,
 )
 _DRY_RUN = flags.DEFINE_bool(
-    "dry_run", False, "List the trials and their status, run nothing.", flag_values=FLAGS
+    "dry_run",
+    False,
+    "List the trials and their status and check each trial's config as a run would before "
+    "its first step (model, data, input sizes); train nothing.",
+    flag_values=FLAGS,
+)
+_ALLOW_FAILED = flags.DEFINE_bool(
+    "allow_failed_trials",
+    False,
+    "Choose the best of the measured points even when some trials failed, and exit 0 "
+    "(default: no point is chosen from a partial grid, and the exit status is 1).",
+    flag_values=FLAGS,
 )
 _IN_PROCESS = flags.DEFINE_bool(
     "in_process",
@@ -95,6 +110,20 @@ _MAX_RETRY = flags.DEFINE_integer(
     "Times a trial whose worker died is retried before it counts as failed.",
     flag_values=FLAGS,
 )
+_PATIENCE_S = flags.DEFINE_integer(
+    "storage_patience_s",
+    600,
+    "Seconds a storage call retries, with back-off, while the database is down or restarting "
+    "or the journal's disk is full, before the worker stops with an error.",
+    flag_values=FLAGS,
+)
+_NEW_STUDY = flags.DEFINE_bool(
+    "new_study",
+    False,
+    "Give a workdir that holds another sweep's study to this one (by default that is refused: "
+    "it would overwrite the other's trials.jsonl and summaries).",
+    flag_values=FLAGS,
+)
 MULTI_PROCESS_HELP = (
     "  --coordinator_address, --num_processes, --process_id: several processes per worker "
     "(the hosts of a slice), as for train.py; detected on Cloud TPU, SLURM and Open MPI.\n"
@@ -102,7 +131,11 @@ MULTI_PROCESS_HELP = (
 
 
 def _dry_run(sweep) -> int:
+    """Lists the trials, checking each one's config (`cnnx.sweeps.sizes.check_trial`); returns
+    2 when a trial would be refused before its first step."""
+    from cnnx.errors import CnnxError
     from cnnx.sweeps import results
+    from cnnx.sweeps.sizes import check_trial
 
     done = results.latest_by_key(results.read_all(_WORKDIR.value))
     if sweep.is_search:
@@ -112,9 +145,25 @@ def _dry_run(sweep) -> int:
     else:
         print(f"{_SWEEP.value}: {len(sweep.trials)} trials")
     print(f"base model {sweep.base.model.name}, data {sweep.base.data.source}")
-    for t in sweep.trials:
+    # A search is checked at its ranges' first values (its trials do not exist yet).
+    first = {k: r["choices"][0] if "choices" in r else r["low"] for k, r in sweep.space.items()}
+    refused = []
+    for t in sweep.trials or [sweep.make_trial(first, 0)]:
         status = done.get(t.key, {}).get("status", "pending")
-        print(f"  {t.index:>4}  {status:<9}  {t.dirname}")
+        try:
+            snapped, data = check_trial(sweep, t)
+            check = "ok" + "".join(f", {k} {a} -> {u} px" for k, (a, u) in snapped.items())
+            check += f" (data not checked here: {data})" if data else ""
+        except CnnxError as e:
+            refused.append(str(e))
+            check = f"refused: {str(e).splitlines()[0]}"
+        print(f"  {t.index:>4}  {status:<9}  {t.dirname}: {check}")
+    if refused:
+        print(
+            f"error: {len(refused)} trial config(s) refused; the first: {refused[0]}",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 
@@ -154,6 +203,30 @@ def _start() -> int | None:
     return None
 
 
+def _export_if_readable(sweep, workdir: str) -> None:
+    """--summarize_only: trials.jsonl rewritten from the study; a storage that cannot be read
+    (a damaged journal, a database that is down) leaves the last export, said on stderr."""
+    from cnnx.errors import StorageError
+    from cnnx.sweeps import study
+    from cnnx.sweeps.storage import open_storage
+
+    try:
+        storage = open_storage(
+            _STORAGE.value,
+            workdir,
+            heartbeat_s=_HEARTBEAT_S.value,
+            grace_s=_GRACE_S.value,
+            patience_s=min(_PATIENCE_S.value, 30),  # a summary need not wait out an outage
+        )
+        existing = study.load_existing(sweep, storage)
+    except StorageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        print("Summarising the last export, trials.jsonl, instead.", file=sys.stderr)
+        return
+    if existing is not None:
+        study.export(existing, sweep, workdir)
+
+
 def main(argv: list[str] | None = None) -> int:
     _parse(list(sys.argv[1:] if argv is None else argv))
     from cnnx.errors import CnnxError
@@ -187,14 +260,16 @@ def main(argv: list[str] | None = None) -> int:
                 heartbeat_s=_HEARTBEAT_S.value,
                 grace_s=_GRACE_S.value,
                 max_retry=_MAX_RETRY.value,
+                patience_s=_PATIENCE_S.value,
             )
-            if writer
+            if writer and not _SUMMARIZE_ONLY.value
             else None  # processes > 0 of a slice never touch the storage
         )
         if _SUMMARIZE_ONLY.value:
-            existing = study.load_existing(sweep, storage)
-            if existing is not None:
-                study.export(existing, sweep, workdir)
+            if writer:
+                name = study.study_name(sweep)
+                results.claim_workdir(workdir, name, sweep.ref, _NEW_STUDY.value)
+                _export_if_readable(sweep, workdir)
         else:
             state = study.run_worker(
                 sweep,
@@ -202,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                 storage,
                 isolate=not _IN_PROCESS.value,
                 retry_failed=_RETRY_FAILED.value,
+                new_study=_NEW_STUDY.value,
             )
             if state == "interrupted":
                 return 143
@@ -210,8 +286,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not writer:
         return 0
+    records = results.read_all(workdir)
     print()
-    print(report.summarize(sweep, results.read_all(workdir), workdir))
+    print(report.summarize(sweep, records, workdir, allow_failed=_ALLOW_FAILED.value))
+    tally = report.tally(sweep, records)
+    if tally["failed"] and not _ALLOW_FAILED.value:
+        print(
+            f"error: {len(tally['failed'])} of {sweep.total} trials failed (reasons above and in "
+            f"{workdir}/summary.md), so no point was chosen; fix the cause and run again with "
+            "--retry_failed, or pass --allow_failed_trials to accept the measured points.",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -164,3 +164,21 @@ def test_smoke_run(name, arg, tmp_path):
     results = train_and_evaluate(c, str(tmp_path / "run"))
     assert results["status"] == "completed"
     assert results["eval/examples"] > 0
+
+
+@pytest.mark.parametrize(
+    "path",
+    CONFIG_FILES + sorted(glob.glob(os.path.join(REPO, "configs", "sweeps", "*.py"))),
+    ids=lambda p: os.path.relpath(p, os.path.join(REPO, "configs")),
+)
+def test_every_config_and_sweep_file_refuses_unknown_arg_words(path):
+    # Issue 33.8: `fixres.py:digitz` used to run the whole study. Through `parse_arg` every
+    # word is an option: a typo is refused at load (a first word, where it is the variant or
+    # the model, is refused as an unknown variant or model instead).
+    from cnnx.cli import load_config_module
+
+    module, _ = load_config_module(path)
+    load = getattr(module, "get_config", None) or module.get_sweep
+    for arg in ("zzqx", "zzqx=1"):
+        with pytest.raises(ValueError, match="zzqx"):
+            load(arg)

@@ -206,6 +206,7 @@ def run_fixres(fc: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
     Returns:
       {'before': {R_train: {R_test: top1}}, 'after': {...}, 'rows': [per-cell dicts]}.
     """
+    from cnnx.sweeps.sizes import accepted_size
     from cnnx.train.checkpoint import load_variables
 
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
@@ -221,11 +222,19 @@ def run_fixres(fc: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
             raise RuntimeError(f"training at {r_train} px was interrupted; run again to resume")
         variables = load_variables(twd)
         before, after = {}, {}
-        for r_test in fc.test_resolutions:
+        for asked in fc.test_resolutions:
+            # A listed size the model would crop runs at the nearest one it takes, said so.
+            r_test = accepted_size(config, asked)
+            if r_test in before:
+                log(f"  test {asked} px: the model takes {r_test} px, measured already")
+                continue
             m = evaluate_at(config, variables, r_test, fc.crop_pct)
             before[r_test] = m["eval/top1"]
             row = {"train_res": r_train, "test_res": r_test, "before": m["eval/top1"]}
-            if r_test in ft_res and fc.finetune.steps > 0:
+            if r_test != asked:
+                row["test_res_asked"] = asked
+                log(f"  test {asked} px -> {r_test} px, the nearest size the model accepts")
+            if (asked in ft_res or r_test in ft_res) and fc.finetune.steps > 0:
                 model, tuned, info = finetune_at(
                     config, variables, r_test, fc.finetune, fc.crop_pct
                 )

@@ -9,7 +9,7 @@ from this rule, which the step-2 table shows side by side.
 """
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from cnnx.models.scaling import compound, flops_factor, round_resolution
 
@@ -92,14 +92,28 @@ def subsample(
     return sorted(picked)
 
 
+# (depth_mult, width_mult, resolution) -> the nearest resolution that model accepts (or None).
+Snap = Callable[[float, float, int], int | None]
+
+
 def phi_rows(
-    alpha: float, beta: float, gamma: float, base_resolution: int = 224, phis: Iterable[int] = ()
+    alpha: float,
+    beta: float,
+    gamma: float,
+    base_resolution: int = 224,
+    phis: Iterable[int] = (),
+    snap: Snap | None = None,
 ) -> list[dict]:
     """Step 2: the coefficients of φ = 1…7 (or `phis`) from (α, β, γ), beside the published ones.
 
+    Args:
+      snap: gives the resolution the φ-scaled model accepts nearest to the rule's
+        (`cnnx.sweeps.sizes.accepted_size`); None: the rule's resolution is not checked.
+
     Returns:
-      One dict per φ: phi, depth, width, resolution (from the rule) and, where φ is 1…7,
-      pub_width, pub_depth, pub_resolution (EfficientNet B1–B7).
+      One dict per φ: phi, depth, width, resolution (from the rule), with `snap` also
+      used_resolution (None: no accepted size near it) and, where φ is 1…7, pub_width,
+      pub_depth, pub_resolution (EfficientNet B1–B7).
     """
     rows = []
     for phi in phis or range(1, 8):
@@ -111,6 +125,8 @@ def phi_rows(
             "resolution": round_resolution(base_resolution, res),
             "flops_factor": flops_factor(alpha, beta, gamma) ** phi,
         }
+        if snap is not None:
+            row["used_resolution"] = snap(depth, width, row["resolution"])
         if phi in PUBLISHED:
             pw, pd, pr = PUBLISHED[phi]
             row.update(pub_width=pw, pub_depth=pd, pub_resolution=pr)
@@ -118,8 +134,12 @@ def phi_rows(
     return rows
 
 
-def format_phi_table(alpha, beta, gamma, base_resolution: int = 224) -> str:
-    """The step-2 table as text: rule (depth, width, resolution) | published B1–B7."""
+def format_phi_table(
+    alpha, beta, gamma, base_resolution: int = 224, snap: Snap | None = None
+) -> str:
+    """The step-2 table as text: rule (depth, width, resolution) | published B1–B7; with
+    `snap`, the resolution shows the size the scaled model accepts ('35>36': the rule's 35 px
+    snapped to 36; '35>?': none accepted nearby)."""
     lines = [
         f"Step 2: compound scaling with alpha={alpha:g} (depth), beta={beta:g} (width), "
         f"gamma={gamma:g} (resolution), base resolution {base_resolution}; "
@@ -128,7 +148,8 @@ def format_phi_table(alpha, beta, gamma, base_resolution: int = 224) -> str:
         f"{'model':>5} {'width':>6} {'depth':>6} {'res':>5}",
     ]
     scale = base_resolution / 224
-    for r in phi_rows(alpha, beta, gamma, base_resolution):
+    rows = phi_rows(alpha, beta, gamma, base_resolution, snap=snap)
+    for r in rows:
         pub = ""
         if "pub_width" in r:
             pub_res = round(r["pub_resolution"] * scale)
@@ -136,10 +157,15 @@ def format_phi_table(alpha, beta, gamma, base_resolution: int = 224) -> str:
                 f"{'B' + str(r['phi']):>5} {r['pub_width']:>6.2f} {r['pub_depth']:>6.2f} "
                 f"{pub_res:>5}"
             )
+        res = str(r["resolution"])
+        if "used_resolution" in r and r["used_resolution"] != r["resolution"]:
+            res += f">{r['used_resolution'] or '?'}"
         lines.append(
-            f"{r['phi']:>3}  {r['depth']:>6.3f} {r['width']:>6.3f} {r['resolution']:>5} "
+            f"{r['phi']:>3}  {r['depth']:>6.3f} {r['width']:>6.3f} {res:>5} "
             f"{r['flops_factor']:>8.2f}   |  {' ' * 9} {pub}"
         )
     if base_resolution != 224:
         lines.append(f"(published resolutions scaled by {base_resolution}/224)")
+    if any("used_resolution" in r and r["used_resolution"] != r["resolution"] for r in rows):
+        lines.append("(a>b: the rule's a px snapped to b, the nearest size the model accepts)")
     return "\n".join(lines)

@@ -173,33 +173,79 @@ def plot_accuracy_vs_flops(
     return path
 
 
-def summarize(sweep: Sweep, records: list[dict], workdir: str) -> str:
-    """Writes summary.md, summary.json and accuracy_vs_flops.png; returns the text.
+def tally(sweep: Sweep, records: list[dict]) -> dict:
+    """How much of the sweep was measured: the latest record per trial of the current definition.
 
-    Only trials of the current sweep definition are summarised (records of trials no longer in
-    it are ignored), one record per trial (the latest).
+    Returns:
+      {'latest': records, 'measured': completed records with a finite metric, 'failed': the
+      others, 'missing': trials with no record yet, 'total': the sweep's size}.
     """
     from cnnx.sweeps.results import latest_by_key
-    from cnnx.train.workdir import write_json_atomic, write_text_atomic
-
-    wd = epath.Path(workdir)
 
     keys = {t.key for t in sweep.trials}
     latest = [r for k, r in latest_by_key(records).items() if sweep.is_search or k in keys]
-    best = choose_best(latest, sweep.metric, sweep.mode)
-    n_done = len(completed(latest))
+    measured = [r for r in completed(latest) if _metric(r, sweep.metric) is not None]
+    measured_keys = {r.get("key") for r in measured}
+    failed = [r for r in latest if r.get("key") not in measured_keys]
+    missing = max(0, sweep.total - len(latest))
+    return dict(latest=latest, measured=measured, failed=failed, missing=missing, total=sweep.total)
+
+
+def failure_reason(record: dict) -> str:
+    """A failed trial's reason in one line: its `error:` line, else the log's last line."""
+    lines = [x.strip() for x in str(record.get("error") or "").splitlines() if x.strip()]
+    if not lines:
+        if record.get("status") == "completed":
+            return f"no finite value of the metric (metrics: {sorted(record.get('metrics', {}))})"
+        return f"status {record.get('status')}, no message"
+    errors = [x for x in lines if x.startswith("error:")]
+    return (errors[-1] if errors else lines[-1])[:400]
+
+
+def summarize(sweep: Sweep, records: list[dict], workdir: str, allow_failed: bool = False) -> str:
+    """Writes summary.md, summary.json and accuracy_vs_flops.png; returns the text.
+
+    Only trials of the current sweep definition are summarised (records of trials no longer in
+    it are ignored), one record per trial (the latest). A best point is chosen only when every
+    trial was measured, or with `allow_failed` (then named as the best of the measured ones):
+    a grid with failed points was not searched, and its survivor is not its optimum.
+    """
+    from cnnx.train.workdir import write_json_atomic, write_text_atomic
+
+    wd = epath.Path(workdir)
+    t = tally(sweep, records)
+    latest, failed, n = t["latest"], t["failed"], len(t["measured"])
+    whole = not failed and not t["missing"]
+    best = choose_best(latest, sweep.metric, sweep.mode) if whole or allow_failed else None
     text = [
-        f"Sweep {sweep.ref}: {n_done}/{sweep.total} trials completed "
-        f"({len(latest) - n_done} failed), metric {sweep.metric} ({sweep.mode}); "
-        f"records in {wd / 'trials.jsonl'}",
+        f"Sweep {sweep.ref}: {len(completed(latest))}/{sweep.total} trials completed "
+        f"({len(latest) - len(completed(latest))} failed"
+        + (f", {t['missing']} not run" if t["missing"] else "")
+        + f"), metric {sweep.metric} ({sweep.mode}); records in {wd / 'trials.jsonl'}",
         "",
         format_table(latest, sweep.metric, best),
         "",
     ]
+    for r in sorted(latest, key=lambda r: r.get("index", 0)):
+        for key, (asked, used) in (r.get("snapped") or {}).items():
+            text.append(
+                f"trial {r['index']} ({point_label(r)}): {key} {asked} -> {used} px, the "
+                "nearest size the model accepts"
+            )
+    for r in sorted(failed, key=lambda r: r.get("index", 0)):
+        log = wd / str(r.get("workdir", "")) / "trial.log"
+        text.append(f"trial {r['index']} ({point_label(r)}) failed: {failure_reason(r)} [{log}]")
     if best is not None:
+        what = "Best" if whole else f"Best of the {n} measured points (the others failed)"
         text.append(
-            f"Best: trial {best['index']} ({point_label(best)}) "
+            f"{what}: trial {best['index']} ({point_label(best)}) "
             f"{sweep.metric}={_metric(best, sweep.metric):.2f}"
+        )
+    elif failed or t["missing"]:
+        text.append(
+            f"No point chosen: only {n} of {sweep.total} points were measured. Rerun with "
+            "--retry_failed after fixing the cause, or pass --allow_failed_trials to choose "
+            "among the measured points."
         )
     extra_hook = getattr(sweep.module, "report", None)
     if extra_hook is not None:
@@ -224,6 +270,13 @@ def summarize(sweep: Sweep, records: list[dict], workdir: str) -> str:
     write_text_atomic(str(wd / "summary.md"), body + "\n")
     write_json_atomic(
         str(wd / "summary.json"),
-        {"best": best, "records": sorted(latest, key=lambda r: r.get("index", 0))},
+        {
+            "best": best,
+            "measured": n,
+            "failed": len(failed),
+            "missing": t["missing"],
+            "total": sweep.total,
+            "records": sorted(latest, key=lambda r: r.get("index", 0)),
+        },
     )
     return body

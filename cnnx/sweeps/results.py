@@ -9,6 +9,9 @@ database at hand. All paths go through etils.epath, so gs:// sweep workdirs work
 
 `read_records` skips lines that do not parse (a file copied while being written, a hand edit)
 with a warning rather than failing the whole summary.
+
+A sweep workdir belongs to one study (`claim_workdir`, `study.json`): a second sweep there
+would overwrite the first one's trials.jsonl and summaries, so it is refused.
 """
 
 import json
@@ -17,9 +20,11 @@ from collections.abc import Iterable
 from absl import logging
 from etils import epath
 
-from cnnx.train.workdir import write_text_atomic
+from cnnx.errors import WorkdirError
+from cnnx.train.workdir import read_json, write_json_atomic, write_text_atomic
 
 EXPORT = "trials.jsonl"
+STUDY_FILE = "study.json"
 
 
 def export_path(workdir: str) -> str:
@@ -79,3 +84,31 @@ def latest_by_key(records: Iterable[dict]) -> dict[str, dict]:
         if "key" in r:
             latest[r["key"]] = r
     return latest
+
+
+def claim_workdir(workdir: str, study: str, sweep_ref: str, replace: bool = False) -> None:
+    """Makes `workdir` the sweep workdir of the study `study` (`<workdir>/study.json`).
+
+    Args:
+      workdir: the sweep workdir (local or gs://).
+      study: the study's name (`cnnx.sweeps.study.study_name`).
+      sweep_ref: the sweep file as given (named in the error).
+      replace: hand a workdir of another study to this one (--new_study).
+
+    Raises:
+      WorkdirError: the workdir belongs to another study.
+    """
+    path = str(epath.Path(workdir) / STUDY_FILE)
+    mine = {"study": study, "sweep": sweep_ref}
+    held = read_json(path)
+    if held is not None and held.get("study") != study and not replace:
+        raise WorkdirError(
+            f"{workdir} holds the study {held.get('study')} (--sweep={held.get('sweep')}); "
+            f"--sweep={sweep_ref} is another study (another sweep file, arg, base config or "
+            "grid) and would overwrite its trials.jsonl and summaries. Use another --workdir, "
+            "or pass --new_study to give this workdir to the new study (unchanged trials reuse "
+            "their folders)."
+        )
+    if held != mine:
+        epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, mine)

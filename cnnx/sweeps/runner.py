@@ -20,11 +20,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 
 from etils import epath
 
-from cnnx.sweeps.spec import Sweep, Trial, apply_overrides
+from cnnx.sweeps.spec import Sweep, Trial
 from cnnx.sweeps.worker import RESULT_FILE
 from cnnx.train.workdir import is_remote
 
@@ -89,6 +90,31 @@ class _Interrupt:
             signal.signal(sig, old)
 
 
+def wait_for_folder(workdir: str, interrupt: "_Interrupt", log, poll_s: float = 5.0) -> None:
+    """Waits while another live process trains in the trial's folder, then returns.
+
+    That process is the worker that was taken for dead (paused, or cut off from the storage,
+    past --grace_s) and still trains this trial: its retry waits for it rather than failing on
+    the folder's lock, then resumes from its last checkpoint (finishing at once if it was the
+    final one). The caller's heartbeat keeps the retry alive meanwhile. A holder on another
+    host that is gone for good keeps the lock: the message every 10 minutes says which file to
+    delete.
+    """
+    from cnnx.train.lock import live_holder
+    from cnnx.train.workdir import lock_path
+
+    told = None
+    while not interrupt.requested and (holder := live_holder(workdir)) is not None:
+        if told is None or time.monotonic() - told > 600:
+            log(
+                f"{workdir} is still being trained by pid {holder.get('pid')} on "
+                f"{holder.get('host')} (a worker taken for dead?); waiting for it. If that "
+                f"process is gone, delete {lock_path(workdir)}."
+            )
+            told = time.monotonic()
+        time.sleep(poll_s)
+
+
 def run_subprocess(sweep: Sweep, trial: Trial, workdir: str, interrupt: _Interrupt) -> dict:
     """Runs a trial in a child process; its output is appended to `<workdir>/trial.log`.
 
@@ -144,13 +170,16 @@ def run_subprocess(sweep: Sweep, trial: Trial, workdir: str, interrupt: _Interru
 def run_inprocess(sweep: Sweep, trial: Trial, workdir: str, interrupt: _Interrupt) -> dict:
     """Runs a trial in this process (no crash isolation); exceptions become 'failed'."""
     del interrupt
+    from cnnx.errors import CnnxError
+    from cnnx.sweeps.sizes import trial_config
     from cnnx.sweeps.worker import run_trial
 
     try:
+        config, snapped = trial_config(sweep, trial)
         return run_trial(
-            apply_overrides(sweep.base, trial.overrides),
-            workdir,
-            hparams={**trial.overrides, **trial.tags},
+            config, workdir, hparams={**trial.overrides, **trial.tags}, snapped=snapped
         )
+    except CnnxError as e:  # a config the run refuses: its one-line reason
+        return {"status": "failed", "error": f"error: {e}"}
     except Exception as e:
         return {"status": "failed", "error": f"{type(e).__name__}: {e}\n{traceback.format_exc()}"}

@@ -11,6 +11,8 @@ A sweep file (configs/sweeps/<name>.py) defines `get_sweep(arg)` returning `(bas
     `{'space': {dotted key: range}, 'sampler': 'tpe', 'n_trials': 20, 'seed': 0}`, where a range
     is `{'low': 1e-3, 'high': 1.0, 'log': True}` (float), `{'low': 1, 'high': 8, 'step': 1}`
     with int bounds (int), or `{'choices': [...]}` (categorical; None, bool, int, float, str).
+    `'derived_sizes': ['data.image_size']` names overrides a scaling rule computed: they are
+    snapped at run time to the nearest size the trial's model accepts (`cnnx.sweeps.sizes`).
 It may also define `report(best, records, arg) -> str`, text appended to the sweep summary (the
 EfficientNet grid prints its φ table there).
 
@@ -81,6 +83,7 @@ class Sweep:
       sampler: 'tpe' or 'random' (a search).
       n_trials: a search's trial budget.
       seed: the sampler's seed.
+      derived_sizes: config keys holding sizes a rule derived (snapped, `cnnx.sweeps.sizes`).
     """
 
     ref: str
@@ -94,6 +97,7 @@ class Sweep:
     sampler: str = "tpe"
     n_trials: int = 0
     seed: int | None = None
+    derived_sizes: tuple[str, ...] = ()
 
     @property
     def is_search(self) -> bool:
@@ -195,6 +199,9 @@ def load_sweep(ref: str) -> Sweep:
     sampler = options.get("sampler", "tpe")
     if sampler not in ("tpe", "random"):
         raise ConfigError(f"{ref}: sampler must be 'tpe' or 'random', not {sampler!r}.")
+    derived = tuple(options.get("derived_sizes", ()))
+    for dotted in derived:
+        apply_overrides(base, {dotted: 1})  # a misspelled key fails at load
     return Sweep(
         ref=ref,
         base=base,
@@ -207,6 +214,7 @@ def load_sweep(ref: str) -> Sweep:
         sampler=sampler,
         n_trials=n_trials,
         seed=options.get("seed"),
+        derived_sizes=derived,
     )
 
 

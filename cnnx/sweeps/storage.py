@@ -15,9 +15,18 @@ enqueues it again with the same parameters. Optuna's RDBStorage has heartbeats b
 journal storage does not (Optuna 5.0), so `HeartbeatJournalStorage` adds them, storing each
 heartbeat as a trial system attribute. Heartbeats compare wall clocks of different hosts: keep
 them synchronised (NTP; Cloud VMs are).
+
+Faults of the storage itself (issue 33): every storage call retries, with back-off, the errors
+of a database that is down or restarting and of a journal on a full or flaky disk, for
+`patience_s` seconds (the study's records wait in the worker meanwhile), then fails with one
+`StorageError` line. A journal line that a crash or a full disk cut short is handled where it
+can be: a torn last line (its append never took effect) is cut before the next append; a
+damaged line followed by others is a `StorageError` naming its byte offset and the repair.
 """
 
 import contextlib
+import errno
+import functools
 import os
 import threading
 import time
@@ -26,7 +35,8 @@ import warnings
 from absl import logging
 from etils import epath
 
-from cnnx.errors import ConfigError
+from cnnx.errors import ConfigError, StorageError
+from cnnx.sweeps.journal import journal_file_class
 from cnnx.train.workdir import is_remote
 
 JOURNAL = "optuna.journal"
@@ -34,6 +44,12 @@ HEARTBEAT_ATTR = "cnnx:heartbeat"
 DEFAULT_HEARTBEAT_S = 30
 DEFAULT_GRACE_S = 120
 DEFAULT_MAX_RETRY = 3
+DEFAULT_PATIENCE_S = 600
+# OS errors worth waiting out: a full disk or quota, an NFS server that went away or is busy.
+_TRANSIENT_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ESTALE, errno.EAGAIN, errno.EBUSY}
+    | {errno.ETIMEDOUT, errno.ECONNREFUSED, errno.ECONNRESET}
+)
 
 
 def load_optuna():
@@ -53,6 +69,103 @@ def _retry_callback(max_retry: int):
     cls = getattr(storages, "RetryHeartbeatStaleTrialCallback", None)
     cls = cls or storages.RetryFailedTrialCallback  # Optuna < 4.9
     return cls(max_retry=max_retry)
+
+
+def _is_transient(e: BaseException | None) -> bool:
+    """Whether a storage call's error may pass if the call is tried again later (Optuna wraps
+    a database's errors in its `StorageInternalError`: their cause decides)."""
+    if e is None:
+        return False
+    if type(e).__name__ == "StorageInternalError":
+        return _is_transient(e.__cause__)
+    if isinstance(e, OSError):
+        return e.errno in _TRANSIENT_ERRNOS
+    try:
+        import sqlalchemy.exc
+    except ImportError:
+        return False
+    if isinstance(e, sqlalchemy.exc.DBAPIError) and e.connection_invalidated:
+        return True
+    transient = (
+        sqlalchemy.exc.OperationalError,  # server down, restarting, connection dropped
+        sqlalchemy.exc.InterfaceError,
+        sqlalchemy.exc.TimeoutError,  # connection pool exhausted
+    )
+    return isinstance(e, transient)
+
+
+def _first_line(e: BaseException) -> str:
+    if type(e).__name__ == "StorageInternalError" and e.__cause__ is not None:
+        e = e.__cause__  # Optuna's wrapper says only that a commit failed
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:300] if text else ''}"
+
+
+_CALL_DEPTH = threading.local()
+
+
+def with_patience(fn, what: str, where: str, patience_s: float):
+    """`fn()`, retried with back-off (1, 2, 4 ... 30 s) while it fails with a transient error.
+
+    Only the outermost storage call of a thread retries (a storage method calling another one
+    does not multiply the waits).
+
+    Raises:
+      StorageError: still failing after `patience_s` seconds, naming `where` and the error.
+    """
+    if getattr(_CALL_DEPTH, "n", 0):
+        return fn()
+    delay, t0 = 1.0, time.monotonic()
+    while True:
+        _CALL_DEPTH.n = 1
+        try:
+            return fn()
+        except Exception as e:
+            if not _is_transient(e):
+                raise
+            waited = time.monotonic() - t0
+            if waited + delay > patience_s:
+                raise StorageError(
+                    f"the study's storage {where} has failed for {waited:.0f} s ({what}: "
+                    f"{_first_line(e)}). Start the database or free the disk, then start the "
+                    "worker again: finished trials keep their results in their folders and "
+                    "are recorded by the retry (--storage_patience_s sets how long to wait)."
+                ) from None
+            logging.warning(
+                "storage %s: %s failed (%s); retrying in %.0f s", where, what, _first_line(e), delay
+            )
+        finally:
+            _CALL_DEPTH.n = 0
+        time.sleep(delay)
+        delay = min(2 * delay, 30.0)
+
+
+def _patient(cls):
+    """A subclass of the storage class `cls` whose storage calls go through `with_patience`
+    (instance attributes `patience_s` and `where`)."""
+    from optuna.storages import BaseStorage
+
+    # The public API, and the private methods Optuna's own callers use (`fail_stale_trials`,
+    # the `_CachedStorage` that wraps an RDBStorage).
+    private = ["_get_stale_trial_ids", "_create_new_trial", "_set_trial_param", "_get_trials"]
+    names = (
+        [n for n in vars(BaseStorage) if not n.startswith("_")] + private + ["_get_best_trial_id"]
+    )
+
+    def wrap(name):
+        method = getattr(cls, name)
+
+        @functools.wraps(method)
+        def call(self, *args, **kwargs):
+            return with_patience(
+                lambda: method(self, *args, **kwargs), name, self.where, self.patience_s
+            )
+
+        return call
+
+    body = {n: wrap(n) for n in names if callable(getattr(cls, n, None))}
+    body.update(patience_s=DEFAULT_PATIENCE_S, where="")
+    return type(f"Patient{cls.__name__}", (cls,), body)
 
 
 def _journal_storage_class():
@@ -108,8 +221,10 @@ def open_storage(
     heartbeat_s: int = DEFAULT_HEARTBEAT_S,
     grace_s: int = DEFAULT_GRACE_S,
     max_retry: int = DEFAULT_MAX_RETRY,
+    patience_s: float = DEFAULT_PATIENCE_S,
 ):
-    """The study's storage, with heartbeats and the retry of stale trials.
+    """The study's storage, with heartbeats, the retry of stale trials, and storage calls that
+    wait out a database restart or a full disk (`with_patience`).
 
     Args:
       storage: None (journal file in `workdir`), a journal file path, or a database URL
@@ -118,10 +233,13 @@ def open_storage(
       heartbeat_s: seconds between a running trial's heartbeats.
       grace_s: seconds without a heartbeat after which a running trial is taken for dead.
       max_retry: times a dead trial is retried.
+      patience_s: seconds a storage call (opening the storage too) retries transient errors.
 
     Raises:
       ConfigError: a journal on gs:// (the journal needs a file lock: give a database URL), or
         grace_s not longer than heartbeat_s.
+      StorageError: the database did not answer within `patience_s`, or the journal file is
+        damaged (naming the line's byte offset and the repair).
     """
     if grace_s <= heartbeat_s:
         raise ConfigError(f"--grace_s={grace_s} must exceed --heartbeat_s={heartbeat_s}.")
@@ -141,7 +259,7 @@ def open_storage(
         if storage.startswith(("postgresql://", "postgres://")):
             # SQLAlchemy >= 2.1 maps a bare postgresql:// to psycopg 3; cnnx pins psycopg2.
             storage = "postgresql+psycopg2://" + storage.split("://", 1)[1]
-        return _rdb_storage(storage, kw)
+        return _rdb_storage(storage, kw, patience_s)
     path = storage.removeprefix("file://") if storage else str(epath.Path(workdir) / JOURNAL)
     if is_remote(path):
         raise ConfigError(
@@ -149,21 +267,37 @@ def open_storage(
             "workdir give --storage=postgresql://... (or a journal file on a shared mount)."
         )
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    backend = optuna.storages.journal.JournalFileBackend(path)
-    return _journal_storage_class()(backend, heartbeat_s, grace_s, callback)
+
+    def journal():
+        backend = journal_file_class()(path)
+        return _patient(_journal_storage_class())(backend, heartbeat_s, grace_s, callback)
+
+    store = with_patience(journal, "opening the journal", path, patience_s)
+    store.patience_s, store.where = patience_s, path
+    return store
 
 
-def _rdb_storage(url: str, kw: dict, attempts: int = 5):
+def _rdb_storage(url: str, kw: dict, patience_s: float, attempts: int = 5):
     """RDBStorage(url), retried: workers starting together on an empty database race to create
     Optuna's tables, and the loser's CREATE fails (a unique-constraint violation) while the
-    winner's tables are ready a moment later."""
+    winner's tables are ready a moment later; a database that is down is waited for."""
     import sqlalchemy.exc
+    from sqlalchemy.engine import make_url
 
     optuna = load_optuna()
+    where = make_url(url).render_as_string(hide_password=True)
+    cls = _patient(optuna.storages.RDBStorage)
     for attempt in range(attempts):
         try:
             # Connections are checked before use: a database restarted mid-sweep reconnects.
-            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **kw)
+            store = with_patience(
+                lambda: cls(url, engine_kwargs={"pool_pre_ping": True}, **kw),
+                "connecting",
+                where,
+                patience_s,
+            )
+            store.patience_s, store.where = patience_s, where
+            return store
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as e:
             if attempt == attempts - 1:
                 raise

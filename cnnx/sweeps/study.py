@@ -330,6 +330,7 @@ def run_worker(
     *,
     isolate: bool = True,
     retry_failed: bool = False,
+    new_study: bool = False,
     runner: Callable | None = None,
     poll_s: float | None = None,
     log: Callable[[str], None] = print,
@@ -345,6 +346,8 @@ def run_worker(
       storage: from `cnnx.sweeps.storage.open_storage`.
       isolate: one subprocess per trial (default) or in-process (forced for several processes).
       retry_failed: first enqueue again the trials whose last attempt failed.
+      new_study: give a workdir that holds another study to this one
+        (`results_lib.claim_workdir`; otherwise that is a `WorkdirError`).
       runner: `fn(sweep, trial, trial_workdir, interrupt) -> dict` replacing the default (tests).
       poll_s: seconds between looks at the study while other workers' trials run (default:
         the heartbeat interval).
@@ -363,6 +366,7 @@ def run_worker(
         return _follow(sweep, workdir, sl, runner)
     optuna = load_optuna()
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+    results_lib.claim_workdir(workdir, study_name(sweep), sweep.ref, replace=new_study)
     study = open_study(sweep, storage)
     if retry_failed:
         log(f"enqueued {enqueue_failed(study, sweep)} failed trial(s) again")
@@ -397,7 +401,8 @@ def run_worker(
             t0 = time.time()
             sl.publish({"overrides": overrides, "index": trial.index, "workdir": twd})
             with Heartbeat(storage, otrial._trial_id, interval):
-                out = runner(sweep, trial, twd, interrupt)
+                runner_lib.wait_for_folder(twd, interrupt, log)
+                out = runner(sweep, trial, twd, interrupt) if not interrupt.requested else {}
             seconds = time.time() - t0
             if out.get("status") == "preempted" or interrupt.requested:
                 _requeue(study, storage, otrial)
@@ -416,22 +421,35 @@ def run_worker(
                 "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 **out,
             }
-            otrial.set_user_attr(RECORD_ATTR, record)
-            value = record.get("metrics", {}).get(sweep.metric)
-            try:
-                if record["status"] == "completed" and value is not None and math.isfinite(value):
-                    study.tell(otrial, float(value))
-                else:
-                    study.tell(otrial, state=optuna.trial.TrialState.FAIL)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                # Taken for dead (no heartbeat for grace_s) and retried elsewhere; the retry
-                # finds this trial's final checkpoint and finishes at once.
-                logging.warning("trial %s was failed as stale meanwhile", trial.label)
-            log(progress_line(study, sweep, trial, record["status"], seconds))
+            if _store(study, otrial, record, sweep.metric):
+                log(progress_line(study, sweep, trial, record["status"], seconds))
+            else:
+                log(
+                    f"trial {trial.label} was taken for dead meanwhile (no heartbeat for "
+                    "--grace_s: a paused worker, or a storage out of reach) and is retried; the "
+                    f"retry resumes from {twd} and records its result."
+                )
             export(study, sweep, workdir)
     sl.publish({"done": True})
     export(study, sweep, workdir)
     return status
+
+
+def _store(study, otrial, record: dict, metric: str) -> bool:
+    """Stores a finished trial's record and outcome; False when the trial was failed as stale
+    meanwhile (its retry, in the same folder, records the result instead)."""
+    optuna = load_optuna()
+    value = record.get("metrics", {}).get(metric)
+    try:
+        otrial.set_user_attr(RECORD_ATTR, record)
+        if record["status"] == "completed" and value is not None and math.isfinite(value):
+            study.tell(otrial, float(value))
+        else:
+            study.tell(otrial, state=optuna.trial.TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        logging.warning("trial #%d was failed as stale meanwhile", otrial.number)
+        return False
+    return True
 
 
 def _requeue(study, storage, otrial) -> None:

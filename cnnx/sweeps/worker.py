@@ -54,17 +54,22 @@ def write_hparams(workdir: str, hparams: dict) -> None:
     writer.close()
 
 
-def run_trial(config, workdir: str, hparams: dict | None = None) -> dict:
+def run_trial(
+    config, workdir: str, hparams: dict | None = None, snapped: dict | None = None
+) -> dict:
     """Trains and evaluates one trial's config in `workdir` (resuming from its checkpoint).
 
     Args:
-      config: the trial's full config (base with the trial's overrides).
+      config: the trial's full config (base with the trial's overrides, sizes snapped:
+        `cnnx.sweeps.sizes.trial_config`).
       workdir: the trial's training workdir (local or gs://).
       hparams: swept values to show in TensorBoard's HParams tab (None: none written).
+      snapped: {key: [rule's size, size used]} of the derived sizes that were snapped; kept
+        in the result, and the HParams show the size used.
 
     Returns:
-      {'status', 'metrics', 'num_params', 'macs', 'eval_image_size', 'wall_time_s'}; also
-      written atomically to `<workdir>/trial_result.json`.
+      {'status', 'metrics', 'num_params', 'macs', 'eval_image_size', 'wall_time_s'} (and
+      'snapped' when given); also written atomically to `<workdir>/trial_result.json`.
     """
     from etils import epath
 
@@ -75,7 +80,7 @@ def run_trial(config, workdir: str, hparams: dict | None = None) -> dict:
     t0 = time.time()
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     if hparams:
-        write_hparams(workdir, hparams)
+        write_hparams(workdir, {**hparams, **{k: v[1] for k, v in (snapped or {}).items()}})
     cost = model_cost(config)
     results = train_and_evaluate(config, workdir)
     out = {
@@ -83,6 +88,7 @@ def run_trial(config, workdir: str, hparams: dict | None = None) -> dict:
         "metrics": {k: v for k, v in results.items() if isinstance(v, (int, float))},
         **cost,
         "wall_time_s": time.time() - t0,
+        **({"snapped": snapped} if snapped else {}),
     }
     if is_writer():  # a multi-process sweep: every process ran the trial, one writes
         write_json_atomic(str(epath.Path(workdir) / RESULT_FILE), out)
@@ -99,24 +105,24 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", required=True)
     args = parser.parse_args(argv)
 
-    from cnnx.sweeps.spec import apply_overrides, load_sweep
+    from cnnx.sweeps.sizes import trial_config
+    from cnnx.sweeps.spec import load_sweep
     from cnnx.train import compile_cache, logs
 
     logs.configure()
     compile_cache.setup()  # the sweep's trials reuse each other's compiled steps
     from cnnx.errors import CnnxError
 
-    sweep = load_sweep(args.sweep)
     try:
+        sweep = load_sweep(args.sweep)
         trial = sweep.make_trial(json.loads(args.overrides), args.index)
-    except CnnxError as e:
+        config, snapped = trial_config(sweep, trial)
+        out = run_trial(
+            config, args.workdir, hparams={**trial.overrides, **trial.tags}, snapped=snapped
+        )
+    except CnnxError as e:  # a config the run refuses: one line, the record's reason
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = run_trial(
-        apply_overrides(sweep.base, trial.overrides),
-        args.workdir,
-        hparams={**trial.overrides, **trial.tags},
-    )
     return 0 if out["status"] == "completed" else 143
 
 

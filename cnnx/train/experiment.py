@@ -249,6 +249,39 @@ def check_input_size(
             )
 
 
+def nearest_input_size(
+    spec: ModelSpec, model, channels: int, size: int, *, radius: int | None = None
+) -> int:
+    """The input size nearest to `size` that `check_input_size` passes (`size` itself if it
+    does; at equal distance the larger one). For sizes a scaling rule derives (γ·R, γ^φ·R,
+    FixRes test sizes): LeNet-5 takes 32 or 36 px, not the 35 that γ=1.1 gives.
+
+    Args:
+      spec, model, channels: the model as built for the run.
+      size: the size the rule asks for (px, square).
+      radius: how far to look either side (default: a quarter of `size`, at least 8 px).
+
+    Raises:
+      ConfigError: no size within `radius` is accepted (naming why `size` is refused).
+    """
+    radius = radius if radius is not None else max(8, size // 4)
+    first_error = None
+    for offset in range(radius + 1):
+        for candidate in (size + offset, size - offset) if offset else (size,):
+            if candidate < spec.min_resolution:
+                continue
+            try:
+                check_input_size(spec, model, channels, candidate)
+            except ConfigError as e:
+                first_error = first_error or e
+                continue
+            return candidate
+    raise ConfigError(
+        f"{spec.name} accepts no input size within {radius} px of {size} px"
+        + (f" ({first_error})" if first_error else f" (its minimum is {spec.min_resolution})")
+    )
+
+
 def _as_reference(spec: ModelSpec, model, channels: int, rows, cols) -> bool:
     """Whether unused rows/columns are only the trailing band that the architecture drops at
     its own resolution too (timm's nasnetamobile and NIN leave the last row of a 224 px image

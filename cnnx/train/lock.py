@@ -1,4 +1,4 @@
-"""The workdir's lock: one writer per workdir (`locked`, `WorkdirLock`).
+"""The workdir's lock: one writer per workdir (`locked`, `WorkdirLock`, `live_holder`).
 
 The lock file (`workdir.lock_path`) records host, boot, pid and start time. A lock whose
 holder is on this host and no longer running is stale and taken over with a warning; a live
@@ -152,6 +152,15 @@ class WorkdirLock:
                 epath.Path(self.path).unlink(missing_ok=True)
         finally:
             self._mine = None
+
+
+def live_holder(workdir: str) -> dict | None:
+    """The holder of the workdir's lock while it may still be running (a live process on this
+    host, or any process on another host), else None (no lock, a stale or unreadable one)."""
+    holder = read_json(lock_path(workdir))
+    if holder is None or WorkdirLock(workdir)._stale(holder):
+        return None
+    return holder
 
 
 @contextlib.contextmanager

@@ -6,8 +6,9 @@
 
 Step 1 (these trials): at φ = 1, every (α, β, γ) on a grid (step 0.05) with α·β²·γ² within
 `tol` (relative, 5%) of 2; each trial is the baseline scaled by depth α (`model.depth_mult`),
-width β (`model.width_mult`) and resolution γ (`data.image_size = round(base_res·γ)`), trained
-on a short budget. The best point by eval top-1 is chosen. Step 2 (printed in the summary):
+width β (`model.width_mult`) and resolution γ (`data.image_size = round(base_res·γ)`, snapped
+at run time to the nearest size the scaled model accepts, recorded as the trial's `snapped`),
+trained on a short budget. The best point by eval top-1 is chosen. Step 2 (printed in the summary):
 φ = 1…7 from the chosen point beside the published B1–B7 table. The full default grid has 109
 points including the paper's (1.2, 1.1, 1.15); on ImageNet, share it between workers (several
 `scripts/sweep.py` processes, one per host or TPU slice, with a shared --storage). Each point is
@@ -133,7 +134,9 @@ def get_sweep(arg=None):
         }
         for a, b, g in points(arg)
     ]
-    return _base(s), trials, {"metric": "eval/top1", "mode": "max"}
+    # round(R·γ) ignores the layers: each trial runs at the nearest size its model accepts.
+    options = {"metric": "eval/top1", "mode": "max", "derived_sizes": ["data.image_size"]}
+    return _base(s), trials, options
 
 
 def _point(record):
@@ -148,6 +151,24 @@ def highlight(records, arg=None):
     return {"paper (1.2, 1.1, 1.15)": paper} if paper else {}
 
 
+def _snapper(s):
+    """(depth, width, res) -> the nearest size the scaled baseline accepts (None: none near)."""
+    from cnnx.errors import ConfigError
+    from cnnx.sweeps.sizes import accepted_size
+    from cnnx.sweeps.spec import apply_overrides
+
+    base = _base(s)
+
+    def snap(depth, width, res):
+        config = apply_overrides(base, {"model.depth_mult": depth, "model.width_mult": width})
+        try:
+            return accepted_size(config, res)
+        except ConfigError:
+            return None
+
+    return snap
+
+
 def report(best, records, arg=None):
     """Step 2: φ = 1…7 from the chosen point (and the paper's) beside the published B1–B7."""
     del records
@@ -156,7 +177,7 @@ def report(best, records, arg=None):
     if best is not None:
         a, b, g = _point(best)
         out += [f"Chosen point: alpha={a:g} beta={b:g} gamma={g:g}", ""]
-        out.append(format_phi_table(a, b, g, s["base_res"]))
+        out.append(format_phi_table(a, b, g, s["base_res"], snap=_snapper(s)))
         out.append("")
     out.append("For reference, the paper's point:")
     out.append(format_phi_table(*PAPER_POINT, 224))

@@ -5,8 +5,10 @@ of 127.0.0.1, trust authentication, stopped at the end. PostgreSQL refuses to ru
 under root the cluster belongs to the `postgres` user (the package creates it) and its commands
 run through `runuser`. Skips, saying why, when the server binaries are absent (`.ci/run`
 installs them). `postgres_url` (per test): a fresh, empty database on that server.
+`postgres_control` (per test): `stop()` and `start()` of that server (a database restart).
 """
 
+import contextlib
 import glob
 import os
 import shutil
@@ -56,19 +58,22 @@ def postgres_server():
             os.chown(path, owner.pw_uid, owner.pw_gid)
     port = free_port()
     run = dict(check=True, capture_output=True, text=True, timeout=120)
+    opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
+    start = _as_owner(
+        [pg_ctl, "-D", data, "-o", opts, "-l", os.path.join(root, "log"), "-w", "start"], user
+    )
+    _CONTROL.update(
+        start=lambda: subprocess.run(start, **run),
+        stop=lambda: subprocess.run(
+            _as_owner([pg_ctl, "-D", data, "-m", "fast", "-w", "stop"], user), **run
+        ),
+    )
     try:
         subprocess.run(
             _as_owner([initdb, "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"], user),
             **run,
         )
-        opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
-        subprocess.run(
-            _as_owner(
-                [pg_ctl, "-D", data, "-o", opts, "-l", os.path.join(root, "log"), "-w", "start"],
-                user,
-            ),
-            **run,
-        )
+        subprocess.run(start, **run)
     except subprocess.CalledProcessError as e:
         shutil.rmtree(root, ignore_errors=True)
         pytest.fail(f"could not start PostgreSQL: {e.stdout}{e.stderr}")
@@ -81,6 +86,17 @@ def postgres_server():
             timeout=60,
         )
         shutil.rmtree(root, ignore_errors=True)
+
+
+_CONTROL: dict = {}  # the running cluster's start() and stop()
+
+
+@pytest.fixture
+def postgres_control(postgres_server):
+    """{'start': fn, 'stop': fn} of the throwaway server; it is running again after the test."""
+    yield _CONTROL
+    with contextlib.suppress(subprocess.CalledProcessError):
+        _CONTROL["start"]()  # already running: pg_ctl says so and fails
 
 
 @pytest.fixture

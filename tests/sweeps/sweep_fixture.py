@@ -5,6 +5,7 @@ arg (comma-separated key=value):
   data=D     mesh.data (1; -1 spreads the batch over every device, the multi-process test)
   n=K        the first K of the widths 0.5, 0.75, 1.0, 1.25, 1.5, 1.75 (3)
   search=K   a random search of K trials over the width instead of the grid (0: the grid)
+  size=S     data.image_size (32; LeNet-5 refuses 35: the dry-run and failure tests)
 """
 
 from cnnx.config_schema import base_config
@@ -14,11 +15,11 @@ WIDTHS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
 
 def get_sweep(arg=None):
-    a = parse_arg(arg, steps=8, data=1, n=3, search=0)
+    a = parse_arg(arg, steps=8, data=1, n=3, search=0, size=32)
     c = base_config()
     c.model.name = "lenet5"
     digits_data(c, shuffle_buffer=512)
-    c.data.image_size = 32
+    c.data.image_size = a.size
     c.data.eval_split = "test[:120]"
     c.optim.base_lr = 0.4
     c.train.batch_size = 32
