@@ -6,6 +6,7 @@ TensorFlow until data is read; the config schema is `cnnx.config_schema`).
   experiment     what a config implies before the first step: source, model, mesh, input checks
   build          the assembly shared by training, eval.py, FixRes and the linear probe
   state          `TrainState`, created sharded
+  memory         the train state's size against the devices' memory, before creating it
   steps          the train and eval steps; `make_train_step`, the one place a step is jitted
   losses         classification losses by name (`train.loss`)
   optim          optimizers and learning-rate schedules
