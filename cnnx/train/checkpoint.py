@@ -166,6 +166,7 @@ class Checkpointer:
             the directory meanwhile must not: it would delete the save in flight.
           read_only: only read (eval.py, fine-tuning): nothing is created or written.
         """
+        _ignore_abandoned_io()  # a failed background save's noise comes before its error
         self.directory = _absolute(directory)
         self._saving: int | None = None  # step of the save that may still be in flight
         self._cleanup = cleanup and not read_only
