@@ -24,6 +24,7 @@ import traceback
 
 from etils import epath
 
+from cnnx.errors import CnnxError
 from cnnx.sweeps.spec import Sweep, Trial, apply_overrides
 from cnnx.sweeps.worker import RESULT_FILE
 from cnnx.train.workdir import is_remote
@@ -152,5 +153,7 @@ def run_inprocess(sweep: Sweep, trial: Trial, workdir: str, interrupt: _Interrup
             workdir,
             hparams={**trial.overrides, **trial.tags},
         )
+    except CnnxError as e:  # said in one line, as the subprocess worker prints it
+        return {"status": "failed", "error": f"error: {e}"}
     except Exception as e:
         return {"status": "failed", "error": f"{type(e).__name__}: {e}\n{traceback.format_exc()}"}

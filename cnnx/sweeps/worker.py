@@ -109,14 +109,14 @@ def main(argv=None) -> int:
     sweep = load_sweep(args.sweep)
     try:
         trial = sweep.make_trial(json.loads(args.overrides), args.index)
-    except CnnxError as e:
+        out = run_trial(
+            apply_overrides(sweep.base, trial.overrides),
+            args.workdir,
+            hparams={**trial.overrides, **trial.tags},
+        )
+    except CnnxError as e:  # e.g. a config that setup refuses: one line in trial.log
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = run_trial(
-        apply_overrides(sweep.base, trial.overrides),
-        args.workdir,
-        hparams={**trial.overrides, **trial.tags},
-    )
     return 0 if out["status"] == "completed" else 143
 
 
