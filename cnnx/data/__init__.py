@@ -1,6 +1,7 @@
 """Data: sources by name, preprocessing ops, and the training and evaluation pipelines.
 
   pp           the preprocessing-op registry: `op`, `parse`, `build`, `PPContext`
+  image_header an encoded image's pixel count before decoding (decompression bombs)
   preprocess   basic ops in tf.data (decode, resize, crops, flip, normalize)
   augment      training augmentations (colour, lighting, cutout, erasing, Auto/RandAugment)
   autoaugment  the image operations and policies of AutoAugment / RandAugment

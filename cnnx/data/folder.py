@@ -4,12 +4,21 @@ Layouts (as torchvision's `ImageFolder`, with TFDS-style split folders):
   <root>/<split>/<class>/**/<image>   splits among train, val, validation, test
   <root>/<class>/**/<image>           one split, `all` (slice it: `all[:90%]`, `all[90%:]`)
 
-Images may sit in subfolders of a class folder (they are walked, links followed). The class
+Images may sit in subfolders of a class folder (they are walked, links followed; a folder
+reached a second time, e.g. through a link loop, is read once, with a warning). The class
 list is the training split's (`train/`), or the union of the splits when there is none, and
 every split uses it, so a label means the same class everywhere. A class folder that an
 evaluation split has and `train/` lacks, or a class without any image, is an error: the first
 would silently leave evaluation (or shift every label), the second adds an output that no
-image trains.
+image trains. A folder of one class is an error too (every prediction would be right).
+
+File names need not be UTF-8: paths are handled as bytes (`os.fsencode`) and shown with
+backslash escapes; class folder names must be UTF-8 (they are the labels' names).
+
+Images are decoded as stored: EXIF orientation is not applied (neither do torchvision's
+`ImageFolder`, PIL's `Image.open` nor TFDS); rotate camera photos beforehand if it matters
+(e.g. `PIL.ImageOps.exif_transpose`). Images above Pillow's decompression-bomb limit
+(`cnnx.data.image_header`, 179 megapixels) are unreadable files, found before decoding.
 
 Unreadable files (truncated, not an image, undecodable) are not detected here, when listing,
 but where they are decoded: the pipelines run each example's reading and preprocessing so that
@@ -62,8 +71,9 @@ class FolderSource(Source):
     classes: Sequence[str] = ()
     files: dict[str, list[tuple[str, int]]] = dataclasses.field(default_factory=dict)
     on_corrupt: str = dataclasses.field(kw_only=True)  # no default: the config schema has it
-    # path -> times it was found unreadable (every epoch and eval pass reads it again).
+    # path (`shown`) -> times it was found unreadable (every epoch and eval pass reads it again).
     corrupt: dict[str, int] = dataclasses.field(default_factory=dict)
+    _paths: dict[str, bytes] = dataclasses.field(default_factory=dict)  # shown -> the file
     # Set when an example and all its stand-ins were unreadable: raised by check().
     failure: str | None = None
     can_fail = True
@@ -88,21 +98,25 @@ class FolderSource(Source):
         entries = self._entries(split)
         mine = process_slice(len(entries), process_index, process_count, drop_remainder)
         entries = entries[mine.start : mine.stop]
-        paths = [p for p, _ in entries]
+        paths = [os.fsencode(p) for p, _ in entries]  # file names need not be UTF-8
         labels = np.array([c for _, c in entries], np.int32)
         return tf.data.Dataset.from_tensor_slices({"path": paths, "label": labels})
 
     def load(self, example):
         import tensorflow as tf
 
-        return {"image": tf.io.read_file(example["path"]), "label": example["label"]}
+        from cnnx.data.image_header import check_pixels
+
+        image = check_pixels(tf.io.read_file(example["path"]))  # a bomb fails here, per file
+        return {"image": image, "label": example["label"]}
 
     def describe(self, example):
         return example["path"]
 
     def record_unreadable(self, path: bytes) -> None:
         """Host side: an example of `path` could not be read, decoded or preprocessed."""
-        name = path.decode() if isinstance(path, bytes) else str(path)
+        name = shown(path)
+        self._paths[name] = os.fsencode(path)
         first = name not in self.corrupt
         self.corrupt[name] = self.corrupt.get(name, 0) + 1
         n = len(self.corrupt)
@@ -112,16 +126,15 @@ class FolderSource(Source):
                 "In training it is replaced by the next example of the epoch, with that "
                 "example's label; in evaluation it is left out.",
                 name,
-                why_unreadable(name),
+                why_unreadable(path),
                 n,
                 self.root,
             )
 
     def record_exhausted(self, paths: Sequence[bytes]) -> None:
-        names = [p.decode() if isinstance(p, bytes) else str(p) for p in paths]
         self.failure = (
-            f"{len(names)} consecutive examples of image folder {self.root} are unreadable "
-            f"({', '.join(f'{n} ({why_unreadable(n)})' for n in names)}): the folder looks "
+            f"{len(paths)} consecutive examples of image folder {self.root} are unreadable "
+            f"({', '.join(f'{shown(p)} ({why_unreadable(p)})' for p in paths)}): the folder looks "
             "broken, or the preprocessing fails on every image. Fix the files or the "
             "preprocessing."
         )
@@ -133,24 +146,40 @@ class FolderSource(Source):
             names = sorted(self.corrupt)
             raise DataError(
                 f"Corrupt or unreadable image file(s) in {self.root}: "
-                + ", ".join(f"{n} ({why_unreadable(n)})" for n in names[:5])
+                + ", ".join(f"{n} ({why_unreadable(self._paths.get(n, n))})" for n in names[:5])
                 + (f" and {len(names) - 5} more" if len(names) > 5 else "")
                 + ". Delete or replace them, or set --config.data.on_corrupt=skip to skip such "
                 "files (logged and counted)."
             )
 
 
-def why_unreadable(path: str) -> str:
+def shown(path: bytes | str) -> str:
+    """A file name for messages: its bytes as UTF-8, backslash escapes for any that are not."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def why_unreadable(path: bytes | str) -> str:
     """Why a file could not be used, found again on the host (only for files that failed)."""
     import tensorflow as tf
 
+    from cnnx.data.image_header import MAX_IMAGE_PIXELS, pixels
+
     try:
-        with tf.io.gfile.GFile(path, "rb") as f:
+        with open(path, "rb") as f:
             data = f.read()
     except Exception as e:  # missing, permissions, I/O error
         return f"cannot be read: {type(e).__name__}"
     if not data:
         return "empty file"
+    try:
+        declared = int(pixels(tf.constant(data)))  # not decoded: it may be a bomb
+    except Exception:  # a JPEG header TensorFlow cannot parse: the decoder says more
+        declared = 0
+    if declared > MAX_IMAGE_PIXELS:
+        return (
+            f"{declared / 1e6:.0f} megapixels, above the {MAX_IMAGE_PIXELS / 1e6:.0f}-megapixel "
+            "limit for images (a decompression bomb, or an image to shrink first)"
+        )
     try:
         shape = tf.io.decode_image(data, channels=3, expand_animations=False).shape
     except Exception as e:  # TensorFlow's own decode error
@@ -169,9 +198,20 @@ def _subfolders(directory: str) -> list[str]:
 
 
 def _images_under(folder: str) -> list[str]:
-    """Image files anywhere under `folder`, in a fixed order (as ImageFolder: links followed)."""
-    out = []
+    """Image files anywhere under `folder`, in a fixed order (as ImageFolder: links followed,
+    but each real folder read once: a link loop would repeat the class's images)."""
+    out, walked = [], {}
     for parent, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(parent)
+        if real in walked:
+            logging.warning(
+                "Image folder %s is %s again (through a link): its images are read once.",
+                shown(parent),
+                shown(walked[real]),
+            )
+            dirs[:] = []
+            continue
+        walked[real] = parent
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         out.extend(
             os.path.join(parent, f)
@@ -224,6 +264,12 @@ def class_map(per_split: dict[str, dict[str, list[str]]], root: str) -> list[str
             f"Image folder {root}: class folder(s) {', '.join(empty)} hold no image in {where} "
             f"({', '.join(IMAGE_EXTENSIONS)}, subfolders included); each would add an output "
             "that no image trains. Add images or remove the folder(s)."
+        )
+    if len(classes) < 2:
+        raise DataError(
+            f"Image folder {root}: one class ({', '.join(classes)}); a classifier needs at "
+            "least two (with one, every prediction is right and top-1 is 100%). Expected "
+            "<root>/<split>/<class>/<image> or <root>/<class>/<image>, a folder per class."
         )
     for split, found in per_split.items():
         missing = [c for c in classes if not found.get(c)]
@@ -278,6 +324,13 @@ def folder_source(root: str, on_corrupt: str) -> FolderSource:
             f"Image folder {root!r} has no class folders with images "
             f"({', '.join(IMAGE_EXTENSIONS)})."
             " Expected <root>/<split>/<class>/<image>."
+        )
+    not_utf8 = sorted({shown(c) for split in per_split.values() for c in split if c != shown(c)})
+    if not_utf8:
+        raise DataError(
+            f"Image folder {root}: class folder name(s) {', '.join(not_utf8)} are not UTF-8; "
+            "they name the classes in results and logs. Rename them (e.g. convmv -f latin1 "
+            "-t utf8 --notest -r)."
         )
     classes = class_map(per_split, root)
     files = {s: _interleaved([found.get(c, []) for c in classes]) for s, found in per_split.items()}

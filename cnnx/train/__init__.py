@@ -6,6 +6,7 @@ TensorFlow until data is read; the config schema is `cnnx.config_schema`).
   experiment     what a config implies before the first step: source, model, mesh, input checks
   build          the assembly shared by training, eval.py, FixRes and the linear probe
   state          `TrainState`, created sharded
+  memory         the train state's size against the devices' memory, before creating it
   steps          the train and eval steps; `make_train_step`, the one place a step is jitted
   losses         classification losses by name (`train.loss`)
   optim          optimizers and learning-rate schedules
@@ -15,6 +16,7 @@ TensorFlow until data is read; the config schema is `cnnx.config_schema`).
   workdir        a run's workdir: layout, atomic writes, identity (config.json)
   lock           the workdir's lock: one writer per workdir
   loop           `train_and_evaluate(config, workdir)`
+  preemption     SIGTERM → the step every process stops and saves at
   metrics_log    TensorBoard, train_metrics.jsonl and the log line
   event_files    TensorBoard event files written without TensorFlow (gs:// mirrored)
   health         warnings for diverging or stuck runs

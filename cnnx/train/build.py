@@ -15,6 +15,7 @@ from cnnx.evaluate import classification
 from cnnx.parallel.sharding import log_placement, shardings_from_config
 from cnnx.train import finetune, optim, steps
 from cnnx.train.experiment import Experiment, process_info
+from cnnx.train.memory import check_state_fits
 from cnnx.train.state import create_train_state, jit_initialize
 
 
@@ -118,6 +119,7 @@ def init_state(exp: Experiment, tx, rng):
     # fsdp/model > 1 or rules say otherwise); created in place, never gathered on one device.
     shardings = shardings_from_config(abstract, exp.mesh, exp.config.mesh)
     log_placement(abstract, shardings, exp.mesh)
+    check_state_fits(abstract, shardings, exp.spec.name)  # before allocating any of it
     return jit_initialize(create, rng, shardings), shardings
 
 

@@ -19,13 +19,17 @@ compares the saved tree with the template (a different model is a `CheckpointMis
 before any array is read), then reads the arrays and checks their fingerprints. A step that is
 incomplete, unreadable or fails its fingerprints is a `CheckpointDamaged`: the training run
 (the directory's writer) moves it aside to `<step>.damaged` and resumes from the newest intact
-step, saying so; readers (eval.py, fine-tuning) stop and name the intact steps. Checkpoints
+step, saying so; readers (eval.py, fine-tuning) stop and name the intact steps. A reader of a
+directory a run is writing lists the steps again when the one it read was deleted meanwhile
+(the writer's max_to_keep) and reads the newest then there; it never advises moving steps while
+the workdir's lock is held. Checkpoints
 written before fingerprints were recorded restore unverified, with a warning.
 """
 
 import os
 import re
 import sys
+import time
 
 import jax
 import numpy as np
@@ -74,6 +78,10 @@ def _absolute(directory: str) -> str:
     """Local paths made absolute; URLs (gs://bucket/dir) kept as they are."""
     return directory if workdir_layout.is_remote(directory) else os.path.abspath(directory)
 
+
+# A reader lists the steps again when the one it read was deleted meanwhile, this many times.
+_RELISTS = 5
+_DELETION_WAITS = 20  # x 0.1 s for a step a running writer is deleting to disappear
 
 # Saved in each step's metadata under this key, with `fingerprint.ALGORITHM` (the format).
 _METADATA_KEY = "cnnx_checksums"
@@ -158,6 +166,7 @@ class Checkpointer:
             the directory meanwhile must not: it would delete the save in flight.
           read_only: only read (eval.py, fine-tuning): nothing is created or written.
         """
+        _ignore_abandoned_io()  # a failed background save's noise comes before its error
         self.directory = _absolute(directory)
         self._saving: int | None = None  # step of the save that may still be in flight
         self._cleanup = cleanup and not read_only
@@ -239,28 +248,81 @@ class Checkpointer:
             and this is a reader, or every step is. The message names the intact steps.
             The writer (`cleanup=True`) moves a damaged newest step aside to
             `<step>.damaged` and resumes from the newest intact one, with a warning.
+            A reader whose step is deleted while it reads it (by the run writing the
+            directory, its max_to_keep) lists the steps again and reads the newest one there
+            (default step), or says that the step asked for was deleted (CheckpointError).
         """
-        steps = sorted(self.all_steps(), reverse=True)
-        if not steps:
-            raise CheckpointError(f"No checkpoint found in {self.directory}.")
-        if step is not None and step not in steps:
-            raise CheckpointError(
-                f"No checkpoint {step} in {self.directory}; the steps there are "
-                f"{_steps_text(steps)}."
-            )
-        damaged = []
-        for candidate in [step] if step is not None else steps:
-            try:
-                restored = self._restore_step(candidate, state_template)
-            except CheckpointDamaged as e:
-                damaged.append(e)
-                if self._cleanup and step is None:
-                    continue  # the writer tries the next older step
+        vanished = []  # steps deleted (by the writer's max_to_keep) while being read
+        for _ in range(_RELISTS):
+            steps = self._listed()
+            if not steps:
+                raise CheckpointError(f"No checkpoint found in {self.directory}.")
+            if step is not None and step not in steps:
+                deleted = (
+                    f" (deleted while it was being read: {self._writer()} keeps only the "
+                    "newest steps; copy a step elsewhere to keep it)"
+                    if step in vanished
+                    else ""
+                )
+                raise CheckpointError(
+                    f"No checkpoint {step} in {self.directory}{deleted}; the steps there are "
+                    f"{_steps_text(steps)}."
+                )
+            damaged = []
+            for candidate in [step] if step is not None else steps:
+                try:
+                    restored = self._restore_step(candidate, state_template)
+                except CheckpointDamaged as e:
+                    if self._vanished(candidate):
+                        vanished.append(candidate)
+                        break  # not damage: list the steps again
+                    damaged.append(e)
+                    if self._cleanup and step is None:
+                        continue  # the writer tries the next older step
+                    raise self._damaged_error(damaged, state_template, steps) from None
+                if damaged:
+                    self._set_aside(damaged, candidate)
+                return restored
+            else:
+                raise self._damaged_error(damaged, state_template, steps)
+        raise CheckpointError(
+            f"The steps of {self.directory} ({_steps_text(vanished)}) were deleted while being "
+            f"read, {_RELISTS} times: {self._writer()} saves and deletes faster than they can "
+            "be read. Read once it has finished, or copy a step elsewhere and read that."
+        )
+
+    def _listed(self) -> list[int]:
+        """The steps there now, newest first (listed afresh: a writer may have saved or
+        deleted some since this Checkpointer opened)."""
+        if not self._cleanup:
+            self.manager.reload()
+        return sorted(self.all_steps(), reverse=True)
+
+    def _lock_file(self) -> epath.Path:
+        """The lock of the workdir these checkpoints belong to (see `cnnx.train.lock`)."""
+        return epath.Path(workdir_layout.lock_path(str(epath.Path(self.directory).parent)))
+
+    def _writer(self) -> str:
+        """Who may be changing the steps while this process reads them, in words."""
+        if not self._cleanup and self._lock_file().exists():
+            return f"the run holding {self._lock_file()}"
+        return "the run writing it"
+
+    def _vanished(self, step: int) -> bool:
+        """Whether `step` failed because it was deleted (by the writer) rather than damaged.
+
+        A writer's deletion of an old step (max_to_keep) is not atomic: a step being deleted
+        still exists, emptying. While the workdir's lock is held, give it a moment.
+        """
+        if self._cleanup:
+            return False  # this process is the writer: nothing deletes behind its back
+        step_dir = epath.Path(self.directory) / str(step)
+        waits = _DELETION_WAITS if self._lock_file().exists() else 0
+        for _ in range(waits):
+            if not step_dir.exists():
                 break
-            if damaged:
-                self._set_aside(damaged, candidate)
-            return restored
-        raise self._damaged_error(damaged, state_template, steps)
+            time.sleep(0.1)
+        return not step_dir.exists() or step not in self._listed()
 
     def _saved_tree(self, step: int):
         """The saved tree of metadata (shapes, dtypes), or `CheckpointDamaged`."""
@@ -393,7 +455,8 @@ class Checkpointer:
                 self._restore_step(other, state_template)
                 intact.append(other)
             except CheckpointDamaged as e:
-                damaged.append(e)
+                if not self._vanished(other):
+                    damaged.append(e)
         what = "; ".join(f"checkpoint {e}" for e in damaged)
         if intact:
             todo = (
@@ -402,6 +465,11 @@ class Checkpointer:
             )
             if self._cleanup:
                 todo = f"The intact steps are {_steps_text(intact)}."
+        elif not self._cleanup and self._lock_file().exists():
+            todo = (
+                f"Nothing was changed, and nothing should be moved while {self._writer()} "
+                "may be writing or deleting steps: read again once it has saved a step."
+            )
         else:
             todo = (
                 "No intact step is left. Nothing was changed; move the damaged steps aside "

@@ -18,7 +18,7 @@ from absl import logging
 from etils import epath
 
 from cnnx.errors import WorkdirError
-from cnnx.train.workdir import is_remote, lock_path, read_json
+from cnnx.train.workdir import describe_write_error, is_remote, lock_path, read_json
 
 
 def _boot_id() -> str:
@@ -163,6 +163,19 @@ def live_holder(workdir: str) -> dict | None:
     return holder
 
 
+def _cannot_write(workdir: str, error: Exception) -> WorkdirError:
+    """The one line for a workdir whose lock cannot be written (the run's first write)."""
+    reason, full = describe_write_error(error)
+    hint = (
+        "free disk space (or raise the quota)"
+        if full
+        else "pass a --workdir this process can write (not a read-only file system; on gs://, "
+        "a bucket that exists and that these credentials may write: gcloud auth "
+        "application-default login, or GOOGLE_APPLICATION_CREDENTIALS)"
+    )
+    return WorkdirError(f"Cannot write the lock of {workdir} ({reason}): {hint}.")
+
+
 @contextlib.contextmanager
 def locked(workdir: str, *, take: bool = True, agree=None) -> Iterator[None]:
     """Holds the workdir's lock for the block.
@@ -175,16 +188,21 @@ def locked(workdir: str, *, take: bool = True, agree=None) -> Iterator[None]:
         of waiting for it in a collective.
 
     Raises:
-      WorkdirError: the workdir is in use (on every process when `agree` is given).
+      WorkdirError: the workdir is in use, or cannot be written (read-only, a full disk, a
+        missing bucket); on every process when `agree` is given.
     """
     lock, error = None, None
     if take:
-        epath.Path(workdir).mkdir(parents=True, exist_ok=True)
         lock = WorkdirLock(workdir)
         try:
+            epath.Path(workdir).mkdir(parents=True, exist_ok=True)
             lock.acquire()
         except WorkdirError as e:
             lock, error = None, e
+        except Exception as e:  # OSError; gs:// clients raise their own types
+            if not (isinstance(e, OSError) or is_remote(workdir)):
+                raise
+            lock, error = None, _cannot_write(workdir, e)
     if agree is not None and not agree(error is None):
         raise error or WorkdirError(
             f"{workdir} is in use: process 0 of this run could not take its lock (its log "

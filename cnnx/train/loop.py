@@ -8,7 +8,6 @@ initialised by the entry point).
 
 import contextlib
 import functools
-import signal
 import time
 
 import jax
@@ -35,47 +34,8 @@ from cnnx.train.metrics_log import (
     write_model_summary,
     writing,
 )
+from cnnx.train.preemption import Preemption
 from cnnx.train.profiling import Profiler, StepTimer
-
-
-class _Preemption:
-    """Turns SIGTERM into a flag the loop checks between steps (so a save is never torn).
-
-    Installed for the whole run, from before the first step until the final evaluation, the
-    final save and results.json are done; entering it again (nested) keeps the one handler.
-    """
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-        self._depth = 0
-
-    def __enter__(self):
-        self._depth += 1
-        if self._depth > 1:
-            return self
-        try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread: rely on the caller
-            self._previous = None
-        return self
-
-    def _handle(self, signum, frame):
-        del signum, frame
-        self.requested = True
-
-    def __exit__(self, *exc):
-        self._depth -= 1
-        if self._depth == 0 and self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-
-    def should_stop(self, step: int) -> bool:
-        if jax.process_count() > 1:
-            # All hosts agree on the step to stop at (jax.distributed's preemption service).
-            from jax.experimental import multihost_utils
-
-            return self.requested or multihost_utils.reached_preemption_sync_point(step)
-        return self.requested
 
 
 def _restore_hint(workdir: str, config) -> str:
@@ -143,7 +103,7 @@ def train_and_evaluate(
     exp = setup(config)  # a bad config fails before the workdir is created or locked
     try:
         locked = lock.locked(workdir, take=pidx == 0, agree=agree_with_process_0())
-        with _Preemption() as preemption, locked:
+        with Preemption() as preemption, locked:
             return _train_and_evaluate(
                 config, exp, workdir, t_start, changes, preemption, step_callback
             )

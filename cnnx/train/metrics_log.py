@@ -183,7 +183,8 @@ class MetricsLog:
             with writing(self.path):
                 wd.keep_metrics_until(self.path, start_step)
         # Synchronous: a failed write raises here, in the loop, not in a background thread.
-        self.writer = metric_writer(workdir, just_logging=process_index > 0)
+        with writing(f"the TensorBoard event file in {workdir}"):  # a full disk: one line
+            self.writer = metric_writer(workdir, just_logging=process_index > 0)
 
     def wall_time(self) -> float:
         """Seconds spent on the run so far, over all its segments."""

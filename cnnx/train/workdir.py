@@ -20,9 +20,12 @@ they are written locally and copied into the workdir at each flush
 (`cnnx.train.metrics_log.metric_writer`).
 """
 
+import functools
 import json
 import os
+import socket
 import time
+import urllib.parse
 
 import ml_collections
 from absl import logging
@@ -366,9 +369,11 @@ def check_folder(path: str, *, create: bool = False, flag: str = "--workdir") ->
 
     Raises:
       WorkdirError: `path` or one of its parents is an existing file; with `create`, the
-        folder cannot be made or written (read-only file system, permissions).
+        folder cannot be made or written (read-only file system, permissions); a gs://
+        `path` whose Cloud Storage endpoint cannot be reached (`check_reachable`).
     """
     if is_remote(path):
+        check_reachable(path)
         return
     full = os.path.abspath(path)
     existing = full
@@ -387,3 +392,52 @@ def check_folder(path: str, *, create: bool = False, flag: str = "--workdir") ->
         readonly = os.statvfs(full).f_flag & os.ST_RDONLY
         why = "a read-only file system" if readonly else "no write permission"
         raise WorkdirError(f"{flag}={path} is not writable ({why}); pass a writable folder.")
+
+
+# --- Cloud Storage: reachable at all? ----------------------------------------------------------
+
+REACH_TIMEOUT_S = 5.0
+
+
+def _endpoints() -> list[str]:
+    """The Cloud Storage endpoints (host:port) the gs:// clients will use (module docstring)."""
+    urls = [os.environ.get(v) for v in ("STORAGE_EMULATOR_HOST", "TENSORSTORE_GCS_HTTP_URL")]
+    urls = [u if "://" in u else f"http://{u}" for u in urls if u] or [
+        "https://storage.googleapis.com"
+    ]
+    out = []
+    for url in urls:
+        parts = urllib.parse.urlsplit(url)
+        out.append(f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}")
+    return list(dict.fromkeys(out))
+
+
+@functools.cache
+def _unreachable(endpoint: str) -> str | None:
+    host, port = endpoint.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=REACH_TIMEOUT_S).close()
+    except OSError as e:
+        return e.strerror or type(e).__name__
+    return None
+
+
+def check_reachable(path: str) -> None:
+    """Fails at once when the Cloud Storage endpoint of a gs:// `path` cannot be reached.
+
+    Without this, gcsfs retried for about a minute and ended in a 159-line aiohttp traceback
+    that named neither the endpoint nor the credentials. One TCP connection per endpoint and
+    process (`REACH_TIMEOUT_S`); credentials are the clients' own business (a refused write
+    is reported where it happens, e.g. `cnnx.train.lock`).
+
+    Raises:
+      WorkdirError: naming the endpoint, the variables that set it and the credentials.
+    """
+    for endpoint in _endpoints():
+        if (why := _unreachable(endpoint)) is not None:
+            raise WorkdirError(
+                f"Cannot reach Cloud Storage at {endpoint} for {path} ({why}, "
+                f"{REACH_TIMEOUT_S:.0f} s timeout). Check the network (a local emulator: "
+                "STORAGE_EMULATOR_HOST and TENSORSTORE_GCS_HTTP_URL) and the credentials "
+                "(gcloud auth application-default login, or GOOGLE_APPLICATION_CREDENTIALS)."
+            )

@@ -10,7 +10,10 @@ The native part, `onednn_conv.cc`, is optional. It is compiled against the PyPI 
 `onednn-cpu-gomp` (library) and `onednn-devel-cpu-gomp` (headers) by `make install`, or by
 `python -m cnnx.backends.cpu.onednn build`, into `_build/` beside this file; the file name
 carries a hash of the source, jaxlib's and oneDNN's versions, so a stale build is never
-loaded. Without it every convolution stays with XLA (and cnnx's own CPU gradients).
+loaded. Beside it, `<library>.sha256` records its size and hash at build time: a library that
+does not match (truncated by a full disk or an interrupted copy, or another file under its
+name) is not loaded (a truncated one would crash the process with SIGBUS) and is reported as
+needing a rebuild. Without it every convolution stays with XLA (and cnnx's own CPU gradients).
 
 The switch, `CNNX_ONEDNN` in the environment (`cnnx.backends.switches`), read when a layer is
 traced:
@@ -44,6 +47,7 @@ import numpy as np
 from jax import lax
 
 from cnnx.backends import cpu, switches
+from cnnx.errors import ConfigError
 
 SWITCH = switches.ONEDNN.name
 SOURCE = Path(__file__).with_name("onednn_conv.cc")
@@ -54,8 +58,9 @@ TARGETS = ("cnnx_onednn_conv_fwd", "cnnx_onednn_conv_bwd_data", "cnnx_onednn_con
 _SUPPORTED_DTYPES = ("float32", "bfloat16")
 
 
-class OneDNNUnavailable(RuntimeError):
-    """`CNNX_ONEDNN=on`, but the oneDNN extension is not built or cannot load."""
+class OneDNNUnavailable(ConfigError, RuntimeError):
+    """`CNNX_ONEDNN=on`, but the oneDNN extension is not built or cannot load (a `ConfigError`:
+    the entry points print it as one `error:` line)."""
 
 
 class BuildError(RuntimeError):
@@ -130,10 +135,45 @@ def build(quiet: bool = False) -> Path:
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             raise BuildError(f"{' '.join(command)}\nfailed:\n{done.stderr[-4000:]}")
+        _record(output, target)
         os.replace(output, target)  # atomic: a concurrent loader sees all of it or nothing
     if not quiet:
         print(f"built {target}")
     return target
+
+
+def _record_path(library: Path) -> Path:
+    return library.with_name(library.name + ".sha256")
+
+
+def _fingerprint(path: Path) -> str:
+    """'<size> <sha256>' of a file."""
+    data = path.read_bytes()
+    return f"{len(data)} {hashlib.sha256(data).hexdigest()}"
+
+
+def _record(built: Path, target: Path) -> None:
+    """Writes the size and hash of `built` (to be renamed to `target`) beside `target`."""
+    tmp = built.with_name(built.name + ".sha256")
+    tmp.write_text(_fingerprint(built) + "\n")
+    os.replace(tmp, _record_path(target))
+
+
+def _mismatch(path: Path) -> str | None:
+    """Why the library at `path` must not be loaded (it is not the one built), or None."""
+    record = _record_path(path)
+    rebuild = "rebuild it: `python -m cnnx.backends.cpu.onednn build`"
+    if not record.exists():
+        return f"the oneDNN extension {path} has no build record ({record.name}); {rebuild}"
+    size, digest = record.read_text().split()[:2]
+    found = _fingerprint(path).split()
+    if found != [size, digest]:
+        what = "truncated" if int(found[0]) < int(size) else "replaced by another file"
+        return (
+            f"the oneDNN extension {path} is not the library that was built ({found[0]} bytes, "
+            f"{size} recorded; {what}?); {rebuild}"
+        )
+    return None
 
 
 @functools.cache
@@ -147,10 +187,14 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
             f"the oneDNN extension is not built for this source and jaxlib ({path.name}): "
             "run `make install` or `python -m cnnx.backends.cpu.onednn build`"
         )
+    if (why := _mismatch(path)) is not None:
+        return None, why
     try:
         lib = ctypes.cdll.LoadLibrary(str(path))
-    except OSError as e:
+        symbols = [getattr(lib, name) for name in (*TARGETS, "cnnx_onednn_version")]
+    except (OSError, AttributeError) as e:
         return None, f"the oneDNN extension {path} does not load: {e}"
+    del symbols
     for name in TARGETS:
         jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
     lib.cnnx_onednn_version.restype = ctypes.c_char_p
