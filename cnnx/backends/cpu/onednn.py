@@ -47,10 +47,15 @@ from cnnx.backends import cpu, switches
 
 SWITCH = switches.ONEDNN.name
 SOURCE = Path(__file__).with_name("onednn_conv.cc")
+# Compiled into the same library: the dense layers' matrix products (`dense`) and what the
+# handlers share (one engine, one lock).
+MATMUL_SOURCE = Path(__file__).with_name("onednn_matmul.cc")
+HEADER = Path(__file__).with_name("onednn_ffi.h")
 BUILD_DIR = Path(__file__).with_name("_build")
 LIBRARY_DIST = "onednn-cpu-gomp"  # libdnnl.so (GNU OpenMP threading)
 HEADERS_DIST = "onednn-devel-cpu-gomp"  # oneapi/dnnl/*.hpp
 TARGETS = ("cnnx_onednn_conv_fwd", "cnnx_onednn_conv_bwd_data", "cnnx_onednn_conv_bwd_weights")
+MATMUL_TARGET = "cnnx_onednn_matmul"
 _SUPPORTED_DTYPES = ("float32", "bfloat16")
 
 
@@ -87,6 +92,7 @@ def library_path() -> Path | None:
     if versions is None:
         return None
     digest = hashlib.sha256(SOURCE.read_bytes())
+    digest.update(MATMUL_SOURCE.read_bytes() + HEADER.read_bytes())
     digest.update(" ".join(versions).encode())
     return BUILD_DIR / f"libcnnx_onednn-{digest.hexdigest()[:12]}.so"
 
@@ -121,7 +127,9 @@ def build(quiet: bool = False) -> Path:
             "-Wno-return-type",  # jaxlib's FFI headers
             f"-I{jax.ffi.include_dir()}",
             f"-I{header.parents[2]}",
+            f"-I{HEADER.parent}",
             str(SOURCE),
+            str(MATMUL_SOURCE),
             str(library),
             f"-Wl,-rpath,{library.parent}",
             "-o",
@@ -151,7 +159,7 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
         lib = ctypes.cdll.LoadLibrary(str(path))
     except OSError as e:
         return None, f"the oneDNN extension {path} does not load: {e}"
-    for name in TARGETS:
+    for name in (*TARGETS, MATMUL_TARGET):
         jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
     lib.cnnx_onednn_version.restype = ctypes.c_char_p
     return lib, "oneDNN " + lib.cnnx_onednn_version().decode()
@@ -180,6 +188,35 @@ def implementations(geometry: tuple[int, ...], dtype: str = "float32") -> tuple[
         code = lib.cnnx_onednn_implementation(values, dtype == "bfloat16", op, out, len(out))
         names.append(out.value.decode() if code == 0 else f"unsupported: {out.value.decode()}")
     return tuple(names)
+
+
+@functools.cache
+def matmul_implementation(
+    m: int, k: int, n: int, transpose_a: bool, transpose_b: bool, dtype: str = "float32"
+) -> str:
+    """oneDNN's implementation name for an (m x k) @ (k x n) product (operands transposed in
+    memory as `transpose_*` say), e.g. "brg_matmul:avx512_core"; "unsupported: <message>" when
+    it has none.
+
+    Raises:
+      OneDNNUnavailable: the extension is not built.
+    """
+    lib = _load()[0]
+    if lib is None:
+        raise OneDNNUnavailable(status())
+    out = ctypes.create_string_buffer(256)
+    code = lib.cnnx_onednn_matmul_implementation(
+        ctypes.c_int64(m),
+        ctypes.c_int64(k),
+        ctypes.c_int64(n),
+        int(transpose_a),
+        int(transpose_b),
+        dtype == "bfloat16",
+        out,
+        len(out),
+    )
+    name = out.value.decode()
+    return name if code == 0 else f"unsupported: {name}"
 
 
 def available() -> bool:
