@@ -6,11 +6,15 @@ dense ones. This module calls oneDNN's convolution, input-gradient and weight-gr
 primitives from inside a jitted program, through XLA's FFI (`jax.ffi.ffi_call`), with a
 `jax.custom_vjp` that ties the three together. Measured gains: docs/xla_cpu.md.
 
-The native part, `onednn_conv.cc`, is optional. It is compiled against the PyPI packages
-`onednn-cpu-gomp` (library) and `onednn-devel-cpu-gomp` (headers) by `make install`, or by
-`python -m cnnx.backends.cpu.onednn build`, into `_build/` beside this file; the file name
-carries a hash of the source, jaxlib's and oneDNN's versions, so a stale build is never
-loaded. Without it every convolution stays with XLA (and cnnx's own CPU gradients).
+Dense layers' matrix products use the same library and switch (`cnnx.backends.cpu.dense`,
+`onednn_matmul.cc`); `matmul_implementation` answers for them as `implementations` does here.
+
+The native part, `onednn_conv.cc` with `onednn_matmul.cc`, is optional. It is compiled
+against the PyPI packages `onednn-cpu-gomp` (library) and `onednn-devel-cpu-gomp` (headers)
+by `make install`, or by `python -m cnnx.backends.cpu.onednn build`, into `_build/` beside
+this file; the file name carries a hash of the sources, jaxlib's and oneDNN's versions, so a
+stale build is never loaded. Without it every convolution stays with XLA (and cnnx's own CPU
+gradients), and every dense product too.
 
 The switch, `CNNX_ONEDNN` in the environment (`cnnx.backends.switches`), read when a layer is
 traced:
