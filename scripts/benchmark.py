@@ -11,8 +11,17 @@ compile times, achieved GFLOP/s and its fraction of two ceilings measured in the
 XLA's compiled peak memory; with --vs_torch the torchvision / timm counterpart timed in the
 same process in both of torch's memory formats (NCHW and channels-last, which torch users
 who care about CPU speed pick; --torch_formats to choose), its runs alternating with cnnx's
-(one of each per round, the order rotating), and train_ratio / infer_ratio: the median over
-rounds of torch's time / cnnx's, so that a shared host's drifting speed weighs on both alike.
+(one of each per pair, the order rotating), and train_ratio / infer_ratio: torch's time /
+cnnx's, paired, so that a shared host's drifting speed weighs on both alike.
+
+--rounds=N (default 3) repeats the whole comparison N times: every round re-measures the
+host's matmul ceilings (XLA's and, with --vs_torch, torch's) and the load average, then
+times each model in turn (--warmup untimed and --repeats timed runs), so one model's rounds
+lie minutes apart. Each ratio is the median of the rounds' ratios, printed with its min-max;
+a ratio whose rounds straddle 1.0 or spread wider than --max_spread of its median is marked
+'?' with a WARNING: on such a host that run cannot say which is faster. Models are compiled
+once, in the first round, and all stay in memory until the end. docs/xla_cpu.md says how to
+read the spread and why hosts of one kind differ.
 --families is --vs_torch --image_size 224 over one model per family whose CPU speed the
 README tracks, each at its own batch (FAMILIES below); `name:batch_size` in --models sets a batch
 per model.
@@ -85,7 +94,22 @@ flags.DEFINE_integer(
     "image_size", None, "Input side in pixels (default: each model's own).", flag_values=FLAGS
 )
 flags.DEFINE_enum("dtype", "float32", ("float32", "bfloat16"), "Compute dtype.", flag_values=FLAGS)
-flags.DEFINE_integer("repeats", 5, "Timed runs (the median is reported).", flag_values=FLAGS)
+flags.DEFINE_integer(
+    "repeats", 5, "Timed runs per round (the median is reported).", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+    "rounds",
+    3,
+    "Separated rounds of the whole comparison (each model's rounds apart in time); ratios are "
+    "the median over rounds, with their min-max.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_float(
+    "max_spread",
+    0.2,
+    "Widest (max - min) / median of a ratio over rounds that still allows a verdict.",
+    flag_values=FLAGS,
+)
 flags.DEFINE_integer("warmup", 2, "Untimed runs after compiling.", flag_values=FLAGS)
 flags.DEFINE_bool(
     "vs_torch",
@@ -150,6 +174,8 @@ def parse_args(argv=None):
         )
     args.model_batches = [_model_batch(entry, args.batch_size) for entry in args.models.split(",")]
     args.model_batches = [mb for mb in args.model_batches if mb]
+    if args.rounds < 1 or args.repeats < 1:
+        _usage_error("--rounds and --repeats must be at least 1")
     return args
 
 
@@ -172,13 +198,17 @@ def _model_batch(entry: str, default_batch: int) -> tuple[str, int] | None:
 
 def table(result: dict) -> str:
     """The stdout summary of a benchmark result."""
-    ceil = result["ceilings"]
-    lines = [
-        f"device: {result['config']['device']}; XLA_FLAGS={result['config']['xla_flags']!r}",
-        "matmul ceiling: "
-        + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in ceil["matmul_gflops"].items()),
-        "",
-    ]
+    from cnnx.analysis import host
+
+    cfg = result["config"]
+    lines = [f"device: {cfg['device']}; XLA_FLAGS={cfg['xla_flags']!r}"]
+    if cfg.get("host"):
+        threads = cfg.get("torch_threads")
+        lines.append(
+            f"host: {host.describe(cfg['host'])}"
+            + (f"; torch {threads} threads" if threads else "")
+        )
+    lines += [*host_lines(result), ""]
     cols = [
         ("model", "model", "<20"),
         ("dtype", "dtype", "<8"),
@@ -215,9 +245,9 @@ def table(result: dict) -> str:
         "train step; %mm, %conv: of the matmul and conv-only ceilings (conv: GFLOP/s of the",
         "model's convolutions timed alone, fwd+bwd); peakMB: XLA's train-step peak;",
         "t.*, cl.*: torch counterpart images/s, NCHW and channels-last; x.*, xcl.*: cnnx /",
-        "torch speed (NCHW, channels-last), median over paired rounds.",
+        "torch speed (NCHW, channels-last), median over rounds of paired runs.",
     ]
-    cfg = result["config"]
+    lines += spread_lines(result)
     warning = load_warning(cfg.get("load_avg"), cfg.get("load_avg_after"), cfg.get("cpu_count"))
     if warning:
         lines += ["", warning]
@@ -233,6 +263,88 @@ def table(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def host_lines(result: dict) -> list[str]:
+    """The host's matmul ceilings over rounds and its load average, for the summary."""
+    from cnnx.analysis import rounds
+
+    cfg, ceil = result["config"], result["ceilings"]
+    n = cfg.get("rounds", 1)
+    per_round = ceil.get("matmul_gflops_rounds") or {
+        f"xla {d}": [v] for d, v in ceil["matmul_gflops"].items()
+    }
+    spreads = {key: rounds.spread(values) for key, values in per_round.items()}
+    lines = [
+        f"matmul ceiling, GFLOP/s, median (min-max) over {n} round(s): "
+        + ", ".join(
+            f"{key} {s.median:.0f} ({s.low:.0f}-{s.high:.0f})" for key, s in spreads.items()
+        )
+    ]
+    load = cfg.get("load_avg")
+    if load:
+        during = " ".join(f"{r[0]:.1f}" for r in cfg.get("load_avg_rounds") or [] if r)
+        after = cfg.get("load_avg_after")
+        lines.append(
+            f"load average (1 min): {load[0]:.1f} at the start"
+            + (f", {during} at each round's start" if during else "")
+            + (f", {after[0]:.1f} at the end" if after else "")
+        )
+    for key, s in spreads.items():
+        reason = rounds.verdict(s, cfg.get("max_spread", rounds.MAX_SPREAD), parity=None)
+        if reason and s.rounds > 1:
+            lines.append(f"WARNING: the {key} ceiling moved between rounds ({reason})")
+    return lines
+
+
+# Ratio columns of the spread table: (heading, result key); each has a `{key}_rounds` list.
+RATIOS = (
+    ("x.inf", "infer_ratio"),
+    ("x.trn", "train_ratio"),
+    ("xcl.i", "infer_ratio_cl"),
+    ("xcl.t", "train_ratio_cl"),
+)
+
+
+def spread_lines(result: dict) -> list[str]:
+    """The cnnx / torch ratios as median (min-max) over rounds, and a warning for each whose
+    rounds do not allow a verdict (`cnnx.analysis.rounds.verdict`)."""
+    from cnnx.analysis import rounds
+
+    cfg = result["config"]
+    max_spread = cfg.get("max_spread", rounds.MAX_SPREAD)
+    cols = [(h, k) for h, k in RATIOS if any(m.get(f"{k}_rounds") for m in result["models"])]
+    if not cols:
+        return []
+    n = cfg.get("rounds", 1)
+    lines = ["", f"cnnx / torch speed, median (min-max) over {n} round(s):"]
+    lines.append(f"{'model':<20}" + "".join(f"{h:>18}" for h, _ in cols))
+    warnings = []
+    for m in result["models"]:
+        cells = []
+        for _, key in cols:
+            values = m.get(f"{key}_rounds")
+            if not values:
+                cells.append(f"{'-':>18}")
+                continue
+            s = rounds.spread(values)
+            reason = rounds.verdict(s, max_spread)
+            cells.append(f"{str(s) + ('?' if reason else ''):>18}")
+            if reason and s.rounds > 1:
+                warnings.append(f"WARNING: {m['model']} {key}: {reason}")
+        lines.append(f"{m['model']:<20}" + "".join(cells))
+    if n < 2:
+        warnings.append(
+            "WARNING: one round: no spread measured, and one run's ratio on a shared host is "
+            "not a result (--rounds=3 or more)"
+        )
+    elif not warnings:
+        warnings.append(
+            f"every ratio's rounds agree: one side of 1.0, spread within {max_spread:.0%}"
+        )
+    else:
+        warnings.append("?: too wide to conclude; rerun on a quieter host or with more rounds")
+    return lines + warnings
+
+
 def _torch_columns(fmt: str, figures: dict, info: dict) -> dict:
     """A model's result keys for one torch memory format ('nchw': torch_*, train_ratio, ...;
     'channels_last': torch_cl_*, train_ratio_cl, ...)."""
@@ -242,6 +354,8 @@ def _torch_columns(fmt: str, figures: dict, info: dict) -> dict:
         f"{prefix}_infer_ips": figures["infer_ips"],
         f"train_ratio{suffix}": figures["train_ratio"],
         f"infer_ratio{suffix}": figures["infer_ratio"],
+        f"train_ratio{suffix}_rounds": figures["train_ratio_rounds"],
+        f"infer_ratio{suffix}_rounds": figures["infer_ratio_rounds"],
         prefix: {**info, "train_ips": figures["train_ips"], "infer_ips": figures["infer_ips"]},
     }
 
@@ -250,13 +364,13 @@ def run(args) -> dict:
     if args.vs_torch:
         # torch before TensorFlow (which cnnx's data modules import): the reverse crashes.
         import timm  # noqa: F401
-        import torch  # noqa: F401
+        import torch
         import torchvision  # noqa: F401
 
     import jax
 
     from cnnx import models
-    from cnnx.analysis import benchmark
+    from cnnx.analysis import benchmark, host, rounds, torch_speed
 
     config = {
         "batch": args.batch_size,
@@ -264,48 +378,65 @@ def run(args) -> dict:
         "dtype": args.dtype,
         "repeats": args.repeats,
         "warmup": args.warmup,
+        "rounds": args.rounds,
+        "max_spread": args.max_spread,
         "device": f"{jax.devices()[0].device_kind} ({platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs)",
+        "host": host.cpu(),
         "jax": jax.__version__,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "load_avg": _load_avg(),
+        "load_avg": host.load_avg(),
+        "load_avg_rounds": [],
         "cpu_count": os.cpu_count(),
     }
-    mm = {"float32": benchmark.matmul_ceiling(jax.numpy.float32, args.matmul_size)}
-    if args.dtype == "bfloat16":
-        mm["bfloat16"] = benchmark.matmul_ceiling(jax.numpy.bfloat16, args.matmul_size)
-    result = {"config": config, "ceilings": {"matmul_gflops": mm}, "models": []}
+    if args.vs_torch:
+        config["torch_threads"] = torch.get_num_threads()
+    dtypes = ["float32"] + (["bfloat16"] if args.dtype == "bfloat16" else [])
+    libraries = ["xla"] + (["torch"] if args.vs_torch else [])
+    ceilings = {f"{lib} {d}": [] for lib in libraries for d in dtypes}  # per round, GFLOP/s
+    benches = [None] * len(args.model_batches)
     from tqdm import tqdm
 
-    bar = tqdm(args.model_batches, desc="benchmark", unit="model", file=sys.stderr)
-    for name, batch in bar:
-        bar.set_postfix_str(f"{name} (compile, warm-up, {args.repeats} timed runs)")
-        companions = {}
-        if args.vs_torch:
-            from cnnx.analysis import torch_speed
-
-            if torch_speed.counterpart(name) is not None:
-                resolution = args.image_size or models.get_spec(name).resolution
-                companions = {
-                    fmt: torch_speed.TorchRunner(
-                        name, batch, resolution, args.dtype, channels_last=TORCH_FORMATS[fmt]
-                    )
-                    for fmt in args.torch_formats
-                }
-        m = benchmark.benchmark_model(
-            name,
-            batch,
-            args.image_size,
-            args.dtype,
-            warmup=args.warmup,
-            repeats=args.repeats,
-            conv_ceiling_too=args.conv_ceiling,
-            companions=companions,
-        )
-        m["train_fraction_of_matmul"] = m["train_gflops"] / mm[args.dtype]
-        m["infer_fraction_of_matmul"] = m["infer_gflops"] / mm[args.dtype]
+    bar = tqdm(total=args.rounds * len(benches), desc="benchmark", unit="model", file=sys.stderr)
+    for r in range(args.rounds):
+        config["load_avg_rounds"].append(host.load_avg())
+        for d in dtypes:  # the host's ceilings, every round: how far its speed moved
+            ceilings[f"xla {d}"].append(
+                benchmark.matmul_ceiling(benchmark.DTYPES[d], args.matmul_size)
+            )
+            if args.vs_torch:
+                ceilings[f"torch {d}"].append(torch_speed.matmul_ceiling(d, args.matmul_size))
+        for i, (name, batch) in enumerate(args.model_batches):
+            bar.set_postfix_str(f"{name}, round {r + 1}/{args.rounds}")
+            if benches[i] is None:  # compiled once, in the first round
+                benches[i] = benchmark.ModelBenchmark(
+                    name,
+                    batch,
+                    args.image_size,
+                    args.dtype,
+                    conv_ceiling_too=args.conv_ceiling,
+                    companions=_companions(args, name, batch, models),
+                )
+            benches[i].run_round(args.warmup, args.repeats)
+            bar.update()
+    bar.close()
+    medians = {key: rounds.spread(values).median for key, values in ceilings.items()}
+    result = {
+        "config": config,
+        "ceilings": {
+            "matmul_gflops": {d: medians[f"xla {d}"] for d in dtypes},
+            "torch_matmul_gflops": {d: medians[f"torch {d}"] for d in dtypes if args.vs_torch},
+            "matmul_gflops_rounds": ceilings,
+        },
+        "models": [],
+    }
+    mm = result["ceilings"]["matmul_gflops"][args.dtype]
+    for bench in benches:
+        m = bench.result()
+        m["train_fraction_of_matmul"] = m["train_gflops"] / mm
+        m["infer_fraction_of_matmul"] = m["infer_gflops"] / mm
         for fmt, figures in m.pop("companions").items():
-            m.update(_torch_columns(fmt, figures, companions[fmt].info))
+            m.update(_torch_columns(fmt, figures, bench.companions[fmt].info))
         result["models"].append(m)
     if args.input_pipeline:
         from cnnx.analysis import input_speed
@@ -318,13 +449,25 @@ def run(args) -> dict:
         result["input_pipeline"] = pipe
         for m in result["models"]:
             m["input_over_train"] = pipe["ips"] / m["train_ips"]
-    config["load_avg_after"] = _load_avg()
+    config["load_avg_after"] = host.load_avg()
     return result
 
 
-def _load_avg() -> list[float] | None:
-    """The host's 1, 5 and 15-minute load averages (None where the OS has none)."""
-    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+def _companions(args, name: str, batch: int, models) -> dict:
+    """The torch counterparts of a model to time alongside it, by memory format ({} if none)."""
+    if not args.vs_torch:
+        return {}
+    from cnnx.analysis import torch_speed
+
+    if torch_speed.counterpart(name) is None:
+        return {}
+    resolution = args.image_size or models.get_spec(name).resolution
+    return {
+        fmt: torch_speed.TorchRunner(
+            name, batch, resolution, args.dtype, channels_last=TORCH_FORMATS[fmt]
+        )
+        for fmt in args.torch_formats
+    }
 
 
 def load_warning(before: list[float] | None, after: list[float] | None, cpus: int) -> str | None:
@@ -372,9 +515,11 @@ def main(argv=None) -> int:
     if args.depthwise_layers:
         import torch  # noqa: F401  (before TensorFlow)
 
-        from cnnx.analysis import benchmark
+        from cnnx.analysis import grouped_layers
 
-        rows = benchmark.depthwise_layers(args.batch_size, warmup=args.warmup, repeats=args.repeats)
+        rows = grouped_layers.depthwise_layers(
+            args.batch_size, warmup=args.warmup, repeats=args.repeats
+        )
         sys.stdout.write(layer_table(rows))
         if args.output:
             with open(args.output, "w") as f:

@@ -10,7 +10,10 @@ nothing itself, so `import cnnx.analysis` stays cheap.
   receptive_field  receptive field size, jump and start per layer
   memory           parameter and activation bytes; compiled peak of inference / train steps
   speed            images/s of inference and train steps
-  benchmark        the real train step against the matmul and convolution ceilings
+  benchmark        the real train step against the matmul and convolution ceilings, in rounds
+  rounds           median, spread and verdict of figures over separated rounds
+  host             the CPU model, its matmul instruction sets, the load average
+  grouped_layers   single grouped and depthwise convolutions: XLA, the platform's, torch
   torch_speed      the torchvision / timm counterpart, timed the same way
   input_speed      images/s of the tf.data training pipeline over a folder of JPEGs
   gradient_flow    per-layer gradient norms at initialisation (plain vs residual)

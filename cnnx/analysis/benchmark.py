@@ -30,8 +30,11 @@ What each figure measures (`scripts/benchmark.py` prints and saves them):
 * **interleaving**: the timed runs alternate, one per round with the order rotating: a train
   step, a convolution pass and (`--vs_torch`) the torch step; then the same for inference. A
   shared host's speed drifts over minutes, so each ratio (`fraction_of_conv`, `train_ratio`,
-  `infer_ratio`) is the median over rounds of the two runs of that round, not a ratio of
+  `infer_ratio`) is the median over pairs of the two runs of a pair, not a ratio of
   medians taken minutes apart.
+* **rounds**: `ModelBenchmark.run_round` times `repeats` such pairs; a result over several
+  rounds pools the times for images/s and reports each ratio as the median of the rounds'
+  ratios, with one ratio per round (`*_ratio_rounds`) for its spread (`cnnx.analysis.rounds`).
 """
 
 import functools
@@ -273,226 +276,151 @@ def _train_setup(model, input_shape, num_classes: int):
     return state, setup.step, setup.batch_sharding, setup.replicated, init_s
 
 
-def benchmark_model(
-    name: str,
-    batch: int,
-    resolution: int | None = None,
-    dtype: str = "float32",
-    warmup: int = 2,
-    repeats: int = 5,
-    conv_ceiling_too: bool = True,
-    seed: int = 0,
-    companions: dict | None = None,
-) -> dict:
-    """Inference and train-step speed of a registered model (see the module docstring).
+class ModelBenchmark:
+    """A registered model ready to time in rounds (see the module docstring).
+
+    Construction compiles the train and inference steps (and the conv ceiling's
+    convolutions); each `run_round` times `repeats` interleaved runs of each kind after
+    `warmup` untimed ones, alternating with the companions; `result` summarises all rounds.
+    `scripts/benchmark.py --rounds=N` holds every model at once and runs their rounds in
+    turn, so that one model's rounds lie minutes apart.
 
     companions: other implementations to time alongside, by label (`torch_speed.TorchRunner`
       in NCHW and channels-last: objects with `train_once()` and `infer_once()`). Their runs
       alternate with ours (`time_interleaved`); the result gains `companions`: per label,
-      `train_ips` / `infer_ips` and `train_ratio` / `infer_ratio`, the median over rounds of
-      its time / ours (above 1: cnnx is faster).
+      `train_ips` / `infer_ips`, `train_ratio` / `infer_ratio` (the median over rounds of each
+      round's paired ratio, its time / ours: above 1, cnnx is faster) and
+      `train_ratio_rounds` / `infer_ratio_rounds` (one paired ratio per round).
     """
-    from cnnx import models
 
-    spec = models.get_spec(name)
-    r = resolution or spec.resolution
-    shape = (batch, r, r, spec.in_chans)
-    model = models.create(name, dtype=DTYPES[dtype])
-    rng = np.random.default_rng(seed)
-    images = rng.standard_normal(shape, np.float32)
-    labels = rng.integers(0, spec.num_classes, (batch,)).astype(np.int32)
-    fwd_flops, train_flops = model_flops(model, shape)
+    def __init__(
+        self,
+        name: str,
+        batch: int,
+        resolution: int | None = None,
+        dtype: str = "float32",
+        conv_ceiling_too: bool = True,
+        seed: int = 0,
+        companions: dict | None = None,
+    ):
+        from cnnx import models
 
-    state, step, batch_sharding, replicated, init_s = _train_setup(model, shape, spec.num_classes)
-    data = jax.device_put({"image": images, "label": labels}, batch_sharding)
-    key = jax.device_put(jax.random.PRNGKey(seed), replicated)
-    t = time.perf_counter()
-    compiled = step.lower(state, data, key).compile()
-    train_compile = time.perf_counter() - t
-    train_mem = memory.of_compiled(compiled)
+        spec = models.get_spec(name)
+        r = resolution or spec.resolution
+        shape = (batch, r, r, spec.in_chans)
+        model = models.create(name, dtype=DTYPES[dtype])
+        rng = np.random.default_rng(seed)
+        images = rng.standard_normal(shape, np.float32)
+        labels = rng.integers(0, spec.num_classes, (batch,)).astype(np.int32)
+        self.name, self.batch, self.resolution, self.dtype = name, batch, r, dtype
+        self.flops = model_flops(model, shape)  # (inference, train step)
 
-    def run(state):
-        return jax.block_until_ready(compiled(state, data, key))[0]
-
-    ceiling = ConvCeiling(model, shape, DTYPES[dtype]) if conv_ceiling_too else None
-    holder = {"state": state}
-
-    def train_once():  # the state is donated: each step consumes the previous one
-        holder["state"] = run(holder["state"])
-
-    companions = companions or {}
-    runs = {"ours": train_once}
-    for label, companion in companions.items():
-        runs[label] = companion.train_once
-    if ceiling is not None:
-        runs["convs"] = lambda: ceiling.run_pass("train")
-    train_times = time_interleaved(runs, warmup, repeats)
-    state = holder["state"]
-    train = _stats(train_times["ours"], batch)
-
-    variables = state.eval_variables()
-    infer = jax.jit(lambda v, x: model.apply(v, x, train=False))
-    t = time.perf_counter()
-    infer_compiled = infer.lower(variables, data["image"]).compile()
-    infer_compile = time.perf_counter() - t
-    infer_mem = memory.of_compiled(infer_compiled)
-    runs = {"ours": lambda: infer_compiled(variables, data["image"])}
-    for label, companion in companions.items():
-        runs[label] = companion.infer_once
-    if ceiling is not None:
-        runs["convs"] = lambda: ceiling.run_pass("infer")
-    infer_times = time_interleaved(runs, warmup, repeats)
-    inference = _stats(infer_times["ours"], batch)
-
-    result = {
-        "model": name,
-        "batch": batch,
-        "resolution": r,
-        "dtype": dtype,
-        "params": int(sum(np.prod(p.shape) for p in jax.tree.leaves(state.params))),
-        "gflop_per_image_inference": fwd_flops / batch / 1e9,
-        "gflop_per_step_train": train_flops / 1e9,
-        "init_s": init_s,
-        "train_compile_s": train_compile,
-        "infer_compile_s": infer_compile,
-        "train_ips": train["per_s"],
-        "train_ips_best": batch / train["best_s"],
-        "train_step_ms": 1e3 * train["median_s"],
-        "infer_ips": inference["per_s"],
-        "infer_ips_best": batch / inference["best_s"],
-        "train_gflops": train_flops / train["median_s"] / 1e9,
-        "infer_gflops": fwd_flops / inference["median_s"] / 1e9,
-        "train_peak_mb": train_mem.peak / 2**20,
-        "infer_peak_mb": infer_mem.peak / 2**20,
-        "repeats": repeats,
-    }
-    result["companions"] = {
-        label: {
-            "train_ips": _stats(train_times[label], batch)["per_s"],
-            "infer_ips": _stats(infer_times[label], batch)["per_s"],
-            "train_ratio": paired_ratio(train_times["ours"], train_times[label]),
-            "infer_ratio": paired_ratio(infer_times["ours"], infer_times[label]),
-        }
-        for label in companions
-    }
-    if ceiling is not None:
-        conv_train_s = statistics.median(train_times["convs"])
-        conv_infer_s = statistics.median(infer_times["convs"])
-        result["conv_ceiling_train_gflops"] = ceiling.flops["train"] / conv_train_s / 1e9
-        result["conv_ceiling_infer_gflops"] = ceiling.flops["infer"] / conv_infer_s / 1e9
-        result["conv_time_train_ms"] = 1e3 * conv_train_s
-        result["conv_layers"] = ceiling.layers()
-        # achieved / ceiling GFLOP/s, round by round (a step and a conv pass per round).
-        result["train_fraction_of_conv"] = paired_ratio(
-            [t / train_flops for t in train_times["ours"]],
-            [t / ceiling.flops["train"] for t in train_times["convs"]],
+        state, step, batch_sharding, replicated, self.init_s = _train_setup(
+            model, shape, spec.num_classes
         )
-        result["infer_fraction_of_conv"] = paired_ratio(
-            [t / fwd_flops for t in infer_times["ours"]],
-            [t / ceiling.flops["infer"] for t in infer_times["convs"]],
-        )
-    return result
+        data = jax.device_put({"image": images, "label": labels}, batch_sharding)
+        key = jax.device_put(jax.random.PRNGKey(seed), replicated)
+        t = time.perf_counter()
+        train = step.lower(state, data, key).compile()
+        self.train_compile_s = time.perf_counter() - t
+        self.train_mem = memory.of_compiled(train)
+        self.params = int(sum(np.prod(p.shape) for p in jax.tree.leaves(state.params)))
+        # A copy: the train steps donate (and so delete) the state's own buffers.
+        variables = jax.tree.map(jnp.copy, state.eval_variables())
+        infer = jax.jit(lambda v, x: model.apply(v, x, train=False))
+        t = time.perf_counter()
+        infer = infer.lower(variables, data["image"]).compile()
+        self.infer_compile_s = time.perf_counter() - t
+        self.infer_mem = memory.of_compiled(infer)
+        self.ceiling = ConvCeiling(model, shape, DTYPES[dtype]) if conv_ceiling_too else None
+        self.companions = companions or {}
+        holder = {"state": state}
 
+        def train_once():  # the state is donated: each step consumes the previous one
+            holder["state"] = jax.block_until_ready(train(holder["state"], data, key))[0]
 
-# The grouped layers of issue 20's table: depthwise (MobileNet v2, EfficientNet, ConvNeXt
-# shapes) and one ResNeXt-50 32x4d layer: (height = width, channels, kernel, stride, groups).
-DEPTHWISE_LAYERS = (
-    (112, 32, 3, 1, 32),
-    (56, 144, 3, 1, 144),
-    (28, 240, 5, 1, 240),
-    (56, 96, 7, 1, 96),
-    (112, 96, 3, 2, 96),
-    (56, 128, 3, 1, 32),
-)
-# XLA's grouped (not depthwise) convolution takes minutes per training step on the ResNeXt
-# layer (118 s measured); it is timed only for depthwise layers.
+        self._ours = {"train": train_once, "infer": lambda: infer(variables, data["image"])}
+        self.rounds: list[dict] = []  # per round: {"train": times, "infer": times}
 
+    def run_round(self, warmup: int = 2, repeats: int = 5) -> None:
+        """One round: the train runs interleaved (ours, companions', a conv pass), then the
+        inference runs; appends {'train': {label: seconds}, 'infer': ...} to `rounds`."""
+        times = {}
+        for kind in ("train", "infer"):
+            runs = {"ours": self._ours[kind]}
+            for label, companion in self.companions.items():
+                runs[label] = getattr(companion, f"{kind}_once")
+            if self.ceiling is not None:
+                runs["convs"] = functools.partial(self.ceiling.run_pass, kind)
+            times[kind] = time_interleaved(runs, warmup, repeats)
+        self.rounds.append(times)
 
-def depthwise_layers(
-    batch: int = 8, layers=DEPTHWISE_LAYERS, warmup: int = 2, repeats: int = 7, torch_too=True
-) -> list[dict]:
-    """One grouped convolution (torch padding) at a time: XLA's, the platform's own, torch's.
+    def _pooled(self, kind: str, label: str) -> list[float]:
+        return [t for r in self.rounds for t in r[kind][label]]
 
-    XLA: `lax.conv_general_dilated(feature_group_count=groups)` (depthwise layers only); the
-    platform's own convolutions by name (`cnnx.backends.conv_kernels()`; on the CPU cnnx:
-    cnnx's depthwise formulation on XLA, depthwise layers only, and onednn: oneDNN's, when
-    the extension is built); torch: `nn.Conv2d(groups=...)` in channels-last. Forward, and
-    forward + input and weight gradients, each jitted (torch: eager), timed in alternation
-    (`time_interleaved`), float32.
-
-    Returns:
-      Per layer: 'layer' ('HxWxC kxk /s [gG]'), and '{xla,cnnx,onednn,torch}_{fwd,train}_ms'
-      (medians) for the implementations timed.
-    """
-    kernels = backends.conv_kernels()
-    rows = []
-    rng = np.random.default_rng(0)
-    for size, channels, k, stride, groups in layers:
-        pad = [((k - 1) // 2, (k - 1) // 2)] * 2
-        x = jnp.asarray(rng.standard_normal((batch, size, size, channels), np.float32))
-        w = 0.1 * rng.standard_normal((k, k, channels // groups, channels), np.float32)
-        w = jnp.asarray(w)
-
-        def xla(x, w, stride=stride, pad=pad, groups=groups):
-            dn = ("NHWC", "HWIO", "NHWC")
-            return lax.conv_general_dilated(
-                x, w, (stride, stride), pad, dimension_numbers=dn, feature_group_count=groups
+    def _per_round(self, kind: str, label: str, ours_work=1.0, theirs_work=1.0) -> list[float]:
+        """Each round's paired ratio of `label`'s seconds per `theirs_work` to ours per work."""
+        return [
+            paired_ratio(
+                [t / ours_work for t in r[kind]["ours"]],
+                [t / theirs_work for t in r[kind][label]],
             )
+            for r in self.rounds
+        ]
 
-        candidates = {"xla": xla} if groups == channels else {}
-        for label, kernel in kernels.items():
-            if groups == channels or not kernel.depthwise_only:
-                candidates[label] = functools.partial(
-                    _kernel, kernel.fn, strides=(stride, stride), padding=pad, groups=groups
-                )
-        dy = jnp.ones(jax.eval_shape(xla, x, w).shape, jnp.float32)
-        runs = {}
-        for label, conv in candidates.items():
-            fwd = jax.jit(conv)
-            train = jax.jit(functools.partial(_forward_backward, conv))
-            runs[f"{label}_fwd"] = functools.partial(fwd, x, w)
-            runs[f"{label}_train"] = functools.partial(train, x, w, dy)
-        if torch_too:
-            runs.update(_torch_grouped(x, w, stride, (k - 1) // 2, groups))
-        row = {"layer": f"{size}x{size}x{channels} {k}x{k} /{stride}"}
-        if groups != channels:
-            row["layer"] += f" g{groups}"
-        for kind in ("fwd", "train"):
-            chosen = {name: run for name, run in runs.items() if name.endswith(kind)}
-            times = time_interleaved(chosen, warmup, repeats)
-            row.update({f"{name}_ms": 1e3 * statistics.median(t) for name, t in times.items()})
-        rows.append(row)
-    return rows
+    def result(self) -> dict:
+        """The figures over all rounds so far (see the module docstring).
 
-
-def _kernel(fn, x, w, *, strides, padding, groups):
-    return fn(x, w, strides, padding, groups)
-
-
-def _forward_backward(conv, x, w, dy):
-    y, vjp = jax.vjp(conv, x, w)
-    return y, vjp(dy)
-
-
-def _torch_grouped(x, w, stride: int, pad: int, groups: int) -> dict:
-    """torch's channels-last grouped convolution of the same x, w: forward and train runs."""
-    import torch
-
-    c = x.shape[-1]
-    conv = torch.nn.Conv2d(c, w.shape[-1], w.shape[0], stride, pad, groups=groups, bias=False)
-    with torch.no_grad():
-        conv.weight.copy_(torch.from_numpy(np.array(w).transpose(3, 2, 0, 1).copy()))
-    conv = conv.to(memory_format=torch.channels_last)
-    tx = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())
-    tx = tx.contiguous(memory_format=torch.channels_last).requires_grad_()
-
-    def forward():
-        with torch.inference_mode():
-            conv(tx)
-
-    def train():
-        tx.grad, conv.weight.grad = None, None
-        out = conv(tx)
-        out.backward(torch.ones_like(out))
-
-    return {"torch_fwd": forward, "torch_train": train}
+        Raises:
+          ValueError: no round has run.
+        """
+        if not self.rounds:
+            raise ValueError(f"{self.name}: result() before any run_round()")
+        fwd_flops, train_flops = self.flops
+        train = _stats(self._pooled("train", "ours"), self.batch)
+        inference = _stats(self._pooled("infer", "ours"), self.batch)
+        result = {
+            "model": self.name,
+            "batch": self.batch,
+            "resolution": self.resolution,
+            "dtype": self.dtype,
+            "params": self.params,
+            "gflop_per_image_inference": fwd_flops / self.batch / 1e9,
+            "gflop_per_step_train": train_flops / 1e9,
+            "init_s": self.init_s,
+            "train_compile_s": self.train_compile_s,
+            "infer_compile_s": self.infer_compile_s,
+            "train_ips": train["per_s"],
+            "train_ips_best": self.batch / train["best_s"],
+            "train_step_ms": 1e3 * train["median_s"],
+            "infer_ips": inference["per_s"],
+            "infer_ips_best": self.batch / inference["best_s"],
+            "train_gflops": train_flops / train["median_s"] / 1e9,
+            "infer_gflops": fwd_flops / inference["median_s"] / 1e9,
+            "train_peak_mb": self.train_mem.peak / 2**20,
+            "infer_peak_mb": self.infer_mem.peak / 2**20,
+            "repeats": len(self.rounds[0]["train"]["ours"]),
+            "rounds": len(self.rounds),
+            "companions": {},
+        }
+        for label in self.companions:
+            figures = {}
+            for kind in ("train", "infer"):
+                per_round = self._per_round(kind, label)
+                figures[f"{kind}_ips"] = _stats(self._pooled(kind, label), self.batch)["per_s"]
+                figures[f"{kind}_ratio"] = statistics.median(per_round)
+                figures[f"{kind}_ratio_rounds"] = per_round
+            result["companions"][label] = figures
+        if self.ceiling is not None:
+            conv_train_s = statistics.median(self._pooled("train", "convs"))
+            conv_infer_s = statistics.median(self._pooled("infer", "convs"))
+            flops = self.ceiling.flops
+            result["conv_ceiling_train_gflops"] = flops["train"] / conv_train_s / 1e9
+            result["conv_ceiling_infer_gflops"] = flops["infer"] / conv_infer_s / 1e9
+            result["conv_time_train_ms"] = 1e3 * conv_train_s
+            result["conv_layers"] = self.ceiling.layers()
+            # achieved / ceiling GFLOP/s, round by round (a step and a conv pass per pair).
+            for kind, work in (("train", train_flops), ("infer", fwd_flops)):
+                per_round = self._per_round(kind, "convs", work, flops[kind])
+                result[f"{kind}_fraction_of_conv"] = statistics.median(per_round)
+        return result

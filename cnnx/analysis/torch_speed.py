@@ -137,3 +137,19 @@ def benchmark_torch(
         "infer_ips": batch / statistics.median(inference),
         "infer_ips_best": batch / min(inference),
     }
+
+
+def matmul_ceiling(dtype: str = "float32", size: int = 2048, warmup: int = 2, repeats: int = 5):
+    """GFLOP/s of torch's (size x size) @ (size x size) product, timed as
+    `cnnx.analysis.benchmark.matmul_ceiling` times XLA's: the host's GEMM speed through
+    torch's library (oneDNN / MKL) at torch's default thread count, median of `repeats`."""
+    _check_import_order()
+    import torch
+
+    from cnnx.analysis.speed import time_runs
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=gen).to(getattr(torch, dtype))
+    b = torch.randn(size, size, generator=gen).to(getattr(torch, dtype))
+    times = time_runs(torch.mm, (a, b), warmup, repeats)
+    return 2.0 * size**3 / statistics.median(times) / 1e9

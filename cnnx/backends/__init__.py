@@ -6,6 +6,7 @@ traced for (`routes.platform()`: JAX's default backend, or the CPU under
 elsewhere. Every route gives the portable values (to float rounding) and parameters.
 
 - `conv_general_dilated`: `lax.conv_general_dilated`'s signature (pass it to `nn.Conv`).
+- `dot_general`: `lax.dot_general`'s signature (pass it to `nn.Dense`).
 - `max_pool`: `flax.linen.max_pool(x, window_shape, strides, padding)`.
 - `layer_norm`, `gelu`, `attention`, `self_attention`: the transformer layers' hooks
   (`split_heads`: the packed q, k, v layout they share).
@@ -23,9 +24,10 @@ Modules (importing this package imports neither JAX nor a platform module):
   xla_flags  the XLA flags the entry points add to `XLA_FLAGS`
   routes     `Routes` (a platform's kernels), the platform table, `platform()`
   portable   the plain lax / flax formulations every platform falls back to
-  cpu/       XLA:CPU: oneDNN convolutions (an FFI extension built by `make install`), custom
-             gradients for 1x1 and depthwise convolutions, max pooling, LayerNorm, GELU and
-             self-attention; a GPU or TPU module joins the same way (`routes.PLATFORMS`)
+  cpu/       XLA:CPU: oneDNN convolutions and dense products (an FFI extension built by
+             `make install`), custom gradients for 1x1 and depthwise convolutions, max
+             pooling, LayerNorm, GELU and self-attention; a GPU or TPU module joins the same
+             way (`routes.PLATFORMS`)
 """
 
 from cnnx.backends import switches, xla_flags
@@ -71,6 +73,23 @@ def conv_general_dilated(
         batch_group_count=batch_group_count,
         precision=precision,
         preferred_element_type=preferred_element_type,
+    )
+
+
+def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None, **kwargs):
+    """`lax.dot_general` on the platform's route (same signature and values).
+
+    Raises:
+      ConfigError: a `CNNX_*` switch has an undocumented value.
+      cnnx.backends.cpu.onednn.OneDNNUnavailable: `CNNX_ONEDNN=on` without the extension.
+    """
+    return _active().dot_general(
+        lhs,
+        rhs,
+        dimension_numbers,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+        **kwargs,
     )
 
 
@@ -174,6 +193,7 @@ __all__ = [
     "conv_general_dilated",
     "conv_kernels",
     "describe",
+    "dot_general",
     "gelu",
     "lax_only",
     "layer_norm",

@@ -2,8 +2,9 @@
 
 They define the values every route must give (to float rounding) and the parameters it must
 keep, and they are what runs wherever no platform module registered a route (`routes`):
-`lax.conv_general_dilated`, `flax.linen.max_pool`, `nn.LayerNorm` with torch's two-pass
-variance, the exact (erf) GELU of torch's `nn.GELU()` and softmax attention under autodiff.
+`lax.conv_general_dilated`, `lax.dot_general`, `flax.linen.max_pool`, `nn.LayerNorm` with
+torch's two-pass variance, the exact (erf) GELU of torch's `nn.GELU()` and softmax attention
+under autodiff.
 """
 
 import flax.linen as nn
@@ -81,6 +82,7 @@ def describe() -> str:
 ROUTES = Routes(
     name="portable",
     conv_general_dilated=lax.conv_general_dilated,
+    dot_general=lax.dot_general,
     max_pool=max_pool,
     layer_norm=layer_norm,
     gelu=gelu,

@@ -42,6 +42,7 @@ class Routes:
     Attributes:
       name: the platform ('portable' for the fallback).
       conv_general_dilated: `lax.conv_general_dilated`'s signature and values.
+      dot_general: `lax.dot_general`'s signature and values (dense layers' products).
       max_pool: `max_pool(x, window_shape, strides, padding)`, `flax.linen.max_pool`'s values.
       layer_norm: `layer_norm(epsilon, name, dtype)` -> a module with `nn.LayerNorm`'s
         parameters (`scale`, `bias`) and torch's two-pass variance.
@@ -57,6 +58,7 @@ class Routes:
 
     name: str
     conv_general_dilated: Callable
+    dot_general: Callable
     max_pool: Callable
     layer_norm: Callable
     gelu: Callable

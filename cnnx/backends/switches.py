@@ -9,9 +9,10 @@ entry points read `CNNX_XLA_DEFAULTS` before JAX starts.
 * `CNNX_CPU_GRADS`, read when a layer is traced (`cnnx.backends`): `auto` (default: the CPU
   routes where JAX's default backend is the CPU), `xla` (never; also `off`, `0`) or `custom`
   (on any backend, for tests; also `on`, `1`).
-* `CNNX_ONEDNN`, read by the CPU convolution route: `auto` (default: oneDNN's convolutions in
-  a one-device CPU process when the extension is built), `on` (always; an error without the
-  extension; also `1`, `true`) or `off` (also `0`, `false`).
+* `CNNX_ONEDNN`, read by the CPU convolution and dense-product routes: `auto` (default:
+  oneDNN's convolutions and matmuls in a one-device CPU process when the extension is
+  built), `on` (always; an error without the extension; also `1`, `true`) or `off` (also
+  `0`, `false`).
 * `CNNX_XLA_DEFAULTS`, read by `process_defaults.apply()`: `on` (default: cnnx's XLA flags are
   added to `XLA_FLAGS`; also `1`, `true`) or `off` (also `0`, `false`).
 * `CNNX_COMPILATION_CACHE`, read by `cnnx.train.compile_cache.setup`: a folder (local or

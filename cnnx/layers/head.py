@@ -5,6 +5,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from cnnx.layers.dense import Dense
+
 
 class ClassifierHead(nn.Module):
     """Global average pooling, dropout, then a linear classifier.
@@ -34,6 +36,4 @@ class ClassifierHead(nn.Module):
         if self.num_classes == 0:
             return x
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        return nn.Dense(
-            self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype, name="fc"
-        )(x)
+        return Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype, name="fc")(x)

@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnx import backends
+from cnnx.layers.dense import Dense
 
 
 def layer_norm(epsilon: float, name: str, dtype: Any = jnp.float32) -> nn.Module:
@@ -56,10 +57,10 @@ class Mlp(nn.Module):
           (B, N, D).
         """
         out_features = x.shape[-1]
-        x = nn.Dense(self.hidden_features, dtype=self.dtype, name="fc1")(x)
+        x = Dense(self.hidden_features, dtype=self.dtype, name="fc1")(x)
         x = gelu(x)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        x = nn.Dense(out_features, dtype=self.dtype, name="fc2")(x)
+        x = Dense(out_features, dtype=self.dtype, name="fc2")(x)
         return nn.Dropout(self.dropout_rate, deterministic=not train)(x)
 
 
@@ -94,11 +95,11 @@ class MultiHeadSelfAttention(nn.Module):
         channels = x.shape[-1]
         if channels % self.num_heads:
             raise ValueError(f"{channels} channels do not split into {self.num_heads} heads")
-        qkv = nn.Dense(3 * channels, use_bias=self.qkv_bias, dtype=self.dtype, name="qkv")(x)
+        qkv = Dense(3 * channels, use_bias=self.qkv_bias, dtype=self.dtype, name="qkv")(x)
         # No dropout module where it would be the identity: the platform may then fuse the
         # whole attention (XLA:CPU: one custom VJP from qkv to merged heads).
         dropout = None
         if train and self.attention_dropout > 0:
             dropout = nn.Dropout(self.attention_dropout, deterministic=False)
         out = backends.self_attention(qkv, self.num_heads, dropout)
-        return nn.Dense(channels, dtype=self.dtype, name="proj")(out)
+        return Dense(channels, dtype=self.dtype, name="proj")(out)

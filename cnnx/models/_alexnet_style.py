@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnx.layers.conv import Conv
+from cnnx.layers.dense import Dense
 from cnnx.layers.head import ClassifierHead
 from cnnx.layers.norm import LocalResponseNorm
 from cnnx.layers.pool import adaptive_avg_pool, torch_max_pool
@@ -93,5 +94,5 @@ class AlexNetStyle(Classifier):
         width = round_filters(self.fc_features, self.width_mult)
         for name in ("fc6", "fc7"):
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-            x = nn.relu(nn.Dense(width, bias_init=fc_bias, dtype=self.dtype, name=name)(x))
+            x = nn.relu(Dense(width, bias_init=fc_bias, dtype=self.dtype, name=name)(x))
         return ClassifierHead(self.num_classes, dtype=self.dtype, name="head")(x, train=train)

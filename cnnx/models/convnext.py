@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, DropPath, drop_path_rates, maybe_remat
 from cnnx.layers.conv import Conv
+from cnnx.layers.dense import Dense
 from cnnx.layers.transformer import gelu, layer_norm
 from cnnx.models.contract import Classifier
 from cnnx.models.registry import register_family
@@ -59,9 +60,9 @@ class ConvNeXtBlock(nn.Module):
             name="dwconv",
         )(x)
         y = layer_norm(LN_EPS, "norm", self.dtype)(y)
-        y = nn.Dense(4 * c, dtype=self.dtype, name="pwconv1")(y)
+        y = Dense(4 * c, dtype=self.dtype, name="pwconv1")(y)
         y = gelu(y)
-        y = nn.Dense(c, dtype=self.dtype, name="pwconv2")(y)
+        y = Dense(c, dtype=self.dtype, name="pwconv2")(y)
         # Layer scale (Touvron et al. 2021): a per-channel gain starting near zero, so each
         # block starts close to the identity.
         gamma = self.param(

@@ -39,6 +39,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, ConvNormAct, LocalResponseNorm
+from cnnx.layers.dense import Dense
 from cnnx.layers.pool import adaptive_avg_pool, torch_max_pool
 from cnnx.models.contract import Classifier
 from cnnx.models.registry import INCEPTION_MEAN, INCEPTION_STD, register_family
@@ -122,9 +123,9 @@ class InceptionAux(nn.Module):
         x = self.conv(round_filters(128, self.width_mult), 1, name="conv")(x, train=train)
         # Flatten in NCHW order so torchvision's fc1 weight converts without a permutation.
         x = jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
-        x = nn.Dense(round_filters(1024, self.width_mult), dtype=self.dtype, name="fc1")(x)
+        x = Dense(round_filters(1024, self.width_mult), dtype=self.dtype, name="fc1")(x)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(x))
-        return nn.Dense(self.num_classes, dtype=self.dtype, name="fc2")(x)
+        return Dense(self.num_classes, dtype=self.dtype, name="fc2")(x)
 
 
 class GoogLeNet(Classifier):

@@ -29,6 +29,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead
+from cnnx.layers.dense import Dense
 from cnnx.layers.pool import adaptive_avg_pool
 from cnnx.models._inception_blocks import (
     InceptionBlock,
@@ -201,7 +202,7 @@ class InceptionAux(InceptionBlock):
         x = self.conv(128, 1, name="conv0")(x, train=train)
         x = self.conv(768, 5, padding=0, name="conv1")(x, train=train)
         x = jnp.mean(x, axis=(1, 2))
-        return nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(x)
+        return Dense(self.num_classes, dtype=self.dtype, name="fc")(x)
 
 
 STAGE5 = (32, 64, 64)  # InceptionA pool features

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnx.layers.conv import Conv
+from cnnx.layers.dense import Dense
 from cnnx.models.contract import Classifier
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters
@@ -151,11 +152,11 @@ class LeNet5(Classifier):
         x = squash(Subsampling(name="s4")(x))
         x = squash(Conv(w(120), (5, 5), padding="VALID", dtype=self.dtype, name="c5")(x))
         x = jnp.mean(x, axis=(1, 2)) if x.shape[1] > 1 else x.reshape(x.shape[0], -1)
-        x = squash(nn.Dense(w(84), dtype=self.dtype, name="f6")(x))
+        x = squash(Dense(w(84), dtype=self.dtype, name="f6")(x))
         if self.num_classes == 0:
             return x
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, dtype=self.dtype, name="output")(x)
+        return Dense(self.num_classes, dtype=self.dtype, name="output")(x)
 
 
 register_family(

@@ -29,6 +29,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, ConvNormAct
+from cnnx.layers.dense import Dense
 from cnnx.layers.mbconv import DepthwiseSeparable, InvertedResidual
 from cnnx.models.contract import Classifier
 from cnnx.models.registry import INCEPTION_MEAN, INCEPTION_STD, register_family
@@ -203,7 +204,7 @@ class MobileNetV3(Classifier):
             x, train=train
         )
         x = jnp.mean(x, axis=(1, 2))
-        x = nn.Dense(round_filters(last, self.width_mult), dtype=self.dtype, name="pre_logits")(x)
+        x = Dense(round_filters(last, self.width_mult), dtype=self.dtype, name="pre_logits")(x)
         x = nn.hard_swish(x)
         return ClassifierHead(self.num_classes, self.dropout_rate, dtype=self.dtype, name="head")(
             x, train=train

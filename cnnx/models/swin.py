@@ -27,6 +27,7 @@ import numpy as np
 
 from cnnx.layers import ClassifierHead, DropPath, drop_path_rates, maybe_remat
 from cnnx.layers.conv import Conv
+from cnnx.layers.dense import Dense
 from cnnx.layers.transformer import Mlp, attend, layer_norm, split_heads
 from cnnx.models.contract import Classifier
 from cnnx.models.registry import register_family
@@ -98,7 +99,7 @@ class WindowAttention(nn.Module):
         # Window partition: (B, nH, ws, nW, ws, C) -> (B, windows, ws², C).
         x = x.reshape(b, ph // ws, ws, pw // ws, ws, c).transpose(0, 1, 3, 2, 4, 5)
         x = x.reshape(b, -1, ws * ws, c)
-        qkv = nn.Dense(3 * c, dtype=self.dtype, name="qkv")(x)
+        qkv = Dense(3 * c, dtype=self.dtype, name="qkv")(x)
         q, k, v = split_heads(qkv, self.num_heads)  # (B, windows, heads, ws², head_dim)
         table = self.param(
             "relative_position_bias_table",
@@ -115,7 +116,7 @@ class WindowAttention(nn.Module):
         out = attend(
             q, k, v, bias, nn.Dropout(self.attention_dropout, deterministic=not train)
         )  # (B, windows, ws², C)
-        out = nn.Dense(c, dtype=self.dtype, name="proj")(out)
+        out = Dense(c, dtype=self.dtype, name="proj")(out)
         out = nn.Dropout(self.dropout_rate, deterministic=not train)(out)
         out = out.reshape(b, ph // ws, pw // ws, ws, ws, c).transpose(0, 1, 3, 2, 4, 5)
         out = out.reshape(b, ph, pw, c)
@@ -187,7 +188,7 @@ class PatchMerging(nn.Module):
             [x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], axis=-1
         )
         x = layer_norm(LN_EPS, "norm", self.dtype)(x)
-        return nn.Dense(2 * c, use_bias=False, dtype=self.dtype, name="reduction")(x)
+        return Dense(2 * c, use_bias=False, dtype=self.dtype, name="reduction")(x)
 
 
 class SwinTransformer(Classifier):

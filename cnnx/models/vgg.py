@@ -30,6 +30,7 @@ import jax.numpy as jnp
 
 from cnnx.layers import ClassifierHead, LocalResponseNorm, batch_norm
 from cnnx.layers.conv import Conv
+from cnnx.layers.dense import Dense
 from cnnx.layers.pool import adaptive_avg_pool, max_pool
 from cnnx.models._alexnet_style import PAPER_LRN
 from cnnx.models.contract import Classifier
@@ -100,7 +101,7 @@ class VGG(Classifier):
         for i, name in enumerate(("classifier_0", "classifier_3")):
             if i:
                 x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-            x = nn.relu(nn.Dense(width, kernel_init=dense_init, dtype=self.dtype, name=name)(x))
+            x = nn.relu(Dense(width, kernel_init=dense_init, dtype=self.dtype, name=name)(x))
         return ClassifierHead(self.num_classes, self.dropout_rate, dtype=self.dtype, name="head")(
             x, train=train
         )

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from cnnx import models
-from cnnx.analysis import benchmark, flops, input_speed, torch_speed
+from cnnx.analysis import benchmark, flops, grouped_layers, host, input_speed, rounds, torch_speed
 from tests.analysis.scripts import load_script
 
 TINY = ["--models=lenet5", "--batch_size=2", "--image_size=32", "--repeats=2"]
-TINY += ["--warmup=1", "--matmul_size=256"]
+TINY += ["--warmup=1", "--matmul_size=256", "--rounds=1"]
 POSITIVE = [
     "train_ips",
     "infer_ips",
@@ -48,6 +48,8 @@ def test_script_end_to_end(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "lenet5" in captured.out
     assert "benchmark" in captured.err and "1/1" in captured.err  # the tqdm progress bar
+    assert result["config"]["rounds"] == 1 and len(result["config"]["load_avg_rounds"]) == 1
+    assert "load average (1 min)" in captured.out and "matmul ceiling" in captured.out
 
 
 def test_model_convolutions_are_the_models_own():
@@ -88,9 +90,19 @@ def test_vs_torch_reports_ratios(tmp_path, monkeypatch):
     pytest.importorskip("torchvision")
     monkeypatch.setattr(torch_speed, "counterpart", lambda name: (_TinyTorch.build, "test:lenet"))
     out = tmp_path / "b.json"
-    args = [*TINY, "--vs_torch", "--noconv_ceiling", f"--output={out}"]
+    args = [*TINY, "--vs_torch", "--noconv_ceiling", f"--output={out}", "--rounds=2"]
     assert _script().main(args) == 0
-    (m,) = json.loads(out.read_text())["models"]
+    result = json.loads(out.read_text())
+    (m,) = result["models"]
+    assert m["rounds"] == 2 and m["repeats"] == 2
+    for key in ("train_ratio", "infer_ratio", "train_ratio_cl", "infer_ratio_cl"):
+        assert len(m[f"{key}_rounds"]) == 2
+        assert m[key] == pytest.approx(np.median(m[f"{key}_rounds"]))
+    # Both ceilings every round: XLA's and torch's, measured the same way.
+    ceil = result["ceilings"]
+    assert [len(v) for v in ceil["matmul_gflops_rounds"].values()] == [2, 2]
+    assert ceil["torch_matmul_gflops"]["float32"] > 0
+    assert len(result["config"]["load_avg_rounds"]) == 2
     assert m["torch"]["reference"] == "test:lenet"
     for key in ("train_ratio", "infer_ratio", "torch_train_ips", "torch_infer_ips"):
         assert m[key] > 0, key
@@ -163,7 +175,7 @@ def test_grouped_layers_time_every_implementation():
     pytest.importorskip("torch")
     from cnnx.backends.cpu import onednn
 
-    rows = benchmark.depthwise_layers(
+    rows = grouped_layers.depthwise_layers(
         batch=1, layers=((9, 8, 3, 2, 8), (9, 8, 3, 1, 2)), warmup=1, repeats=1, torch_too=True
     )
     depthwise, grouped = rows
@@ -200,3 +212,75 @@ def test_table_warns_when_the_host_is_busy():
     assert "WARNING: the host was busy" in script.table(result)
     result["config"].update(load_avg=[0.1, 0.1, 0.1], load_avg_after=[0.9, 0.5, 0.2])
     assert "WARNING" not in script.table(result)
+
+
+def test_spread_and_verdict_from_hand_made_timings():
+    # Three rounds of paired seconds (ours, torch's): torch faster in round 2 only.
+    timed = [([1.0, 1.0, 1.1], [1.2, 1.3, 1.2]), ([2.0, 2.1], [1.8, 1.9]), ([1.0], [1.1])]
+    per_round = [benchmark.paired_ratio(ours, theirs) for ours, theirs in timed]
+    assert per_round == pytest.approx([1.2, 0.9, 1.1], abs=0.02)
+    s = rounds.spread(per_round)
+    assert (s.median, s.low, s.high, s.rounds) == (per_round[2], per_round[1], per_round[0], 3)
+    assert "straddle 1" in rounds.verdict(s)
+    agree = rounds.spread([1.30, 1.40, 1.35])
+    assert agree.relative == pytest.approx(0.1 / 1.35)
+    assert rounds.verdict(agree) is None and str(agree) == "1.35 (1.30-1.40)"
+    wide = rounds.spread([1.1, 1.6, 1.3])  # all faster, but by 8 % or by 45 %?
+    assert "spread 38% of the median, over 20%" in rounds.verdict(wide)
+    assert rounds.verdict(wide, max_spread=0.5) is None
+    assert "one round" in rounds.verdict(rounds.spread([2.0]))
+    # Ceilings have no side to be on: only their spread counts.
+    assert rounds.verdict(rounds.spread([180.0, 200.0, 220.0]), parity=None) is None
+    with pytest.raises(ValueError):
+        rounds.spread([])
+
+
+def test_summary_marks_ratios_too_wide_to_conclude():
+    script = _script()
+    model = {"model": "resnet50", "infer_ratio_rounds": [1.3, 1.35, 1.4]}
+    model["train_ratio_rounds"] = [0.9, 1.2, 1.1]
+    result = {
+        "config": {"rounds": 3, "max_spread": 0.2, "load_avg": [0.5, 0.5, 0.5]},
+        "ceilings": {
+            "matmul_gflops": {"float32": 200.0},
+            "matmul_gflops_rounds": {"xla float32": [200.0, 150.0, 201.0]},
+        },
+        "models": [model],
+    }
+    lines = script.spread_lines(result)
+    row = next(line for line in lines if line.startswith("resnet50"))
+    assert "1.35 (1.30-1.40)" in row and "?" not in row.split("1.40)")[0]
+    assert "1.10 (0.90-1.20)?" in row
+    assert (
+        lines[-2] == "WARNING: resnet50 train_ratio: the rounds straddle 1 (0.90-1.20): no winner"
+    )
+    host_lines = script.host_lines(result)
+    assert "xla float32 200 (150-201)" in host_lines[0]
+    assert "WARNING: the xla float32 ceiling moved" in host_lines[-1]
+    model.pop("train_ratio_rounds")
+    assert "every ratio's rounds agree" in script.spread_lines(result)[-1]
+    result["config"]["rounds"] = 1
+    model["infer_ratio_rounds"] = [1.3]
+    assert "one round" in script.spread_lines(result)[-1]
+
+
+def test_host_reads_the_cpu_model_and_its_matmul_features():
+    text = (
+        "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 207\n"
+        "model name\t: Intel(R) Xeon(R) Platinum 8581C\n"
+        "flags\t\t: fpu avx2 fma avx512f avx512_bf16 avx512_vnni avx512_fp16\n\n"
+        "processor\t: 1\nmodel name\t: other\n"
+    )
+    info = host.cpu(text)
+    assert info["model"] == "207" and info["family"] == "6"
+    assert info["model_name"] == "Intel(R) Xeon(R) Platinum 8581C"
+    assert info["features"] == [
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512_vnni",
+        "avx512_bf16",
+        "avx512_fp16",
+    ]
+    assert "model 207" in host.describe(info) and "amx" not in host.describe(info)
+    assert host.cpu("")["features"] == [] and "unknown CPU" in host.describe(host.cpu(""))

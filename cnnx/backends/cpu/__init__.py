@@ -8,6 +8,8 @@ calls `routes()` for layers traced on the CPU.
   to `depthwise`).
 - `onednn`: convolutions, input and weight gradients by oneDNN through XLA's FFI (an optional
   C++ extension, `onednn_conv.cc`, built by `make install`; switch `CNNX_ONEDNN`).
+- `dense`: `dot_general`, dense layers' matrix products and both gradients by oneDNN's matmul
+  (`onednn_matmul.cc`, in the same extension, on the same switch).
 - `depthwise`: depthwise convolution as shifted multiply-adds with its own gradients.
 - `pool`: max pooling with a direct (not argmax-scatter) gradient.
 - `transformer`: LayerNorm, GELU and packed self-attention with closed-form gradients.
@@ -54,7 +56,7 @@ def enabled() -> bool:
 
 def routes():
     """The CPU's `Routes` under the switches now: all of them, or (`CNNX_CPU_GRADS=xla`)
-    only the convolution, whose oneDNN path has its own switch."""
+    only the convolution and the dense product, whose oneDNN paths have their own switch."""
     full, convolutions_only = _routes()
     return full if enabled() else convolutions_only
 
@@ -62,12 +64,13 @@ def routes():
 @functools.cache
 def _routes():
     from cnnx.backends import portable
-    from cnnx.backends.cpu import conv, onednn, pool, transformer
+    from cnnx.backends.cpu import conv, dense, onednn, pool, transformer
 
     convolutions_only = dataclasses.replace(
         portable.ROUTES,
         name="cpu",
         conv_general_dilated=conv.conv_general_dilated,
+        dot_general=dense.dot_general,
         describe=onednn.describe,
         conv_kernels=conv.kernels,
         remat_compiler_options=REMAT_COMPILER_OPTIONS,

@@ -6,14 +6,18 @@ dense ones. This module calls oneDNN's convolution, input-gradient and weight-gr
 primitives from inside a jitted program, through XLA's FFI (`jax.ffi.ffi_call`), with a
 `jax.custom_vjp` that ties the three together. Measured gains: docs/xla_cpu.md.
 
-The native part, `onednn_conv.cc`, is optional. It is compiled against the PyPI packages
-`onednn-cpu-gomp` (library) and `onednn-devel-cpu-gomp` (headers) by `make install`, or by
-`python -m cnnx.backends.cpu.onednn build`, into `_build/` beside this file; the file name
-carries a hash of the source, jaxlib's and oneDNN's versions, so a stale build is never
-loaded. Beside it, `<library>.sha256` records its size and hash at build time: a library that
-does not match (truncated by a full disk or an interrupted copy, or another file under its
-name) is not loaded (a truncated one would crash the process with SIGBUS) and is reported as
-needing a rebuild. Without it every convolution stays with XLA (and cnnx's own CPU gradients).
+Dense layers' matrix products use the same library and switch (`cnnx.backends.cpu.dense`,
+`onednn_matmul.cc`); `matmul_implementation` answers for them as `implementations` does here.
+
+The native part, `onednn_conv.cc` with `onednn_matmul.cc`, is optional. It is compiled
+against the PyPI packages `onednn-cpu-gomp` (library) and `onednn-devel-cpu-gomp` (headers)
+by `make install`, or by `python -m cnnx.backends.cpu.onednn build`, into `_build/` beside
+this file; the file name carries a hash of the sources, jaxlib's and oneDNN's versions, so a
+stale build is never loaded. Beside it, `<library>.sha256` records its size and hash at build
+time: a library that does not match (truncated by a full disk or an interrupted copy, or
+another file under its name) is not loaded (a truncated one would crash the process with
+SIGBUS) and is reported as needing a rebuild. Without it every convolution stays with XLA
+(and cnnx's own CPU gradients), and every dense product too.
 
 The switch, `CNNX_ONEDNN` in the environment (`cnnx.backends.switches`), read when a layer is
 traced:
@@ -51,10 +55,15 @@ from cnnx.errors import ConfigError
 
 SWITCH = switches.ONEDNN.name
 SOURCE = Path(__file__).with_name("onednn_conv.cc")
+# Compiled into the same library: the dense layers' matrix products (`dense`) and what the
+# handlers share (one engine, one lock).
+MATMUL_SOURCE = Path(__file__).with_name("onednn_matmul.cc")
+HEADER = Path(__file__).with_name("onednn_ffi.h")
 BUILD_DIR = Path(__file__).with_name("_build")
 LIBRARY_DIST = "onednn-cpu-gomp"  # libdnnl.so (GNU OpenMP threading)
 HEADERS_DIST = "onednn-devel-cpu-gomp"  # oneapi/dnnl/*.hpp
 TARGETS = ("cnnx_onednn_conv_fwd", "cnnx_onednn_conv_bwd_data", "cnnx_onednn_conv_bwd_weights")
+MATMUL_TARGET = "cnnx_onednn_matmul"
 _SUPPORTED_DTYPES = ("float32", "bfloat16")
 
 
@@ -92,12 +101,13 @@ def library_path() -> Path | None:
     if versions is None:
         return None
     digest = hashlib.sha256(SOURCE.read_bytes())
+    digest.update(MATMUL_SOURCE.read_bytes() + HEADER.read_bytes())
     digest.update(" ".join(versions).encode())
     return BUILD_DIR / f"libcnnx_onednn-{digest.hexdigest()[:12]}.so"
 
 
 def build(quiet: bool = False) -> Path:
-    """Compiles `onednn_conv.cc` (a few seconds); returns the library's path.
+    """Compiles `onednn_conv.cc` and `onednn_matmul.cc` (a few seconds); returns the library's path.
 
     Raises:
       BuildError: oneDNN's packages, jaxlib's FFI headers or a C++ compiler are missing, or
@@ -126,7 +136,9 @@ def build(quiet: bool = False) -> Path:
             "-Wno-return-type",  # jaxlib's FFI headers
             f"-I{jax.ffi.include_dir()}",
             f"-I{header.parents[2]}",
+            f"-I{HEADER.parent}",
             str(SOURCE),
+            str(MATMUL_SOURCE),
             str(library),
             f"-Wl,-rpath,{library.parent}",
             "-o",
@@ -191,11 +203,11 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
         return None, why
     try:
         lib = ctypes.cdll.LoadLibrary(str(path))
-        symbols = [getattr(lib, name) for name in (*TARGETS, "cnnx_onednn_version")]
+        symbols = [getattr(lib, name) for name in (*TARGETS, MATMUL_TARGET, "cnnx_onednn_version")]
     except (OSError, AttributeError) as e:
         return None, f"the oneDNN extension {path} does not load: {e}"
     del symbols
-    for name in TARGETS:
+    for name in (*TARGETS, MATMUL_TARGET):
         jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
     lib.cnnx_onednn_version.restype = ctypes.c_char_p
     return lib, "oneDNN " + lib.cnnx_onednn_version().decode()
@@ -224,6 +236,35 @@ def implementations(geometry: tuple[int, ...], dtype: str = "float32") -> tuple[
         code = lib.cnnx_onednn_implementation(values, dtype == "bfloat16", op, out, len(out))
         names.append(out.value.decode() if code == 0 else f"unsupported: {out.value.decode()}")
     return tuple(names)
+
+
+@functools.cache
+def matmul_implementation(
+    m: int, k: int, n: int, transpose_a: bool, transpose_b: bool, dtype: str = "float32"
+) -> str:
+    """oneDNN's implementation name for an (m x k) @ (k x n) product (operands transposed in
+    memory as `transpose_*` say), e.g. "brg_matmul:avx512_core"; "unsupported: <message>" when
+    it has none.
+
+    Raises:
+      OneDNNUnavailable: the extension is not built.
+    """
+    lib = _load()[0]
+    if lib is None:
+        raise OneDNNUnavailable(status())
+    out = ctypes.create_string_buffer(256)
+    code = lib.cnnx_onednn_matmul_implementation(
+        ctypes.c_int64(m),
+        ctypes.c_int64(k),
+        ctypes.c_int64(n),
+        int(transpose_a),
+        int(transpose_b),
+        dtype == "bfloat16",
+        out,
+        len(out),
+    )
+    name = out.value.decode()
+    return name if code == 0 else f"unsupported: {name}"
 
 
 def available() -> bool:

@@ -11,21 +11,21 @@
 //   cnnx_onednn_conv_bwd_data     (dy, w)  -> dx
 //   cnnx_onednn_conv_bwd_weights  (x, dy)  -> dw
 // Attributes: strides[2], padding_lo[2], padding_hi[2], dilation[2] (XLA's: 1 = dense), groups.
-// Built by cnnx/backends/cpu/onednn_build.py; used by cnnx/backends/cpu/onednn.py.
+// Built and used by cnnx/backends/cpu/onednn.py (with onednn_matmul.cc, into one library).
 
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
-#include "oneapi/dnnl/dnnl.hpp"
-#include "xla/ffi/api/ffi.h"
+#include "onednn_ffi.h"
 
 namespace ffi = xla::ffi;
+using cnnx_onednn::Engine;
 using tag = dnnl::memory::format_tag;
 using dims = dnnl::memory::dims;
 
@@ -56,11 +56,6 @@ struct Geometry {
   dims pad_lo() const { return {pt, pl}; }
   dims pad_hi() const { return {pb, pr}; }
 };
-
-dnnl::engine& Engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
 
 // A primitive with the reorder between the user's HWIO kernel and the primitive's layout.
 struct Plan {
@@ -170,24 +165,9 @@ ffi::Error ReadGeometry(ffi::AnyBuffer::Dimensions x, ffi::AnyBuffer::Dimensions
   return ffi::Error::Success();
 }
 
-// One convolution at a time: XLA may run independent operations (or one program per device)
-// on several threads at once, and each thread that enters oneDNN would start its own OpenMP
-// team; teams that spin-wait against each other on few cores stall every one of them.
-std::mutex& ExecutionMutex() {
-  static std::mutex mutex;
-  return mutex;
-}
-
 template <typename F>
 ffi::Error Guarded(F&& body) {
-  std::lock_guard<std::mutex> lock(ExecutionMutex());
-  try {
-    body();
-  } catch (const dnnl::error& e) {
-    return ffi::Error(ffi::ErrorCode::kInternal,
-                      std::string("cnnx oneDNN convolution: ") + e.what());
-  }
-  return ffi::Error::Success();
+  return cnnx_onednn::Guarded("cnnx oneDNN convolution", std::forward<F>(body));
 }
 
 // Runs a plan whose kernel is an input (forward, input gradient), reordering the user's HWIO
