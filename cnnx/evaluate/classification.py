@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from cnnx.data import EvalInput, to_global
+from cnnx.errors import DataError
 from cnnx.evaluate.metrics import masked_sums, multi_label_sums, summarize
 from cnnx.evaluate.progress import progress_bar
 from cnnx.parallel.mesh import batch_sharding, replicated
@@ -105,11 +106,15 @@ def make_batch_sums(
     def eval_step(variables, batch):  # the name XLA, profiles and the compile cache show
         images, labels, mask = batch["image"], batch["label"], batch["mask"]
         log_probs, scores = log_mean_probabilities(variables, images, apply_fns, class_subset)
+        # Every real example is read once ('seen'); a label rule may leave some out of 'count'
+        # (an empty ReaL set, a label outside the class subset).
+        seen = jnp.sum(mask.astype(jnp.float32))
         if class_subset is not None:
             labels, mask = _subset_labels(labels, mask, class_subset, multi_label)
         if multi_label:
-            return multi_label_sums(log_probs, labels, mask, scores=scores)
-        return masked_sums(log_probs, labels, mask, scores=scores, confusion=confusion)
+            return {**multi_label_sums(log_probs, labels, mask, scores=scores), "seen": seen}
+        sums = masked_sums(log_probs, labels, mask, scores=scores, confusion=confusion)
+        return {**sums, "seen": seen}
 
     return jax.jit(eval_step, out_shardings=replicated(mesh))
 
@@ -173,7 +178,13 @@ def evaluate(
     if totals is None:
         eval_input.check_count(0)  # raises: the split gave no batch
     totals = jax.device_get(totals)  # replicated scalars and (K,) / (K, K) counts
-    eval_input.check_count(float(totals["count"]))
+    eval_input.check_count(float(totals["seen"]))
+    if not totals["count"]:
+        raise DataError(
+            f"None of the {int(totals['seen'])} examples of split {eval_input.split!r} of "
+            f"{eval_input.source.name} has a label the evaluation counts (empty label sets, or "
+            "labels outside its class subset)."
+        )
     return {**summarize(totals, num_classes, prefix), "views": int(views)}
 
 

@@ -44,7 +44,7 @@ def evaluator(kind: str = "classification", **values) -> ml_collections.ConfigDi
       kind: the evaluator type (a key of EVALUATOR_OPTIONS).
       **values: `data` (a dict of DATA_KEYS), `options` (a dict of the type's options),
         `every_steps` or `every_epochs` (default: `eval.every_steps`, else once per epoch;
-        every evaluator also runs after the last step).
+        every evaluator also runs after the last step; `every_steps=0`: only then).
 
     Returns:
       The entry: {type, data: {source, data_dir, split, pp, image_size, crop_pct},
@@ -90,7 +90,9 @@ def _bad_value(key: str, v) -> str | None:
     if v is None and key not in ("options.labels", "options.class_subset", "options.per_class"):
         return None
     is_int = isinstance(v, int) and not isinstance(v, bool)
-    if key in ("every_steps", "data.image_size"):
+    if key == "every_steps":
+        return None if is_int and v >= 0 else "an integer >= 0 (0: after the last step only)"
+    if key == "data.image_size":
         return None if is_int and v >= 1 else "an integer >= 1 (or unset)"
     if key in ("every_epochs", "data.crop_pct"):
         ok = (is_int or isinstance(v, float)) and math.isfinite(v) and v > 0
@@ -182,8 +184,8 @@ class Entry:
     options: dict
 
     def every(self, steps_per_epoch: int) -> int:
-        """Steps between its periodic evaluations (>= 1)."""
-        if self.every_steps:
+        """Steps between its periodic evaluations (>= 1), or 0: after the last step only."""
+        if self.every_steps is not None:
             return self.every_steps
         if self.every_epochs:
             return max(1, round(self.every_epochs * steps_per_epoch))

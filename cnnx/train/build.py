@@ -128,6 +128,13 @@ def make_evaluators(
                     f"--config.evals.{entry.name}: {source.name} has {source.num_classes} "
                     f"classes, the model predicts {exp.model.num_classes}."
                 )
+        sets = entry.options.get("labels") == "real"
+        if sets != bool(getattr(source, "label_sets", False)):
+            raise ConfigError(
+                f"--config.evals.{entry.name}.options.labels={entry.options.get('labels')!r}, "
+                f"but {source.name} has {'label sets' if not sets else 'one label per image'}; "
+                "use labels='real' exactly for label-set data (tfds:imagenet2012_real)."
+            )
         ctx = exp.pp_context(train=False, image_size=image_size or entry.image_size)
         if entry.crop_pct is not None:
             ctx = dataclasses.replace(ctx, crop_pct=entry.crop_pct)

@@ -227,7 +227,8 @@ class _Run:
         variables = state.eval_variables(ema=ema)
         metrics = {}
         for ev in self.evaluators:
-            if step is not None and step % self.cadence[ev.name]:
+            every = self.cadence[ev.name]  # 0: after the last step only
+            if step is not None and (not every or step % every):
                 continue
             m = build.evaluate_state(self.exp, variables, None, ev, stop)
             if m is None:
@@ -322,7 +323,7 @@ def _step_loop(run: _Run, state, start_step: int, step_callback):
         if stop:
             logging.warning("SIGTERM: saved checkpoint at step %d; exiting.", step)
             return state, step, eval_metrics, True
-        if step != total and any(step % every == 0 for every in run.cadence.values()):
+        if step != total and any(e and step % e == 0 for e in run.cadence.values()):
             state, metrics = run.periodic_eval(step, state)
             eval_metrics = {**eval_metrics, **metrics}
     return state, step, eval_metrics, False
@@ -373,7 +374,9 @@ def _train_and_evaluate(config, exp, workdir, t_start, changes, preemption, step
 def _run_and_finish(run: _Run, state, start_step: int, step_callback, n_params: int) -> dict:
     """The step loop, the final evaluation and results.json; the checkpointer is closed."""
     config, exp, log = run.config, run.exp, run.log
-    resumed_at_eval = 0 < start_step < log.total_steps and start_step % run.eval_every == 0
+    resumed_at_eval = (
+        0 < start_step < log.total_steps and run.eval_every and start_step % run.eval_every == 0
+    )
     if config.schedule.name == "plateau" and resumed_at_eval:
         # Checkpoints at an eval step are written before that eval; redo its lr decision.
         state = run.after_eval(state, run.evaluate(state, step=start_step))

@@ -37,7 +37,7 @@ def test_check_reports_every_bad_entry_in_one_error():
     unknown_key = evaluator()
     unknown_key.data.resolution = 224  # ConfigDicts made in a config file are not locked
     both = evaluator(every_steps=10, every_epochs=1.0)
-    values = evaluator(every_steps=0, options={"labels": "multi", "class_subset": "imagenet_b"})
+    values = evaluator(every_steps=-1, options={"labels": "multi", "class_subset": "imagenet_b"})
     config = _config(a=bad_type, b=unknown_key, c=both, d=values, train=evaluator())
     with pytest.raises(ConfigError) as e:
         entries.check(config)
@@ -46,7 +46,7 @@ def test_check_reports_every_bad_entry_in_one_error():
     assert "--config.evals.a.type='segmentation' must be one of ['classification']" in text
     assert "--config.evals.b.data.resolution is unknown: a 'classification' evaluator has" in text
     assert "--config.evals.c: set every_steps or every_epochs, not both" in text
-    assert "--config.evals.d.every_steps=0 must be an integer >= 1" in text
+    assert "--config.evals.d.every_steps=-1 must be an integer >= 0 (0: after the last" in text
     assert "options.labels='multi' must be 'single' or 'real'" in text
     assert "options.class_subset='imagenet_b' must be" in text
     assert "--config.evals.train: an evaluator's name" in text
@@ -84,6 +84,7 @@ def test_resolution_fills_in_the_runs_values():
     assert v2.data["eval_split"] == "test[:50]"  # the rest of the run's data section
     assert (v2.split, v2.pp, v2.crop_pct, v2.image_size) == ("test", "resize|normalize", 1.0, None)
     assert v2.every_steps is None and v2.every(100) == 50 and v2.every(1) == 1
+    assert entries.resolve(_config(end=evaluator(every_steps=0)))[1].every(100) == 0
     # Without entries: one evaluator, the run's eval split, once per epoch by default.
     (only,) = entries.resolve(base_config())
     assert only.name == "eval" and only.every(33) == 33 and only.split == "test"
