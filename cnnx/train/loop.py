@@ -409,6 +409,10 @@ def _run_and_finish(run: _Run, state, start_step: int, step_callback, n_params: 
         "model": exp.spec.name,
         "num_params": n_params,
         "image_size": exp.image_size,
+        # What the model's cost needs without the data (scripts/results.py's MACs).
+        "eval_image_size": exp.eval_image_size,
+        "channels": exp.channels,
+        "num_classes": exp.model.num_classes,
         "wall_time_s": log.wall_time(),  # over all segments
         **log.last_train,
         **eval_metrics,
