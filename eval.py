@@ -3,10 +3,12 @@
     python eval.py --workdir=workdirs/default                       # newest checkpoint
     python eval.py --workdir=DIR --step=600 --split=test --image_size=40 --crop_pct=1.0
     python eval.py --workdir=DIR --views=tencrop --ensemble=DIR2,DIR3 --confusion_png=cm.png
+    python eval.py --workdir=DIR --evals=eval,v2                   # the config's evaluators
 
 Uses the config saved in the workdir unless --config is given; prints top-1 / top-5 (top-5
 from 6 classes on), then writes JSON (default <workdir>/eval_<split>_<size>_step<step>
-[_<options>].json: one file per distinct evaluation; local or gs://). The evaluation is the
+[_<options>].json: one file per distinct evaluation; local or gs://; confusion matrices and
+per-class top-1 in the .npz beside it). The evaluation is the
 training loop's own (cnnx.evaluate.classification); a long one shows its progress on stderr.
 Several processes: as train.py; process 0 prints and writes.
 """
@@ -35,6 +37,9 @@ _VIEWS = flags.DEFINE_string(
     "arguments, e.g. 'tencrop(flip=False)' or 'multiscale(scales=(1.0, 1.25))'.",
 )
 _ENSEMBLE = flags.DEFINE_list("ensemble", [], "More workdirs whose probabilities are averaged.")
+_EVALS = flags.DEFINE_list(
+    "evals", [], "The config's evaluators to run (config.evals names; 'eval': its eval split)."
+)
 _CONFUSION = flags.DEFINE_string(
     "confusion_png",
     None,
@@ -66,6 +71,7 @@ def main(argv):
         use_ema=_EMA.value,
         views=_VIEWS.value,
         ensemble=tuple(_ENSEMBLE.value),
+        evals=tuple(_EVALS.value),
     )
 
 

@@ -8,15 +8,17 @@ import sys
 
 import jax
 import ml_collections
+import numpy as np
 from etils import epath
 
 from cnnx.errors import CheckpointError, CnnxError, ConfigError, WorkdirError
-from cnnx.evaluate.classification import Member, evaluate_members
+from cnnx.evaluate.classification import Member
 from cnnx.evaluate.metrics import format_metrics
+from cnnx.parallel.mesh import replicated
 from cnnx.process_defaults import import_tensorflow
 from cnnx.train import distributed, optim
 from cnnx.train import workdir as wd
-from cnnx.train.build import init_state, make_eval_input, make_tx
+from cnnx.train.build import init_state, make_evaluators, make_tx
 from cnnx.train.checkpoint import Checkpointer
 from cnnx.train.experiment import setup
 
@@ -103,8 +105,10 @@ def evaluate_checkpoint(
     use_ema: bool = False,
     views: str | None = None,
     ensemble: tuple[str, ...] = (),
+    evals: tuple[str, ...] = (),
 ) -> dict:
-    """Top-1 / top-5 / loss (and per-class accuracy, confusion) of a checkpoint on a split.
+    """Top-1 / top-5 / loss / ECE (and per-class accuracy, confusion) of a checkpoint on a
+    split, or on the config's named evaluators.
 
     Args:
       config: the training config (e.g. `workdir.load_config(workdir)`); its mesh is fitted
@@ -119,6 +123,16 @@ def evaluate_checkpoint(
         'multiscale' or 'googlenet'.
       ensemble: further workdirs (newest checkpoints, their own configs) whose probabilities
         are averaged with this one's; they must predict the same classes.
+      evals: names of the config's evaluators (`config.evals`, 'eval' the run's eval split)
+        to run; empty: 'eval' alone. `split` changes the 'eval' evaluator's split;
+        `image_size`, `crop_pct` and `views` apply to every one.
+
+    Returns:
+      Each evaluator's '<name>/top1', '<name>/top5', '<name>/loss', '<name>/nll',
+      '<name>/ece', '<name>/examples'; 'evals' (their names), 'arrays' ({'<name>/confusion',
+      '<name>/per_class_top1': arrays}), the first evaluator's 'confusion' and
+      'per_class_top1' (lists), and what was evaluated (step, split, image_size, crop_pct,
+      model, ema, pp, views, members, num_classes).
     """
     config = ml_collections.ConfigDict(config.to_dict())
     if crop_pct is not None:
@@ -139,18 +153,42 @@ def evaluate_checkpoint(
                 f"{workdir} predicts {exp.model.num_classes}."
             )
         members.append(Member(other, other_exp.model.apply, other_state.eval_variables(use_ema)))
-    pp = view_pp(views, config.data.eval_pp)
-    eval_input = make_eval_input(exp, split=split, image_size=image_size, pp=pp)
-    results = evaluate_members(members, eval_input, exp.mesh)
+    if crop_pct is not None:  # the flag wins over the entries' own crop ratios
+        for entry in (config.get("evals") or {}).values():
+            entry.data.crop_pct = None
+    evaluators = make_evaluators(
+        exp,
+        list(evals) if evals else ["eval"],
+        apply_fns=tuple(m.apply_fn for m in members),
+        confusion=True,
+        split=split,
+        image_size=image_size,
+        pp=lambda pp: view_pp(views, pp),
+    )
+    variables = tuple(jax.device_put(m.variables, replicated(exp.mesh)) for m in members)
+    results, arrays = {}, {}
+    for ev in evaluators:
+        results.update(ev(variables))
+        arrays.update({f"{ev.name}/{k}": v for k, v in ev.arrays.items()})
+    first = evaluators[0]
     results.update(
         {
+            "evals": [ev.name for ev in evaluators],
+            "arrays": arrays,
+            "confusion": first.arrays.get("confusion", np.zeros((0, 0))).tolist(),
+            "per_class_top1": [  # NaN: a class without examples
+                None if np.isnan(v) else float(v) for v in first.arrays.get("per_class_top1", [])
+            ],
+            "num_classes": first.num_classes,
+            "views": first.views,
+            "members": [m.name for m in members],
             "step": int(jax.device_get(state.step)),
-            "split": eval_input.split,
-            "image_size": eval_input.ctx.image_size,
-            "crop_pct": exp.crop_pct,
+            "split": first.eval_input.split,
+            "image_size": first.eval_input.ctx.image_size,
+            "crop_pct": first.eval_input.ctx.crop_pct,
             "model": exp.spec.name,
             "ema": use_ema,
-            "pp": pp,
+            "pp": first.eval_input.pp,
         }
     )
     return results
@@ -185,6 +223,8 @@ def output_name(results: dict, *, explicit: dict) -> str:
         parts.append(f"ensemble{len(members) + 1}-{digest(members)}")
     if explicit.get("config") is not None:
         parts.append(f"config-{digest(explicit['config'].to_dict())}")
+    if explicit.get("evals"):
+        parts.append("evals-" + "-".join(explicit["evals"]))
     return "_".join(parts).replace("/", "_").replace(os.sep, "_") + ".json"
 
 
@@ -238,7 +278,11 @@ def run(
         f"{results['model']} step {results['step']} on {results['split']} at "
         f"{results['image_size']} px, {results['views']} view(s), "
         f"{len(results['members'])} model(s){' (EMA weights)' if results['ema'] else ''}: "
-        f"{format_metrics(results)}",
+        + (
+            format_metrics(results)
+            if results["evals"] == ["eval"]
+            else "; ".join(f"{name}: {format_metrics(results, name)}" for name in results["evals"])
+        ),
         flush=True,
     )
     try:
@@ -259,5 +303,15 @@ def run(
 
 
 def write_json(results: dict, path: str) -> None:
-    """Writes `results` to `path` whole or not at all (`workdir.write_json_atomic`)."""
-    wd.write_json_atomic(path, results)
+    """Writes the figures of `results` to `path` and its arrays (confusion matrices, per-class
+    top-1) beside it, `<path>.npz` for `<path>.json` (`numpy.load`), each whole or not at all:
+    a 1000-class confusion matrix printed in JSON was most of a 9 MB file (issue 30)."""
+    arrays = results.get("arrays") or {}
+    figures = {
+        k: v for k, v in results.items() if k not in ("arrays", "confusion", "per_class_top1")
+    }
+    if arrays:
+        npz = wd.arrays_path(path)
+        wd.write_npz_atomic(npz, arrays)
+        figures["arrays_file"] = os.path.basename(npz)
+    wd.write_json_atomic(path, figures)

@@ -150,6 +150,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 256
     c.eval.every_steps = config_dict.placeholder(int)  # default: once per epoch
+    # More evaluators by name: `evals.<name> = cnnx.evaluate.entries.evaluator(...)`, each
+    # with its data, cadence and options, logged as '<name>/top1', ... The eval split above is
+    # always the evaluator 'eval'; an `evals.eval` entry changes its settings.
+    c.evals = ml_collections.ConfigDict()
 
     c.ckpt = ml_collections.ConfigDict()
     c.ckpt.every_steps = config_dict.placeholder(int)  # default: once per epoch

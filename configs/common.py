@@ -154,3 +154,51 @@ def smoke(
     c.model.dtype = "float32"
     c.smoke = ", ".join(filter(None, ("synthetic data", model, "a few steps")))
     return c
+
+
+# The ImageNet test sets (through TFDS), as evaluator entries: name -> (TFDS name, split,
+# classification options). Every one predicts ImageNet's 1000 classes, in TFDS's label order.
+IMAGENET_TEST_SETS = {
+    # ImageNet-V2 (Recht et al., 2019), its three sampling variants, 10,000 images each.
+    "v2_matched": ("imagenet_v2/matched-frequency", "test", {}),
+    "v2_threshold": ("imagenet_v2/threshold-0.7", "test", {}),
+    "v2_top": ("imagenet_v2/topimages", "test", {}),
+    # ImageNet-ReaL (Beyer et al., 2020): the 50,000 validation images with re-assessed label
+    # sets; a prediction in the set is right, images without labels are left out. Built from
+    # ILSVRC2012_img_val.tar, a manual download (the error says where it goes).
+    "real": ("imagenet2012_real", "validation", {"labels": "real"}),
+    # ImageNet-A (7,500 images) and ImageNet-R (30,000) cover 200 classes; the logits are
+    # restricted to them before the argmax (Hendrycks et al., 2021).
+    "imagenet_a": ("imagenet_a", "test", {"class_subset": "imagenet_a"}),
+    "imagenet_r": ("imagenet_r", "test", {"class_subset": "imagenet_r"}),
+    # ImageNet-Sketch (Wang et al., 2019): 50,889 sketches of the 1000 classes.
+    "sketch": ("imagenet_sketch", "test", {}),
+}
+
+
+def imagenet_test_sets(
+    c: ml_collections.ConfigDict, every_epochs: float | None = None, names=None
+) -> ml_collections.ConfigDict:
+    """Adds the ImageNet test sets (`IMAGENET_TEST_SETS`) to an ImageNet config as evaluators,
+    each evaluated with the run's eval preprocessing, resolution and crop, and logged as
+    '<name>/top1', ... (`python eval.py --workdir=DIR --evals=v2_matched,real` on a finished
+    run). TFDS downloads V2, A, R and Sketch with --config.data.download=True; ReaL needs
+    ImageNet's validation tar.
+
+    Args:
+      c: an ImageNet-1k config, changed in place.
+      every_epochs: how often they run (None: only after the last step).
+      names: only these sets (default: all).
+
+    Returns:
+      `c`, for chaining.
+    """
+    from cnnx.evaluate.entries import evaluator  # imports neither TensorFlow nor JAX
+
+    for name in names or IMAGENET_TEST_SETS:
+        tfds_name, split, options = IMAGENET_TEST_SETS[name]
+        cadence = {"every_epochs": every_epochs} if every_epochs else {"every_steps": 0}
+        c.evals[name] = evaluator(
+            data={"source": f"tfds:{tfds_name}", "split": split}, options=options, **cadence
+        )
+    return c

@@ -42,7 +42,12 @@ def _never_evaluates(monkeypatch):
 
 
 def _eval_files(workdir):
-    return sorted(f for f in os.listdir(workdir) if f.startswith("eval_"))
+    names = [f for f in os.listdir(workdir) if f.startswith("eval_")]
+    # Each evaluation's arrays (confusion matrix, per-class top-1) in the .npz beside it.
+    assert sorted(f for f in names if f.endswith(".npz")) == sorted(
+        f.removesuffix(".json") + ".npz" for f in names if f.endswith(".json")
+    )
+    return sorted(f for f in names if f.endswith(".json"))
 
 
 def test_ema_of_a_run_without_ema_is_an_error(run_dir, capsys, monkeypatch):

@@ -278,7 +278,8 @@ class EvalPipeline:
         pad = tf.data.Dataset.from_tensors(
             {
                 "image": tf.zeros(shape, tf.float32),
-                "label": tf.constant(0, tf.int32),
+                # (K,) label sets (ImageNet-ReaL) pad with empty sets.
+                "label": tf.zeros(ds.element_spec["label"].shape, tf.int32),
                 "mask": tf.constant(0.0, tf.float32),
             }
         ).repeat()

@@ -20,6 +20,8 @@ class TfdsSource(Source):
     builder: object = None
     image_key: str = "image"
     label_key: str = "label"
+    # The labels are sets (ImageNet-ReaL's 'real_label'), given as (num_classes,) multi-hot.
+    label_sets: bool = False
     global_order = False
 
     def num_examples(self, split: str) -> int:
@@ -58,9 +60,21 @@ class TfdsSource(Source):
                 drop_remainder=drop_remainder,
             )
         ds = self._read(split, shuffle=drop_remainder, seed=seed)  # shuffle files when training
+        if self.label_sets:
+            k = self.num_classes
+            return ds.map(lambda e: {"image": e[self.image_key], "label": _multi_hot(e, k)})
         return ds.map(
             lambda e: {"image": e[self.image_key], "label": tf.cast(e[self.label_key], tf.int32)}
         )
+
+
+def _multi_hot(example, num_classes: int):
+    """A label set (ImageNet-ReaL's variable-length 'real_label') as (num_classes,) int32."""
+    import tensorflow as tf
+
+    labels = tf.cast(example["real_label"], tf.int32)
+    hot = tf.reduce_max(tf.one_hot(labels, num_classes, dtype=tf.int32), axis=0)
+    return tf.ensure_shape(tf.where(tf.size(labels) > 0, hot, 0), [num_classes])
 
 
 def tfds_source(name: str, data_dir: str | None, download: bool) -> TfdsSource:
@@ -98,7 +112,17 @@ def tfds_source(name: str, data_dir: str | None, download: bool) -> TfdsSource:
             )
         builder = prepare.prepare(name, data_dir, say=logging.info)
     info = builder.info
-    label = info.features["label"] if "label" in info.features.keys() else None  # noqa: SIM118 (FeaturesDict)
+    keys = info.features.keys()
+    if "label" not in keys and "real_label" in keys:  # ImageNet-ReaL: a set per image
+        label = info.features["real_label"].feature
+        return TfdsSource(
+            name=f"tfds:{name}",
+            num_classes=label.num_classes,
+            builder=builder,
+            label_key="real_label",
+            label_sets=True,
+        )
+    label = info.features["label"] if "label" in keys else None
     if label is None or not hasattr(label, "num_classes"):
         raise DataError(f"TFDS dataset {name!r} has no ClassLabel feature named 'label'.")
     return TfdsSource(name=f"tfds:{name}", num_classes=label.num_classes, builder=builder)

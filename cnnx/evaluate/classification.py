@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 
 from cnnx.data import EvalInput, to_global
-from cnnx.evaluate.metrics import masked_sums, summarize
+from cnnx.errors import DataError
+from cnnx.evaluate.metrics import masked_sums, multi_label_sums, summarize
 from cnnx.evaluate.progress import progress_bar
 from cnnx.parallel.mesh import batch_sharding, replicated
 
@@ -35,13 +36,18 @@ class Member:
     variables: dict
 
 
-def log_mean_probabilities(variables: Sequence[dict], images, apply_fns: Sequence):
+def log_mean_probabilities(
+    variables: Sequence[dict], images, apply_fns: Sequence, class_subset: tuple | None = None
+):
     """Log of the softmax probabilities averaged over views and models.
 
     Args:
       variables: one variables dict per model.
       images: (B, V, H, W, C) views, or (B, H, W, C) for one view.
       apply_fns: one `apply_fn(variables, images, train=False) -> logits` per model.
+      class_subset: class indices the logits are restricted to before the softmax and the
+        argmax (ImageNet-A and -R: 200 of the 1000 classes, as timm's validate masks them);
+        the returned K is then `len(class_subset)`, in that order.
 
     Returns:
       (log_probs, scores): log_probs (B, K) float32 log(mean over the V views and the models
@@ -57,6 +63,8 @@ def log_mean_probabilities(variables: Sequence[dict], images, apply_fns: Sequenc
         fn(var, flat, train=False).astype(jnp.float32)
         for fn, var in zip(apply_fns, variables, strict=True)
     ]
+    if class_subset is not None:
+        logits = [z[:, jnp.asarray(class_subset)] for z in logits]
     if len(logits) == 1 and v == 1:
         return jax.nn.log_softmax(logits[0], axis=-1), logits[0]
     log_probs = [jax.nn.log_softmax(z, axis=-1).reshape(b, v, -1) for z in logits]
@@ -66,7 +74,14 @@ def log_mean_probabilities(variables: Sequence[dict], images, apply_fns: Sequenc
 
 
 @functools.lru_cache(maxsize=16)
-def make_batch_sums(apply_fns: tuple, mesh, *, confusion: bool = True):
+def make_batch_sums(
+    apply_fns: tuple,
+    mesh,
+    *,
+    confusion: bool = True,
+    multi_label: bool = False,
+    class_subset: tuple | None = None,
+):
     """The per-batch function: a jitted `fn(variables, batch) -> masked sums`, replicated.
 
     Args:
@@ -75,21 +90,43 @@ def make_batch_sums(apply_fns: tuple, mesh, *, confusion: bool = True):
       mesh: the device mesh.
       confusion: also sum the (K, K) confusion matrix (K² integers: leave it off for the
         periodic evaluation and for tens of thousands of classes).
+      multi_label: the batch's 'label' is (B, K) label sets (`metrics.multi_label_sums`:
+        ImageNet-ReaL), not (B,) labels.
+      class_subset: restrict the logits to these classes (`log_mean_probabilities`); labels
+        are mapped to their position in it, and an example whose label is not in it is left
+        out.
 
     Returns:
       `fn(variables, batch)`: `variables` a tuple (one dict per model, any sharding), `batch`
-      global 'image' ((B, H, W, C) or (B, V, H, W, C)), 'label' (B,) and 'mask' (B,) arrays;
-      it returns `metrics.masked_sums`'s dict, replicated over `mesh`, so every process can
-      read it although the batch spans all processes.
+      global 'image' ((B, H, W, C) or (B, V, H, W, C)), 'label' and 'mask' (B,) arrays;
+      it returns `metrics.masked_sums`'s dict (or `multi_label_sums`'s), replicated over
+      `mesh`, so every process can read it although the batch spans all processes.
     """
 
     def eval_step(variables, batch):  # the name XLA, profiles and the compile cache show
-        log_probs, scores = log_mean_probabilities(variables, batch["image"], apply_fns)
-        return masked_sums(
-            log_probs, batch["label"], batch["mask"], scores=scores, confusion=confusion
-        )
+        images, labels, mask = batch["image"], batch["label"], batch["mask"]
+        log_probs, scores = log_mean_probabilities(variables, images, apply_fns, class_subset)
+        # Every real example is read once ('seen'); a label rule may leave some out of 'count'
+        # (an empty ReaL set, a label outside the class subset).
+        seen = jnp.sum(mask.astype(jnp.float32))
+        if class_subset is not None:
+            labels, mask = _subset_labels(labels, mask, class_subset, multi_label)
+        if multi_label:
+            return {**multi_label_sums(log_probs, labels, mask, scores=scores), "seen": seen}
+        sums = masked_sums(log_probs, labels, mask, scores=scores, confusion=confusion)
+        return {**sums, "seen": seen}
 
     return jax.jit(eval_step, out_shardings=replicated(mesh))
+
+
+def _subset_labels(labels, mask, class_subset: tuple, multi_label: bool):
+    """Labels in the positions of `class_subset`; examples whose label is outside it masked."""
+    subset = jnp.asarray(class_subset)
+    if multi_label:
+        return labels[:, subset], mask
+    where = labels[:, None] == subset[None, :]  # (B, S)
+    inside = jnp.any(where, axis=-1)
+    return jnp.argmax(where, axis=-1).astype(labels.dtype), mask * inside.astype(mask.dtype)
 
 
 def evaluate(
@@ -99,6 +136,8 @@ def evaluate(
     mesh,
     *,
     stop: Callable[[], bool] | None = None,
+    prefix: str = "eval",
+    num_classes: int | None = None,
 ) -> dict | None:
     """One pass over `eval_input`: the batch sums added up on device, then summarized.
 
@@ -113,10 +152,13 @@ def evaluate(
       mesh: the device mesh (batches are sharded over its data axes).
       stop: optional `fn() -> bool`, checked between batches; when it says so the pass is
         abandoned and None returned (SIGTERM during the final evaluation of a run).
+      prefix: the metrics' prefix (the evaluator's name).
+      num_classes: the scores' width (needed for label sets, which carry no per-class sums).
 
     Returns:
-      `metrics.summarize`'s dict ('eval/top1', 'eval/top5', 'eval/loss', 'eval/examples',
-      'num_classes', 'per_class_top1', 'confusion' when summed) and 'views' (per example).
+      `metrics.summarize`'s dict ('eval/top1', 'eval/top5', 'eval/loss', 'eval/nll',
+      'eval/ece', 'eval/examples', 'num_classes', 'per_class_top1', 'confusion' when summed;
+      `prefix` for 'eval') and 'views' (per example).
 
     Raises:
       DataError: no readable example in the split.
@@ -136,8 +178,14 @@ def evaluate(
     if totals is None:
         eval_input.check_count(0)  # raises: the split gave no batch
     totals = jax.device_get(totals)  # replicated scalars and (K,) / (K, K) counts
-    eval_input.check_count(float(totals["count"]))
-    return {**summarize(totals), "views": int(views)}
+    eval_input.check_count(float(totals["seen"]))
+    if not totals["count"]:
+        raise DataError(
+            f"None of the {int(totals['seen'])} examples of split {eval_input.split!r} of "
+            f"{eval_input.source.name} has a label the evaluation counts (empty label sets, or "
+            "labels outside its class subset)."
+        )
+    return {**summarize(totals, num_classes, prefix), "views": int(views)}
 
 
 def evaluate_members(

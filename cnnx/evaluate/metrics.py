@@ -13,6 +13,66 @@ import numpy as np
 
 from cnnx.accuracy import TOP5_MIN_CLASSES, topk_hits
 
+# Confidence bins of the expected calibration error: 15 equal-width bins (Guo et al., "On
+# Calibration of Modern Neural Networks", 2017).
+ECE_BINS = 15
+
+
+def calibration_sums(log_probs, predicted, hit, mask) -> dict:
+    """Per-bin sums of the expected calibration error (ECE): bin b holds the examples whose
+    confidence (the probability of the predicted class) is in (b/15, (b+1)/15].
+
+    Args:
+      log_probs: (B, K) log-probabilities.
+      predicted: (B,) the predicted classes.
+      hit: (B,) 1.0 where the prediction is right.
+      mask: (B,) float32, 1 for real examples.
+
+    Returns:
+      'ece_count', 'ece_confidence', 'ece_hits': (ECE_BINS,) float32 sums per bin.
+    """
+    confidence = jnp.exp(jnp.take_along_axis(log_probs, predicted[:, None], axis=-1)[:, 0])
+    bins = jnp.clip(jnp.ceil(confidence * ECE_BINS).astype(jnp.int32) - 1, 0, ECE_BINS - 1)
+    in_bin = jax.nn.one_hot(bins, ECE_BINS, dtype=jnp.float32) * mask[:, None]
+    return {
+        "ece_count": jnp.sum(in_bin, axis=0),
+        "ece_confidence": confidence @ in_bin,
+        "ece_hits": hit.astype(jnp.float32) @ in_bin,
+    }
+
+
+def expected_calibration_error(count, confidence, hits) -> float:
+    """ECE in % from the per-bin sums: sum over bins of |hits_b - confidence_b| / N."""
+    n = float(np.sum(count))
+    return 100.0 * float(np.sum(np.abs(np.asarray(hits) - np.asarray(confidence)))) / n
+
+
+def multi_label_sums(log_probs, label_sets, mask, *, scores=None) -> dict:
+    """Sums of a batch whose images have label sets (ImageNet-ReaL): a prediction is right
+    when it is in the image's set, and images with an empty set are left out (Beyer et al.,
+    "Are we done with ImageNet?", 2020; timm's `--real-labels`).
+
+    Args:
+      log_probs: (B, K) log-probabilities.
+      label_sets: (B, K) 1 where the class is among the image's labels.
+      mask: (B,) 1 for real examples, 0 for padding.
+      scores: (B, K) values whose order is the prediction (default `log_probs`).
+
+    Returns:
+      'top1', 'top5', 'count' (images with labels) and the calibration sums.
+    """
+    label_sets = label_sets.astype(jnp.float32)
+    mask = mask.astype(jnp.float32) * (jnp.sum(label_sets, axis=-1) > 0)
+    k = log_probs.shape[-1]
+    top = jax.lax.top_k(log_probs if scores is None else scores, min(5, k))[1]
+    in_set = jnp.take_along_axis(label_sets, top, axis=-1) > 0  # (B, 5)
+    return {
+        "top1": jnp.sum(in_set[:, 0] * mask),
+        "top5": jnp.sum(jnp.any(in_set, axis=-1) * mask),
+        "count": jnp.sum(mask),
+        **calibration_sums(log_probs, top[:, 0], in_set[:, 0], mask),
+    }
+
 
 def masked_sums(log_probs, labels, mask, *, scores=None, confusion: bool = True) -> dict:
     """Sums over the real (mask 1) examples of a batch, to be added up over batches.
@@ -28,8 +88,8 @@ def masked_sums(log_probs, labels, mask, *, scores=None, confusion: bool = True)
 
     Returns:
       'loss' (summed negative log-likelihood), 'top1', 'top5', 'count' (float32 scalars),
-      'support' and 'correct' ((K,) int32 examples and top-1 hits per true class), and
-      'confusion' ((K, K) int32) when asked for.
+      'support' and 'correct' ((K,) int32 examples and top-1 hits per true class), the
+      calibration sums (`calibration_sums`), and 'confusion' ((K, K) int32) when asked for.
     """
     k = log_probs.shape[-1]
     mask = mask.astype(jnp.float32)
@@ -45,6 +105,7 @@ def masked_sums(log_probs, labels, mask, *, scores=None, confusion: bool = True)
         # Per-batch counts are small exact integers in float32; int32 keeps the totals exact.
         "support": jnp.sum(true, axis=0).astype(jnp.int32),
         "correct": jnp.sum(true * predicted, axis=0).astype(jnp.int32),
+        **calibration_sums(log_probs, top[:, 0], hits[:, 0], mask),
     }
     if confusion:
         cm = jnp.einsum("bi,bj->ij", true, predicted, precision=jax.lax.Precision.HIGHEST)
@@ -62,31 +123,42 @@ def top5_note(num_classes: int) -> str | None:
     )
 
 
-def summarize(totals: dict) -> dict:
-    """Metrics from summed `masked_sums` (host values).
+def summarize(totals: dict, num_classes: int | None = None, prefix: str = "eval") -> dict:
+    """Metrics from summed `masked_sums` or `multi_label_sums` (host values).
+
+    Args:
+      totals: the summed sums.
+      num_classes: the logits' width (default: the length of the per-class sums).
+      prefix: the evaluator's name, the metrics' prefix.
 
     Returns:
-      'eval/top1', 'eval/top5' (in %; top-5 only for 6 classes or more), 'eval/loss' (mean
-      negative log-likelihood), 'eval/examples', 'num_classes', 'per_class_top1' (in %, None
-      for a class without examples), 'confusion' (lists) when summed, and 'notes' (a list of
-      sentences) when top-5 is left out.
+      '<prefix>/top1', '<prefix>/top5' (in %; top-5 only for 6 classes or more),
+      '<prefix>/loss' and '<prefix>/nll' (mean negative log-likelihood; single labels only),
+      '<prefix>/ece' (expected calibration error in %, 15 bins), '<prefix>/examples',
+      'num_classes', 'per_class_top1' (in %, None for a class without examples; single
+      labels), 'confusion' (lists) when summed, and 'notes' (a list of sentences) when top-5
+      is left out.
     """
     n = float(totals["count"])
-    support = np.asarray(totals["support"])
-    correct = np.asarray(totals["correct"])
-    k = len(support)
+    k = num_classes or len(totals["support"])
     out = {
-        "eval/top1": 100.0 * float(totals["top1"]) / n,
-        "eval/top5": 100.0 * float(totals["top5"]) / n,
-        "eval/loss": float(totals["loss"]) / n,
-        "eval/examples": int(n),
-        "num_classes": k,
-        "per_class_top1": [
-            100.0 * float(c) / float(s) if s else None for c, s in zip(correct, support)
-        ],
+        f"{prefix}/top1": 100.0 * float(totals["top1"]) / n,
+        f"{prefix}/top5": 100.0 * float(totals["top5"]) / n,
     }
+    if "loss" in totals:
+        out[f"{prefix}/loss"] = out[f"{prefix}/nll"] = float(totals["loss"]) / n
+    out[f"{prefix}/ece"] = expected_calibration_error(
+        totals["ece_count"], totals["ece_confidence"], totals["ece_hits"]
+    )
+    out[f"{prefix}/examples"] = int(n)
+    out["num_classes"] = k
+    if "support" in totals:
+        support, correct = np.asarray(totals["support"]), np.asarray(totals["correct"])
+        out["per_class_top1"] = [
+            100.0 * float(c) / float(s) if s else None for c, s in zip(correct, support)
+        ]
     if (note := top5_note(k)) is not None:
-        del out["eval/top5"]
+        del out[f"{prefix}/top5"]
         out["notes"] = [note]
     if "confusion" in totals:
         out["confusion"] = np.asarray(totals["confusion"]).tolist()
@@ -98,7 +170,7 @@ def format_metrics(results: dict, prefix: str = "eval") -> str:
     without '<prefix>/top5' (fewer than 6 classes) says 'top-5 n/a (under 6 classes)'."""
     top5 = results.get(f"{prefix}/top5")
     shown = f"{top5:.2f}%" if top5 is not None else f"n/a (under {TOP5_MIN_CLASSES} classes)"
-    return (
-        f"top-1 {results[f'{prefix}/top1']:.2f}%  top-5 {shown}  "
-        f"loss {results[f'{prefix}/loss']:.4f}"
+    loss = results.get(f"{prefix}/loss")  # none for label sets (ImageNet-ReaL)
+    return f"top-1 {results[f'{prefix}/top1']:.2f}%  top-5 {shown}" + (
+        f"  loss {loss:.4f}" if loss is not None else ""
     )

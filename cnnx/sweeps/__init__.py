@@ -16,6 +16,7 @@ Import the submodule you need; this package imports nothing itself.
   worker   one trial: `python -m cnnx.sweeps.worker` (train, params, MACs, TensorBoard hparams)
   results  the JSON Lines export of trial records (readable without Optuna), forgiving reader
   report   best trial, markdown table, accuracy-against-MACs PNG
+  compare  many runs' results in one table (scripts/results.py): MACs, every evaluator, plot
   grid     the α·β²·γ² ≈ 2 grid, φ scaling, the published B1–B7 table
   fixres   FixRes: train at R_train, test at R_test, fine-tune classifier + BN at R_test
 """

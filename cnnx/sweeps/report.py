@@ -21,9 +21,23 @@ METRIC_LABELS = {
 GREEK = {"alpha": "α", "beta": "β", "gamma": "γ", "phi": "φ"}
 
 
+# An evaluator's metrics ('<name>/top1', ...) in words, with units.
+_EVALUATOR_METRICS = {
+    "top1": "Top-1 accuracy on {} (%)",
+    "top5": "Top-5 accuracy on {} (%)",
+    "loss": "Cross-entropy loss on {} (nats)",
+    "nll": "Negative log-likelihood on {} (nats)",
+    "ece": "Expected calibration error on {} (%, 15 bins)",
+}
+
+
 def metric_label(metric: str) -> str:
-    """`metric` in words with its unit ('eval/top1' -> 'Top-1 accuracy on the eval split (%)')."""
-    return METRIC_LABELS.get(metric, metric)
+    """`metric` in words with its unit ('eval/top1' -> 'Top-1 accuracy on the eval split (%)',
+    'v2/ece' -> 'Expected calibration error on v2 (%, 15 bins)')."""
+    if metric in METRIC_LABELS:
+        return METRIC_LABELS[metric]
+    name, _, what = metric.partition("/")
+    return _EVALUATOR_METRICS[what].format(name) if what in _EVALUATOR_METRICS else metric
 
 
 def point_label(record: dict) -> str:

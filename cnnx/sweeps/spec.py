@@ -196,6 +196,8 @@ def load_sweep(ref: str) -> Sweep:
     mode = options.get("mode", "max")
     if mode not in ("max", "min"):
         raise ConfigError(f"{ref}: mode must be 'max' or 'min', not {mode!r}.")
+    metric = options.get("metric", "eval/top1")
+    _check_metric(ref, metric, base)
     sampler = options.get("sampler", "tpe")
     if sampler not in ("tpe", "random"):
         raise ConfigError(f"{ref}: sampler must be 'tpe' or 'random', not {sampler!r}.")
@@ -206,7 +208,7 @@ def load_sweep(ref: str) -> Sweep:
         ref=ref,
         base=base,
         trials=trials,
-        metric=options.get("metric", "eval/top1"),
+        metric=metric,
         mode=mode,
         module=module,
         arg=arg,
@@ -215,6 +217,19 @@ def load_sweep(ref: str) -> Sweep:
         n_trials=n_trials,
         seed=options.get("seed"),
         derived_sizes=derived,
+    )
+
+
+def _check_metric(ref: str, metric, base) -> None:
+    """The objective must be a metric the trials log: 'train/...' or '<evaluator>/...' of one
+    of the base config's evaluators ('eval' and `evals` entries, '<name>_ema' for EMA runs)."""
+    names = ["eval", *(base.get("evals") or {})]
+    prefix = metric.partition("/")[0] if isinstance(metric, str) else None
+    if prefix in ("train", *names, *(f"{n}_ema" for n in names)) and "/" in metric:
+        return
+    raise ConfigError(
+        f"{ref}: options['metric']={metric!r} is no metric the trials log; use 'train/loss' or "
+        f"'<evaluator>/<top1|top5|loss|nll|ece>' with an evaluator of {names}."
     )
 
 

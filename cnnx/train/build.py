@@ -5,13 +5,15 @@ and optimizer, the sharded initial state, the jitted train step and an evaluatio
 training loop (`cnnx.train.loop`) runs these; nothing else needs to import the loop.
 """
 
+import dataclasses
 import functools
 
 import jax
 import numpy as np
 
-from cnnx.data import EvalInput, TrainInput
-from cnnx.evaluate import classification
+from cnnx.data import EvalInput, TrainInput, get_source
+from cnnx.errors import ConfigError
+from cnnx.evaluate import entries, registry
 from cnnx.parallel.sharding import log_placement, shardings_from_config
 from cnnx.train import finetune, optim, steps
 from cnnx.train.experiment import Experiment, process_info
@@ -60,34 +62,100 @@ def make_eval_input(exp: Experiment, split=None, image_size=None, pp=None) -> Ev
 
 
 def evaluate_state(
-    exp: Experiment, variables, eval_input: EvalInput, eval_fn, stop=None
+    exp: Experiment, variables, eval_input: EvalInput | None, evaluator, stop=None
 ) -> dict | None:
-    """One pass over an eval split (`cnnx.evaluate.classification.evaluate`, eval.py's path).
+    """One evaluation of the model's variables (the loop's, the linear probe's and FixRes's).
 
     Args:
-      exp: the experiment (its mesh shards the batches).
+      exp: the experiment.
       variables: the model's variables ({'params', 'batch_stats'}), any sharding.
-      eval_input: the split.
-      eval_fn: `make_eval_fn(exp, num_classes)`.
+      eval_input: the split (None: the evaluator's own).
+      evaluator: a `cnnx.evaluate.registry` evaluator (`make_evaluators`, `make_eval_fn`).
       stop: optional `fn() -> bool` checked between batches; when it says so the pass is
         abandoned and None returned (SIGTERM during the final evaluation).
 
     Returns:
-      The scalars 'eval/loss', 'eval/top1', 'eval/top5' (in %; top-5 only for 6 classes or
-      more) and 'eval/examples', or None when stopped.
+      The evaluator's scalars, '<name>/loss', '<name>/top1', '<name>/top5' (in %; top-5 only
+      for 6 classes or more), '<name>/nll', '<name>/ece', '<name>/examples' ('eval/...' for the
+      default evaluator), or None when stopped.
     """
-    results = classification.evaluate(eval_fn, (variables,), eval_input, exp.mesh, stop=stop)
-    if results is None:
-        return None
-    return {k: v for k, v in results.items() if k.startswith("eval/")}
+    del exp  # the evaluator holds the mesh
+    return evaluator((variables,), stop, eval_input=eval_input)
 
 
 def make_eval_fn(exp: Experiment, num_classes: int):
-    """The jitted per-batch evaluation of `exp.model` (`classification.make_batch_sums` of one
-    model, no confusion matrix), for `evaluate_state`; `num_classes` is the logits' width."""
+    """The default evaluator ('eval') of `exp.model` without an input of its own, for
+    `evaluate_state` with an input; `num_classes` is the logits' width."""
     if exp.model.num_classes != num_classes:
         raise ValueError(f"{exp.model.num_classes} model classes, {num_classes} expected")
-    return classification.make_batch_sums((exp.model.apply,), exp.mesh, confusion=False)
+    entry = entries.resolve(exp.config, [entries.DEFAULT])[0]
+    return registry.create(entry, None, (exp.model.apply,), exp.mesh, num_classes)
+
+
+def make_evaluators(
+    exp: Experiment,
+    names=None,
+    *,
+    apply_fns: tuple | None = None,
+    confusion: bool = False,
+    split: str | None = None,
+    image_size: int | None = None,
+    pp=None,
+) -> list:
+    """The evaluators of the config's `evals` entries (`cnnx.evaluate.entries.resolve`), each
+    with its own input (source, split, preprocessing, resolution, crop ratio).
+
+    Args:
+      exp: the experiment.
+      names: only these evaluators (eval.py's --evals); None: 'eval' and every entry.
+      apply_fns: the models whose probabilities are averaged (default: `exp.model`'s).
+      confusion: also sum confusion matrices (eval.py).
+      split: another split for the default evaluator (eval.py --split).
+      image_size: another resolution for every evaluator (eval.py --image_size).
+      pp: `fn(pp) -> pp` applied to every evaluator's preprocessing (eval.py --views).
+
+    Raises:
+      ConfigError: a bad entry, an unknown name, or an entry's data whose class count differs
+        from the model's.
+    """
+    c = exp.config
+    out = []
+    for entry in entries.resolve(c, names):
+        source = exp.source
+        if entry.own_source:
+            source = get_source(entry.data, image_size=exp.image_size)
+            if source.num_classes != exp.model.num_classes:
+                raise ConfigError(
+                    f"--config.evals.{entry.name}: {source.name} has {source.num_classes} "
+                    f"classes, the model predicts {exp.model.num_classes}."
+                )
+        sets = entry.options.get("labels") == "real"
+        if sets != bool(getattr(source, "label_sets", False)):
+            raise ConfigError(
+                f"--config.evals.{entry.name}.options.labels={entry.options.get('labels')!r}, "
+                f"but {source.name} has {'label sets' if not sets else 'one label per image'}; "
+                "use labels='real' exactly for label-set data (tfds:imagenet2012_real)."
+            )
+        ctx = exp.pp_context(train=False, image_size=image_size or entry.image_size)
+        if entry.crop_pct is not None:
+            ctx = dataclasses.replace(ctx, crop_pct=entry.crop_pct)
+        pidx, pcount = process_info()
+        eval_input = EvalInput(
+            source=source,
+            split=(split if entry.name == entries.DEFAULT and split else entry.split),
+            pp=pp(entry.pp) if pp else entry.pp,
+            ctx=ctx,
+            global_batch=c.eval.batch_size,
+            process_index=pidx,
+            process_count=pcount,
+        )
+        fns = apply_fns or (exp.model.apply,)
+        out.append(
+            registry.create(
+                entry, eval_input, fns, exp.mesh, exp.model.num_classes, confusion=confusion
+            )
+        )
+    return out
 
 
 def make_schedule(config, steps_per_epoch: int, total_steps: int):

@@ -18,6 +18,7 @@ from cnnx import models
 from cnnx.config_schema import validate
 from cnnx.data import PPContext, Source, get_source
 from cnnx.errors import ConfigError
+from cnnx.evaluate import entries
 from cnnx.layers.remat import POLICIES as REMAT_POLICIES
 from cnnx.models.coverage import unused_input_positions
 from cnnx.models.registry import ModelSpec, as_registered
@@ -107,6 +108,7 @@ def build_model(config, num_classes: int):
 def setup(config: ml_collections.ConfigDict) -> Experiment:
     """Validates the config and builds the experiment's static parts."""
     validate(config)  # every value in range, before anything is built
+    entries.check(config)  # the evaluators' entries too
     spec = models.get_spec(config.model.name)  # unknown model: clear error first
     d = config.data
     image_size = d.image_size or spec.resolution

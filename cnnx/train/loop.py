@@ -157,10 +157,12 @@ class _Run:
         config = self.config = exp.config
         self.exp, self.workdir, self.ckpt, self.log = exp, workdir, ckpt, log
         self.step_fn, self.step_rng, self.preemption = step_fn, step_rng, preemption
-        self.train_input, self.eval_input = inputs
-        self.eval_fn = build.make_eval_fn(exp, exp.model.num_classes)
+        self.train_input, self.evaluators = inputs  # evaluators: 'eval' first
         spe = self.train_input.steps_per_epoch
-        self.eval_every = config.eval.every_steps or spe
+        # Each evaluator at its own cadence, a function of the step alone (exact on resume).
+        self.cadence = {ev.name: ev.entry.every(spe) for ev in self.evaluators}
+        self.eval_every = self.cadence["eval"]
+        self.arrays = {}  # the final evaluation's per-class arrays ('<name>/per_class_top1')
         self.ckpt_every = config.ckpt.every_steps or spe
         self.timer = StepTimer()
         self.profiler = Profiler(
@@ -179,13 +181,26 @@ class _Run:
             "go on from it with another config, e.g. learning rate, pass --allow_config_change)"
         )
 
-    def evaluate(self, state, ema: bool = False, stop=None):
+    def evaluate(self, state, ema: bool = False, stop=None, step: int | None = None):
+        """The evaluators due at `step` (None: all), their metrics in one dict ('<name>_ema/'
+        for EMA weights); None when `stop` abandoned one."""
         variables = state.eval_variables(ema=ema)
-        return build.evaluate_state(self.exp, variables, self.eval_input, self.eval_fn, stop)
+        metrics = {}
+        for ev in self.evaluators:
+            every = self.cadence[ev.name]  # 0: after the last step only
+            if step is not None and (not every or step % every):
+                continue
+            m = build.evaluate_state(self.exp, variables, None, ev, stop)
+            if m is None:
+                return None
+            if ema:
+                m = {k.replace(f"{ev.name}/", f"{ev.name}_ema/", 1): v for k, v in m.items()}
+            metrics.update(m)
+        return metrics
 
     def after_eval(self, state, metrics):
         """Reduce-on-plateau: the decision is part of the (checkpointed) optimizer state."""
-        if self.config.schedule.name != "plateau":
+        if self.config.schedule.name != "plateau" or "eval/top1" not in metrics:
             return state
         schedule = self.config.schedule
         return state.replace(
@@ -207,7 +222,9 @@ class _Run:
 
     def periodic_eval(self, step: int, state):
         with self.timer.excluded():
-            metrics = self.evaluate(state)
+            metrics = self.evaluate(state, step=step)
+            if not metrics:
+                return state, {}
             self.log.write(step, metrics)
             self.health.add_eval(step, metrics)
             return self.after_eval(state, metrics), metrics
@@ -218,11 +235,13 @@ class _Run:
         # and the restart evaluates it without training again.
         stop = (lambda: self.preemption.requested) if jax.process_count() == 1 else None
         final = self.evaluate(state, stop=stop)
+        # Per-class arrays of the final pass (not the EMA one), for results.npz.
+        self.arrays = {f"{e.name}/{k}": v for e in self.evaluators for k, v in e.arrays.items()}
         if final is not None and state.ema_params is not None:
             ema = self.evaluate(state, ema=True, stop=stop)
             if ema is None:
                 return None
-            final.update({k.replace("eval/", "eval_ema/"): v for k, v in ema.items()})
+            final.update(ema)
         if final is not None:
             self.log.write(step, final)
             self.health.add_eval(step, final)
@@ -264,8 +283,9 @@ def _step_loop(run: _Run, state, start_step: int, step_callback):
         if stop:
             logging.warning("SIGTERM: saved checkpoint at step %d; exiting.", step)
             return state, step, eval_metrics, True
-        if step % run.eval_every == 0 and step != total:
-            state, eval_metrics = run.periodic_eval(step, state)
+        if step != total and any(e and step % e == 0 for e in run.cadence.values()):
+            state, metrics = run.periodic_eval(step, state)
+            eval_metrics = {**eval_metrics, **metrics}
     return state, step, eval_metrics, False
 
 
@@ -273,7 +293,7 @@ def _train_and_evaluate(config, exp, workdir, t_start, changes, preemption, step
     """The run itself, with the workdir checked and locked (see `train_and_evaluate`)."""
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     pidx, _ = process_info()
-    inputs = build.make_train_input(exp), build.make_eval_input(exp)
+    inputs = build.make_train_input(exp), build.make_evaluators(exp)
     spe = inputs[0].steps_per_epoch
     total_steps = build.train_steps(config, spe)
     check_step_counts(config, spe, total_steps)
@@ -314,10 +334,12 @@ def _train_and_evaluate(config, exp, workdir, t_start, changes, preemption, step
 def _run_and_finish(run: _Run, state, start_step: int, step_callback, n_params: int) -> dict:
     """The step loop, the final evaluation and results.json; the checkpointer is closed."""
     config, exp, log = run.config, run.exp, run.log
-    resumed_at_eval = 0 < start_step < log.total_steps and start_step % run.eval_every == 0
+    resumed_at_eval = (
+        0 < start_step < log.total_steps and run.eval_every and start_step % run.eval_every == 0
+    )
     if config.schedule.name == "plateau" and resumed_at_eval:
         # Checkpoints at an eval step are written before that eval; redo its lr decision.
-        state = run.after_eval(state, run.evaluate(state))
+        state = run.after_eval(state, run.evaluate(state, step=start_step))
     failed, step = True, start_step
     try:
         with run.preemption:
@@ -347,6 +369,10 @@ def _run_and_finish(run: _Run, state, start_step: int, step_callback, n_params: 
         "model": exp.spec.name,
         "num_params": n_params,
         "image_size": exp.image_size,
+        # What the model's cost needs without the data (scripts/results.py's MACs).
+        "eval_image_size": exp.eval_image_size,
+        "channels": exp.channels,
+        "num_classes": exp.model.num_classes,
         "wall_time_s": log.wall_time(),  # over all segments
         **log.last_train,
         **eval_metrics,
@@ -360,6 +386,8 @@ def _run_and_finish(run: _Run, state, start_step: int, step_callback, n_params: 
         results["corrupt_files"] = sorted(exp.source.corrupt)
     if process_info()[0] == 0:
         with writing(wd.results_path(run.workdir)):
+            if run.arrays:  # evaluators' per_class option
+                wd.write_npz_atomic(wd.arrays_path(wd.results_path(run.workdir)), run.arrays)
             wd.write_json_atomic(wd.results_path(run.workdir), results)
     logging.info("results: %s", results)
     return results

@@ -21,6 +21,7 @@ they are written locally and copied into the workdir at each flush
 """
 
 import functools
+import io
 import json
 import os
 import socket
@@ -28,6 +29,7 @@ import time
 import urllib.parse
 
 import ml_collections
+import numpy as np
 from absl import logging
 from etils import epath
 
@@ -106,6 +108,31 @@ def write_text_atomic(path: str, text: str) -> None:
 def write_json_atomic(path: str, obj) -> None:
     """`obj` as indented JSON, atomically (non-JSON values written with `str`)."""
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def arrays_path(json_path: str) -> str:
+    """Where the arrays of a results JSON go: beside it, `.npz` for `.json`."""
+    return json_path.removesuffix(".json") + ".npz"
+
+
+def write_npz_atomic(path: str, arrays: dict) -> None:
+    """`arrays` ({name: array}) as a compressed .npz (`numpy.savez_compressed`), whole or not
+    at all: per-class figures and confusion matrices stay out of the JSON, compact and exact."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+    if is_remote(path):
+        epath.Path(path).write_bytes(buffer.getvalue())
+        return
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(buffer.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def append_line(path: str, record: dict) -> None:
@@ -202,6 +229,8 @@ IDENTITY_FREE = {
     "train.on_nonfinite": "what happens if a step diverges (no effect on finite steps)",
     "eval.batch_size": "evaluation batching (metrics are exact sums)",
     "eval.every_steps": "how often the run evaluates (identity with schedule=plateau)",
+    "evals.*": "which further test sets are evaluated, how and how often (evals.eval: as "
+    "eval.every_steps)",
     "ckpt.every_steps": "how often checkpoints are written (resume is exact at any step)",
     "ckpt.max_to_keep": "how many checkpoints are kept",
     "ckpt.asynchronous": "whether saves run in the background",
@@ -216,7 +245,8 @@ IDENTITY_FREE = {
 
 
 def _identity_free(key: str, new: dict) -> bool:
-    if key == "eval.every_steps" and new.get("schedule.name") == "plateau":
+    plateau_input = key == "eval.every_steps" or key.startswith("evals.eval.")
+    if plateau_input and new.get("schedule.name") == "plateau":
         return False  # the plateau schedule decides the learning rate at each evaluation
     section = key.split(".")[0]
     return key in IDENTITY_FREE or f"{section}.*" in IDENTITY_FREE

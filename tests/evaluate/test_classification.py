@@ -135,7 +135,10 @@ def test_periodic_eval_eval_py_and_the_old_eval_step_agree():
     periodic = evaluate_state(exp, variables, eval_input, make_eval_fn(exp, 10))
     members = [Member("run", exp.model.apply, variables)]
     standalone = evaluate_members(members, eval_input, exp.mesh)
-    assert set(periodic) == {"eval/loss", "eval/top1", "eval/top5", "eval/examples"}
+    assert set(periodic) == {
+        *("eval/loss", "eval/top1", "eval/top5", "eval/examples"),
+        *("eval/nll", "eval/ece"),  # calibration (issue 28 item 3)
+    }
     for key in periodic:
         assert periodic[key] == standalone[key], key
 

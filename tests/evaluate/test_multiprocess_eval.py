@@ -64,6 +64,11 @@ def test_two_processes_match_one(runs, case, tmp_path, compilation_cache):  # no
     for out in outputs[1:]:  # the first run's weights were restored split over both processes
         assert "{'data': 1, 'fsdp': 8, 'model': 1}: 3 of 14 parameter tensors sharded" in out
     single, multi = (json.loads((d / "eval.json").read_text()) for d in (one, two))
+    for d, results in ((one, single), (two, multi)):  # the arrays are in the .npz beside it
+        assert results["arrays_file"] == "eval.npz"
+        with np.load(d / "eval.npz") as arrays:
+            results["confusion"] = arrays["eval/confusion"].tolist()
+            results["per_class_top1"] = arrays["eval/per_class_top1"].tolist()
     assert multi["eval/examples"] == single["eval/examples"] == 100  # test[:100], once each
     views, members = (5, 2) if case != "plain" else (1, 1)
     assert multi["views"] == single["views"] == views

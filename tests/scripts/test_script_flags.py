@@ -18,6 +18,7 @@ SCRIPTS = [
     "gradient_flow",
     "list_models",
     "make_color_digits",
+    "results",
     "memory_report",
     "show_filters",
     "summarize",
