@@ -19,6 +19,7 @@ TensorFlow until data is read; the config schema is `cnnx.config_schema`).
   event_files    TensorBoard event files written without TensorFlow (gs:// mirrored)
   health         warnings for diverging or stuck runs
   profiling      the data-wait / compute split and jax.profiler traces
+  throughput     images/s per chip, TFLOP/s from XLA's cost analysis, MFU, host share
   linear_probe   the linear-probe fast path (features once, head only)
   distributed    multi-process start-up (`jax.distributed`)
   compile_cache  JAX's persistent compilation cache
