@@ -15,6 +15,7 @@ TensorFlow until data is read; the config schema is `cnnx.config_schema`).
   workdir        a run's workdir: layout, atomic writes, identity (config.json)
   lock           the workdir's lock: one writer per workdir
   loop           `train_and_evaluate(config, workdir)`
+  feeding        batches prefetched to the device, a bound on the steps in flight
   metrics_log    TensorBoard, train_metrics.jsonl and the log line
   event_files    TensorBoard event files written without TensorFlow (gs:// mirrored)
   health         warnings for diverging or stuck runs

@@ -19,11 +19,10 @@ from absl import logging
 from etils import epath
 
 from cnnx import backends
-from cnnx.data import to_global
 from cnnx.errors import CheckpointError, CheckpointMismatch, TrainingDiverged
 from cnnx.evaluate.metrics import top5_note
 from cnnx.parallel.mesh import batch_sharding, replicated
-from cnnx.train import build, finetune, health, lock, optim
+from cnnx.train import build, feeding, finetune, health, lock, optim
 from cnnx.train import workdir as wd
 from cnnx.train.build import agree_with_process_0
 from cnnx.train.checkpoint import Checkpointer
@@ -293,12 +292,13 @@ def _step_loop(run: _Run, state, start_step: int, step_callback):
     last evaluation's metrics and whether it was preempted."""
     log, timer, profiler = run.log, run.timer, run.profiler
     sharding = batch_sharding(run.exp.mesh)
-    batches = run.train_input.iterate(start_step)
+    # Batches placed on the device ahead; the host waits only when DEPTH steps are queued.
+    batches = feeding.prefetch_to_device(run.train_input.iterate(start_step), sharding)
+    in_flight = feeding.InFlight()
     step, eval_metrics, total = start_step, {}, log.total_steps
     while step < total:
         with timer.waiting_for_data():
             batch = next(batches)
-        batch = to_global(batch, sharding)
         profiler.before_step(step)
         compiling = step == start_step  # the first call traces and compiles
         with run.not_training() if compiling else contextlib.nullcontext():
@@ -312,6 +312,7 @@ def _step_loop(run: _Run, state, start_step: int, step_callback):
                 compiled = run.step_fn.lower(state, batch, run.step_rng).compile()
                 run.speed.compiled(compiled, compile_s)
         run.speed.dispatched(metrics["loss"])
+        in_flight.add(metrics["loss"])
         log.add(metrics)
         step += 1
         if compiling:
@@ -331,6 +332,7 @@ def _step_loop(run: _Run, state, start_step: int, step_callback):
             logging.warning("SIGTERM: saved checkpoint at step %d; exiting.", step)
             return state, step, eval_metrics, True
         if step % run.eval_every == 0 and step != total:
+            in_flight.drain()  # the steps' own time, not the evaluation's
             state, eval_metrics = run.periodic_eval(step, state)
     return state, step, eval_metrics, False
 
