@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # cores of a small CI machine busy; each worker holds jax + tf + torch (~3 GB).
 TEST_WORKERS ?= 2
 
-.PHONY: demo test lint format install install-dev clean
+.PHONY: demo test lint format install install-dev clean device-wheels
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,15 @@ format: $(VENV)/.dev-installed
 
 test: lint
 	$(PY) -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
+
+# The wheels scripts/device_check.py needs on a bare GPU machine (Python 3.12, JAX, flax, optax,
+# orbax, no internet) that lacks them, at requirements.txt's versions, into $(DEVICE_WHEELS).
+DEVICE_WHEELS ?= .whl
+DEVICE_PACKAGES := $(shell grep -E '^(ml-collections|clu)==' requirements.txt | cut -d' ' -f1)
+device-wheels:
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp --platform manylinux2014_x86_64 -d $(DEVICE_WHEELS) $(DEVICE_PACKAGES)
+	ls $(DEVICE_WHEELS)
 
 clean:
 	rm -rf $(VENV) workdirs .pytest_cache .ruff_cache

@@ -46,7 +46,10 @@ def base_config() -> ml_collections.ConfigDict:
     # The classifier's outputs; default: the data's class count, which it must equal (a
     # different head is refused: cnnx.train.experiment.decide_num_classes).
     c.model.num_classes = config_dict.placeholder(int)
-    c.model.dtype = "float32"
+    # The compute dtype: 'auto' is bfloat16 on TPUs and bfloat16-capable GPUs, float32 on CPUs
+    # (cnnx.backends.chips.auto_dtype); a workdir keeps the dtype it was started with.
+    # Parameters, BatchNorm statistics, the loss, EMA and optimizer state are float32 always.
+    c.model.dtype = "auto"
     # Rematerialisation: recompute each block's activations in the backward pass instead of
     # storing them (less memory, about one more forward pass of compute). remat_policy names a
     # jax.checkpoint_policies member to keep some of them (e.g. 'dots_saveable').
@@ -289,7 +292,7 @@ _RULES = {
     "model.dropout_rate": _float(0.0, 1.0, hi_open=True, optional=True),
     "model.drop_path_rate": _float(0.0, 1.0, hi_open=True, optional=True),
     "model.num_classes": _int(1, optional=True),
-    "model.dtype": _choice("float32", "bfloat16", "float16"),
+    "model.dtype": _choice("auto", "float32", "bfloat16", "float16"),
     "data.source": _source,
     "data.image_size": _int(1, optional=True),
     "data.eval_image_size": _int(1, optional=True),

@@ -13,6 +13,7 @@ from cnnx.data.sources import SOURCES
 from cnnx.errors import ConfigError
 from cnnx.train import losses, optim
 from cnnx.train import workdir as wd
+from cnnx.train.experiment import resolve_dtype
 from tests.test_configs import REPO, load
 
 # config.json files written by train.py at main 7c52fc4, before the schema had
@@ -78,10 +79,14 @@ def test_a_workdir_saved_before_new_fields_is_the_same_run(tmp_path, saved, conf
     assert "drop_path_rate" in config.model and "num_classes" in config.model
     assert wd.config_changes(old, config) == {}
     assert wd.check_same_run(str(tmp_path), config) == {}
+    # model.dtype 'auto' (the default since) means the run's recorded dtype.
+    config, _ = resolve_dtype(config, old)
     assert wd.load_config(str(tmp_path)).to_dict() == config.to_dict()
     # A changed identity key is still a change.
     config.model.width_mult = 0.5
     assert wd.config_changes(old, config) == {"model.width_mult": (1.0, 0.5)}
+    config.model.width_mult, config.model.dtype = 1.0, "bfloat16"  # asked for: a change
+    assert wd.config_changes(old, config) == {"model.dtype": ("float32", "bfloat16")}
 
 
 def test_unknown_loss_names_the_valid_ones():

@@ -24,6 +24,7 @@ Modules (importing this package imports neither JAX nor a platform module):
   xla_flags  the XLA flags the entry points add to `XLA_FLAGS`
   routes     `Routes` (a platform's kernels), the platform table, `platform()`
   portable   the plain lax / flax formulations every platform falls back to
+  chips      accelerator chips by JAX's device_kind: peak TFLOP/s, what model.dtype='auto' picks
   cpu/       XLA:CPU: oneDNN convolutions and dense products (an FFI extension built by
              `make install`), custom gradients for 1x1 and depthwise convolutions, max
              pooling, LayerNorm, GELU and self-attention; a GPU or TPU module joins the same

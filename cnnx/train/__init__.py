@@ -17,10 +17,12 @@ TensorFlow until data is read; the config schema is `cnnx.config_schema`).
   lock           the workdir's lock: one writer per workdir
   loop           `train_and_evaluate(config, workdir)`
   preemption     SIGTERM → the step every process stops and saves at
+  feeding        batches prefetched to the device, a bound on the steps in flight
   metrics_log    TensorBoard, train_metrics.jsonl and the log line
   event_files    TensorBoard event files written without TensorFlow (gs:// mirrored)
   health         warnings for diverging or stuck runs
   profiling      the data-wait / compute split and jax.profiler traces
+  throughput     images/s per chip, TFLOP/s from XLA's cost analysis, MFU, host share
   linear_probe   the linear-probe fast path (features once, head only)
   distributed    multi-process start-up (`jax.distributed`)
   compile_cache  JAX's persistent compilation cache

@@ -5,6 +5,7 @@ model, missing data, a batch that does not split over the devices) fails in seco
 clear message.
 """
 
+import copy
 import dataclasses
 
 import jax
@@ -15,6 +16,7 @@ from absl import logging
 from jax.sharding import Mesh
 
 from cnnx import models
+from cnnx.backends import chips
 from cnnx.config_schema import validate
 from cnnx.data import PPContext, Source, get_source
 from cnnx.errors import ConfigError
@@ -47,6 +49,8 @@ class Experiment:
     channels: int
     # Input sizes `check_input_size` has passed for this model.
     checked_sizes: set[int] = dataclasses.field(default_factory=set)
+    # model.dtype as the user gave it ('auto'), where the trainer resolved it.
+    dtype_requested: str | None = None
 
     def pp_context(self, train: bool, image_size: int | None = None) -> PPContext:
         """Preprocessing settings; a size other than the config's (eval.py --image_size,
@@ -75,9 +79,44 @@ class Experiment:
         return (1, self.image_size, self.image_size, self.channels)
 
 
+def auto_dtype(device=None) -> str:
+    """The compute dtype `model.dtype = 'auto'` means on `device` (default: JAX's first)."""
+    device = device or jax.devices()[0]
+    capability = getattr(device, "compute_capability", None)
+    return chips.auto_dtype(device.platform, device.device_kind, capability)
+
+
+def resolve_dtype(config, saved: dict | None = None):
+    """`config` with `model.dtype = 'auto'` replaced by the dtype it means for this run.
+
+    A run keeps the dtype it started with: 'auto' continues a workdir's saved config in its
+    recorded dtype (float32 for every workdir written before 'auto' existed), and means
+    `auto_dtype()` for a new run. The workdir's config.json then records the concrete dtype,
+    so eval.py, exports and resumes on another platform compute as the run did.
+
+    Args:
+      config: the run's config (not changed: a changed copy is returned).
+      saved: the workdir's config.json, or None for a new run.
+
+    Returns:
+      (config, the dtype requested: 'auto' or the concrete name given).
+    """
+    requested = config.model.get("dtype", "float32")
+    if requested != "auto":
+        return config, requested
+    recorded = ((saved or {}).get("model") or {}).get("dtype")
+    chosen = recorded if recorded in _DTYPES else auto_dtype()
+    config = copy.deepcopy(config)
+    config.model.dtype = chosen
+    return config, requested
+
+
 def model_kwargs(config, num_classes: int) -> dict:
-    """Constructor arguments from the `model` config section (unset placeholders skipped)."""
+    """Constructor arguments from the `model` config section (unset placeholders skipped);
+    `dtype = 'auto'` is `auto_dtype()` (the trainer resolves it first: `resolve_dtype`)."""
     kwargs = {k: v for k, v in config.model.items() if k not in _NOT_MODEL_ARGS and v is not None}
+    if kwargs.get("dtype") == "auto":
+        kwargs["dtype"] = auto_dtype()
     if "dtype" in kwargs:
         if kwargs["dtype"] not in _DTYPES:
             raise ConfigError(

@@ -18,15 +18,14 @@ from absl import logging
 from etils import epath
 
 from cnnx import backends
-from cnnx.data import to_global
 from cnnx.errors import CheckpointError, CheckpointMismatch, TrainingDiverged
 from cnnx.evaluate.metrics import top5_note
 from cnnx.parallel.mesh import batch_sharding, replicated
-from cnnx.train import build, finetune, health, lock, optim
+from cnnx.train import build, feeding, finetune, health, lock, optim
 from cnnx.train import workdir as wd
 from cnnx.train.build import agree_with_process_0
 from cnnx.train.checkpoint import Checkpointer
-from cnnx.train.experiment import check_step_counts, process_info, setup
+from cnnx.train.experiment import check_step_counts, process_info, resolve_dtype, setup
 from cnnx.train.metrics_log import (
     MetricsLog,
     WriteFailed,
@@ -36,6 +35,7 @@ from cnnx.train.metrics_log import (
 )
 from cnnx.train.preemption import Preemption
 from cnnx.train.profiling import Profiler, StepTimer
+from cnnx.train.throughput import Throughput
 
 
 def _restore_hint(workdir: str, config) -> str:
@@ -99,8 +99,17 @@ def train_and_evaluate(
     t_start = time.time()
     pidx, _ = process_info()
     wd.check_folder(workdir)
+    config, requested_dtype = resolve_dtype(config, wd.load_saved_config(workdir))
     changes = wd.check_same_run(workdir, config, allow_change=allow_config_change)
     exp = setup(config)  # a bad config fails before the workdir is created or locked
+    logging.info(
+        "compute dtype %s (model.dtype=%s on %s); parameters, BatchNorm statistics, loss, EMA "
+        "and optimizer state float32",
+        config.model.dtype,
+        requested_dtype,
+        jax.devices()[0].device_kind,
+    )
+    exp.dtype_requested = requested_dtype
     try:
         locked = lock.locked(workdir, take=pidx == 0, agree=agree_with_process_0())
         with Preemption() as preemption, locked:
@@ -165,6 +174,8 @@ class _Run:
         self.arrays = {}  # the final evaluation's per-class arrays ('<name>/per_class_top1')
         self.ckpt_every = config.ckpt.every_steps or spe
         self.timer = StepTimer()
+        devices = exp.mesh.devices.flat
+        self.speed = Throughput(config.train.batch_size, devices, config.model.dtype)
         self.profiler = Profiler(
             config.train.get("profile_steps"), wd.profile_dir(workdir), log.start_step
         )
@@ -208,10 +219,17 @@ class _Run:
         )
 
     def flush(self, step: int) -> None:
-        self.log.flush(step, self.timer, self.health)
+        self.log.flush(step, self.timer, self.health, self.speed)
+
+    @contextlib.contextmanager
+    def not_training(self):
+        """Evaluation or compilation: out of the step time and the host share."""
+        with self.timer.excluded(), self.speed.not_a_step():
+            yield
 
     def save(self, step: int, state, wait: bool) -> None:
-        self.flush(step)  # never checkpoint a diverged state
+        # Never checkpoint a diverged state; the log window goes on (issue 33).
+        self.log.check(step)
         with self.timer.excluded():
             if not bool(all_finite(state.params)):
                 raise TrainingDiverged(
@@ -221,7 +239,7 @@ class _Run:
             self.ckpt.save(step, state, wait=wait)
 
     def periodic_eval(self, step: int, state):
-        with self.timer.excluded():
+        with self.not_training():
             metrics = self.evaluate(state, step=step)
             if not metrics:
                 return state, {}
@@ -253,20 +271,27 @@ def _step_loop(run: _Run, state, start_step: int, step_callback):
     last evaluation's metrics and whether it was preempted."""
     log, timer, profiler = run.log, run.timer, run.profiler
     sharding = batch_sharding(run.exp.mesh)
-    batches = run.train_input.iterate(start_step)
+    # Batches placed on the device ahead; the host waits only when DEPTH steps are queued.
+    batches = feeding.prefetch_to_device(run.train_input.iterate(start_step), sharding)
+    in_flight = feeding.InFlight()
     step, eval_metrics, total = start_step, {}, log.total_steps
     while step < total:
         with timer.waiting_for_data():
             batch = next(batches)
-        batch = to_global(batch, sharding)
         profiler.before_step(step)
         compiling = step == start_step  # the first call traces and compiles
-        with timer.excluded() if compiling else contextlib.nullcontext():
+        with run.not_training() if compiling else contextlib.nullcontext():
             t_call = time.perf_counter()
             with profiler.annotation(step):
                 state, metrics = run.step_fn(state, batch, run.step_rng)
             if compiling:
-                logging.info("train step compiled in %.1f s", time.perf_counter() - t_call)
+                compile_s = time.perf_counter() - t_call
+                logging.info("train step compiled in %.1f s", compile_s)
+                # The compilation cache answers: the step's cost analysis, nothing recompiled.
+                compiled = run.step_fn.lower(state, batch, run.step_rng).compile()
+                run.speed.compiled(compiled, compile_s)
+        run.speed.dispatched(metrics["loss"])
+        in_flight.add(metrics["loss"])
         log.add(metrics)
         step += 1
         if compiling:
@@ -278,12 +303,15 @@ def _step_loop(run: _Run, state, start_step: int, step_callback):
         if step % run.config.train.log_every_steps == 0 or step == total:
             run.flush(step)
         stop = run.preemption.should_stop(step)
+        if stop:
+            run.flush(step)  # the steps since the last line are not trained again
         if step % run.ckpt_every == 0 or step == total or stop:
             run.save(step, state, wait=stop)
         if stop:
             logging.warning("SIGTERM: saved checkpoint at step %d; exiting.", step)
             return state, step, eval_metrics, True
         if step != total and any(e and step % e == 0 for e in run.cadence.values()):
+            in_flight.drain()  # the steps' own time, not the evaluation's
             state, metrics = run.periodic_eval(step, state)
             eval_metrics = {**eval_metrics, **metrics}
     return state, step, eval_metrics, False
@@ -351,6 +379,7 @@ def _run_and_finish(run: _Run, state, start_step: int, step_callback, n_params: 
         failed = False
     finally:
         run.profiler.stop()
+        run.speed.close()
         try:
             run.ckpt.close()  # waits for the last asynchronous save: its errors surface here
         except CheckpointError as e:
@@ -375,6 +404,8 @@ def _run_and_finish(run: _Run, state, start_step: int, step_callback, n_params: 
         "num_classes": exp.model.num_classes,
         "wall_time_s": log.wall_time(),  # over all segments
         **log.last_train,
+        "dtype_requested": exp.dtype_requested,
+        **run.speed.results(),  # this segment's speed against its chips (and compute_dtype)
         **eval_metrics,
         "warnings": run.health.warnings,
     }

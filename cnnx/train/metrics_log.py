@@ -119,13 +119,15 @@ def format_duration(seconds: float) -> str:
 # The order of a log line's metrics (others follow in their own order).
 _LINE_ORDER = ("loss", "top1", "top5", "lr", "grad_norm", "skipped")
 _TIMING = ("step_ms", "data_wait_ms", "compute_ms")
+# `cnnx.train.throughput`'s figures: shown in the line's speed part.
+_SPEED = ("images_per_s_per_chip", "tflops_per_chip", "mfu", "host_share")
 
 
 def _scalars(values: dict, prefix: str = "") -> str:
     """'loss 0.7431  top1 75.94' from {'train/top1': 75.94, 'train/loss': 0.7431}."""
     short = {k.removeprefix(prefix): v for k, v in values.items()}
     keys = [k for k in _LINE_ORDER if k in short]
-    keys += [k for k in short if k not in keys and k not in _TIMING]
+    keys += [k for k in short if k not in keys and k not in _TIMING + _SPEED]
     return "  ".join(f"{k} {short[k]:.4g}" for k in keys)
 
 
@@ -135,15 +137,24 @@ def train_line(step: int, total: int, summary: dict, eta_s: float) -> str:
     Args:
       step, total: steps done and the run's length.
       summary: the step's 'train/*' scalars, with `StepTimer`'s step_ms and data_wait_ms
-        (compilation, evaluation and checkpoints excluded).
+        (compilation, evaluation and checkpoints excluded) and, when measured,
+        `throughput.Throughput`'s images_per_s_per_chip, tflops_per_chip, mfu, host_share.
       eta_s: seconds left (`MetricsLog.eta`).
     """
     step_ms = summary.get("train/step_ms", 0.0)
     speed = f"{1000.0 / step_ms:.1f} steps/s" if step_ms > 0 else "? steps/s"
+    chip = ""
+    if "train/images_per_s_per_chip" in summary:
+        chip = f", {summary['train/images_per_s_per_chip']:,.0f} img/s/chip"
+        if "train/tflops_per_chip" in summary:
+            chip += f", {summary['train/tflops_per_chip']:.3g} TFLOP/s/chip"
+        if "train/mfu" in summary:
+            chip += f", MFU {100.0 * summary['train/mfu']:.1f}%"
+        chip += f", host share {100.0 * summary.get('train/host_share', 0.0):.0f}%"
     return (
         f"step {step}/{total} ({100.0 * step / total:.1f}%)  {_scalars(summary, 'train/')}  | "
         f"{speed} ({step_ms:.1f} ms/step, {summary.get('train/data_wait_ms', 0.0):.1f} of them "
-        f"waiting for data), ETA {format_duration(eta_s)}"
+        f"waiting for data){chip}, ETA {format_duration(eta_s)}"
     )
 
 
@@ -153,10 +164,11 @@ class MetricsLog:
     train metrics summed over its segments.
 
     It holds the device metrics of the steps since the last log (`add`) and fetches them only
-    at `flush`, where the non-finite and skip accounting happens. Resuming at `start_step`
-    drops the jsonl lines after it (a killed segment's, written again) and carries on the
-    wall time and train metrics logged at it. A failed write (full disk) raises `WriteFailed`,
-    reported as one error once the pending checkpoint save is done.
+    at `check` (before a checkpoint) and `flush` (a log step), where the non-finite and skip
+    accounting happens; a log line averages every step since the previous line. Resuming at
+    `start_step` drops the jsonl lines after it (a killed segment's, written again) and
+    carries on the wall time and train metrics logged at it. A failed write (full disk) raises
+    `WriteFailed`, reported as one error once the pending checkpoint save is done.
 
     Args:
       workdir: the run's directory.
@@ -171,7 +183,8 @@ class MetricsLog:
         self.path = wd.metrics_path(workdir)
         self.tensorboard = f"the TensorBoard log in {workdir}"
         self.start_step, self.total_steps = start_step, total_steps
-        self.pending = []  # device metrics since the last log
+        self.pending = []  # device metrics not fetched yet
+        self._window, self._good = [], []  # fetched since the last log line: all, not skipped
         self.skipped_total = 0
         self.skipped_in_a_row = 0
         self._last_good = last_good
@@ -231,13 +244,31 @@ class MetricsLog:
             good.append(m)
         return good
 
-    def flush(self, step: int, timing: StepTimer, run_health) -> None:
-        """Fetches the metrics of the steps since the last log, checks and writes them."""
+    def check(self, step: int) -> None:
+        """Fetches and checks the metrics of the steps up to `step` (divergence, skips) while
+        keeping them in the log window: a checkpoint is never written of a diverged state, and
+        the next log line still averages every step since the last one."""
         if not self.pending:
             return
         fetched, self.pending = jax.device_get(self.pending), []
+        self._good += self._check(fetched, step - len(fetched) + 1)
+        self._window += fetched
+
+    def flush(self, step: int, timing: StepTimer, run_health, speed=None) -> None:
+        """Fetches the metrics of the steps since the last log, checks and writes them.
+
+        Args:
+          step: the step reached.
+          timing: the loop's `StepTimer` (its interval ends here).
+          run_health: `health.RunHealth`, told the logged loss.
+          speed: `throughput.Throughput`, or None: adds images/s per chip, TFLOP/s, MFU and
+            host share to the line and the files.
+        """
+        self.check(step)
+        fetched, good, self._window, self._good = self._window, self._good, [], []
+        if not fetched:
+            return
         first = step - len(fetched) + 1
-        good = self._check(fetched, first)
         summary = {f"train/{k}": float(np.mean([m[k] for m in good])) for k in fetched[0] if good}
         if "skipped" in fetched[0]:
             summary["train/skipped"] = float(len(fetched) - len(good))
@@ -250,7 +281,11 @@ class MetricsLog:
                     step,
                     self.skipped_total,
                 )
-        summary.update({f"train/{k}": v for k, v in timing.summary().items()})
+        timed = timing.summary()
+        summary.update({f"train/{k}": v for k, v in timed.items()})
+        if speed is not None:
+            figures = speed.interval(len(fetched), timed["step_ms"])
+            summary.update({f"train/{k}": v for k, v in figures.items()})
         self.last_train = summary
         with writing(self.tensorboard):
             self.writer.write_scalars(step, summary)

@@ -282,6 +282,8 @@ def config_changes(saved: dict, config) -> dict[str, tuple]:
     defaults = _flatten(_as_json(base_config()))
     old = {**defaults, **_flatten(_as_json(saved))}
     new = {**defaults, **_flatten(_as_json(config))}
+    if new.get("model.dtype") == "auto":  # 'auto' continues a run in its recorded dtype
+        new["model.dtype"] = old.get("model.dtype")
     missing = "<unset>"
     return {
         k: (old.get(k, missing), new.get(k, missing))
