@@ -92,6 +92,9 @@ def base_config() -> ml_collections.ConfigDict:
     # which EfficientNet and Inception v3 were trained with (Keras and torch start at 0).
     c.optim.rms_initial_scale = 1.0
     c.optim.trust_coefficient = 0.001  # LARS
+    # Layer-wise lr decay (BEiT, timm --layer-decay): the head at the full rate, each depth
+    # below it this times the one above (cnnx.train.layer_decay); None: one rate.
+    c.optim.layer_decay = config_dict.placeholder(float)
 
     c.schedule = ml_collections.ConfigDict()
     c.schedule.name = "cosine"  # one of SCHEDULE_NAMES (cnnx.train.optim.SCHEDULES)
@@ -308,6 +311,7 @@ _RULES = {
     "optim.b2": _float(0.0, 1.0, hi_open=True),
     "optim.rms_initial_scale": _float(0.0),
     "optim.trust_coefficient": _float(0.0, lo_open=True),
+    "optim.layer_decay": _float(0.0, 1.0, lo_open=True, optional=True),
     "schedule.name": _choice(*SCHEDULE_NAMES),
     "schedule.warmup_epochs": _float(0.0),
     "schedule.end_lr_factor": _float(0.0),

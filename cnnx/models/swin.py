@@ -28,6 +28,7 @@ import numpy as np
 from cnnx.layers import ClassifierHead, DropPath, drop_path_rates, maybe_remat
 from cnnx.layers.conv import Conv
 from cnnx.layers.transformer import Mlp, attend, layer_norm, split_heads
+from cnnx.models import layer_groups
 from cnnx.models.contract import Classifier
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
@@ -272,6 +273,7 @@ register_family(
     },
     paper=_PAPER,
     year=2021,
+    layer_groups=layer_groups.SWIN,
     min_resolution=32,
     test_resolution=32,
 )
