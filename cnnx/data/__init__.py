@@ -2,8 +2,10 @@
 
   pp           the preprocessing-op registry: `op`, `parse`, `build`, `PPContext`
   preprocess   basic ops in tf.data (decode, resize, crops, flip, normalize)
-  augment      training augmentations (colour, lighting, cutout, erasing, Auto/RandAugment)
+  augment      training augmentations (colour, lighting, cutout, erasing, Auto/RandAugment,
+               TrivialAugment, AugMix)
   autoaugment  the image operations and policies of AutoAugment / RandAugment
+  wide_augment TrivialAugmentWide and AugMix (torchvision's), on autoaugment's image operations
   batched_ops  the basic ops on NumPy batches, exactly the tf.data results
   tf_random    TensorFlow's stateless random draws and shuffle order in NumPy
   sources      sources by name (`get_source`, the `SOURCES` table): digits, synthetic
