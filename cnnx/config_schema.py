@@ -73,6 +73,9 @@ def base_config() -> ml_collections.ConfigDict:
     # Folder sources: a truncated or non-image file is 'skip'ped (logged and counted) or an
     # 'error' naming the file (see cnnx.data.sources.FolderSource).
     c.data.on_corrupt = "skip"
+    # Repeated augmentation (DeiT / torchvision RASampler, timm --aug-repeats): each image this
+    # many times per batch, differently augmented; epochs keep their length (cnnx.data.repeated).
+    c.data.repeated_augmentation = 1
 
     c.optim = ml_collections.ConfigDict()
     c.optim.name = "sgd"  # one of OPTIMIZER_NAMES (cnnx.train.optim.OPTIMIZERS)
@@ -298,6 +301,7 @@ _RULES = {
     "data.mean": _numbers(min_len=1),
     "data.std": _numbers(positive=True, min_len=1),
     "data.shuffle_buffer": _int(1),
+    "data.repeated_augmentation": _int(1),
     "data.on_corrupt": _choice("skip", "error"),
     "optim.name": _choice(*OPTIMIZER_NAMES),
     "optim.base_lr": _float(0.0),
@@ -379,6 +383,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
         problems.append(
             f"--config.train.grad_accum_steps={accum} must divide --config.train.batch_size="
             f"{batch} (each micro-batch is batch_size / grad_accum_steps examples)"
+        )
+    repeats = _lookup(config, "data.repeated_augmentation")
+    if not problems and repeats is not _MISSING and batch is not _MISSING and batch % repeats:
+        problems.append(
+            f"--config.data.repeated_augmentation={repeats} must divide --config.train."
+            f"batch_size={batch} (each batch holds whole groups of copies)"
         )
     if problems:
         raise ConfigError("Invalid config: " + "; ".join(problems) + ".")

@@ -14,6 +14,7 @@
   pipeline     training and evaluation inputs (`TrainInput`, `EvalInput`, `to_global`)
   in_memory    their NumPy path: in-memory sources with batched ops
   tf_pipeline  their tf.data path: everything else
+  repeated     repeated augmentation: the order rules shared by both paths
   mixing       Mixup / CutMix on device
 
 Importing the package imports neither TensorFlow nor JAX: its names below load on first use

@@ -12,6 +12,7 @@ or masked out (evaluation), so every epoch keeps its length and order.
 import tensorflow as tf
 
 from cnnx.data import pp as pp_lib
+from cnnx.data import repeated
 from cnnx.data.sources import Source
 from cnnx.errors import DataError
 
@@ -138,8 +139,10 @@ class TrainPipeline:
         """Features of one loaded example ({'image', 'label'})."""
         seed = tf.stack([eseed, index])
         features = self._pp({**example, "seed": seed})
-        # `index` is the example's position in the split (fast linear probes use it).
+        # `index` is the example's position in the split (fast linear probes use it); past
+        # the split, a repeated copy's seed index (`repeated.stream`).
         image = tf.cast(features["image"], tf.float32)
+        index = index % self.spec.num_split
         return {"image": image, "label": features["label"], "index": index}
 
     def _prepared(self, ds: tf.data.Dataset, eseed: int) -> tf.data.Dataset:
@@ -188,21 +191,34 @@ class TrainPipeline:
         )
         if spec.source.can_fail:  # before the skip: stand-ins are the same on resume
             ds = _with_stand_ins(ds)
+        k = spec.repeats
+        if k > 1:  # `repeated.stream`: the first ⌈n/k⌉ of the order, k copies each, cut to n
+            ds = ds.take(-(-spec.examples_per_reader // k)).flat_map(self._copies)
+            ds = ds.take(spec.examples_per_reader)
         if spec.global_order:
             # Every process walks the same global order and keeps its rows of each batch.
             ds = ds.skip(skip_batches * spec.global_batch)
             lo = spec.process_index * spec.local_batch
             ds = ds.batch(spec.global_batch, drop_remainder=True)
-            rows = slice(lo, lo + spec.local_batch)
-            ds = ds.map(lambda *x: tf.nest.map_structure(lambda t: t[rows], x))
+            rows = repeated.spread(k, spec.global_batch)[lo : lo + spec.local_batch]
+            ds = ds.map(lambda *x: tf.nest.map_structure(lambda t: tf.gather(t, rows), x))
             ds = ds.unbatch()
         else:
             ds = ds.skip(skip_batches * spec.local_batch)
 
         ds = self._prepared(ds, eseed)
         ds = ds.batch(spec.local_batch, drop_remainder=True)
+        if k > 1 and not spec.global_order:  # `repeated.spread` over this reader's batch
+            layout = repeated.spread(k, spec.local_batch)
+            ds = ds.map(lambda f: {key: tf.gather(v, layout) for key, v in f.items()})
         ds = ds.take(spec.steps_per_epoch - skip_batches)
         return ds.prefetch(tf.data.AUTOTUNE)
+
+    def _copies(self, index, *rest):
+        """An element's `repeats` copies, copy j with the seed index index + j·N."""
+        copies = tf.data.Dataset.range(self.spec.repeats)
+        n = tf.constant(self.spec.num_split, tf.int64)
+        return copies.map(lambda j: (index + j * n, *rest))
 
     def iterate(self, epoch: int, skip: int):
         """NumPy batches from batch `skip` of `epoch` on, forever."""

@@ -40,6 +40,7 @@ def make_train_input(exp: Experiment) -> TrainInput:
         cache=c.data.cache,
         process_index=pidx,
         process_count=pcount,
+        repeats=c.data.get("repeated_augmentation", 1),
     )
 
 
