@@ -119,6 +119,9 @@ def base_config() -> ml_collections.ConfigDict:
     # 'sigmoid_xent' (binary cross entropy per class: timm's BinaryCrossEntropy).
     c.train.loss = "softmax_xent"
     c.train.label_smoothing = 0.0
+    # sigmoid_xent: targets above this become 1, the others 0 (timm's BCE target_threshold;
+    # "ResNet strikes back" uses 0.2); None keeps them soft.
+    c.train.bce_target_threshold = config_dict.placeholder(float)
     c.train.aux_loss_weight = 0.3  # auxiliary classifiers (GoogLeNet, Inception v3)
     c.train.ema_decay = config_dict.placeholder(float)  # EMA of weights when set
     c.train.ema_warmup = False  # TF's num_updates: decay min(ema_decay, (1+t)/(10+t))
@@ -336,6 +339,7 @@ _RULES = {
     "train.mix_prob": _PROB,
     "train.mix_switch_prob": _PROB,
     "train.grad_accum_steps": _int(1),
+    "train.bce_target_threshold": _float(0.0, 1.0, hi_open=True, optional=True),
     "train.log_every_steps": _int(1),
     "train.trainable": _regex,
     "train.lr_mult_pattern": _regex,

@@ -18,7 +18,7 @@ from cnnx.config_schema import base_config
 from cnnx.data import mixing
 from cnnx.errors import ConfigError
 from cnnx.parallel.mesh import batch_sharding, replicated
-from cnnx.train.losses import LOSSES
+from cnnx.train.losses import LOSSES, threshold_targets
 from cnnx.train.optim import at_step, lr_scale
 from cnnx.train.state import TrainState
 
@@ -45,6 +45,8 @@ class StepOptions:
       loss: a key of `cnnx.train.losses.LOSSES` (`train.loss`): the loss of the logits (and
         of each auxiliary classifier's) against the soft targets.
       label_smoothing: in [0, 1); the targets' smoothing (Szegedy et al. 2016).
+      bce_target_threshold: with 'sigmoid_xent', targets (smoothed and mixed) above it become
+        1 and the others 0 (`losses.threshold_targets`, timm's); None keeps them soft.
       aux_loss_weight: weight of auxiliary classifiers' losses (GoogLeNet, Inception v3).
       ema_decay: decay of the weights' exponential moving average, or None for no EMA.
       ema_warmup: decay min(ema_decay, (1 + t) / (10 + t)) at step t (TensorFlow's
@@ -58,6 +60,7 @@ class StepOptions:
 
     loss: str
     label_smoothing: float
+    bce_target_threshold: float | None
     aux_loss_weight: float
     ema_decay: float | None
     ema_warmup: bool
@@ -72,6 +75,12 @@ class StepOptions:
         if self.loss not in LOSSES:
             raise ConfigError(
                 f"--config.train.loss={self.loss!r}: use one of {', '.join(map(repr, LOSSES))}."
+            )
+        if self.bce_target_threshold is not None and self.loss != "sigmoid_xent":
+            raise ConfigError(
+                f"--config.train.bce_target_threshold={self.bce_target_threshold} binarises "
+                "the targets of the binary cross entropy: set --config.train.loss=sigmoid_xent "
+                "or unset it."
             )
 
     @classmethod
@@ -159,6 +168,8 @@ def train_step(
         switch_prob=o.mix_switch_prob,
         label_smoothing=o.label_smoothing,
     )
+    if o.bce_target_threshold is not None:
+        targets = threshold_targets(targets, o.bce_target_threshold)
 
     def loss_fn(params, batch_stats, images, targets, context, dropout_rng):
         out, updates = state.apply_fn(
