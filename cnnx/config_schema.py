@@ -388,11 +388,5 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"--config.train.grad_accum_steps={accum} must divide --config.train.batch_size="
             f"{batch} (each micro-batch is batch_size / grad_accum_steps examples)"
         )
-    repeats = _lookup(config, "data.repeated_augmentation")
-    if not problems and repeats is not _MISSING and batch is not _MISSING and batch % repeats:
-        problems.append(
-            f"--config.data.repeated_augmentation={repeats} must divide --config.train."
-            f"batch_size={batch} (each batch holds whole groups of copies)"
-        )
     if problems:
         raise ConfigError("Invalid config: " + "; ".join(problems) + ".")

@@ -111,10 +111,9 @@ class TrainBatches:
         eseed = spec.epoch_seed(epoch)
         order = tf_random.shuffle_order(n, min(spec.shuffle_buffer, n), eseed)
         order = repeated.stream(order, spec.repeats, spec.num_split)
-        layout = repeated.spread(spec.repeats, spec.global_batch)
-        lo = spec.process_index * spec.local_batch
+        lo, b = spec.process_index * spec.local_batch, spec.global_batch
         for step in range(skip, spec.steps_per_epoch):
-            rows = order[step * spec.global_batch : (step + 1) * spec.global_batch][layout]
+            rows = order[step * b : (step + 1) * b][repeated.spread(spec.repeats, b, step * b)]
             yield rows[lo : lo + spec.local_batch], eseed
 
     def iterate(self, epoch: int, skip: int) -> Iterator[dict[str, np.ndarray]]:

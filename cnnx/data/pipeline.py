@@ -33,7 +33,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from cnnx.data import in_memory, repeated
+from cnnx.data import in_memory
 from cnnx.data import pp as pp_lib
 from cnnx.data.sources import Source, check_labels, process_slice
 from cnnx.errors import ConfigError, DataError
@@ -91,7 +91,8 @@ class TrainInput:
                 f"Split {self.split!r} of {self.source.name} has {n} examples, fewer than one "
                 f"global batch of {self.global_batch}; lower --config.train.batch_size."
             )
-        repeated.check(self.repeats, self.global_batch // readers)
+        if self.repeats < 1:
+            raise ConfigError(f"--config.data.repeated_augmentation={self.repeats} must be >= 1.")
         self.batched = self.source.in_memory and self.global_order and pp_lib.has_batched(self.pp)
         if self.batched:
             self._batches = in_memory.TrainBatches(self)

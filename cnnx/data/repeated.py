@@ -19,17 +19,6 @@ import math
 
 import numpy as np
 
-from cnnx.errors import ConfigError
-
-
-def check(repeats: int, batch: int, what: str = "--config.train.batch_size") -> None:
-    """Raises `ConfigError` unless `repeats` >= 1 divides `batch`."""
-    if repeats < 1 or batch % repeats:
-        raise ConfigError(
-            f"--config.data.repeated_augmentation={repeats} must be >= 1 and divide "
-            f"{what}={batch} (each batch holds whole groups of copies)."
-        )
-
 
 def stream(order: np.ndarray, repeats: int, num_split: int) -> np.ndarray:
     """The epoch's seed indices: `order`'s first ⌈n/k⌉ entries each k times, copy j as
@@ -53,12 +42,13 @@ def stream(order: np.ndarray, repeats: int, num_split: int) -> np.ndarray:
     return copies[:n]
 
 
-def spread(repeats: int, batch: int) -> np.ndarray:
-    """The permutation laying out one batch of the stream: row j·(B/k) + q takes stream
-    position q·k + j (copy j of the batch's q-th image), so copies sit B/k rows apart.
+def spread(repeats: int, batch: int, start: int = 0) -> np.ndarray:
+    """The permutation laying out one batch of the stream (positions start..start+B-1): the
+    rows hold first every position that is a copy 0, then the copies 1, ... (stable), so
+    copy j of the batch's q-th image sits at row j·(B/k) + q when k divides B. With B not a
+    multiple of k a group of copies may straddle two batches, as in DeiT's sampler.
 
     Returns:
       (B,) int indices into the batch's stream positions.
     """
-    q = np.arange(batch // repeats)
-    return (q[None, :] * repeats + np.arange(repeats)[:, None]).reshape(-1)
+    return np.argsort((start + np.arange(batch)) % repeats, kind="stable")

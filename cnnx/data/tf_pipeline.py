@@ -12,7 +12,6 @@ or masked out (evaluation), so every epoch keeps its length and order.
 import tensorflow as tf
 
 from cnnx.data import pp as pp_lib
-from cnnx.data import repeated
 from cnnx.data.sources import Source
 from cnnx.errors import DataError
 
@@ -119,6 +118,12 @@ def _numpy_batches(ds: tf.data.Dataset, source: Source, split: str):
         yield batch
 
 
+def _spread(repeats: int, batch: int, step):
+    """`repeated.spread(repeats, batch, step · batch)` in TensorFlow (`step` a tensor)."""
+    positions = (tf.cast(step, tf.int64) * batch + tf.range(batch, dtype=tf.int64)) % repeats
+    return tf.argsort(positions, stable=True)
+
+
 class TrainPipeline:
     """Endless training batches of a `TrainInput` (`spec`), preprocessed per example."""
 
@@ -199,18 +204,23 @@ class TrainPipeline:
             # Every process walks the same global order and keeps its rows of each batch.
             ds = ds.skip(skip_batches * spec.global_batch)
             lo = spec.process_index * spec.local_batch
-            ds = ds.batch(spec.global_batch, drop_remainder=True)
-            rows = repeated.spread(k, spec.global_batch)[lo : lo + spec.local_batch]
-            ds = ds.map(lambda *x: tf.nest.map_structure(lambda t: tf.gather(t, rows), x))
-            ds = ds.unbatch()
+            ds = ds.batch(spec.global_batch, drop_remainder=True).enumerate(skip_batches)
+
+            def mine(step, x):  # `repeated.spread` of the step's batch, then this process's
+                rows = _spread(k, spec.global_batch, step)[lo : lo + spec.local_batch]
+                return tf.nest.map_structure(lambda t: tf.gather(t, rows), x)
+
+            ds = ds.map(mine).unbatch()
         else:
             ds = ds.skip(skip_batches * spec.local_batch)
 
         ds = self._prepared(ds, eseed)
         ds = ds.batch(spec.local_batch, drop_remainder=True)
         if k > 1 and not spec.global_order:  # `repeated.spread` over this reader's batch
-            layout = repeated.spread(k, spec.local_batch)
-            ds = ds.map(lambda f: {key: tf.gather(v, layout) for key, v in f.items()})
+            b = spec.local_batch
+            ds = ds.enumerate(skip_batches).map(
+                lambda step, f: {key: tf.gather(v, _spread(k, b, step)) for key, v in f.items()}
+            )
         ds = ds.take(spec.steps_per_epoch - skip_batches)
         return ds.prefetch(tf.data.AUTOTUNE)
 
