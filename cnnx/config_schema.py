@@ -138,6 +138,15 @@ def base_config() -> ml_collections.ConfigDict:
     # (first, count): a jax.profiler trace of `count` steps after the first `first` steps, in
     # <workdir>/profile for TensorBoard's profile tab, e.g. --config.train.profile_steps=10,5.
     c.train.profile_steps = config_dict.placeholder(tuple)
+    # Knowledge distillation (cnnx.train.distill): 'soft' (Hinton: T² KL at distill_temperature)
+    # or 'hard' (DeiT: the teacher's argmax as label), weighted distill_alpha against the label
+    # loss; the frozen teacher from a cnnx workdir or torch weights of teacher_model.
+    c.train.distill = "none"
+    c.train.distill_alpha = 0.5
+    c.train.distill_temperature = 1.0
+    c.train.teacher_checkpoint = config_dict.placeholder(str)
+    c.train.teacher_torch_weights = config_dict.placeholder(str)
+    c.train.teacher_model = config_dict.placeholder(str)
     # Fine-tuning: regex of parameter paths that train (others frozen); None trains all.
     c.train.trainable = config_dict.placeholder(str)
     c.train.lr_mult_pattern = config_dict.placeholder(str)  # these train lr_mult times slower
@@ -340,6 +349,9 @@ _RULES = {
     "train.mix_switch_prob": _PROB,
     "train.grad_accum_steps": _int(1),
     "train.bce_target_threshold": _float(0.0, 1.0, hi_open=True, optional=True),
+    "train.distill": _choice("none", "soft", "hard"),
+    "train.distill_alpha": _PROB,
+    "train.distill_temperature": _float(0.0, lo_open=True),
     "train.log_every_steps": _int(1),
     "train.trainable": _regex,
     "train.lr_mult_pattern": _regex,

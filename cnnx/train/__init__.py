@@ -8,6 +8,7 @@ TensorFlow until data is read; the config schema is `cnnx.config_schema`).
   state          `TrainState`, created sharded
   steps          the train and eval steps; `make_train_step`, the one place a step is jitted
   losses         classification losses by name (`train.loss`)
+  distill        knowledge distillation: the frozen teacher and its losses (`train.distill`)
   optim          optimizers and learning-rate schedules
   layer_decay    layer-wise learning-rate decay over the family's depths (`optim.layer_decay`)
   finetune       initialising from other weights, new heads, frozen or slower layers

@@ -13,7 +13,7 @@ import numpy as np
 from cnnx.data import EvalInput, TrainInput
 from cnnx.evaluate import classification
 from cnnx.parallel.sharding import log_placement, shardings_from_config
-from cnnx.train import finetune, layer_decay, optim, steps
+from cnnx.train import distill, finetune, layer_decay, optim, steps
 from cnnx.train.experiment import Experiment, process_info
 from cnnx.train.state import create_train_state, jit_initialize
 
@@ -135,6 +135,7 @@ def experiment_train_step(exp: Experiment, schedule, state_shardings):
         state_shardings=state_shardings,
         options=steps.StepOptions.from_config(exp.config.train),
         remat=bool(exp.config.model.get("remat")),
+        teacher=distill.load_teacher(exp.config, exp.model.num_classes),
     )
 
 
