@@ -6,7 +6,8 @@ loss through the step's context ('teacher_logits', see `cnnx.train.losses`), nev
 gradient. Two losses, each `(1 - alpha) · label loss + alpha · distillation term`:
 
   soft  Hinton, Vinyals & Dean 2015: T² · KL(softmax(teacher / T) ‖ softmax(student / T));
-        the T² keeps the term's gradient scale independent of the temperature.
+        the T² keeps the term's gradient scale independent of the temperature. Summed over
+        classes per example (Hinton's); DeiT's soft variant also divides by the class count.
   hard  Touvron et al. 2021 (DeiT, "hard-label distillation"): softmax cross entropy against
         the teacher's argmax (DeiT weighs 1/2 and 1/2: alpha = 0.5).
 """
