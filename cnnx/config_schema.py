@@ -76,6 +76,9 @@ def base_config() -> ml_collections.ConfigDict:
     # Folder sources: a truncated or non-image file is 'skip'ped (logged and counted) or an
     # 'error' naming the file (see cnnx.data.sources.FolderSource).
     c.data.on_corrupt = "skip"
+    # Repeated augmentation (DeiT / torchvision RASampler, timm --aug-repeats): each image this
+    # many times per batch, differently augmented; epochs keep their length (cnnx.data.repeated).
+    c.data.repeated_augmentation = 1
 
     c.optim = ml_collections.ConfigDict()
     c.optim.name = "sgd"  # one of OPTIMIZER_NAMES (cnnx.train.optim.OPTIMIZERS)
@@ -95,6 +98,9 @@ def base_config() -> ml_collections.ConfigDict:
     # which EfficientNet and Inception v3 were trained with (Keras and torch start at 0).
     c.optim.rms_initial_scale = 1.0
     c.optim.trust_coefficient = 0.001  # LARS
+    # Layer-wise lr decay (BEiT, timm --layer-decay): the head at the full rate, each depth
+    # below it this times the one above (cnnx.train.layer_decay); None: one rate.
+    c.optim.layer_decay = config_dict.placeholder(float)
 
     c.schedule = ml_collections.ConfigDict()
     c.schedule.name = "cosine"  # one of SCHEDULE_NAMES (cnnx.train.optim.SCHEDULES)
@@ -116,6 +122,9 @@ def base_config() -> ml_collections.ConfigDict:
     # 'sigmoid_xent' (binary cross entropy per class: timm's BinaryCrossEntropy).
     c.train.loss = "softmax_xent"
     c.train.label_smoothing = 0.0
+    # sigmoid_xent: targets above this become 1, the others 0 (timm's BCE target_threshold;
+    # "ResNet strikes back" uses 0.2); None keeps them soft.
+    c.train.bce_target_threshold = config_dict.placeholder(float)
     c.train.aux_loss_weight = 0.3  # auxiliary classifiers (GoogLeNet, Inception v3)
     c.train.ema_decay = config_dict.placeholder(float)  # EMA of weights when set
     c.train.ema_warmup = False  # TF's num_updates: decay min(ema_decay, (1+t)/(10+t))
@@ -132,6 +141,15 @@ def base_config() -> ml_collections.ConfigDict:
     # (first, count): a jax.profiler trace of `count` steps after the first `first` steps, in
     # <workdir>/profile for TensorBoard's profile tab, e.g. --config.train.profile_steps=10,5.
     c.train.profile_steps = config_dict.placeholder(tuple)
+    # Knowledge distillation (cnnx.train.distill): 'soft' (Hinton: T² KL at distill_temperature)
+    # or 'hard' (DeiT: the teacher's argmax as label), weighted distill_alpha against the label
+    # loss; the frozen teacher from a cnnx workdir or torch weights of teacher_model.
+    c.train.distill = "none"
+    c.train.distill_alpha = 0.5
+    c.train.distill_temperature = 1.0
+    c.train.teacher_checkpoint = config_dict.placeholder(str)
+    c.train.teacher_torch_weights = config_dict.placeholder(str)
+    c.train.teacher_model = config_dict.placeholder(str)
     # Fine-tuning: regex of parameter paths that train (others frozen); None trains all.
     c.train.trainable = config_dict.placeholder(str)
     c.train.lr_mult_pattern = config_dict.placeholder(str)  # these train lr_mult times slower
@@ -302,6 +320,7 @@ _RULES = {
     "data.mean": _numbers(min_len=1),
     "data.std": _numbers(positive=True, min_len=1),
     "data.shuffle_buffer": _int(1),
+    "data.repeated_augmentation": _int(1),
     "data.on_corrupt": _choice("skip", "error"),
     "optim.name": _choice(*OPTIMIZER_NAMES),
     "optim.base_lr": _float(0.0),
@@ -315,6 +334,7 @@ _RULES = {
     "optim.b2": _float(0.0, 1.0, hi_open=True),
     "optim.rms_initial_scale": _float(0.0),
     "optim.trust_coefficient": _float(0.0, lo_open=True),
+    "optim.layer_decay": _float(0.0, 1.0, lo_open=True, optional=True),
     "schedule.name": _choice(*SCHEDULE_NAMES),
     "schedule.warmup_epochs": _float(0.0),
     "schedule.end_lr_factor": _float(0.0),
@@ -335,6 +355,10 @@ _RULES = {
     "train.mix_prob": _PROB,
     "train.mix_switch_prob": _PROB,
     "train.grad_accum_steps": _int(1),
+    "train.bce_target_threshold": _float(0.0, 1.0, hi_open=True, optional=True),
+    "train.distill": _choice("none", "soft", "hard"),
+    "train.distill_alpha": _PROB,
+    "train.distill_temperature": _float(0.0, lo_open=True),
     "train.log_every_steps": _int(1),
     "train.trainable": _regex,
     "train.lr_mult_pattern": _regex,

@@ -50,6 +50,8 @@ ROWS = (
     ("random_erasing", "resize|normalize|random_erasing(prob=1.0)"),
     ("autoaugment", "resize|autoaugment"),
     ("randaugment n2 m9", "resize|randaugment(num_ops=2, magnitude=9)"),
+    ("trivialaugment_wide", "resize|trivialaugment_wide"),
+    ("augmix", "resize|augmix"),
 )
 MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 

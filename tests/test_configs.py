@@ -37,6 +37,13 @@ SMOKE_ARGS = {
     "efficientnet_b0.py": "smoke",
 }
 
+# Further recipes of a config file, smoke-tested like the files' own smoke args.
+RECIPE_SMOKE_ARGS = [
+    ("resnet.py", "50,tv2,smoke"),
+    ("resnet.py", "50,rsb_a1,smoke"),
+    ("resnet.py", "50,rsb_a2,smoke"),
+    ("resnet.py", "50,rsb_a3,smoke"),
+]
 
 EFFICIENTNET = os.path.join(REPO, "configs", "efficientnet.py")
 
@@ -68,7 +75,7 @@ def test_every_config_has_a_smoke_arg(path):
 SMOKE_RUN = {k: v for k, v in SMOKE_ARGS.items() if k != "efficientnet_b0.py"}
 
 
-@pytest.mark.parametrize("name,arg", sorted(SMOKE_ARGS.items()))
+@pytest.mark.parametrize("name,arg", sorted(SMOKE_ARGS.items()) + RECIPE_SMOKE_ARGS)
 def test_smoke_config_builds(name, arg):
     c = load(os.path.join(REPO, "configs", name), arg)
     assert c.data.source in ("synthetic", "digits") or c.data.source.startswith("digits")
@@ -148,7 +155,7 @@ def test_digits_runs_evaluate_a_few_times(name, arg):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,arg", sorted(SMOKE_RUN.items()))
+@pytest.mark.parametrize("name,arg", sorted(SMOKE_RUN.items()) + RECIPE_SMOKE_ARGS)
 def test_smoke_run(name, arg, tmp_path):
     c = load(os.path.join(REPO, "configs", name), arg)
     c.mesh.data = 8 if c.train.batch_size % 8 == 0 else 1
@@ -182,3 +189,34 @@ def test_every_config_and_sweep_file_refuses_unknown_arg_words(path):
     for arg in ("zzqx", "zzqx=1"):
         with pytest.raises(ValueError, match="zzqx"):
             load(arg)
+
+
+RESNET = os.path.join(REPO, "configs", "resnet.py")
+
+
+def test_resnet_recipes_are_the_published_ones():
+    tv2 = load(RESNET, "50,tv2")
+    assert (tv2.train.batch_size, tv2.optim.base_lr * 1024 / 256) == (1024, 0.5)  # lr 0.5
+    assert (tv2.data.image_size, tv2.data.eval_image_size) == (176, 224)
+    assert round(tv2.data.eval_image_size / tv2.data.crop_pct) == 232
+    assert "trivialaugment_wide" in tv2.data.train_pp and tv2.data.repeated_augmentation == 4
+    assert tv2.train.ema_decay**32 == pytest.approx(1 - 2e-5 * 1024 * 32 / 600)
+    for variant, (epochs, size, lr, repeats) in {
+        "a1": (600, 224, 5e-3, 3),
+        "a2": (300, 224, 5e-3, 3),
+        "a3": (100, 160, 8e-3, 1),
+    }.items():
+        c = load(RESNET, f"50,rsb_{variant}")
+        assert (c.train.num_epochs, c.data.image_size, c.data.repeated_augmentation) == (
+            epochs,
+            size,
+            repeats,
+        )
+        assert c.optim.base_lr * c.train.batch_size / 256 == pytest.approx(lr)
+        assert (c.train.loss, c.train.bce_target_threshold, c.optim.name) == (
+            "sigmoid_xent",
+            0.2,
+            "lamb",
+        )
+    with pytest.raises(ValueError, match="choose one recipe"):
+        load(RESNET, "50,tv2,rsb_a1")

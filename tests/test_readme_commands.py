@@ -109,6 +109,19 @@ COMMANDS: dict[str, Check] = {
     "python train.py --config=configs/resnet.py:50,paper --workdir=workdirs/r50_paper": Check(
         PARSE, why=IMAGENET
     ),
+    "python train.py --config=configs/resnet.py:50,tv2 --workdir=workdirs/r50_tv2": Check(
+        PARSE, why=IMAGENET + "; tests/test_configs.py smoke-runs :50,tv2,smoke"
+    ),
+    "python train.py --config=configs/resnet.py:50,rsb_a1 --workdir=workdirs/r50_a1": Check(
+        PARSE, why=IMAGENET + "; tests/test_configs.py smoke-runs :50,rsb_a1,smoke"
+    ),
+    "python train.py --config=configs/convnext.py:tiny "
+    "--config.init.torch_weights=convnext_tiny.pth --config.init.reset_head=True "
+    "--config.optim.layer_decay=0.75 --workdir=workdirs/cnx_ft": Check(
+        PARSE,
+        why="needs ImageNet and the user's weights file; tests/train/test_layer_decay.py trains "
+        "with layer decay",
+    ),
     "python eval.py --workdir=DIR --views=tencrop --ensemble=DIR2 --confusion_png=cm.png": Check(
         RUN,
         "python eval.py --workdir={lenet5} --views=tencrop --ensemble={lenet5} "

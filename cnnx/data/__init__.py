@@ -3,8 +3,10 @@
   pp           the preprocessing-op registry: `op`, `parse`, `build`, `PPContext`
   image_header an encoded image's pixel count before decoding (decompression bombs)
   preprocess   basic ops in tf.data (decode, resize, crops, flip, normalize)
-  augment      training augmentations (colour, lighting, cutout, erasing, Auto/RandAugment)
+  augment      training augmentations (colour, lighting, cutout, erasing, Auto/RandAugment,
+               TrivialAugment, AugMix)
   autoaugment  the image operations and policies of AutoAugment / RandAugment
+  wide_augment TrivialAugmentWide and AugMix (torchvision's), on autoaugment's image operations
   batched_ops  the basic ops on NumPy batches, exactly the tf.data results
   tf_random    TensorFlow's stateless random draws and shuffle order in NumPy
   sources      sources by name (`get_source`, the `SOURCES` table): digits, synthetic
@@ -14,6 +16,7 @@
   pipeline     training and evaluation inputs (`TrainInput`, `EvalInput`, `to_global`)
   in_memory    their NumPy path: in-memory sources with batched ops
   tf_pipeline  their tf.data path: everything else
+  repeated     repeated augmentation: the order rules shared by both paths
   mixing       Mixup / CutMix on device
 
 Importing the package imports neither TensorFlow nor JAX: its names below load on first use

@@ -4,6 +4,8 @@
     "inception_crop|flip|color_jitter|normalize"                    Szegedy et al. 2014
     "inception_crop|flip|autoaugment|normalize"                     Cubuk et al. 2018
     "inception_crop|flip|randaugment(magnitude=9)|normalize|random_erasing(prob=0.25)"  DeiT
+    "inception_crop|flip|trivialaugment_wide|normalize|random_erasing(prob=0.1)"  torchvision v2
+    "inception_crop|flip|augmix|normalize"                          Hendrycks et al. 2020
 
 Geometric and colour ops work on 0-255 images (uint8 or float) and must come before
 `normalize`; `random_erasing` comes after it (it fills with unit-normal noise, as timm). All
@@ -17,7 +19,7 @@ import math
 
 import tensorflow as tf
 
-from cnnx.data import autoaugment
+from cnnx.data import autoaugment, wide_augment
 from cnnx.data.pp import PPContext, decode, op, op_seed, resize
 
 # AlexNet's PCA of ImageNet RGB pixels (in [0, 1]), as used by fb.resnet.torch and timm.
@@ -264,5 +266,50 @@ def randaugment_op(
             prob=prob,
         )
         return {**f, "image": image}
+
+    return fn
+
+
+@op("trivialaugment_wide")
+def trivialaugment_wide_op(ctx: PPContext, num_bins: int = 31):
+    """TrivialAugmentWide (Müller & Hutter 2021; torchvision's, the ResNet-50 v2 recipe's
+    `ta_wide`): one op of 14 at one of `num_bins` magnitudes per example. Output is uint8."""
+
+    def fn(f):
+        image = wide_augment.trivial_augment_wide(
+            _as_uint8(_image(f, ctx, None)), op_seed(f, 17), num_bins=num_bins
+        )
+        return {**f, "image": image}
+
+    return fn
+
+
+@op("augmix")
+def augmix_op(
+    ctx: PPContext,
+    severity: int = 3,
+    width: int = 3,
+    depth: int = -1,
+    alpha: float = 1.0,
+    all_ops: bool = True,
+):
+    """AugMix (Hendrycks et al. 2020) as torchvision's `transforms.AugMix`, without the JSD
+    loss: `width` chains of `depth` ops (1-3 when -1) at magnitude bins below `severity`,
+    Dirichlet(`alpha`)-mixed and blended with the original. Needs a fixed image size (after
+    a crop or resize). Output is uint8."""
+
+    def fn(f):
+        image = _as_uint8(_image(f, ctx, None))
+        image.set_shape([ctx.image_size, ctx.image_size, ctx.channels])
+        out = wide_augment.augmix(
+            image,
+            op_seed(f, 18),
+            severity=severity,
+            width=width,
+            depth=depth,
+            alpha=alpha,
+            all_ops=all_ops,
+        )
+        return {**f, "image": out}
 
     return fn

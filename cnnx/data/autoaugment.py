@@ -179,20 +179,21 @@ def sharpness(image, factor):
     return _blend(degenerate, x, factor)
 
 
-def _transform(image, matrix):
-    """Projective transform mapping output (x, y) to input coordinates; grey fill."""
+def transform(image, matrix, fill=FILL, interpolation="BILINEAR"):
+    """Projective transform mapping output (x, y) to input coordinates; `fill` outside (grey
+    by default; torchvision's TrivialAugment and AugMix fill black and sample NEAREST)."""
     out = tf.raw_ops.ImageProjectiveTransformV3(
         images=tf.cast(image, tf.float32)[None],
         transforms=tf.cast(tf.reshape(matrix, [1, 8]), tf.float32),
         output_shape=tf.shape(image)[:2],
-        fill_value=float(FILL),
-        interpolation="BILINEAR",
+        fill_value=float(fill),
+        interpolation=interpolation,
         fill_mode="CONSTANT",
     )[0]
     return _to_u8(out)
 
 
-def rotate(image, degrees):
+def rotate(image, degrees, **fill_and_interpolation):
     """Rotation by `degrees` about the image centre, bilinear, the
     uncovered corners filled with grey (FILL). uint8 (H, W, C) in and out."""
     h = tf.cast(tf.shape(image)[0], tf.float32)
@@ -201,27 +202,34 @@ def rotate(image, degrees):
     cos, sin = tf.cos(a), tf.sin(a)
     x_off = ((w - 1) - (cos * (w - 1) - sin * (h - 1))) / 2.0
     y_off = ((h - 1) - (sin * (w - 1) + cos * (h - 1))) / 2.0
-    return _transform(image, tf.stack([cos, -sin, x_off, sin, cos, y_off, 0.0, 0.0]))
+    matrix = tf.stack([cos, -sin, x_off, sin, cos, y_off, 0.0, 0.0])
+    return transform(image, matrix, **fill_and_interpolation)
 
 
-def shear_x(image, s):
+def shear_x(image, s, **fill_and_interpolation):
     """Horizontal shear: output (x, y) reads input (x + s·y, y); grey fill; uint8."""
-    return _transform(image, tf.stack([1.0, s, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]))
+    return transform(
+        image, tf.stack([1.0, s, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]), **fill_and_interpolation
+    )
 
 
-def shear_y(image, s):
+def shear_y(image, s, **fill_and_interpolation):
     """Vertical shear: output (x, y) reads input (x, y + s·x); grey fill; uint8."""
-    return _transform(image, tf.stack([1.0, 0.0, 0.0, s, 1.0, 0.0, 0.0, 0.0]))
+    return transform(
+        image, tf.stack([1.0, 0.0, 0.0, s, 1.0, 0.0, 0.0, 0.0]), **fill_and_interpolation
+    )
 
 
-def translate_x(image, pixels):
+def translate_x(image, pixels, **fill_and_interpolation):
     """Shifts the image right by `pixels` (may be fractional or negative); grey fill."""
-    return _transform(image, tf.stack([1.0, 0.0, -pixels, 0.0, 1.0, 0.0, 0.0, 0.0]))
+    matrix = tf.stack([1.0, 0.0, -pixels, 0.0, 1.0, 0.0, 0.0, 0.0])
+    return transform(image, matrix, **fill_and_interpolation)
 
 
-def translate_y(image, pixels):
+def translate_y(image, pixels, **fill_and_interpolation):
     """Shifts the image down by `pixels` (may be fractional or negative); grey fill."""
-    return _transform(image, tf.stack([1.0, 0.0, 0.0, 0.0, 1.0, -pixels, 0.0, 0.0]))
+    matrix = tf.stack([1.0, 0.0, 0.0, 0.0, 1.0, -pixels, 0.0, 0.0])
+    return transform(image, matrix, **fill_and_interpolation)
 
 
 def apply_op(name: str, image, level, seed, convention: str = "original"):

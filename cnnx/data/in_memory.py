@@ -21,7 +21,7 @@ from typing import TypeVar
 import numpy as np
 
 from cnnx.data import pp as pp_lib
-from cnnx.data import tf_random
+from cnnx.data import repeated, tf_random
 from cnnx.data.batched_ops import resize_to
 from cnnx.data.sources import process_slice
 from cnnx.errors import CnnxError, ConfigError
@@ -93,8 +93,10 @@ class TrainBatches:
         pp_lib.check_image_shape(first["image"].shape[1:], spec.ctx, spec.pp, "train_pp", False)
 
     def batch(self, index: np.ndarray, eseed: int) -> dict[str, np.ndarray]:
-        """The examples at `index` (B,) of the split, each with the seed (eseed, index)."""
+        """The examples at `index` (B,) of the split, each with the seed (eseed, index); an
+        index past the split is a repeated copy (`repeated.stream`) of index % N."""
         seed = np.stack([np.full(len(index), eseed, np.int64), index], 1)
+        index = index % self.spec.num_split
         f = self.pp({"image": self.images[index], "label": self.labels[index], "seed": seed})
         image = np.ascontiguousarray(f["image"], np.float32)
         # `index` is the example's position in the split (fast linear probes use it).
@@ -108,10 +110,11 @@ class TrainBatches:
         n = spec.examples_per_reader
         eseed = spec.epoch_seed(epoch)
         order = tf_random.shuffle_order(n, min(spec.shuffle_buffer, n), eseed)
-        lo = spec.process_index * spec.local_batch
+        order = repeated.stream(order, spec.repeats, spec.num_split)
+        lo, b = spec.process_index * spec.local_batch, spec.global_batch
         for step in range(skip, spec.steps_per_epoch):
-            start = step * spec.global_batch + lo
-            yield order[start : start + spec.local_batch], eseed
+            rows = order[step * b : (step + 1) * b][repeated.spread(spec.repeats, b, step * b)]
+            yield rows[lo : lo + spec.local_batch], eseed
 
     def iterate(self, epoch: int, skip: int) -> Iterator[dict[str, np.ndarray]]:
         """Batches from batch `skip` of `epoch` on, forever, prefetched."""

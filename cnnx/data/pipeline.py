@@ -5,7 +5,8 @@ Training: the split is shuffled with a seed derived from (seed, epoch) and each 
 augmented with a stateless seed derived from (seed, epoch, example index); batches drop the
 remainder. The data order is therefore a pure function of (seed, epoch): resuming at step s
 rebuilds epoch s // steps_per_epoch and skips the batches already seen, giving exactly the
-batches an uninterrupted run would have seen. Sources that can list the whole split cheaply
+batches an uninterrupted run would have seen (with repeated augmentation too: `repeated`).
+Sources that can list the whole split cheaply
 (digits, synthetic, folders) are shuffled globally and each process keeps its rows of every
 global batch, so 1 process × 8 devices and 2 processes × 4 devices see identical batches;
 TFDS sources are read per process (`tfds.split_for_jax_process`), each host reading 1/N of
@@ -71,6 +72,7 @@ class TrainInput:
     cache: bool = False
     process_index: int = 0
     process_count: int = 1
+    repeats: int = 1  # repeated augmentation: each image this many times per batch
 
     def __post_init__(self):
         if self.global_batch % self.process_count:
@@ -79,7 +81,7 @@ class TrainInput:
                 "processes; choose a multiple."
             )
         self.local_batch = self.global_batch // self.process_count
-        n = self.source.num_examples(self.split)
+        n = self.num_split = self.source.num_examples(self.split)
         self.global_order = self.source.global_order
         readers = 1 if self.global_order else self.process_count
         self.examples_per_reader = len(process_slice(n, 0, readers, True))
@@ -89,6 +91,8 @@ class TrainInput:
                 f"Split {self.split!r} of {self.source.name} has {n} examples, fewer than one "
                 f"global batch of {self.global_batch}; lower --config.train.batch_size."
             )
+        if self.repeats < 1:
+            raise ConfigError(f"--config.data.repeated_augmentation={self.repeats} must be >= 1.")
         self.batched = self.source.in_memory and self.global_order and pp_lib.has_batched(self.pp)
         if self.batched:
             self._batches = in_memory.TrainBatches(self)

@@ -118,6 +118,12 @@ def _numpy_batches(ds: tf.data.Dataset, source: Source, split: str):
         yield batch
 
 
+def _spread(repeats: int, batch: int, step):
+    """`repeated.spread(repeats, batch, step · batch)` in TensorFlow (`step` a tensor)."""
+    positions = (tf.cast(step, tf.int64) * batch + tf.range(batch, dtype=tf.int64)) % repeats
+    return tf.argsort(positions, stable=True)
+
+
 class TrainPipeline:
     """Endless training batches of a `TrainInput` (`spec`), preprocessed per example."""
 
@@ -138,8 +144,10 @@ class TrainPipeline:
         """Features of one loaded example ({'image', 'label'})."""
         seed = tf.stack([eseed, index])
         features = self._pp({**example, "seed": seed})
-        # `index` is the example's position in the split (fast linear probes use it).
+        # `index` is the example's position in the split (fast linear probes use it); past
+        # the split, a repeated copy's seed index (`repeated.stream`).
         image = tf.cast(features["image"], tf.float32)
+        index = index % self.spec.num_split
         return {"image": image, "label": features["label"], "index": index}
 
     def _prepared(self, ds: tf.data.Dataset, eseed: int) -> tf.data.Dataset:
@@ -188,21 +196,39 @@ class TrainPipeline:
         )
         if spec.source.can_fail:  # before the skip: stand-ins are the same on resume
             ds = _with_stand_ins(ds)
+        k = spec.repeats
+        if k > 1:  # `repeated.stream`: the first ⌈n/k⌉ of the order, k copies each, cut to n
+            ds = ds.take(-(-spec.examples_per_reader // k)).flat_map(self._copies)
+            ds = ds.take(spec.examples_per_reader)
         if spec.global_order:
             # Every process walks the same global order and keeps its rows of each batch.
             ds = ds.skip(skip_batches * spec.global_batch)
             lo = spec.process_index * spec.local_batch
-            ds = ds.batch(spec.global_batch, drop_remainder=True)
-            rows = slice(lo, lo + spec.local_batch)
-            ds = ds.map(lambda *x: tf.nest.map_structure(lambda t: t[rows], x))
-            ds = ds.unbatch()
+            ds = ds.batch(spec.global_batch, drop_remainder=True).enumerate(skip_batches)
+
+            def mine(step, x):  # `repeated.spread` of the step's batch, then this process's
+                rows = _spread(k, spec.global_batch, step)[lo : lo + spec.local_batch]
+                return tf.nest.map_structure(lambda t: tf.gather(t, rows), x)
+
+            ds = ds.map(mine).unbatch()
         else:
             ds = ds.skip(skip_batches * spec.local_batch)
 
         ds = self._prepared(ds, eseed)
         ds = ds.batch(spec.local_batch, drop_remainder=True)
+        if k > 1 and not spec.global_order:  # `repeated.spread` over this reader's batch
+            b = spec.local_batch
+            ds = ds.enumerate(skip_batches).map(
+                lambda step, f: {key: tf.gather(v, _spread(k, b, step)) for key, v in f.items()}
+            )
         ds = ds.take(spec.steps_per_epoch - skip_batches)
         return ds.prefetch(tf.data.AUTOTUNE)
+
+    def _copies(self, index, *rest):
+        """An element's `repeats` copies, copy j with the seed index index + j·N."""
+        copies = tf.data.Dataset.range(self.spec.repeats)
+        n = tf.constant(self.spec.num_split, tf.int64)
+        return copies.map(lambda j: (index + j * n, *rest))
 
     def iterate(self, epoch: int, skip: int):
         """NumPy batches from batch `skip` of `epoch` on, forever."""

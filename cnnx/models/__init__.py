@@ -9,6 +9,7 @@ never import each other (tests/models/test_family_imports.py): what two families
   registry  the registry and its frozen `ModelSpec`s
   scaling   compound scaling: `round_filters`, `round_repeats`, `compound`
   coverage  which input pixels reach the output (the input-size check of every run)
+  layer_groups  where each parameter sits in depth (stem, blocks, head): layer-wise lr decay
   <family>  one module per family, e.g. `resnet`, `vit`, `efficientnet`
 """
 
@@ -18,7 +19,7 @@ import pkgutil
 from cnnx.models.registry import ModelSpec, create, get_spec, list_models, register
 
 # Modules of this package that are not families (and private `_*` modules).
-SHARED_MODULES = frozenset({"registry", "scaling", "coverage", "contract"})
+SHARED_MODULES = frozenset({"registry", "scaling", "coverage", "contract", "layer_groups"})
 
 for _info in pkgutil.iter_modules(__path__):
     if _info.name not in SHARED_MODULES and not _info.name.startswith("_"):

@@ -25,6 +25,7 @@ from cnnx.layers import ClassifierHead, DropPath, drop_path_rates, maybe_remat
 from cnnx.layers.conv import Conv
 from cnnx.layers.dense import Dense
 from cnnx.layers.transformer import gelu, layer_norm
+from cnnx.models import layer_groups
 from cnnx.models.contract import Classifier
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
@@ -158,6 +159,7 @@ register_family(
     },
     paper=_PAPER,
     year=2022,
+    layer_groups=layer_groups.CONVNEXT,
     min_resolution=32,
     test_resolution=32,
 )

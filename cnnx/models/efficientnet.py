@@ -30,6 +30,7 @@ import flax.linen as nn
 from cnnx.layers import ClassifierHead, ConvNormAct, maybe_remat
 from cnnx.layers.conv import Padding
 from cnnx.layers.mbconv import InvertedResidual
+from cnnx.models import layer_groups
 from cnnx.models.contract import Classifier
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import compound, round_filters, round_repeats, round_resolution
@@ -229,6 +230,7 @@ for _family in ("efficientnet", "tf_efficientnet"):
         {f"{_family}_{s}": _row(s, _family.startswith("tf_")) for s in SCALING},
         paper=_PAPER,
         year=2019,
+        layer_groups=layer_groups.EFFICIENTNET,
         drop_path=0.2,
         min_resolution=32,
         test_resolution=32,

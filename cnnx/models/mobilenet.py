@@ -31,6 +31,7 @@ import jax.numpy as jnp
 from cnnx.layers import ClassifierHead, ConvNormAct
 from cnnx.layers.dense import Dense
 from cnnx.layers.mbconv import DepthwiseSeparable, InvertedResidual
+from cnnx.models import layer_groups
 from cnnx.models.contract import Classifier
 from cnnx.models.registry import INCEPTION_MEAN, INCEPTION_STD, register_family
 from cnnx.models.scaling import round_filters, round_repeats
@@ -240,6 +241,7 @@ register_family(
     min_resolution=32,
     test_resolution=32,
     lacks=("drop_path_rate", "remat"),
+    layer_groups=layer_groups.STAGED,
 )
 
 register_family(
@@ -259,6 +261,7 @@ register_family(
     min_resolution=32,
     test_resolution=32,
     lacks=("remat",),
+    layer_groups=layer_groups.EFFICIENTNET,  # timm builds it as an EfficientNet
 )
 
 # Large and small are separate families: torchvision numbers their blocks differently, so each
@@ -282,4 +285,5 @@ for _arch, _count, _top1 in (("large", 5_483_032, 74.042), ("small", 2_542_856, 
         min_resolution=32,
         test_resolution=32,
         lacks=("remat",),
+        layer_groups=layer_groups.MOBILENET_V3,
     )

@@ -22,6 +22,7 @@ from cnnx.image_stats import (  # noqa: F401 (INCEPTION_*: the families' specs u
     INCEPTION_STD,
 )
 from cnnx.models.contract import OPTIONAL, Classifier
+from cnnx.models.layer_groups import LayerGroups
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,8 @@ class ModelSpec:
         timm's come from its `pretrained_cfg`. Converted weights are evaluated with these.
       lacks: the optional contract options (`contract.OPTIONAL`: `drop_path_rate`, `remat`)
         the family does not implement; `create` accepts only their neutral default.
+      layer_groups: where each parameter sits in depth (stem, blocks, head), for layer-wise
+        learning-rate decay (`optim.layer_decay`); None where the family declares none.
     """
 
     name: str
@@ -78,6 +81,7 @@ class ModelSpec:
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     lacks: frozenset[str] = frozenset()
+    layer_groups: LayerGroups | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "kwargs", MappingProxyType(dict(self.kwargs)))

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from cnnx.layers import ClassifierHead, ConvNormAct, DropPath, drop_path_rates, maybe_remat
 from cnnx.layers.conv import KERNEL_INITS, kernel_initializer
 from cnnx.layers.pool import max_pool
+from cnnx.models import layer_groups
 from cnnx.models.contract import Classifier
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
@@ -298,6 +299,7 @@ register_family(
     },
     paper=_PAPER,
     year=2015,
+    layer_groups=layer_groups.STAGED,
     test_resolution=32,
 )
 
@@ -315,6 +317,7 @@ register_family(
     },
     paper=_PAPER,
     year=2015,
+    layer_groups=layer_groups.STAGED,
 )
 
 # ResNeXt (Xie et al. 2017, Table 1: cardinality C × bottleneck width d) and Wide ResNet
@@ -346,6 +349,7 @@ register_family(
         for name, (sizes, groups, wpg, count, top1, paper, year) in GROUPED_TABLE.items()
     },
     test_resolution=32,
+    layer_groups=layer_groups.STAGED,
 )
 
 # Plain twins of ResNet-18/34 (He et al. 2015, Table 2): the same layers without shortcuts.
@@ -365,6 +369,7 @@ register_family(
     },
     paper=_PAPER,
     year=2015,
+    layer_groups=layer_groups.STAGED,
 )
 
 # CIFAR networks (§4.2, Table 6): 0.27M, 0.46M, 0.66M, 0.85M, 1.7M parameters.
@@ -382,6 +387,7 @@ register_family(
         for d, count in CIFAR_DEPTHS.items()
     },
     paper=_PAPER + " §4.2",
+    layer_groups=layer_groups.STAGED,
     year=2015,
     resolution=32,
     crop_pct=1.0,

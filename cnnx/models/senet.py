@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from cnnx.layers import ClassifierHead, ConvNormAct, DropPath, drop_path_rates, maybe_remat
 from cnnx.layers.pool import torch_max_pool
 from cnnx.layers.se import SqueezeExcite
+from cnnx.models import layer_groups
 from cnnx.models.contract import Classifier
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
@@ -216,4 +217,5 @@ register_family(
     year=2017,
     dropout=0.2,
     test_resolution=32,
+    layer_groups=layer_groups.STAGED,
 )

@@ -29,6 +29,7 @@ from cnnx.layers import ClassifierHead, DropPath, drop_path_rates, maybe_remat
 from cnnx.layers.conv import Conv
 from cnnx.layers.dense import Dense
 from cnnx.layers.transformer import Mlp, attend, layer_norm, split_heads
+from cnnx.models import layer_groups
 from cnnx.models.contract import Classifier
 from cnnx.models.registry import register_family
 from cnnx.models.scaling import round_filters, round_repeats
@@ -273,6 +274,7 @@ register_family(
     },
     paper=_PAPER,
     year=2021,
+    layer_groups=layer_groups.SWIN,
     min_resolution=32,
     test_resolution=32,
 )

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from cnnx.layers import ClassifierHead, DropPath, drop_path_rates, maybe_remat
 from cnnx.layers.conv import Conv
 from cnnx.layers.transformer import Mlp, MultiHeadSelfAttention, layer_norm
+from cnnx.models import layer_groups
 from cnnx.models.contract import Classifier
 from cnnx.models.registry import INCEPTION_MEAN, INCEPTION_STD, register_family
 from cnnx.models.scaling import round_filters, round_repeats
@@ -221,4 +222,5 @@ register_family(
     },
     year=2020,
     test_resolution=32,
+    layer_groups=layer_groups.VIT,
 )

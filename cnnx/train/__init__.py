@@ -9,7 +9,9 @@ TensorFlow until data is read; the config schema is `cnnx.config_schema`).
   memory         the train state's size against the devices' memory, before creating it
   steps          the train and eval steps; `make_train_step`, the one place a step is jitted
   losses         classification losses by name (`train.loss`)
+  distill        knowledge distillation: the frozen teacher and its losses (`train.distill`)
   optim          optimizers and learning-rate schedules
+  layer_decay    layer-wise learning-rate decay over the family's depths (`optim.layer_decay`)
   finetune       initialising from other weights, new heads, frozen or slower layers
   checkpoint     orbax checkpoints: asynchronous saves, restore, integrity checks
   fingerprint    the per-array fingerprints every checkpoint records

@@ -15,7 +15,7 @@ from cnnx.data import EvalInput, TrainInput, get_source
 from cnnx.errors import ConfigError
 from cnnx.evaluate import entries, registry
 from cnnx.parallel.sharding import log_placement, shardings_from_config
-from cnnx.train import finetune, optim, steps
+from cnnx.train import distill, finetune, layer_decay, optim, steps
 from cnnx.train.experiment import Experiment, process_info
 from cnnx.train.memory import check_state_fits
 from cnnx.train.state import create_train_state, jit_initialize
@@ -43,6 +43,7 @@ def make_train_input(exp: Experiment) -> TrainInput:
         cache=c.data.cache,
         process_index=pidx,
         process_count=pcount,
+        repeats=c.data.get("repeated_augmentation", 1),
     )
 
 
@@ -165,11 +166,13 @@ def make_schedule(config, steps_per_epoch: int, total_steps: int):
 
 
 def make_tx(config, schedule):
-    """The optimizer of a config, with frozen / slowed parameter groups applied."""
+    """The optimizer of a config, with frozen / slowed parameter groups and layer-wise decay
+    (`optim.layer_decay`, multiplying the regex multiplier) applied."""
     tx = optim.make_optimizer(config.optim, schedule)
-    return finetune.partition_optimizer(
+    tx = finetune.partition_optimizer(
         tx, config.train.trainable, config.train.lr_mult_pattern, config.train.lr_mult
     )
+    return layer_decay.with_layer_decay(tx, config)
 
 
 def init_state(exp: Experiment, tx, rng):
@@ -183,6 +186,7 @@ def init_state(exp: Experiment, tx, rng):
         create_train_state, exp.model, tx, input_shape=exp.input_shape, ema=ema
     )
     abstract = jax.eval_shape(create, rng)
+    layer_decay.log_multipliers(exp.config, abstract.params)
     # Parameters, their optimizer state and EMA copies by `config.mesh` (replicated unless
     # fsdp/model > 1 or rules say otherwise); created in place, never gathered on one device.
     shardings = shardings_from_config(abstract, exp.mesh, exp.config.mesh)
@@ -201,6 +205,7 @@ def experiment_train_step(exp: Experiment, schedule, state_shardings):
         state_shardings=state_shardings,
         options=steps.StepOptions.from_config(exp.config.train),
         remat=bool(exp.config.model.get("remat")),
+        teacher=distill.load_teacher(exp.config, exp.model.num_classes),
     )
 
 

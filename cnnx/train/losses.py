@@ -62,6 +62,23 @@ def sigmoid_cross_entropy(logits, targets, context=None):
     return jnp.mean(bce, axis=-1)
 
 
+def threshold_targets(targets, threshold: float):
+    """Targets above `threshold` become 1, the others 0 (`train.bce_target_threshold`).
+
+    timm's `BinaryCrossEntropy(target_threshold=...)`, used by "ResNet strikes back" (0.2):
+    after mixing, a class present in the image with weight above the threshold is a plain
+    yes, smoothing's small off-values a plain no.
+
+    Args:
+      targets: (B, K) soft targets.
+      threshold: in [0, 1).
+
+    Returns:
+      (B, K) of 0s and 1s, in the targets' dtype.
+    """
+    return (targets > threshold).astype(targets.dtype)
+
+
 # `train.loss` -> fn(logits, targets, context) -> (B,) float32. The names are big_vision's;
 # the config schema lists them (cnnx.config_schema.LOSS_NAMES).
 LOSSES: dict[str, Callable[..., jax.Array]] = {

@@ -18,7 +18,8 @@ from cnnx.config_schema import base_config
 from cnnx.data import mixing
 from cnnx.errors import ConfigError
 from cnnx.parallel.mesh import batch_sharding, replicated
-from cnnx.train.losses import LOSSES
+from cnnx.train.distill import distillation_loss
+from cnnx.train.losses import LOSSES, threshold_targets
 from cnnx.train.optim import at_step, lr_scale
 from cnnx.train.state import TrainState
 
@@ -45,6 +46,8 @@ class StepOptions:
       loss: a key of `cnnx.train.losses.LOSSES` (`train.loss`): the loss of the logits (and
         of each auxiliary classifier's) against the soft targets.
       label_smoothing: in [0, 1); the targets' smoothing (Szegedy et al. 2016).
+      bce_target_threshold: with 'sigmoid_xent', targets (smoothed and mixed) above it become
+        1 and the others 0 (`losses.threshold_targets`, timm's); None keeps them soft.
       aux_loss_weight: weight of auxiliary classifiers' losses (GoogLeNet, Inception v3).
       ema_decay: decay of the weights' exponential moving average, or None for no EMA.
       ema_warmup: decay min(ema_decay, (1 + t) / (10 + t)) at step t (TensorFlow's
@@ -54,10 +57,13 @@ class StepOptions:
       grad_accum_steps: micro-batches per step (must divide the batch).
       skip_nonfinite: `train.on_nonfinite == 'skip'`: discard a step with a non-finite loss
         or gradient instead of applying it.
+      distill, distill_alpha, distill_temperature: knowledge distillation from the teacher
+        passed to the step (`cnnx.train.distill.distillation_loss`); 'none' without one.
     """
 
     loss: str
     label_smoothing: float
+    bce_target_threshold: float | None
     aux_loss_weight: float
     ema_decay: float | None
     ema_warmup: bool
@@ -67,11 +73,20 @@ class StepOptions:
     mix_switch_prob: float
     grad_accum_steps: int
     skip_nonfinite: bool
+    distill: str = "none"
+    distill_alpha: float = 0.5
+    distill_temperature: float = 1.0
 
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ConfigError(
                 f"--config.train.loss={self.loss!r}: use one of {', '.join(map(repr, LOSSES))}."
+            )
+        if self.bce_target_threshold is not None and self.loss != "sigmoid_xent":
+            raise ConfigError(
+                f"--config.train.bce_target_threshold={self.bce_target_threshold} binarises "
+                "the targets of the binary cross entropy: set --config.train.loss=sigmoid_xent "
+                "or unset it."
             )
 
     @classmethod
@@ -104,10 +119,12 @@ def train_step(
     state: TrainState,
     batch: dict,
     rng: jax.Array,
+    teacher_variables=None,
     *,
     num_classes: int,
     schedule,
     options: StepOptions,
+    teacher=None,
 ):
     """One optimizer step on a global batch.
 
@@ -127,6 +144,8 @@ def train_step(
         drop-path masks and mixing, and a resumed run draws the same ones.
       num_classes: label range of the loss.
       schedule: `fn(step) -> learning rate` of the optimizer (logged as `lr`).
+      teacher_variables, teacher: with distillation, the frozen teacher's variables and its
+        `cnnx.train.distill.Teacher` (its logits of the step's images join the context).
       options: the static settings (see `StepOptions`). `ema_warmup` keeps short runs from keeping
         the random initialisation in the average. The loss (`options.loss`, from
         `cnnx.train.losses.LOSSES`) sees the soft targets (smoothed, and mixed when mixing is on)
@@ -146,6 +165,10 @@ def train_step(
     """
     o = options
     per_example_loss = LOSSES[o.loss]
+    if o.distill != "none":
+        per_example_loss = distillation_loss(
+            per_example_loss, o.distill, o.distill_alpha, o.distill_temperature
+        )
     step_rng = jax.random.fold_in(rng, state.step)
     labels = batch["label"]
     images, targets, _ = mixing.mix_batch(
@@ -159,6 +182,8 @@ def train_step(
         switch_prob=o.mix_switch_prob,
         label_smoothing=o.label_smoothing,
     )
+    if o.bce_target_threshold is not None:
+        targets = threshold_targets(targets, o.bce_target_threshold)
 
     def loss_fn(params, batch_stats, images, targets, context, dropout_rng):
         out, updates = state.apply_fn(
@@ -177,6 +202,8 @@ def train_step(
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     context = {"labels": labels}  # per-example inputs of the loss besides logits and targets
+    if teacher is not None:
+        context["teacher_logits"] = jax.lax.stop_gradient(teacher.logits(teacher_variables, images))
     k = o.grad_accum_steps
     if k == 1:
         (_, (loss, logits, batch_stats)), grads = grad_fn(
@@ -248,6 +275,7 @@ def make_train_step(
     state_shardings,
     options: StepOptions,
     remat: bool = False,
+    teacher=None,
 ):
     """`train_step` jitted as the trainer runs it: `step(state, batch, rng) -> (state, metrics)`.
 
@@ -264,14 +292,29 @@ def make_train_step(
       options: `StepOptions.from_config(config.train)`.
       remat: the model rematerialises blocks (`config.model.remat`): compile with the options
         that keep XLA:CPU from undoing it (`cnnx.backends.remat_compiler_options`).
+      teacher: the frozen `cnnx.train.distill.Teacher` with `options.distill`; its variables
+        are an argument of the compiled step (replicated), not constants in it.
 
     Returns:
       The jitted function.
     """
-    return jax.jit(
-        functools.partial(train_step, num_classes=num_classes, schedule=schedule, options=options),
-        in_shardings=(state_shardings, batch_sharding(mesh), replicated(mesh)),
+    if (options.distill != "none") != (teacher is not None):
+        raise ConfigError(
+            f"--config.train.distill={options.distill!r} and a teacher go together (set "
+            "--config.train.teacher_checkpoint or teacher_torch_weights, or distill='none')."
+        )
+    step = functools.partial(
+        train_step, num_classes=num_classes, schedule=schedule, options=options, teacher=teacher
+    )
+    shardings = (state_shardings, batch_sharding(mesh), replicated(mesh))
+    jitted = jax.jit(
+        step,
+        in_shardings=shardings + ((replicated(mesh),) if teacher is not None else ()),
         out_shardings=(state_shardings, replicated(mesh)),
         donate_argnums=(0,),
         compiler_options=remat_compiler_options() if remat else None,
     )
+    if teacher is None:
+        return jitted
+    variables = jax.device_put(teacher.variables, replicated(mesh))
+    return functools.wraps(jitted)(lambda state, batch, rng: jitted(state, batch, rng, variables))

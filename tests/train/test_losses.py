@@ -188,3 +188,37 @@ def test_the_context_reaches_the_loss_also_per_micro_batch(monkeypatch):
 def test_unknown_loss_names_the_valid_ones():
     with pytest.raises(ConfigError, match=r"train.loss='focal': use one of 'softmax_xent'"):
         steps.StepOptions.default(loss="focal")
+
+
+@pytest.mark.torch
+def test_bce_target_threshold_is_timms():
+    """timm's BinaryCrossEntropy(target_threshold=0.2) on mixed, smoothed targets (RSB's)."""
+    torch = pytest.importorskip("torch")
+    bce = pytest.importorskip("timm.loss").BinaryCrossEntropy(smoothing=0.1, target_threshold=0.2)
+    rng = np.random.RandomState(0)
+    logits = rng.randn(8, 10).astype(np.float32) * 3
+    labels = jnp.asarray(rng.randint(0, 10, 8))
+    images = jnp.zeros((8, 4, 4, 1))
+    _, mixed, _ = mixing.mix_batch(
+        jax.random.PRNGKey(3), images, labels, 10, mixup_alpha=1.0, label_smoothing=0.1
+    )
+    hard = losses.threshold_targets(mixed, 0.2)
+    assert set(np.unique(hard)) <= {0.0, 1.0} and np.all(hard.sum(1) >= 1)
+    ours = jnp.mean(losses.sigmoid_cross_entropy(logits, hard))
+    theirs = bce(torch.from_numpy(logits), torch.from_numpy(np.array(mixed))).item()
+    np.testing.assert_allclose(float(ours), theirs, rtol=1e-5)
+
+
+def test_the_step_thresholds_the_targets():
+    options = dict(loss="sigmoid_xent", label_smoothing=0.1, aux_loss_weight=0.0)
+    state, batch = _state(), _batch()
+    logits, _ = state.apply_fn({"params": state.params}, batch["image"], train=True)
+    targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], 10), 0.1)
+    for threshold, want in ((None, targets), (0.2, jax.nn.one_hot(batch["label"], 10))):
+        o = steps.StepOptions.default(**options, bce_target_threshold=threshold)
+        step = functools.partial(steps.train_step, num_classes=10, schedule=SCHEDULE, options=o)
+        _, metrics = jax.jit(step)(_state(), batch, jax.random.PRNGKey(0))
+        expected = jnp.mean(losses.sigmoid_cross_entropy(logits, want))
+        np.testing.assert_allclose(metrics["loss"], expected, rtol=1e-6)
+    with pytest.raises(ConfigError, match=r"bce_target_threshold=0\.2 binarises"):
+        steps.StepOptions.default(bce_target_threshold=0.2)

@@ -1,0 +1,117 @@
+"""Knowledge distillation (issue 31, item 4): Hinton's soft term and DeiT's hard term by hand
+and against torch, the teacher's logits reaching the step's loss without training it, and a
+student trained end to end from a cnnx workdir's teacher."""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnnx.errors import ConfigError
+from cnnx.parallel.mesh import make_mesh, replicated
+from cnnx.train import distill, losses, steps
+from tests.train.test_losses import SCHEDULE, _AuxNet, _batch, _state
+
+
+def test_soft_term_by_hand_and_against_torch():
+    s = jnp.array([[1.0, 2.0, 3.0]])
+    t = jnp.array([[3.0, 1.0, 0.0]])
+    T = 2.0
+    p = np.exp(np.array([3.0, 1.0, 0.0]) / T)
+    p /= p.sum()
+    log_q = np.array([1.0, 2.0, 3.0]) / T - math.log(np.exp(np.array([1.0, 2.0, 3.0]) / T).sum())
+    expected = T * T * np.sum(p * (np.log(p) - log_q))
+    np.testing.assert_allclose(distill.soft_term(s, t, T), [expected], rtol=1e-6)
+    np.testing.assert_allclose(distill.soft_term(t, t, T), [0.0], atol=1e-6)
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.RandomState(0)
+    a, b = rng.randn(4, 10).astype(np.float32), rng.randn(4, 10).astype(np.float32)
+    ref = (
+        F.kl_div(
+            F.log_softmax(torch.from_numpy(a) / 4.0, 1),
+            F.log_softmax(torch.from_numpy(b) / 4.0, 1),
+            reduction="none",
+            log_target=True,
+        ).sum(1)
+        * 16.0
+    )
+    np.testing.assert_allclose(distill.soft_term(a, b, 4.0), ref.numpy(), rtol=1e-5)
+
+
+def test_hard_term_is_cross_entropy_against_the_teachers_argmax():
+    s = jnp.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    t = jnp.array([[0.0, 5.0, 1.0], [2.0, 0.0, 0.0]])
+    want = losses.cross_entropy(s, jnp.array([1, 0]), 3)
+    np.testing.assert_allclose(distill.hard_term(s, t), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["soft", "hard"])
+def test_the_step_distills_from_the_teachers_logits(kind):
+    teacher_state = _state()
+    teacher = distill.Teacher("aux", _AuxNet().apply, {"params": teacher_state.params})
+    options = steps.StepOptions.default(
+        distill=kind, distill_alpha=0.7, distill_temperature=3.0, aux_loss_weight=0.0
+    )
+    mesh = make_mesh()
+    step = steps.make_train_step(
+        num_classes=10,
+        schedule=SCHEDULE,
+        mesh=mesh,
+        state_shardings=replicated(mesh),
+        options=options,
+        teacher=teacher,
+    )
+    student = _state()
+    student = student.replace(params=jax.tree.map(lambda p: p * 0.5, student.params))
+    batch = _batch()
+    logits, _ = student.apply_fn({"params": student.params}, batch["image"], train=True)
+    t_logits = teacher.logits(teacher.variables, batch["image"])
+    labels = losses.cross_entropy(logits, batch["label"], 10)
+    term = (
+        distill.soft_term(logits, t_logits, 3.0)
+        if kind == "soft"
+        else distill.hard_term(logits, t_logits)
+    )
+    _, metrics = step(student, batch, jax.random.PRNGKey(0))
+    np.testing.assert_allclose(metrics["loss"], jnp.mean(0.3 * labels + 0.7 * term), rtol=1e-5)
+
+
+def test_distillation_without_a_teacher_is_refused():
+    mesh = make_mesh()
+    make = functools.partial(
+        steps.make_train_step,
+        num_classes=10,
+        schedule=SCHEDULE,
+        mesh=mesh,
+        state_shardings=replicated(mesh),
+    )
+    with pytest.raises(ConfigError, match="distill='soft' and a teacher go together"):
+        make(options=steps.StepOptions.default(distill="soft"))
+    from tests.train.tiny import tiny_config
+
+    with pytest.raises(ConfigError, match="needs one teacher"):
+        distill.load_teacher(tiny_config(**{"train.distill": "hard"}), 10)
+
+
+@pytest.mark.slow  # two LeNet-5 runs of a few steps: ~30 s on the shared host
+def test_a_student_trains_from_a_workdirs_teacher(tmp_path):
+    from cnnx.train.loop import train_and_evaluate
+    from tests.train.tiny import tiny_config
+
+    teacher_dir = str(tmp_path / "teacher")
+    train_and_evaluate(tiny_config(), teacher_dir)
+    config = tiny_config(
+        **{
+            "train.distill": "soft",
+            "train.distill_temperature": 4.0,
+            "train.teacher_checkpoint": teacher_dir,
+        }
+    )
+    teacher = distill.load_teacher(config, 10)
+    assert teacher.name == "lenet5"
+    results = train_and_evaluate(config, str(tmp_path / "student"))
+    assert results["status"] == "completed" and np.isfinite(results["eval/loss"])
