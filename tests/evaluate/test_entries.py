@@ -1,6 +1,8 @@
 """Evaluators as config entries: the registry, the schema's one-line errors and the resolution
 of an entry against the run's config (issue 28 items 1 and 5)."""
 
+import json
+
 import pytest
 
 from cnnx.config_schema import base_config
@@ -108,3 +110,20 @@ def test_a_sweep_optimises_any_evaluators_metric(tmp_path):
     with pytest.raises(ConfigError, match=r"'real/top1' is no metric.*\['eval', 'v2'\]"):
         _check_metric("s.py", "real/top1", base)
     assert report.metric_label("v2/ece") == "Expected calibration error on v2 (%, 15 bins)"
+
+
+def test_adding_an_evaluator_to_a_run_keeps_its_identity():
+    """Evaluators change what a run reports, not what it computes; but with the plateau
+    schedule the 'eval' evaluator decides the learning rate, so changing it is a new run."""
+    from cnnx.train.workdir import config_changes
+
+    saved = json.loads(base_config().to_json_best_effort())
+    later = _config(v2=evaluator(data={"split": "test[:10]"}, every_steps=5))
+    assert config_changes(saved, later) == {}
+    plateau = base_config()
+    plateau.schedule.name = "plateau"
+    saved = json.loads(plateau.to_json_best_effort())
+    plateau.evals.eval = evaluator(data={"split": "test[:10]"})
+    changes = config_changes(saved, plateau)
+    assert changes["evals.eval.data.split"] == ("<unset>", "test[:10]")
+    assert all(k.startswith("evals.eval.") for k in changes)
