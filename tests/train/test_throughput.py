@@ -70,3 +70,19 @@ def test_step_flops_reads_every_cost_analysis_shape():
     assert throughput.step_flops(_Cost([{"flops": 2e9}])) == 2e9  # older JAX: a list
     assert throughput.step_flops(_Cost({"flops": -1.0})) is None
     assert throughput.step_flops(_Cost(NotImplementedError("no cost model"))) is None
+
+
+def test_device_idle_counts_the_gaps_between_a_step_and_the_next_handover():
+    import time
+
+    import jax.numpy as jnp
+
+    idle = throughput.DeviceIdle()
+    done = jnp.zeros(())  # already computed: "finishes" when the watcher looks
+    idle.dispatched(done, time.perf_counter(), 0.0)
+    idle.take()
+    # Handed over 0.3 s after the previous step finished, 0.1 s of which an evaluation.
+    idle.dispatched(done, time.perf_counter() + 0.3, 0.1)
+    idle_s, span_s = idle.take()
+    assert 0.15 < idle_s < 0.25 and span_s >= 0.0
+    idle.close()
