@@ -90,13 +90,18 @@ def write_text_atomic(path: str, text: str) -> None:
     Local paths: a temporary file beside it, fsync, `os.replace`. gs:// objects are replaced
     atomically by the store itself.
     """
+    write_bytes_atomic(path, text.encode())
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    """`write_text_atomic` for bytes."""
     if is_remote(path):
-        epath.Path(path).write_text(text)
+        epath.Path(path).write_bytes(data)
         return
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
-        with open(tmp, "w") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -120,19 +125,7 @@ def write_npz_atomic(path: str, arrays: dict) -> None:
     at all: per-class figures and confusion matrices stay out of the JSON, compact and exact."""
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
-    if is_remote(path):
-        epath.Path(path).write_bytes(buffer.getvalue())
-        return
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(buffer.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def append_line(path: str, record: dict) -> None:
