@@ -19,9 +19,16 @@ RESULT_FILE = "trial_result.json"
 
 
 def model_cost(config) -> dict:
-    """Parameters and MACs (one image, eval resolution) of a config's model, from its jaxpr."""
+    """Parameters and MACs (one image, eval resolution) of a config's model, from its jaxpr.
+
+    With distillation (`train.distill`), also 'train_macs': the forward MACs of one training
+    image (at `data.image_size`) in the step, {'student', 'teacher', 'total'}: the frozen
+    teacher runs forward on every image the student trains on (the student's backward pass
+    adds about twice its forward; the teacher has none). Logged as well.
+    """
     import jax
     import numpy as np
+    from absl import logging
 
     from cnnx.analysis.flops import total_macs
     from cnnx.analysis.trace import trace
@@ -33,11 +40,31 @@ def model_cost(config) -> dict:
         lambda: exp.model.init(jax.random.PRNGKey(0), np.zeros(shape, np.float32), train=False)
     )
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract.get("params", {})))
-    return {
+    cost = {
         "num_params": n_params,
         "macs": int(total_macs(trace(exp.model, shape))),
         "eval_image_size": exp.eval_image_size,
     }
+    if config.train.get("distill", "none") != "none":
+        from cnnx import models
+        from cnnx.train.distill import teacher_name
+
+        # The teacher as `distill.load_teacher` builds it, on the student's training batches.
+        name = teacher_name(config)
+        teacher = models.create(name, num_classes=exp.model.num_classes)
+        student = int(total_macs(trace(exp.model, exp.input_shape)))
+        teacher = int(total_macs(trace(teacher, exp.input_shape)))
+        cost["train_macs"] = {"student": student, "teacher": teacher, "total": student + teacher}
+        logging.info(
+            "forward MACs per training image (%d px): student %s %s + teacher %s %s = %s",
+            exp.image_size,
+            exp.spec.name,
+            f"{student:,}",
+            name,
+            f"{teacher:,}",
+            f"{student + teacher:,}",
+        )
+    return cost
 
 
 def write_hparams(workdir: str, hparams: dict) -> None:
@@ -69,7 +96,8 @@ def run_trial(
 
     Returns:
       {'status', 'metrics', 'num_params', 'macs', 'eval_image_size', 'wall_time_s'} (and
-      'snapped' when given); also written atomically to `<workdir>/trial_result.json`.
+      'snapped' when given, 'train_macs' with distillation, see `model_cost`); also written
+      atomically to `<workdir>/trial_result.json`.
     """
     from etils import epath
 

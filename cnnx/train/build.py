@@ -205,7 +205,7 @@ def experiment_train_step(exp: Experiment, schedule, state_shardings):
         state_shardings=state_shardings,
         options=steps.StepOptions.from_config(exp.config.train),
         remat=bool(exp.config.model.get("remat")),
-        teacher=distill.load_teacher(exp.config, exp.model.num_classes),
+        teacher=distill.load_teacher(exp.config, exp.model.num_classes, exp.input_shape[1:]),
     )
 
 

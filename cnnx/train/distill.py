@@ -17,7 +17,9 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from flax import traverse_util
 
 from cnnx.errors import ConfigError
 
@@ -75,15 +77,22 @@ class Teacher:
         return self.apply_fn(variables, images, train=False)
 
 
-def load_teacher(config, num_classes: int) -> Teacher | None:
+def load_teacher(config, num_classes: int, image_shape: tuple[int, int, int]) -> Teacher | None:
     """The teacher of `config.train`, or None when distillation is off (`train.distill`).
 
     `train.teacher_checkpoint` is a cnnx workdir (its config.json names the model);
     `train.teacher_torch_weights` a torchvision / timm weights file of `train.teacher_model`.
-    The teacher is built for `num_classes` classes, the student's (its weights must fit).
+    The teacher must predict the student's classes and take the student's batches; both are
+    checked here, before the first step.
+
+    Args:
+      config: the run's config.
+      num_classes: the student's class count.
+      image_shape: (height, width, channels) of the student's training batches.
 
     Raises:
-      ConfigError: distillation on without a teacher, with both sources, or no model name.
+      ConfigError: distillation on without a teacher, with both sources, no model name; a
+        teacher with another class count, or one that cannot take (height, width, channels).
     """
     d = config.train
     kind = d.get("distill", "none")
@@ -97,9 +106,50 @@ def load_teacher(config, num_classes: int) -> Teacher | None:
             "--config.train.teacher_checkpoint (a cnnx workdir) and "
             "--config.train.teacher_torch_weights (with --config.train.teacher_model)."
         )
-    from cnnx import models
-    from cnnx.train import finetune, workdir
+    from cnnx import convert, models
+    from cnnx.train import checkpoint, finetune
 
+    name = teacher_name(config)
+    if d.teacher_checkpoint:
+        source = f"--config.train.teacher_checkpoint={d.teacher_checkpoint}"
+        variables = checkpoint.load_variables(d.teacher_checkpoint, None)
+        classes = head_classes(name, variables)
+    else:
+        source = f"--config.train.teacher_torch_weights={d.teacher_torch_weights}"
+        state_dict = finetune.read_torch_state_dict(d.teacher_torch_weights)
+        classes = torch_head_classes(state_dict)
+        if classes == num_classes:
+            variables = convert.from_torch(name, state_dict, num_classes=classes)
+    if classes != num_classes:
+        raise ConfigError(
+            f"{source}: the teacher ({name}) predicts {classes} classes, the student "
+            f"{num_classes}; distil from a teacher trained on the student's data."
+        )
+    variables = {k: v for k, v in variables.items() if k in ("params", "batch_stats")}
+    model = models.create(name, num_classes=num_classes)
+    x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+    try:
+        jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x)
+    except Exception as e:  # flax's shape errors: a kernel that cannot take these inputs
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first.split(" (https://")[0]  # flax's link to its error catalogue
+        h, w, c = image_shape
+        raise ConfigError(
+            f"{source}: the teacher ({name}) cannot take the student's {h}x{w} images with "
+            f"{c} channel(s) ({first}); distil from a teacher trained on inputs like these."
+        ) from e
+    return Teacher(name=name, apply_fn=model.apply, variables=variables)
+
+
+def teacher_name(config) -> str:
+    """The teacher's registry name: `train.teacher_model`, else its workdir's config.json.
+
+    Raises:
+      ConfigError: neither names one.
+    """
+    from cnnx.train import workdir
+
+    d = config.train
     name = d.teacher_model
     if d.teacher_checkpoint and not name:
         saved = workdir.load_saved_config(d.teacher_checkpoint.rstrip("/")) or {}
@@ -108,20 +158,35 @@ def load_teacher(config, num_classes: int) -> Teacher | None:
         raise ConfigError(
             "Set --config.train.teacher_model to the teacher's registry name (e.g. resnet50)."
         )
-    source = dataclasses.replace(
-        _InitLike(), checkpoint=d.teacher_checkpoint, torch_weights=d.teacher_torch_weights
-    )
-    variables = finetune.load_source_variables(source, name)
-    model = models.create(name, num_classes=num_classes)
-    variables = {k: v for k, v in variables.items() if k in ("params", "batch_stats")}
-    return Teacher(name=name, apply_fn=model.apply, variables=variables)
+    return name
 
 
-@dataclasses.dataclass(frozen=True)
-class _InitLike:
-    """The fields of the `init` section that `finetune.load_source_variables` reads."""
+def head_classes(name: str, variables: dict) -> int:
+    """The class count of model `name`'s variables: the size, in `variables`, of the axis
+    that changes with `num_classes` in the model's own (abstract) variables."""
+    from cnnx import models
 
-    checkpoint: str | None = None
-    torch_weights: str | None = None
-    step: int | None = None
-    ema: bool = False
+    def shapes(n):
+        model = models.create(name, num_classes=n)
+        spec = models.get_spec(name)
+        r = max(spec.test_resolution, spec.min_resolution)
+        x = jax.ShapeDtypeStruct((1, r, r, spec.in_chans), jnp.float32)
+        tree = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), x)
+        return {k: v.shape for k, v in traverse_util.flatten_dict(tree["params"]).items()}
+
+    a, b = shapes(7), shapes(8)
+    loaded = traverse_util.flatten_dict(variables["params"])
+    for key, shape in a.items():
+        if shape != b[key] and key in loaded:
+            axis = next(i for i, (m, n) in enumerate(zip(shape, b[key])) if m != n)
+            return int(np.shape(loaded[key])[axis])
+    raise ConfigError(f"The teacher's variables do not hold {name}'s classifier.")
+
+
+def torch_head_classes(state_dict) -> int:
+    """The class count of a torchvision / timm state dict: the output size of its last
+    weight (modules register the classifier last: `fc`, `classifier`, `head`)."""
+    weights = [k for k in state_dict if k.endswith("weight") and len(np.shape(state_dict[k])) > 1]
+    if not weights:
+        raise ConfigError("The teacher's torch weights hold no classifier weight.")
+    return int(np.shape(state_dict[weights[-1]])[0])

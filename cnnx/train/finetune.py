@@ -74,21 +74,26 @@ def load_source_variables(init_cfg, model_name: str) -> dict:
 
     if init_cfg.checkpoint:
         return load_variables(init_cfg.checkpoint, init_cfg.step, ema=init_cfg.ema)
-    path = init_cfg.torch_weights
-    if path.endswith(".safetensors"):
-        from safetensors.numpy import load
-
-        state_dict = load(epath.Path(path).read_bytes())
-    else:
-        import torch
-
-        with epath.Path(path).open("rb") as f:  # local or gs://
-            state_dict = torch.load(f, map_location="cpu", weights_only=True)
-        state_dict = state_dict.get("state_dict", state_dict)
     from cnnx import convert, models
 
     head = models.get_spec(model_name).num_classes
-    return convert.from_torch(model_name, state_dict, num_classes=head)
+    return convert.from_torch(
+        model_name, read_torch_state_dict(init_cfg.torch_weights), num_classes=head
+    )
+
+
+def read_torch_state_dict(path: str) -> dict:
+    """A torchvision / timm weights file (torch.save or .safetensors; local or gs://) as a
+    state dict (a checkpoint's 'state_dict' entry when it has one)."""
+    if path.endswith(".safetensors"):
+        from safetensors.numpy import load
+
+        return load(epath.Path(path).read_bytes())
+    import torch
+
+    with epath.Path(path).open("rb") as f:
+        state_dict = torch.load(f, map_location="cpu", weights_only=True)
+    return state_dict.get("state_dict", state_dict)
 
 
 def adapt_input_conv(kernel: np.ndarray, in_chans: int) -> np.ndarray:

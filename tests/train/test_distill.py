@@ -94,7 +94,52 @@ def test_distillation_without_a_teacher_is_refused():
     from tests.train.tiny import tiny_config
 
     with pytest.raises(ConfigError, match="needs one teacher"):
-        distill.load_teacher(tiny_config(**{"train.distill": "hard"}), 10)
+        distill.load_teacher(tiny_config(**{"train.distill": "hard"}), 10, (32, 32, 1))
+
+
+KEY = jax.random.PRNGKey(0)
+
+
+def test_head_classes_reads_the_class_count_from_the_variables():
+    from cnnx import models
+
+    for name, n in (("lenet5", 7), ("resnet18", 3)):
+        model = models.create(name, num_classes=n)
+        x = jnp.zeros((1, 32, 32, 3))
+        variables = jax.eval_shape(functools.partial(model.init, train=False), KEY, x)
+        assert distill.head_classes(name, variables) == n
+
+
+@pytest.mark.torch
+def test_a_teacher_from_torch_weights_gives_the_reference_logits(tmp_path):
+    """torchvision weights (random, saved with torch.save) become a teacher whose logits are
+    the torch module's; a teacher of other classes or inputs is refused before training."""
+    torch = pytest.importorskip("torch")
+    from cnnx import convert
+    from tests.convert.pretrained_like import rel_error
+    from tests.train.tiny import tiny_config
+
+    torch.manual_seed(0)
+    module = convert.reference_model("mobilenet_v3_small", num_classes=10)
+    path = str(tmp_path / "teacher.pth")
+    torch.save(module.state_dict(), path)
+    config = tiny_config(
+        **{
+            "train.distill": "hard",
+            "train.teacher_torch_weights": path,
+            "train.teacher_model": "mobilenet_v3_small",
+        }
+    )
+    teacher = distill.load_teacher(config, 10, (64, 64, 3))
+    images = np.random.RandomState(0).randn(2, 64, 64, 3).astype(np.float32)
+    with torch.no_grad():
+        want = module(torch.from_numpy(images.transpose(0, 3, 1, 2))).numpy()
+    got = np.asarray(teacher.logits(teacher.variables, images))
+    assert got.shape == (2, 10) and rel_error(got, want) < 1e-4
+    with pytest.raises(ConfigError, match=r"predicts 10 classes, the student 5"):
+        distill.load_teacher(config, 5, (64, 64, 3))
+    with pytest.raises(ConfigError, match=r"cannot take the student's 64x64 images with 1 chan"):
+        distill.load_teacher(config, 10, (64, 64, 1))
 
 
 @pytest.mark.slow  # two LeNet-5 runs of a few steps: ~30 s on the shared host
@@ -111,7 +156,12 @@ def test_a_student_trains_from_a_workdirs_teacher(tmp_path):
             "train.teacher_checkpoint": teacher_dir,
         }
     )
-    teacher = distill.load_teacher(config, 10)
+    teacher = distill.load_teacher(config, 10, (32, 32, 1))
     assert teacher.name == "lenet5"
+    # A teacher of the digits' 10 classes and 1 channel, refused for other students.
+    with pytest.raises(ConfigError, match=r"predicts 10 classes, the student 4"):
+        distill.load_teacher(config, 4, (32, 32, 1))
+    with pytest.raises(ConfigError, match=r"cannot take the student's 32x32 images with 3 chan"):
+        distill.load_teacher(config, 10, (32, 32, 3))
     results = train_and_evaluate(config, str(tmp_path / "student"))
     assert results["status"] == "completed" and np.isfinite(results["eval/loss"])
