@@ -65,8 +65,22 @@ _IMAGENET = (
     ),
 )
 # TFDS builder name -> the archives it reads from the manual directory (sizes and checksums
-# as tensorflow_datasets/datasets/imagenet2012/checksums.tsv records them).
-MANUAL_FILES = {"imagenet2012": _IMAGENET, "imagenet2012_subset": _IMAGENET}
+# as tensorflow_datasets/datasets/imagenet2012/checksums.tsv records them): every TFDS builder
+# that reads ImageNet's own archives (their MANUAL_DOWNLOAD_INSTRUCTIONS name them).
+MANUAL_FILES = {
+    **dict.fromkeys(
+        (
+            "imagenet2012",
+            "imagenet2012_subset",
+            "imagenet2012_corrupted",
+            "imagenet2012_fewshot",
+            "imagenet_lt",
+            "imagenet_pi",
+        ),
+        _IMAGENET,
+    ),
+    **dict.fromkeys(("imagenet2012_real", "imagenet2012_multilabel"), _IMAGENET[1:]),
+}
 
 
 def base_name(name: str) -> str:

@@ -46,6 +46,15 @@ def test_missing_manual_files_are_named_before_anything_starts(tmp_path, capsys)
     assert _nothing_prepared(tmp_path, "imagenet2012")
 
 
+@pytest.mark.parametrize("name", sorted(prepare.MANUAL_FILES))
+def test_the_manual_files_are_the_ones_the_builder_asks_for(name, tmp_path):
+    # ImageNet-ReaL's refusal once said "place the files TFDS names" instead of naming the tar:
+    # every builder that reads ImageNet's archives is listed with exactly the ones it reads.
+    instructions = tfds.builder(name, data_dir=str(tmp_path)).MANUAL_DOWNLOAD_INSTRUCTIONS
+    asked = set(re.findall(r"ILSVRC2012_img_\w+\.tar", instructions))
+    assert {f.name for f in prepare.MANUAL_FILES[name]} == asked
+
+
 def test_an_unknown_name_gets_tfds_suggestion(tmp_path, capsys):
     code, err = _run_main(capsys, "imagenet2013", f"--data_dir={tmp_path}")
     assert code == 2 and len(err.strip().splitlines()) == 1, err
