@@ -42,7 +42,7 @@ CASES = {
     ),
     "config_arg_that_does_not_exist": (
         "configs/resnet.py:50,papr",
-        ["unknown config arg 'papr'", "options: depth=50, paper=False, smoke=False"],
+        ["unknown config arg 'papr'", "options: depth=50, paper=False, tv2=False"],
     ),
     "config_arg_get_config_refuses": (
         "configs/resnet.py:51",
