@@ -19,9 +19,8 @@ from flax import traverse_util
 from cnnx import models
 from cnnx.errors import CheckpointMismatch, ConfigError
 from cnnx.models.registry import options as model_options
-from cnnx.train.experiment import auto_dtype
+from cnnx.train.experiment import compute_dtype
 
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 # Options that only shape training: rematerialisation recomputes the same forward pass.
 _TRAINING_ONLY = ("remat", "remat_policy")
 
@@ -74,14 +73,9 @@ class TrainedRun:
 
 
 def _module(name: str, options: dict):
-    dtype = options.get("dtype", "float32")
-    if dtype == "auto":  # trainers record the dtype they chose; other writers may not
-        dtype = auto_dtype()
-    if dtype not in _DTYPES:
-        raise ConfigError(
-            f"config.json's model.dtype={dtype!r}: expected one of {sorted(_DTYPES)}."
-        )
-    return models.create(name, **{**options, "dtype": _DTYPES[dtype]})
+    # Trainers record the dtype they chose; a config.json left at 'auto' resolves as they do.
+    dtype = compute_dtype(options.get("dtype", "float32"), "config.json's model.dtype")
+    return models.create(name, **{**options, "dtype": dtype})
 
 
 def _shapes(name: str, options: dict, channels: int, size: int) -> dict:

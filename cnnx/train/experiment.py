@@ -111,18 +111,25 @@ def resolve_dtype(config, saved: dict | None = None):
     return config, requested
 
 
+def compute_dtype(name: str, where: str):
+    """The jnp dtype a `model.dtype` name means here ('auto': `auto_dtype()`).
+
+    Raises:
+      ConfigError: an unknown name (the message starts with `where`, e.g. the flag).
+    """
+    if name == "auto":
+        name = auto_dtype()
+    if name not in _DTYPES:
+        raise ConfigError(f"{where}={name!r}: use one of {sorted(_DTYPES)}.")
+    return _DTYPES[name]
+
+
 def model_kwargs(config, num_classes: int) -> dict:
     """Constructor arguments from the `model` config section (unset placeholders skipped);
     `dtype = 'auto'` is `auto_dtype()` (the trainer resolves it first: `resolve_dtype`)."""
     kwargs = {k: v for k, v in config.model.items() if k not in _NOT_MODEL_ARGS and v is not None}
-    if kwargs.get("dtype") == "auto":
-        kwargs["dtype"] = auto_dtype()
     if "dtype" in kwargs:
-        if kwargs["dtype"] not in _DTYPES:
-            raise ConfigError(
-                f"--config.model.dtype={kwargs['dtype']!r}: use one of {sorted(_DTYPES)}."
-            )
-        kwargs["dtype"] = _DTYPES[kwargs["dtype"]]
+        kwargs["dtype"] = compute_dtype(kwargs["dtype"], "--config.model.dtype")
     policy = kwargs.pop("remat_policy", None)
     if policy is not None:
         if policy not in REMAT_POLICIES:
