@@ -32,9 +32,10 @@ SMOKE = (
 
 
 def _table(rec, phase: str) -> dict[int, dict[int, float]]:
-    """{R_train: {R_test: top-1}} of fixres.json (JSON keys back to ints)."""
-    table = rec.results.get(phase, {})
-    return {int(k): {int(t): v for t, v in row.items()} for k, row in table.items()}
+    """{R_train: {R_test: top-1}} of fixres.json (any form it was written in)."""
+    from cnnx.sweeps.fixres import parse_table  # JAX and the trainer: only when measuring
+
+    return parse_table(rec.results)[phase]
 
 
 class FixRes(Finding):

@@ -26,14 +26,15 @@ ARMS = (
 
 def train_top1(rec) -> float:
     """Top-1 (%) of the final weights on the run's training split, test-time preprocessing."""
-    from cnnx.sweeps.fixres import evaluate_at
+    from cnnx.sweeps.fixres import evaluate_at, evaluator_name
     from cnnx.sweeps.spec import apply_overrides
     from cnnx.train.checkpoint import load_variables
 
     config = rec.config()
     on_train = apply_overrides(config, {"data.eval_split": config.data.train_split})
-    metrics = evaluate_at(on_train, load_variables(rec.workdir), config.data.image_size)
-    return float(metrics["eval/top1"])
+    size = config.data.image_size
+    metrics = evaluate_at(on_train, load_variables(rec.workdir), size)
+    return float(metrics[f"{evaluator_name(size)}/top1"])
 
 
 class Regularisation(Finding):

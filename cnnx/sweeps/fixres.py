@@ -12,6 +12,13 @@ classifier (optionally BN affine parameters or the last N blocks) is updated, th
   3. fine-tune at each R_test and evaluate again,
 and returns the R_train × R_test table before and after fine-tuning.
 
+Each evaluation goes through the evaluator registry like the training loop's and eval.py's:
+one `config.evals` entry per test size and crop ratio (`evaluator_name`: 'test_32px',
+'test_32px_crop0p875'), made from the run's 'eval' entry with that size and crop, so its
+metrics are '<name>/top1', '<name>/loss', '<name>/ece', ... fixres.json keeps the top-1 tables
+('before', 'after') it always had and adds each cell's metrics to its row ('before_metrics',
+'after_metrics'); `load_table` reads both forms.
+
 The fine-tuning runs the trainer's step (`cnnx.train.steps.make_train_step`) in a small loop
 of its own rather than the trainer with an `init` checkpoint and a `trainable` regex: it
 keeps the pretrained variables in memory across all R_test values (no checkpoint per
@@ -22,6 +29,7 @@ parameters (a ViT's position embedding) are interpolated with `vit.resize_pos_em
 """
 
 import io
+import json
 import os
 import re
 
@@ -34,11 +42,11 @@ from absl import logging
 from etils import epath
 
 from cnnx.data import TrainInput, to_global
-from cnnx.evaluate.classification import Member, evaluate_members
+from cnnx.evaluate import entries
 from cnnx.models.registry import model_fields, options
 from cnnx.parallel.mesh import batch_sharding, replicated
 from cnnx.sweeps.spec import apply_overrides
-from cnnx.train.build import make_eval_input
+from cnnx.train.build import make_evaluators
 from cnnx.train.distributed import is_writer
 from cnnx.train.experiment import process_info, setup
 from cnnx.train.loop import train_and_evaluate
@@ -101,21 +109,64 @@ def adapt_to_resolution(model, params, res: int):
     return model, params
 
 
-def evaluate_at(config, variables, res: int, crop_pct: float | None = None, model=None) -> dict:
-    """Top-1/top-5/loss of `variables` on the eval split at `res` px, centre crop `crop_pct`.
+def evaluator_name(res: int, crop_pct: float | None = None) -> str:
+    """The name of FixRes's evaluator at `res` px and centre-crop ratio `crop_pct` (None: the
+    run's): 'test_32px', 'test_32px_crop0p875'; its metrics are '<name>/top1', ..."""
+    name = f"test_{int(res)}px"
+    return name if crop_pct is None else f"{name}_crop{float(crop_pct):g}".replace(".", "p")
 
-    The same evaluation as eval.py's and the training loop's
-    (`cnnx.evaluate.classification`): sums reduced on device, so every process of a
-    multi-process run takes part and gets the global metrics.
+
+def evaluator_config(config, res: int, crop_pct: float | None = None):
+    """`config` at resolution `res` (`at_resolution`) with FixRes's evaluator entry for `res`
+    and `crop_pct` added (`evaluator_name`): the run's 'eval' entry (its split, pp, options),
+    at that size and crop ratio.
 
     Returns:
-      `classification.evaluate_members`'s metrics ('eval/top1', ... in %), no confusion matrix.
+      (config, name).
     """
-    exp = setup(at_resolution(config, res, crop_pct))
+    cfg = at_resolution(config, res, crop_pct)
+    name = evaluator_name(res, crop_pct)
+    default = (config.get("evals") or {}).get(entries.DEFAULT)
+    fields = {"data": {}, "options": {}} if default is None else default.to_dict()
+    data = {k: v for k, v in fields["data"].items() if v is not None}
+    data["image_size"] = int(res)
+    if crop_pct is not None:  # else the 'eval' entry's, or the run's
+        data["crop_pct"] = crop_pct
+    entry = entries.evaluator(data=data, options=fields["options"], every_steps=0)
+    with cfg.unlocked():
+        if cfg.get("evals") is None:  # a config saved before evaluators were entries
+            cfg.evals = ml_collections.ConfigDict()
+        cfg.evals[name] = entry
+    return cfg, name
+
+
+def evaluate_at(config, variables, res: int, crop_pct: float | None = None, model=None) -> dict:
+    """Top-1/top-5/loss/NLL/ECE of `variables` on the eval split at `res` px, centre crop
+    `crop_pct`, through FixRes's evaluator entry (`evaluator_config`).
+
+    The same evaluation as eval.py's and the training loop's (`cnnx.evaluate.registry`):
+    sums reduced on device, so every process of a multi-process run takes part and gets the
+    global metrics.
+
+    Args:
+      config: the training config.
+      variables: {'params', 'batch_stats'} (host or device arrays).
+      res: the test resolution (px).
+      crop_pct: its centre-crop ratio (None: the config's).
+      model: the model to apply (default: the config's at `res`; a fine-tuned ViT's own).
+
+    Returns:
+      The evaluator's metrics: '<name>/top1', '<name>/top5', '<name>/loss', '<name>/nll',
+      '<name>/ece', '<name>/examples' (in %; `name` = `evaluator_name(res, crop_pct)`).
+
+    Raises:
+      ConfigError: the config or the size does not fit the model or the data.
+    """
+    cfg, name = evaluator_config(config, res, crop_pct)
+    exp = setup(cfg)
     model = model or exp.model
-    eval_input = make_eval_input(exp, image_size=res)
-    member = Member(f"{exp.spec.name}@{res}", model.apply, variables)
-    return evaluate_members([member], eval_input, exp.mesh, confusion=False)
+    (evaluator,) = make_evaluators(exp, [name], apply_fns=(model.apply,))
+    return evaluator((jax.device_put(variables, replicated(exp.mesh)),))
 
 
 def finetune_at(config, variables, res: int, ft: ml_collections.ConfigDict, crop_pct=None):
@@ -204,7 +255,9 @@ def run_fixres(fc: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
       log: progress printer.
 
     Returns:
-      {'before': {R_train: {R_test: top1}}, 'after': {...}, 'rows': [per-cell dicts]}.
+      {'before': {R_train: {R_test: top1}}, 'after': {...}, 'rows': [per-cell dicts: train_res,
+      test_res, before, after, evaluator (its name), before_metrics and after_metrics
+      ('<evaluator>/top1', ...), finetune/loss, trainable_params]}.
     """
     from cnnx.sweeps.sizes import accepted_size
     from cnnx.train.checkpoint import load_variables
@@ -228,9 +281,11 @@ def run_fixres(fc: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
             if r_test in before:
                 log(f"  test {asked} px: the model takes {r_test} px, measured already")
                 continue
+            name = evaluator_name(r_test, fc.crop_pct)
             m = evaluate_at(config, variables, r_test, fc.crop_pct)
-            before[r_test] = m["eval/top1"]
-            row = {"train_res": r_train, "test_res": r_test, "before": m["eval/top1"]}
+            before[r_test] = m[f"{name}/top1"]
+            row = {"train_res": r_train, "test_res": r_test, "before": before[r_test]}
+            row.update(evaluator=name, before_metrics=m)
             if r_test != asked:
                 row["test_res_asked"] = asked
                 log(f"  test {asked} px -> {r_test} px, the nearest size the model accepts")
@@ -239,8 +294,8 @@ def run_fixres(fc: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
                     config, variables, r_test, fc.finetune, fc.crop_pct
                 )
                 m2 = evaluate_at(config, tuned, r_test, fc.crop_pct, model=model)
-                after[r_test] = m2["eval/top1"]
-                row.update(after=m2["eval/top1"], **info)
+                after[r_test] = m2[f"{name}/top1"]
+                row.update(after=after[r_test], after_metrics=m2, **info)
             log(
                 f"  train {r_train} test {r_test}: top-1 {row['before']:.2f}"
                 + (f" -> {row['after']:.2f} after fine-tuning" if "after" in row else "")
@@ -252,6 +307,28 @@ def run_fixres(fc: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
         if is_writer():  # every process computed the table; process 0 keeps it
             write_json_atomic(out_path, table)  # partial tables survive a crash
     return table
+
+
+def parse_table(raw: dict) -> dict:
+    """fixres.json's content as `run_fixres` returned it: the resolutions back to ints.
+
+    Reads every form written so far: rows without 'evaluator' and the '*_metrics' (written
+    before FixRes went through the evaluator registry) load with their top-1 tables as
+    before.
+    """
+    table = dict(raw)
+    for phase in ("before", "after"):
+        table[phase] = {
+            int(r): {int(t): float(v) for t, v in cells.items()}
+            for r, cells in raw.get(phase, {}).items()
+        }
+    table["rows"] = list(raw.get("rows", []))
+    return table
+
+
+def load_table(path: str) -> dict:
+    """`parse_table` of the fixres.json at `path` (local or gs://)."""
+    return parse_table(json.loads(epath.Path(path).read_text()))
 
 
 def format_table(table: dict) -> str:

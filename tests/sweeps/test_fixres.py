@@ -131,3 +131,81 @@ def test_readme_fixres_command_smoke(tmp_path):
     assert "| 24 | after fine-tuning |" in p.stdout
     for name in ("fixres.json", "fixres.md", "fixres.png"):
         assert os.path.getsize(tmp_path / name) > 0
+
+
+def test_each_test_size_is_an_evaluator_entry_of_its_own():
+    from tests.train.tiny import tiny_config
+
+    assert fixres.evaluator_name(32) == "test_32px"
+    assert fixres.evaluator_name(40, 0.875) == "test_40px_crop0p875"
+    config = tiny_config()
+    config.evals.eval = fixres.entries.evaluator(data={"split": "test[:40]"})
+    cfg, name = fixres.evaluator_config(config, 36, 1.0)
+    (entry,) = fixres.entries.resolve(cfg, [name])
+    assert (entry.name, entry.image_size, entry.crop_pct, entry.split) == (
+        "test_36px_crop1",
+        36,
+        1.0,
+        "test[:40]",  # the run's 'eval' entry, at FixRes's size and crop
+    )
+    assert cfg.data.image_size == cfg.data.eval_image_size == 36 and "test_36px_crop1" not in (
+        config.evals
+    )
+
+
+def test_the_registry_evaluation_equals_the_direct_one():
+    """FixRes's evaluator gives, to the bit, what it gave when it called the classification
+    evaluation directly (its tables keep their values)."""
+    from cnnx.evaluate.classification import Member, evaluate_members
+    from cnnx.train.build import make_eval_input
+    from cnnx.train.experiment import setup
+    from tests.train.tiny import tiny_config
+
+    config = tiny_config(**{"data.eval_split": "test[:40]", "eval.batch_size": 40})
+    config.mesh.data = 1
+    exp = setup(fixres.at_resolution(config, 36, 0.875))
+    variables = exp.model.init(jax.random.PRNGKey(0), jnp.zeros((1, 36, 36, 1)), train=False)
+    got = fixres.evaluate_at(config, variables, 36, 0.875)
+    member = Member("m", exp.model.apply, variables)
+    direct = evaluate_members([member], make_eval_input(exp, image_size=36), exp.mesh)
+    name = "test_36px_crop0p875"
+    metrics = ("ece", "examples", "loss", "nll", "top1", "top5")
+    assert sorted(got) == [f"{name}/{k}" for k in metrics]
+    for metric in metrics:
+        assert got[f"{name}/{metric}"] == direct[f"eval/{metric}"], metric
+
+
+# fixres.json as written before FixRes went through the evaluator registry (rows without
+# 'evaluator' and '*_metrics').
+OLD_FIXRES_JSON = {
+    "before": {"24": {"16": 50.0, "24": 80.0, "32": 85.0}},
+    "after": {"24": {"16": 70.0, "32": 90.0}},
+    "rows": [
+        {"train_res": 24, "test_res": 16, "before": 50.0, "after": 70.0, "finetune/loss": 0.5},
+        {"train_res": 24, "test_res": 24, "before": 80.0},
+        {"train_res": 24, "test_res": 32, "before": 85.0, "after": 90.0, "finetune/loss": 0.4},
+    ],
+}
+
+
+def test_a_table_written_in_the_old_form_still_loads(tmp_path):
+    import json
+
+    from cnnx.findings import fixres as finding
+    from cnnx.findings.runs import Run
+
+    path = tmp_path / "fixres.json"
+    path.write_text(json.dumps(OLD_FIXRES_JSON))
+    table = fixres.load_table(str(path))
+    assert table["before"] == {24: {16: 50.0, 24: 80.0, 32: 85.0}}
+    assert table["after"] == {24: {16: 70.0, 32: 90.0}} and len(table["rows"]) == 3
+    text = fixres.format_table(table)
+    assert "| 24 | before fine-tuning | 50.00 | 80.00 | 85.00* |" in text
+    assert "| 24 | after fine-tuning | 70.00 | - | 90.00* |" in text
+
+    class Record:  # what cnnx.findings.runs gives the finding: fixres.json as results
+        results = json.loads(path.read_text())
+        run = Run(name="fixres_s0", config="c.py", kind="fixres", label="FixRes", seed=0)
+
+    values = finding.FixRes().measure({"fixres_s0": Record()}, None).values["fixres_s0"]
+    assert values["before@32"] == 85.0 and values["after@16"] == 70.0 and values["train_res"] == 24
