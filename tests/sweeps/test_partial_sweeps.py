@@ -114,9 +114,11 @@ def test_fixres_test_sizes_are_snapped(tmp_path):
     # Each cell is its own evaluator entry, its metrics kept in the row under its name.
     (row,) = table["rows"]
     assert row["evaluator"] == "test_36px_crop0p875"
-    assert row["before_metrics"]["test_36px_crop0p875/top1"] == row["before"] == table[
-        "before"
-    ][32][36]
+    assert (
+        row["before_metrics"]["test_36px_crop0p875/top1"]
+        == row["before"]
+        == table["before"][32][36]
+    )
     assert row["before_metrics"]["test_36px_crop0p875/examples"] == 359
     assert "  test 34 px -> 36 px, the nearest size the model accepts" in lines
     assert "  test 36 px: the model takes 36 px, measured already" in lines
