@@ -26,7 +26,8 @@ DEFAULT = "eval"
 EVALUATOR_OPTIONS = {
     # per_class: per-class top-1 (an .npz of arrays beside results.json and eval.py's JSON).
     # labels: 'single' (one label per image) or 'real' (ImageNet-ReaL's label sets: a
-    #   prediction in the set is right; images without labels are left out).
+    #   prediction in the set is right; images without labels are left out; no loss / NLL
+    #   or confusion matrix, undefined for label sets: `metrics.multi_label_sums`).
     # class_subset: '' or 'imagenet_a' / 'imagenet_r': logits restricted to that 200-class
     #   subset of ImageNet's 1000 before the argmax and the softmax.
     "classification": {"per_class": False, "labels": "single", "class_subset": ""},

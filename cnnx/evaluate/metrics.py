@@ -52,6 +52,18 @@ def multi_label_sums(log_probs, label_sets, mask, *, scores=None) -> dict:
     when it is in the image's set, and images with an empty set are left out (Beyer et al.,
     "Are we done with ImageNet?", 2020; timm's `--real-labels`).
 
+    What is defined for label sets, and how:
+      - top-1 / top-5: the first / any of the five highest scores in the set;
+      - ECE: the confidence of the top-1 prediction against "it is in the set";
+      - per-class top-1 of class c: over the images whose set holds c, the share whose
+        top-1 prediction is in their set (an image with n labels counts in n classes, so
+        the support-weighted mean of the per-class figures is not the top-1 as it is for
+        single labels; for one-label sets both are the single-label figures).
+    Not defined, so not summed: the loss / NLL (the likelihood of a label *set* under a
+    softmax over exclusive classes has no standard form: the probability of the set's
+    union, of each of its labels, or of the original label would each be another metric)
+    and the confusion matrix (no single true class per image).
+
     Args:
       log_probs: (B, K) log-probabilities.
       label_sets: (B, K) 1 where the class is among the image's labels.
@@ -59,17 +71,22 @@ def multi_label_sums(log_probs, label_sets, mask, *, scores=None) -> dict:
       scores: (B, K) values whose order is the prediction (default `log_probs`).
 
     Returns:
-      'top1', 'top5', 'count' (images with labels) and the calibration sums.
+      'top1', 'top5', 'count' (images with labels), 'support' and 'correct' ((K,) int32:
+      labelled images holding each class, and those of them whose top-1 is right) and the
+      calibration sums.
     """
-    label_sets = label_sets.astype(jnp.float32)
+    label_sets = (label_sets > 0).astype(jnp.float32)
     mask = mask.astype(jnp.float32) * (jnp.sum(label_sets, axis=-1) > 0)
     k = log_probs.shape[-1]
     top = jax.lax.top_k(log_probs if scores is None else scores, min(5, k))[1]
     in_set = jnp.take_along_axis(label_sets, top, axis=-1) > 0  # (B, 5)
+    holds = label_sets * mask[:, None]  # (B, K): the counted images' labels
     return {
         "top1": jnp.sum(in_set[:, 0] * mask),
         "top5": jnp.sum(jnp.any(in_set, axis=-1) * mask),
         "count": jnp.sum(mask),
+        "support": jnp.sum(holds, axis=0).astype(jnp.int32),
+        "correct": jnp.sum(in_set[:, :1] * holds, axis=0).astype(jnp.int32),
         **calibration_sums(log_probs, top[:, 0], in_set[:, 0], mask),
     }
 
@@ -135,9 +152,9 @@ def summarize(totals: dict, num_classes: int | None = None, prefix: str = "eval"
       '<prefix>/top1', '<prefix>/top5' (in %; top-5 only for 6 classes or more),
       '<prefix>/loss' and '<prefix>/nll' (mean negative log-likelihood; single labels only),
       '<prefix>/ece' (expected calibration error in %, 15 bins), '<prefix>/examples',
-      'num_classes', 'per_class_top1' (in %, None for a class without examples; single
-      labels), 'confusion' (lists) when summed, and 'notes' (a list of sentences) when top-5
-      is left out.
+      'num_classes', 'per_class_top1' (in %, None for a class without examples; for label
+      sets as `multi_label_sums` defines it), 'confusion' (lists) when summed, and 'notes'
+      (a list of sentences) when top-5 is left out.
     """
     n = float(totals["count"])
     k = num_classes or len(totals["support"])

@@ -20,6 +20,13 @@ from cnnx.evaluate.imagenet_subsets import CLASS_SUBSETS
 class ClassificationEvaluator:
     """Top-1, top-5, NLL, ECE (and per-class top-1 on request) of one eval input.
 
+    With `labels='real'` (ImageNet-ReaL's label sets) a prediction is right when it is in the
+    image's set and images without labels are left out; top-1, top-5, ECE and per-class top-1
+    (over the images whose set holds the class) are reported, the loss / NLL and the confusion
+    matrix are not: neither is defined for a multi-label target (`metrics.multi_label_sums`).
+    With `class_subset` (ImageNet-A, -R) the logits are restricted to the subset's classes
+    before the softmax and the argmax, and every figure is over those classes.
+
     Args:
       entry: the resolved config entry (options: per_class, labels, class_subset).
       eval_input: its split, preprocessed (None: given at each call).
@@ -58,7 +65,7 @@ class ClassificationEvaluator:
             multi_label=self.multi_label,
             class_subset=subset,
         )
-        self.per_class = bool(entry.options.get("per_class")) and not self.multi_label
+        self.per_class = bool(entry.options.get("per_class"))
         self.arrays: dict[str, np.ndarray] = {}
 
     def __call__(

@@ -107,17 +107,20 @@ def test_each_set_evaluates_through_the_loops_evaluators():
     from cnnx.train.experiment import setup
     from cnnx.train.state import create_train_state
 
+    config = _config()
+    config.evals.real.options.per_class = True
     with (
         tfds.testing.mock_data(as_dataset_fn=_hand_made),
         mock.patch.object(tfds.core.DatasetBuilder, "is_prepared", return_value=True),
     ):
-        exp = setup(_config())
+        exp = setup(config)
         rng = jax.random.PRNGKey(0)
         state = create_train_state(exp.model, optax.sgd(0.1), rng, exp.input_shape)
         evaluators = make_evaluators(exp)
-        results = {}
+        results, arrays = {}, {}
         for ev in evaluators:
             results.update(ev((state.eval_variables(),)))
+            arrays[ev.name] = ev.arrays
     assert [ev.name for ev in evaluators] == ["eval", *sorted(IMAGENET_TEST_SETS)]
     classes = {ev.name: ev.num_classes for ev in evaluators}
     assert classes["imagenet_a"] == classes["imagenet_r"] == 200 and classes["sketch"] == 1000
@@ -125,3 +128,17 @@ def test_each_set_evaluates_through_the_loops_evaluators():
         assert results[f"{name}/examples"] == (4 if name == "real" else N), name
         assert 0.0 <= results[f"{name}/top1"] <= 100.0 and results[f"{name}/ece"] >= 0.0
         assert (name == "real") == (f"{name}/nll" not in results), name
+    # ReaL's per-class top-1: the classes of the labelled images' sets, each over the images
+    # whose set holds it; one image per class here, so classes 2 and 7 (one image) agree,
+    # as do 10 and 11, and the mean over the four images is the top-1.
+    per_class = arrays["real"]["per_class_top1"]
+    assert per_class.shape == (1000,) and sorted(np.flatnonzero(~np.isnan(per_class))) == [
+        1,
+        2,
+        3,
+        7,
+        10,
+        11,
+    ]
+    assert per_class[2] == per_class[7] and per_class[10] == per_class[11]
+    assert np.isclose(np.mean(per_class[[1, 2, 3, 10]]), results["real/top1"])

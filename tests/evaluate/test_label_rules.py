@@ -54,9 +54,16 @@ def test_real_label_sets_by_hand():
     out = summarize(sums, num_classes=6, prefix="real")
     assert out["real/examples"] == 3
     assert math.isclose(out["real/top1"], 200 / 3) and out["real/top5"] == 100.0
-    assert "real/loss" not in out and "per_class_top1" not in out
+    assert "real/loss" not in out and "real/nll" not in out and "confusion" not in out
     # Confidences 0.5 (right, bin 7), 0.4 (wrong, bin 5), 0.6 (right, bin 8).
     assert math.isclose(out["real/ece"], 100 * (0.5 + 0.4 + 0.4) / 3, rel_tol=1e-5)
+    # Per class, over the labelled images whose set holds it: class 0 in images 0 (right)
+    # and 1 (wrong), class 3 in image 3 (right), class 4 in images 0 and 3 (both right);
+    # image 2's empty set counts nowhere, and image 1's prediction (1) is not in class 1's.
+    assert out["per_class_top1"] == [50.0, None, None, 100.0, 100.0, None]
+    # Padding counts nowhere either.
+    padded = multi_label_sums(_log_probs(probs), jnp.asarray(sets), jnp.asarray([1, 1, 1, 0]))
+    assert summarize(jax.device_get(padded))["per_class_top1"][3] is None
 
 
 def _subset_logits(subset, label_position, decoy):

@@ -54,6 +54,17 @@ def test_fixres_two_processes_match_one(tmp_path, compilation_cache):  # noqa: F
     assert multi["before"] == single["before"] and multi["after"] == single["after"]
     for a, b in zip(single["rows"], multi["rows"]):
         assert a["trainable_params"] == b["trainable_params"] > 0
+        # Each test size is an evaluator entry of its own (the registry's path).
+        assert a["evaluator"] == b["evaluator"] == f"test_{a['test_res']}px_crop0p875"
+        for phase in ("before_metrics", "after_metrics"):
+            assert (
+                a[phase][f"{a['evaluator']}/examples"]
+                == b[phase][f"{a['evaluator']}/examples"]
+                == 100
+            )
+            np.testing.assert_allclose(
+                a[phase][f"{a['evaluator']}/loss"], b[phase][f"{a['evaluator']}/loss"], rtol=1e-5
+            )
         np.testing.assert_allclose(a["finetune/loss"], b["finetune/loss"], rtol=1e-5)
     assert os.path.getsize(tmp_path / two / "fixres.png") > 1000
     assert "fixres.json, fixres.md" in outputs[1] and "fixres.json" not in outputs[2]
