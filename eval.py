@@ -4,6 +4,15 @@
     python eval.py --workdir=DIR --step=600 --split=test --image_size=40 --crop_pct=1.0
     python eval.py --workdir=DIR --views=tencrop --ensemble=DIR2,DIR3 --confusion_png=cm.png
     python eval.py --workdir=DIR --evals=eval,v2                   # the config's evaluators
+    python eval.py --workdir=DIR --evals=v2_matched,real           # named test sets
+    python eval.py --workdir=DIR --evaluators=my_evals.py          # entries of a file
+
+--evals names the evaluators to run: the config's (`config.evals`; 'eval' is its eval split),
+the named test sets of cnnx/evaluate/named_sets.py (ImageNet-V2, ReaL, A, R, Sketch: run on any
+ImageNet-1k checkpoint, declared by its config or not) or those of --evaluators, a config file
+whose get_config() returns {name: cnnx.evaluate.entries.evaluator(...)} (big_vision's
+eval_only, for evaluators the run never declared; its fields take overrides such as
+--evaluators.mine.data.split=test). Without --evals: --evaluators' entries, else 'eval'.
 
 Uses the config saved in the workdir unless --config is given; prints top-1 / top-5 (top-5
 from 6 classes on), then writes JSON (default <workdir>/eval_<split>_<size>_step<step>
@@ -38,7 +47,15 @@ _VIEWS = flags.DEFINE_string(
 )
 _ENSEMBLE = flags.DEFINE_list("ensemble", [], "More workdirs whose probabilities are averaged.")
 _EVALS = flags.DEFINE_list(
-    "evals", [], "The config's evaluators to run (config.evals names; 'eval': its eval split)."
+    "evals",
+    [],
+    "Evaluators to run: the config's (config.evals names; 'eval': its eval split), "
+    "--evaluators', or named test sets (v2_matched, real, imagenet_a, ...).",
+)
+_EVALUATORS = config_flags.DEFINE_config_file(
+    "evaluators",
+    None,
+    "A config file of more evaluator entries ({name: evaluator(...)}) for this checkpoint.",
 )
 _CONFUSION = flags.DEFINE_string(
     "confusion_png",
@@ -72,6 +89,7 @@ def main(argv):
         views=_VIEWS.value,
         ensemble=tuple(_ENSEMBLE.value),
         evals=tuple(_EVALS.value),
+        evaluators=_EVALUATORS.value,
     )
 
 

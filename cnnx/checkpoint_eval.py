@@ -12,8 +12,10 @@ import numpy as np
 from etils import epath
 
 from cnnx.errors import CheckpointError, CnnxError, ConfigError, WorkdirError
+from cnnx.evaluate import entries
 from cnnx.evaluate.classification import Member
 from cnnx.evaluate.metrics import format_metrics
+from cnnx.evaluate.named_sets import with_named_sets
 from cnnx.parallel.mesh import replicated
 from cnnx.process_defaults import import_tensorflow
 from cnnx.train import distributed, optim
@@ -106,6 +108,7 @@ def evaluate_checkpoint(
     views: str | None = None,
     ensemble: tuple[str, ...] = (),
     evals: tuple[str, ...] = (),
+    evaluators=None,
 ) -> dict:
     """Top-1 / top-5 / loss / ECE (and per-class accuracy, confusion) of a checkpoint on a
     split, or on the config's named evaluators.
@@ -123,9 +126,13 @@ def evaluate_checkpoint(
         'multiscale' or 'googlenet'.
       ensemble: further workdirs (newest checkpoints, their own configs) whose probabilities
         are averaged with this one's; they must predict the same classes.
-      evals: names of the config's evaluators (`config.evals`, 'eval' the run's eval split)
-        to run; empty: 'eval' alone. `split` changes the 'eval' evaluator's split;
-        `image_size`, `crop_pct` and `views` apply to every one.
+      evals: names of the evaluators to run: the config's (`config.evals`, 'eval' the run's
+        eval split), `evaluators`' or the named test sets
+        (`cnnx.evaluate.named_sets.IMAGENET_TEST_SETS`, added when the config lacks them);
+        empty: `evaluators`' entries, else 'eval' alone. `split` changes the 'eval'
+        evaluator's split; `image_size`, `crop_pct` and `views` apply to every one.
+      evaluators: more evaluator entries ({name: `cnnx.evaluate.entries.evaluator(...)`},
+        eval.py's --evaluators=FILE), added to the config's (replacing a same-named one).
 
     Returns:
       Each evaluator's '<name>/top1', '<name>/top5', '<name>/loss', '<name>/nll',
@@ -133,8 +140,19 @@ def evaluate_checkpoint(
       '<name>/per_class_top1': arrays}), the first evaluator's 'confusion' and
       'per_class_top1' (lists), and what was evaluated (step, split, image_size, crop_pct,
       model, ema, pp, views, members, num_classes).
+
+    Raises:
+      ConfigError: a bad entry, or a name that is neither the config's, `evaluators`' nor a
+        named test set (naming those that are).
     """
     config = ml_collections.ConfigDict(config.to_dict())
+    if evaluators:
+        if config.get("evals") is None:  # a config saved before evaluators were entries
+            config.evals = ml_collections.ConfigDict()
+        for name, entry in evaluators.items():
+            config.evals[name] = entry
+    names = list(evals) or list(evaluators or ()) or [entries.DEFAULT]
+    config = with_named_sets(config, names)
     if crop_pct is not None:
         config.data.crop_pct = crop_pct
     others = [(other, wd.load_config(other)) for other in ensemble]
@@ -156,9 +174,9 @@ def evaluate_checkpoint(
     if crop_pct is not None:  # the flag wins over the entries' own crop ratios
         for entry in (config.get("evals") or {}).values():
             entry.data.crop_pct = None
-    evaluators = make_evaluators(
+    built = make_evaluators(
         exp,
-        list(evals) if evals else ["eval"],
+        names,
         apply_fns=tuple(m.apply_fn for m in members),
         confusion=True,
         split=split,
@@ -167,13 +185,13 @@ def evaluate_checkpoint(
     )
     variables = tuple(jax.device_put(m.variables, replicated(exp.mesh)) for m in members)
     results, arrays = {}, {}
-    for ev in evaluators:
+    for ev in built:
         results.update(ev(variables))
         arrays.update({f"{ev.name}/{k}": v for k, v in ev.arrays.items()})
-    first = evaluators[0]
+    first = built[0]
     results.update(
         {
-            "evals": [ev.name for ev in evaluators],
+            "evals": [ev.name for ev in built],
             "arrays": arrays,
             "confusion": first.arrays.get("confusion", np.zeros((0, 0))).tolist(),
             "per_class_top1": [  # NaN: a class without examples
@@ -225,6 +243,9 @@ def output_name(results: dict, *, explicit: dict) -> str:
         parts.append(f"config-{digest(explicit['config'].to_dict())}")
     if explicit.get("evals"):
         parts.append("evals-" + "-".join(explicit["evals"]))
+    if explicit.get("evaluators"):
+        entries_dict = ml_collections.ConfigDict(dict(explicit["evaluators"])).to_dict()
+        parts.append(f"evaluators-{digest(entries_dict)}")
     return "_".join(parts).replace("/", "_").replace(os.sep, "_") + ".json"
 
 

@@ -10,6 +10,8 @@ import types
 
 import ml_collections
 
+from cnnx.evaluate import named_sets  # imports neither TensorFlow nor JAX
+
 # scikit-learn's handwritten digits (cnnx.data.sources): 1,438 training and 359 test images of
 # 8×8 grey pixels, upsampled to the model's resolution.
 DIGITS_TRAIN_EXAMPLES = 1438
@@ -156,24 +158,9 @@ def smoke(
     return c
 
 
-# The ImageNet test sets (through TFDS), as evaluator entries: name -> (TFDS name, split,
-# classification options). Every one predicts ImageNet's 1000 classes, in TFDS's label order.
-IMAGENET_TEST_SETS = {
-    # ImageNet-V2 (Recht et al., 2019), its three sampling variants, 10,000 images each.
-    "v2_matched": ("imagenet_v2/matched-frequency", "test", {}),
-    "v2_threshold": ("imagenet_v2/threshold-0.7", "test", {}),
-    "v2_top": ("imagenet_v2/topimages", "test", {}),
-    # ImageNet-ReaL (Beyer et al., 2020): the 50,000 validation images with re-assessed label
-    # sets; a prediction in the set is right, images without labels are left out. Built from
-    # ILSVRC2012_img_val.tar, a manual download (the error says where it goes).
-    "real": ("imagenet2012_real", "validation", {"labels": "real"}),
-    # ImageNet-A (7,500 images) and ImageNet-R (30,000) cover 200 classes; the logits are
-    # restricted to them before the argmax (Hendrycks et al., 2021).
-    "imagenet_a": ("imagenet_a", "test", {"class_subset": "imagenet_a"}),
-    "imagenet_r": ("imagenet_r", "test", {"class_subset": "imagenet_r"}),
-    # ImageNet-Sketch (Wang et al., 2019): 50,889 sketches of the 1000 classes.
-    "sketch": ("imagenet_sketch", "test", {}),
-}
+# The ImageNet test sets (through TFDS) and their label rules: cnnx.evaluate.named_sets, the one
+# table config files and eval.py's --evals share.
+IMAGENET_TEST_SETS = named_sets.IMAGENET_TEST_SETS
 
 
 def imagenet_test_sets(
@@ -193,12 +180,6 @@ def imagenet_test_sets(
     Returns:
       `c`, for chaining.
     """
-    from cnnx.evaluate.entries import evaluator  # imports neither TensorFlow nor JAX
-
     for name in names or IMAGENET_TEST_SETS:
-        tfds_name, split, options = IMAGENET_TEST_SETS[name]
-        cadence = {"every_epochs": every_epochs} if every_epochs else {"every_steps": 0}
-        c.evals[name] = evaluator(
-            data={"source": f"tfds:{tfds_name}", "split": split}, options=options, **cadence
-        )
+        c.evals[name] = named_sets.named_entry(name, every_epochs)
     return c

@@ -211,9 +211,13 @@ def resolve(config, names=None) -> list[Entry]:
     if names is not None:
         missing = [n for n in names if n not in order]
         if missing:
+            from cnnx.evaluate.named_sets import IMAGENET_TEST_SETS  # it imports this module
+
             raise ConfigError(
                 f"--evals={','.join(names)}: no evaluator {', '.join(map(repr, missing))} in "
-                f"this config; it has {', '.join(order)}."
+                f"this config; it has {', '.join(order)}; eval.py also runs the named test "
+                f"sets {', '.join(IMAGENET_TEST_SETS)} (cnnx/evaluate/named_sets.py) and the "
+                "entries of an --evaluators=FILE."
             )
         order = list(dict.fromkeys(names))
     out = []

@@ -96,8 +96,29 @@ def test_resolution_by_name_keeps_the_order_asked_and_names_the_valid_ones():
     c = _config(v2=evaluator(), sketch=evaluator())
     assert [e.name for e in entries.resolve(c)] == ["eval", "sketch", "v2"]
     assert [e.name for e in entries.resolve(c, ["v2", "eval"])] == ["v2", "eval"]
-    with pytest.raises(ConfigError, match=r"no evaluator 'real' in this config; it has eval, "):
+    with pytest.raises(
+        ConfigError, match=r"no evaluator 'real' in this config; it has eval, "
+    ) as e:
         entries.resolve(c, ["v2", "real"])
+    assert "eval.py also runs the named test sets v2_matched, v2_threshold, " in str(e.value)
+
+
+def test_eval_py_adds_the_named_test_sets_a_config_did_not_declare():
+    from cnnx.evaluate.named_sets import IMAGENET_TEST_SETS, with_named_sets
+
+    c = _config(small=evaluator(data={"split": "test[:40]"}))
+    c.evals.real = evaluator(data={"split": "validation[:10]"}, options={"labels": "real"})
+    added = with_named_sets(c, ["v2_top", "small", "real", "imagenet_r", "nothing"])
+    assert "v2_top" not in c.evals  # a copy
+    assert sorted(added.evals) == ["imagenet_r", "real", "small", "v2_top"]
+    assert added.evals.real.data.split == "validation[:10]"  # the config's own entry stays
+    by_name = {e.name: e for e in entries.resolve(added, ["v2_top", "imagenet_r"])}
+    assert by_name["v2_top"].data["source"] == "tfds:imagenet_v2/topimages"
+    assert by_name["v2_top"].split == "test" and by_name["v2_top"].every(100) == 0
+    assert by_name["imagenet_r"].options["class_subset"] == "imagenet_r"
+    assert len(IMAGENET_TEST_SETS) == 7
+    with pytest.raises(ConfigError, match=r"no evaluator 'nothing' in this config"):
+        entries.resolve(added, ["nothing"])
 
 
 def test_a_sweep_optimises_any_evaluators_metric(tmp_path):

@@ -102,3 +102,43 @@ def test_eval_py_runs_the_evaluators_by_name(run_dir, tmp_path, capsys):
         code == 2
         and "error: --evals=v2: no evaluator 'v2' in this config; it has eval, small" in err
     )
+
+
+def test_eval_py_runs_an_evaluator_the_run_did_not_declare(run_dir, tmp_path):
+    """eval.py --evaluators=FILE (big_vision's eval_only): entries of a config file, with
+    overrides, run on the checkpoint beside the config's own, named by --evals."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "later.json"
+    args = [
+        "eval.py",
+        f"--workdir={run_dir}",
+        "--evaluators=tests/evaluate/extra_evaluators.py",
+        "--evaluators.later.data.split=test[:20]",
+        "--evals=later,small",
+        f"--output={out}",
+    ]
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p = subprocess.run(
+        [sys.executable, *args], cwd=repo, capture_output=True, text=True, timeout=600
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "later: top-1 " in p.stdout and "; small: top-1 " in p.stdout
+    written = json.loads(out.read_text())
+    results = json.loads((run_dir / "results.json").read_text())
+    assert written["evals"] == ["later", "small"] and written["later/examples"] == 20
+    assert written["small/top1"] == results["small/top1"]
+    with np.load(tmp_path / "later.npz") as arrays:
+        assert arrays["later/per_class_top1"].shape == (10,)
+        assert arrays["later/confusion"].sum() == 20
+    # Without --evals, the file's entries; the default name tells the evaluations apart.
+    from cnnx.evaluate.entries import evaluator
+
+    extra = {"later": evaluator(data={"split": "test[:30]"})}
+    got = checkpoint_eval.evaluate_checkpoint(
+        checkpoint_eval.wd.load_config(str(run_dir)), str(run_dir), evaluators=extra
+    )
+    assert got["evals"] == ["later"] and got["later/examples"] == 30
+    name = checkpoint_eval.output_name(got, explicit={"evaluators": extra})
+    assert name.startswith("eval_test[:30]_32_step12_evaluators-") and name.endswith(".json")
