@@ -1,6 +1,7 @@
-"""A run's metrics: TensorBoard and `train_metrics.jsonl` (process 0), one log line per log
-step or evaluation, the non-finite and skip accounting, the ETA, and the per-tensor parameter
-table (`model_summary.txt`). Failed writes (a full disk) become one `WorkdirError`.
+"""A run's metrics: TensorBoard, `train_metrics.jsonl` and `eval_metrics.jsonl` (process 0),
+one log line per log step or evaluation, the non-finite and skip accounting, the ETA, and the
+per-tensor parameter table (`model_summary.txt`). Failed writes (a full disk) become one
+`WorkdirError`.
 """
 
 import contextlib
@@ -181,6 +182,7 @@ class MetricsLog:
 
     def __init__(self, workdir, start_step, total_steps, t_start, process_index, last_good):
         self.path = wd.metrics_path(workdir)
+        self.eval_path = wd.eval_metrics_path(workdir)
         self.tensorboard = f"the TensorBoard log in {workdir}"
         self.start_step, self.total_steps = start_step, total_steps
         self.pending = []  # device metrics not fetched yet
@@ -193,8 +195,9 @@ class MetricsLog:
         self._pace = None  # (step, time.perf_counter()) once the first step has compiled
         self.wall_before, self.last_train = _progress_before(workdir, start_step)
         if self._jsonl:
-            with writing(self.path):
-                wd.keep_metrics_until(self.path, start_step)
+            for path in (self.path, self.eval_path):
+                with writing(path):
+                    wd.keep_metrics_until(path, start_step)
         # Synchronous: a failed write raises here, in the loop, not in a background thread.
         with writing(f"the TensorBoard event file in {workdir}"):  # a full disk: one line
             self.writer = metric_writer(workdir, just_logging=process_index > 0)
@@ -297,9 +300,13 @@ class MetricsLog:
         run_health.add_train(step, summary.get("train/loss"))
 
     def write(self, step: int, scalars: dict) -> None:
-        """Other scalars (evaluations): TensorBoard and one log line."""
+        """Other scalars (evaluations): TensorBoard, a line of `eval_metrics.jsonl` and one
+        log line."""
         with writing(self.tensorboard):
             self.writer.write_scalars(step, scalars)
+        if self._jsonl:
+            with writing(self.eval_path):
+                wd.append_line(self.eval_path, {"step": step, **scalars})
         logging.info("step %d  %s", step, _scalars(scalars))
 
     def flush_writer(self) -> None:

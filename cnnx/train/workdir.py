@@ -39,6 +39,8 @@ CHECKPOINTS = "checkpoints"
 CONFIG = "config.json"
 CONFIG_HISTORY = "config_history.jsonl"
 METRICS = "train_metrics.jsonl"
+# One line per evaluation: {"step", "<evaluator>/top1", ...} (TensorBoard holds them too).
+EVAL_METRICS = "eval_metrics.jsonl"
 RESULTS = "results.json"
 LOCK = "lock"
 PROFILE = "profile"
@@ -62,6 +64,10 @@ def config_history_path(workdir: str) -> str:
 
 def metrics_path(workdir: str) -> str:
     return _join(workdir, METRICS)
+
+
+def eval_metrics_path(workdir: str) -> str:
+    return _join(workdir, EVAL_METRICS)
 
 
 def results_path(workdir: str) -> str:
@@ -166,8 +172,9 @@ def read_lines(path: str) -> list[dict]:
 
 
 def keep_metrics_until(path: str, step: int) -> None:
-    """Drops `train_metrics.jsonl` lines after `step`: those of a run killed after its last
-    checkpoint (and a torn last line), which the resumed run writes again."""
+    """Drops the lines of a metrics jsonl (`train_metrics.jsonl`, `eval_metrics.jsonl`) after
+    `step`: those of a run killed after its last checkpoint (and a torn last line), which the
+    resumed run writes again."""
     p = epath.Path(path)
     if not p.exists():
         return

@@ -58,9 +58,14 @@ def run_dir(tmp_path_factory, compilation_cache):  # noqa: F811
 
 def test_each_evaluator_at_its_cadence_across_a_resume(run_dir):
     logged = _logged(run_dir)
+    with open(run_dir / "eval_metrics.jsonl") as f:
+        lines = [json.loads(line) for line in f]
     for metric in ("top1", "loss", "nll", "ece", "examples"):
         assert logged[f"small/{metric}"] == [4, 8, 12], metric
         assert logged[f"eval/{metric}"] == [6, 12], metric
+        # The jsonl too, each evaluation once (the resumed segment rewrote none).
+        assert [r["step"] for r in lines if f"small/{metric}" in r] == [4, 8, 12], metric
+        assert [r["step"] for r in lines if f"eval/{metric}" in r] == [6, 12], metric
     results = json.loads((run_dir / "results.json").read_text())
     assert results["eval/examples"] == 100 and results["small/examples"] == 40
     for key in ("eval/top1", "eval/loss", "eval/ece", "small/top1", "small/nll", "small/ece"):
