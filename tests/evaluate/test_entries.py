@@ -131,6 +131,14 @@ def test_a_sweep_optimises_any_evaluators_metric(tmp_path):
     with pytest.raises(ConfigError, match=r"'real/top1' is no metric.*\['eval', 'v2'\]"):
         _check_metric("s.py", "real/top1", base)
     assert report.metric_label("v2/ece") == "Expected calibration error on v2 (%, 15 bins)"
+    # A trial's record (results.json's numbers) is scored by that metric.
+    from cnnx.sweeps.study import _store, load_optuna
+
+    study = load_optuna().create_study(direction="minimize")
+    for ece in (4.5, 3.5):
+        record = {"status": "completed", "metrics": {"eval/top1": 90.0, "v2/ece": ece}}
+        assert _store(study, study.ask(), record, "v2/ece")
+    assert study.best_value == 3.5
 
 
 def test_adding_an_evaluator_to_a_run_keeps_its_identity():
