@@ -5,9 +5,11 @@
         --config.test_resolutions='(16,24,32)' --config.finetune.steps=40 --workdir=DIR
 
 Writes DIR/train_<R>/ (resumable training workdirs), DIR/fixres.json (the table, updated after
-every R_train), DIR/fixres.md and DIR/fixres.png (top-1 against test resolution, before and
-after fine-tuning). Several processes (one per host): as train.py (--coordinator_address,
---num_processes, --process_id, or detected on Cloud TPU / SLURM / Open MPI).
+every R_train; each row keeps its evaluator's metrics, 'test_<R>px_crop0p875/top1', ...:
+every test size is an evaluator entry, cnnx.evaluate), DIR/fixres.md and DIR/fixres.png
+(top-1 against test resolution, before and after fine-tuning). Several processes (one per
+host): as train.py (--coordinator_address, --num_processes, --process_id, or detected on Cloud
+TPU / SLURM / Open MPI).
 """
 
 import os
