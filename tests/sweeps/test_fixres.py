@@ -165,7 +165,7 @@ def test_the_registry_evaluation_equals_the_direct_one():
     config.mesh.data = 1
     exp = setup(fixres.at_resolution(config, 36, 0.875))
     variables = exp.model.init(jax.random.PRNGKey(0), jnp.zeros((1, 36, 36, 1)), train=False)
-    got = fixres.evaluate_at(config, variables, 36, 0.875)
+    got = fixres.evaluate_at(config, variables, 36, 0.875, model=exp.model)  # compiles once
     member = Member("m", exp.model.apply, variables)
     direct = evaluate_members([member], make_eval_input(exp, image_size=36), exp.mesh)
     name = "test_36px_crop0p875"
