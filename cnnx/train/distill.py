@@ -106,14 +106,14 @@ def load_teacher(config, num_classes: int, image_shape: tuple[int, int, int]) ->
             "--config.train.teacher_checkpoint (a cnnx workdir) and "
             "--config.train.teacher_torch_weights (with --config.train.teacher_model)."
         )
-    from cnnx import convert, models
+    from cnnx import convert
     from cnnx.train import checkpoint, finetune
 
-    name = teacher_name(config)
+    name, options = teacher_options(config)
     if d.teacher_checkpoint:
         source = f"--config.train.teacher_checkpoint={d.teacher_checkpoint}"
         variables = checkpoint.load_variables(d.teacher_checkpoint, None)
-        classes = head_classes(name, variables)
+        classes = head_classes(name, variables, options)
     else:
         source = f"--config.train.teacher_torch_weights={d.teacher_torch_weights}"
         state_dict = finetune.read_torch_state_dict(d.teacher_torch_weights)
@@ -126,7 +126,7 @@ def load_teacher(config, num_classes: int, image_shape: tuple[int, int, int]) ->
             f"{num_classes}; distil from a teacher trained on the student's data."
         )
     variables = {k: v for k, v in variables.items() if k in ("params", "batch_stats")}
-    model = models.create(name, num_classes=num_classes)
+    model = teacher_module(config, num_classes)
     x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
     try:
         jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x)
@@ -147,27 +147,58 @@ def teacher_name(config) -> str:
     Raises:
       ConfigError: neither names one.
     """
-    from cnnx.train import workdir
+    return teacher_options(config)[0]
+
+
+def teacher_options(config) -> tuple[str, dict]:
+    """The teacher's registry name and constructor options (`num_classes` aside).
+
+    A workdir's teacher is built as its run built it: the `model` section of its config.json
+    (width, depth, dtype...; `cnnx.train.experiment.model_kwargs`), unless
+    `train.teacher_model` names another model. Torch weights' teacher, or a workdir without
+    config.json: `train.teacher_model` with the registry's defaults.
+
+    Raises:
+      ConfigError: no model name; an option the saved config holds that the model refuses.
+    """
+    import ml_collections
+
+    from cnnx.train import experiment, workdir
 
     d = config.train
-    name = d.teacher_model
-    if d.teacher_checkpoint and not name:
-        saved = workdir.load_saved_config(d.teacher_checkpoint.rstrip("/")) or {}
-        name = (saved.get("model") or {}).get("name")
+    name, saved = d.teacher_model, {}
+    if d.teacher_checkpoint:
+        saved = (workdir.load_saved_config(d.teacher_checkpoint.rstrip("/")) or {}).get("model")
+        saved = saved or {}
+        name = name or saved.get("name")
     if not name:
         raise ConfigError(
             "Set --config.train.teacher_model to the teacher's registry name (e.g. resnet50)."
         )
-    return name
+    if saved.get("name") != name:
+        return name, {}
+    model = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
+    options = experiment.model_kwargs(ml_collections.ConfigDict({"model": model}), 0)
+    options.pop("num_classes")
+    return name, options
 
 
-def head_classes(name: str, variables: dict) -> int:
+def teacher_module(config, num_classes: int):
+    """The teacher's Flax module (`teacher_options`) for `num_classes` classes."""
+    from cnnx import models
+
+    name, options = teacher_options(config)
+    return models.create(name, **{**options, "num_classes": num_classes})
+
+
+def head_classes(name: str, variables: dict, options: dict | None = None) -> int:
     """The class count of model `name`'s variables: the size, in `variables`, of the axis
-    that changes with `num_classes` in the model's own (abstract) variables."""
+    that changes with `num_classes` in the model's own (abstract) variables (built with
+    constructor `options`)."""
     from cnnx import models
 
     def shapes(n):
-        model = models.create(name, num_classes=n)
+        model = models.create(name, **{**(options or {}), "num_classes": n})
         spec = models.get_spec(name)
         r = max(spec.test_resolution, spec.min_resolution)
         x = jax.ShapeDtypeStruct((1, r, r, spec.in_chans), jnp.float32)

@@ -3,6 +3,8 @@ and against torch, the teacher's logits reaching the step's loss without trainin
 student trained end to end from a cnnx workdir's teacher."""
 
 import functools
+import json
+import logging
 import math
 
 import jax
@@ -142,13 +144,21 @@ def test_a_teacher_from_torch_weights_gives_the_reference_logits(tmp_path):
         distill.load_teacher(config, 10, (64, 64, 1))
 
 
-@pytest.mark.slow  # two LeNet-5 runs of a few steps: ~30 s on the shared host
-def test_a_student_trains_from_a_workdirs_teacher(tmp_path):
+@pytest.mark.slow  # a ResNet-8 teacher's and a LeNet-5 student's runs of 12 steps
+def test_a_distillation_run_from_a_workdirs_teacher_counts_the_teachers_macs(tmp_path, caplog):
+    """The teacher is rebuilt with its run's own model options (a ResNet-8 at half width:
+    depth and width from its config.json); train.py's run states the step's forward MACs
+    per image, student and teacher, as the analysis module counts them, and XLA's count of
+    the compiled step includes the teacher's forward."""
+    from cnnx import cli, models
+    from cnnx.analysis.flops import total_macs
+    from cnnx.analysis.trace import trace
     from cnnx.train.loop import train_and_evaluate
     from tests.train.tiny import tiny_config
 
+    resnet8 = {"model.name": "resnet20_cifar", "model.depth": 8, "model.width_mult": 0.5}
     teacher_dir = str(tmp_path / "teacher")
-    train_and_evaluate(tiny_config(), teacher_dir)
+    train_and_evaluate(tiny_config(**resnet8), teacher_dir)
     config = tiny_config(
         **{
             "train.distill": "soft",
@@ -157,11 +167,32 @@ def test_a_student_trains_from_a_workdirs_teacher(tmp_path):
         }
     )
     teacher = distill.load_teacher(config, 10, (32, 32, 1))
-    assert teacher.name == "lenet5"
+    assert teacher.name == "resnet20_cifar"
     # A teacher of the digits' 10 classes and 1 channel, refused for other students.
     with pytest.raises(ConfigError, match=r"predicts 10 classes, the student 4"):
         distill.load_teacher(config, 4, (32, 32, 1))
     with pytest.raises(ConfigError, match=r"cannot take the student's 32x32 images with 3 chan"):
         distill.load_teacher(config, 10, (32, 32, 3))
-    results = train_and_evaluate(config, str(tmp_path / "student"))
+    student_dir = tmp_path / "student"
+    caplog.set_level(logging.INFO, logger="absl")
+    assert cli.run_training(config, str(student_dir)) == 0
+    results = json.loads((student_dir / "results.json").read_text())
     assert results["status"] == "completed" and np.isfinite(results["eval/loss"])
+    shape = (1, 32, 32, 1)
+    student = total_macs(trace(models.create("lenet5", num_classes=10), shape))
+    module = models.create("resnet20_cifar", depth=8, width_mult=0.5, num_classes=10)
+    teacher = total_macs(trace(module, shape))
+    assert results["train_macs"] == {
+        "student": student,
+        "teacher": teacher,
+        "total": student + teacher,
+    }
+    assert (
+        f"forward MACs per training image (32 px): student lenet5 {student:,} + teacher "
+        f"resnet20_cifar {teacher:,} = {student + teacher:,}"
+    ) in caplog.text
+    assert teacher > 5 * student  # the half-width ResNet-8 is the step's larger part
+    # XLA's FLOPs of the compiled step, per chip (4 of the 32 images on each of 8): at
+    # least the teacher's forward (2 FLOPs per MAC) beside the student's.
+    per_chip = config.train.batch_size // jax.device_count()
+    assert results["gflop_per_step_per_chip"] * 1e9 > 2 * (teacher + student) * per_chip
