@@ -92,7 +92,8 @@ def load_teacher(config, num_classes: int, image_shape: tuple[int, int, int]) ->
 
     Raises:
       ConfigError: distillation on without a teacher, with both sources, no model name; a
-        teacher with another class count, or one that cannot take (height, width, channels).
+        teacher with another class count, one that cannot take (height, width, channels), or
+        one trained on inputs normalised otherwise (`normalization_problem`).
     """
     d = config.train
     kind = d.get("distill", "none")
@@ -110,6 +111,8 @@ def load_teacher(config, num_classes: int, image_shape: tuple[int, int, int]) ->
     from cnnx.train import checkpoint, finetune
 
     name, options = teacher_options(config)
+    if (problem := normalization_problem(config, name)) is not None:
+        raise ConfigError(problem)
     if d.teacher_checkpoint:
         source = f"--config.train.teacher_checkpoint={d.teacher_checkpoint}"
         variables = checkpoint.load_variables(d.teacher_checkpoint, None)
@@ -181,6 +184,50 @@ def teacher_options(config) -> tuple[str, dict]:
     options = experiment.model_kwargs(ml_collections.ConfigDict({"model": model}), 0)
     options.pop("num_classes")
     return name, options
+
+
+def normalization_problem(config, name: str) -> str | None:
+    """Why the teacher expects inputs normalised otherwise than the student's `data.mean` /
+    `data.std`; None when they agree or the teacher's are unknown.
+
+    The teacher sees the student's normalised batches; fed inputs normalised another way it
+    gives confident logits of shifted features. A workdir's teacher expects its run's mean /
+    std (config.json); torch weights their reference's (`cnnx.convert.input_normalization`,
+    either `transform_input` setting). Only normalisations of the same channel count compare.
+    """
+    import contextlib
+
+    from cnnx import convert
+    from cnnx.train import workdir
+
+    d = config.train
+    if d.teacher_checkpoint:
+        path = d.teacher_checkpoint.rstrip("/")
+        data = (workdir.load_saved_config(path) or {}).get("data") or {}
+        if "mean" not in data or "std" not in data:
+            return None
+        expected = [(tuple(data["mean"]), tuple(data["std"]), f"as its run in {path} was trained")]
+        source = f"--config.train.teacher_checkpoint={d.teacher_checkpoint}"
+    else:
+        expected = [convert.input_normalization(name)]
+        with contextlib.suppress(convert.ConversionError):  # the other transform_input
+            expected.append(convert.input_normalization(name, transform_input=False))
+        source = f"--config.train.teacher_torch_weights={d.teacher_torch_weights}"
+    mean, std = tuple(config.data.mean), tuple(config.data.std)
+    comparable = [e for e in expected if len(e[0]) == len(mean) and len(e[1]) == len(std)]
+    if not comparable or any(
+        np.allclose(mean, m, atol=1e-6) and np.allclose(std, s, atol=1e-6) for m, s, _ in comparable
+    ):
+        return None
+    want_mean, want_std, why = comparable[0]
+    return (
+        f"{source}: the teacher ({name}) expects inputs normalised with mean {list(want_mean)} "
+        f"and std {list(want_std)} ({why}), but the student's config normalises with mean "
+        f"{list(mean)} and std {list(std)}: it would judge other inputs than it learned. Pass "
+        f"--config.data.mean='{tuple(float(v) for v in want_mean)}' "
+        f"--config.data.std='{tuple(float(v) for v in want_std)}', or distil from a teacher "
+        "trained like the student."
+    )
 
 
 def teacher_module(config, num_classes: int):

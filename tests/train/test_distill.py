@@ -196,3 +196,20 @@ def test_a_distillation_run_from_a_workdirs_teacher_counts_the_teachers_macs(tmp
     # least the teacher's forward (2 FLOPs per MAC) beside the student's.
     per_chip = config.train.batch_size // jax.device_count()
     assert results["gflop_per_step_per_chip"] * 1e9 > 2 * (teacher + student) * per_chip
+
+
+def test_a_teacher_trained_on_other_normalisation_is_refused(tmp_path):
+    """The teacher sees the student's normalised batches: a workdir's teacher whose run used
+    another mean / std is refused before its checkpoint is read, naming the overrides."""
+    from tests.train.tiny import tiny_config
+
+    teacher = tiny_config(**{"data.mean": (0.1,), "data.std": (0.3,)})
+    (tmp_path / "config.json").write_text(teacher.to_json())
+    config = tiny_config(**{"train.distill": "soft", "train.teacher_checkpoint": str(tmp_path)})
+    like_teacher = tiny_config(
+        **{"train.teacher_checkpoint": str(tmp_path), "data.mean": (0.1,), "data.std": (0.3,)}
+    )
+    assert distill.normalization_problem(like_teacher, "lenet5") is None
+    with pytest.raises(ConfigError, match=r"mean \[0\.1\] and std \[0\.3\] \(as its run in") as e:
+        distill.load_teacher(config, 10, (32, 32, 1))
+    assert "--config.data.mean='(0.1,)' --config.data.std='(0.3,)'" in str(e.value)
