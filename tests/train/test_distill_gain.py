@@ -60,8 +60,8 @@ def _top1(exp, state) -> float:
     return build.evaluate_state(exp, state.eval_variables(), None, evaluator)["eval/top1"]
 
 
-# Three short trainings and their compilations: ~25 s of CPU time; 44 s wall under pytest on
-# the shared 2-core host at load ~11 (the teacher's 80 steps are about a third of it).
+# Three short trainings and their compilations: ~25 s of CPU time; under pytest on the shared
+# 2-core host 33 s at load ~7, 44 s at load ~11 (the teacher's 80 steps are a third of it).
 @pytest.mark.slow
 def test_a_lenet_student_of_a_resnet_teacher_beats_lenet_alone():
     exp, state = _train(
