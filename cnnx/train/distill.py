@@ -96,17 +96,8 @@ def load_teacher(config, num_classes: int, image_shape: tuple[int, int, int]) ->
         one trained on inputs normalised otherwise (`normalization_problem`).
     """
     d = config.train
-    kind = d.get("distill", "none")
-    if kind == "none":
+    if d.get("distill", "none") == "none":
         return None
-    if kind not in KINDS:
-        raise ConfigError(f"--config.train.distill={kind!r}: use one of {', '.join(KINDS)}.")
-    if bool(d.teacher_checkpoint) == bool(d.teacher_torch_weights):
-        raise ConfigError(
-            f"--config.train.distill={kind!r} needs one teacher: set exactly one of "
-            "--config.train.teacher_checkpoint (a cnnx workdir) and "
-            "--config.train.teacher_torch_weights (with --config.train.teacher_model)."
-        )
     from cnnx import convert
     from cnnx.train import checkpoint, finetune
 
@@ -162,13 +153,23 @@ def teacher_options(config) -> tuple[str, dict]:
     config.json: `train.teacher_model` with the registry's defaults.
 
     Raises:
-      ConfigError: no model name; an option the saved config holds that the model refuses.
+      ConfigError: an unknown `train.distill`, none or both teacher sources, no model name;
+        an option the saved config holds that the model refuses.
     """
     import ml_collections
 
     from cnnx.train import experiment, workdir
 
     d = config.train
+    kind = d.get("distill", "none")
+    if kind not in KINDS:
+        raise ConfigError(f"--config.train.distill={kind!r}: use one of {', '.join(KINDS)}.")
+    if bool(d.teacher_checkpoint) == bool(d.teacher_torch_weights):
+        raise ConfigError(
+            f"--config.train.distill={kind!r} needs one teacher: set exactly one of "
+            "--config.train.teacher_checkpoint (a cnnx workdir) and "
+            "--config.train.teacher_torch_weights (with --config.train.teacher_model)."
+        )
     name, saved = d.teacher_model, {}
     if d.teacher_checkpoint:
         saved = (workdir.load_saved_config(d.teacher_checkpoint.rstrip("/")) or {}).get("model")

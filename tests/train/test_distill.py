@@ -82,7 +82,7 @@ def test_the_step_distills_from_the_teachers_logits(kind):
     np.testing.assert_allclose(metrics["loss"], jnp.mean(0.3 * labels + 0.7 * term), rtol=1e-5)
 
 
-def test_distillation_without_a_teacher_is_refused():
+def test_distillation_without_a_teacher_is_refused(tmp_path, capsys):
     mesh = make_mesh()
     make = functools.partial(
         steps.make_train_step,
@@ -97,6 +97,12 @@ def test_distillation_without_a_teacher_is_refused():
 
     with pytest.raises(ConfigError, match="needs one teacher"):
         distill.load_teacher(tiny_config(**{"train.distill": "hard"}), 10, (32, 32, 1))
+    # train.py says so before anything is trained or counted (the step's MACs need a teacher).
+    from cnnx import cli
+
+    assert cli.run_training(tiny_config(**{"train.distill": "hard"}), str(tmp_path)) == 2
+    assert "error: --config.train.distill='hard' needs one teacher" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
 
 
 KEY = jax.random.PRNGKey(0)
