@@ -267,6 +267,31 @@ def start_process() -> int | None:
     return None
 
 
+def _distillation_macs(config) -> dict | None:
+    """With distillation, the step's forward MACs per training image, logged (student,
+    teacher, total: `cnnx.analysis.flops.distillation_macs`); None without."""
+    if config.train.get("distill", "none") == "none":
+        return None
+    from absl import logging
+
+    from cnnx.analysis.flops import distillation_macs
+    from cnnx.train.distill import teacher_name
+    from cnnx.train.experiment import setup
+
+    exp = setup(config)
+    macs = distillation_macs(config, exp)
+    logging.info(
+        "forward MACs per training image (%d px): student %s %s + teacher %s %s = %s",
+        exp.image_size,
+        exp.spec.name,
+        f"{macs['student']:,}",
+        teacher_name(config),
+        f"{macs['teacher']:,}",
+        f"{macs['total']:,}",
+    )
+    return macs
+
+
 def run_training(config, workdir: str, *, allow_config_change: bool = False) -> int:
     """train.py after its flags: trains, prints the outcome, returns the exit status.
 
@@ -285,7 +310,12 @@ def run_training(config, workdir: str, *, allow_config_change: bool = False) -> 
 
             results = linear_probe.run(config, workdir, allow_config_change=allow_config_change)
         else:
-            results = train_and_evaluate(config, workdir, allow_config_change=allow_config_change)
+            results = train_and_evaluate(
+                config,
+                workdir,
+                allow_config_change=allow_config_change,
+                train_macs=_distillation_macs(config),
+            )
     except CnnxError as e:
         logging.flush()
         print(f"error: {e}", file=sys.stderr)

@@ -30,11 +30,11 @@ FLOORS = {
     "evaluate": 4,  # evaluators sit below the trainer (big_vision)
     "train": 5,
     "analysis": 6,  # measures the real step, from above train/
-    "cli": 6,
-    "checkpoint_eval": 6,  # eval.py's driver, beside cli
+    "cli": 7,  # train.py's driver; logs a distillation step's MACs (analysis)
+    "checkpoint_eval": 6,  # eval.py's driver (cli, train.py's, sits one floor up)
     "export": 6,  # weights out and serving artefacts of trained workdirs
-    "sweeps": 7,
-    "findings": 8,  # the classic experiments, rerun through the trainer and the sweeps
+    "sweeps": 8,
+    "findings": 9,  # the classic experiments, rerun through the trainer and the sweeps
 }
 
 

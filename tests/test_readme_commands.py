@@ -122,6 +122,13 @@ COMMANDS: dict[str, Check] = {
         why="needs ImageNet and the user's weights file; tests/train/test_layer_decay.py trains "
         "with layer decay",
     ),
+    "python train.py --config=configs/default.py --config.train.distill=soft "
+    "--config.train.distill_alpha=0.9 --config.train.distill_temperature=4 "
+    "--config.train.teacher_checkpoint=workdirs/r56 --workdir=workdirs/lenet5_kd": Check(
+        PARSE,
+        why="needs the ResNet-56 teacher above (20-30 minutes); tests/train/test_distill*.py "
+        "train students of ResNet-8 teachers",
+    ),
     "python eval.py --workdir=DIR --views=tencrop --ensemble=DIR2 --confusion_png=cm.png": Check(
         RUN,
         "python eval.py --workdir={lenet5} --views=tencrop --ensemble={lenet5} "

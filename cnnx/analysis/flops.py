@@ -51,3 +51,35 @@ def torchvision_reference(name: str) -> tuple[float, int] | None:
     crop = entry.transforms.keywords.get("crop_size", 224)
     crop = crop[0] if isinstance(crop, (tuple, list)) else crop
     return float(entry.meta["_ops"]), int(crop)
+
+
+def distillation_macs(config, exp=None) -> dict[str, int] | None:
+    """Forward MACs of one training image in a distillation run's train step; None without
+    distillation (`train.distill`).
+
+    The frozen teacher runs forward on every image the student trains on, at the student's
+    training resolution (`data.image_size`); the student's backward pass adds about twice
+    its forward, the teacher has none. The compiled step's own FLOPs (XLA's cost analysis,
+    results.json's `gflop_per_step_per_chip`) include both.
+
+    Args:
+      config: the run's config.
+      exp: its `cnnx.train.experiment.Experiment` (default: `setup(config)`).
+
+    Returns:
+      {'student', 'teacher', 'total'}: MACs per training image, total = student + teacher.
+
+    Raises:
+      ConfigError: no teacher model name, or a config the trainer refuses.
+    """
+    if config.train.get("distill", "none") == "none":
+        return None
+    from cnnx.analysis.trace import trace
+    from cnnx.train.distill import teacher_module
+    from cnnx.train.experiment import setup
+
+    exp = exp or setup(config)
+    teacher = teacher_module(config, exp.model.num_classes)
+    student = int(total_macs(trace(exp.model, exp.input_shape)))
+    teacher = int(total_macs(trace(teacher, exp.input_shape)))
+    return {"student": student, "teacher": teacher, "total": student + teacher}

@@ -92,28 +92,22 @@ def load_teacher(config, num_classes: int, image_shape: tuple[int, int, int]) ->
 
     Raises:
       ConfigError: distillation on without a teacher, with both sources, no model name; a
-        teacher with another class count, or one that cannot take (height, width, channels).
+        teacher with another class count, one that cannot take (height, width, channels), or
+        one trained on inputs normalised otherwise (`normalization_problem`).
     """
     d = config.train
-    kind = d.get("distill", "none")
-    if kind == "none":
+    if d.get("distill", "none") == "none":
         return None
-    if kind not in KINDS:
-        raise ConfigError(f"--config.train.distill={kind!r}: use one of {', '.join(KINDS)}.")
-    if bool(d.teacher_checkpoint) == bool(d.teacher_torch_weights):
-        raise ConfigError(
-            f"--config.train.distill={kind!r} needs one teacher: set exactly one of "
-            "--config.train.teacher_checkpoint (a cnnx workdir) and "
-            "--config.train.teacher_torch_weights (with --config.train.teacher_model)."
-        )
-    from cnnx import convert, models
+    from cnnx import convert
     from cnnx.train import checkpoint, finetune
 
-    name = teacher_name(config)
+    name, options = teacher_options(config)
+    if (problem := normalization_problem(config, name)) is not None:
+        raise ConfigError(problem)
     if d.teacher_checkpoint:
         source = f"--config.train.teacher_checkpoint={d.teacher_checkpoint}"
         variables = checkpoint.load_variables(d.teacher_checkpoint, None)
-        classes = head_classes(name, variables)
+        classes = head_classes(name, variables, options)
     else:
         source = f"--config.train.teacher_torch_weights={d.teacher_torch_weights}"
         state_dict = finetune.read_torch_state_dict(d.teacher_torch_weights)
@@ -126,7 +120,7 @@ def load_teacher(config, num_classes: int, image_shape: tuple[int, int, int]) ->
             f"{num_classes}; distil from a teacher trained on the student's data."
         )
     variables = {k: v for k, v in variables.items() if k in ("params", "batch_stats")}
-    model = models.create(name, num_classes=num_classes)
+    model = teacher_module(config, num_classes)
     x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
     try:
         jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x)
@@ -147,27 +141,112 @@ def teacher_name(config) -> str:
     Raises:
       ConfigError: neither names one.
     """
-    from cnnx.train import workdir
+    return teacher_options(config)[0]
+
+
+def teacher_options(config) -> tuple[str, dict]:
+    """The teacher's registry name and constructor options (`num_classes` aside).
+
+    A workdir's teacher is built as its run built it: the `model` section of its config.json
+    (width, depth, dtype...; `cnnx.train.experiment.model_kwargs`), unless
+    `train.teacher_model` names another model. Torch weights' teacher, or a workdir without
+    config.json: `train.teacher_model` with the registry's defaults.
+
+    Raises:
+      ConfigError: an unknown `train.distill`, none or both teacher sources, no model name;
+        an option the saved config holds that the model refuses.
+    """
+    import ml_collections
+
+    from cnnx.train import experiment, workdir
 
     d = config.train
-    name = d.teacher_model
-    if d.teacher_checkpoint and not name:
-        saved = workdir.load_saved_config(d.teacher_checkpoint.rstrip("/")) or {}
-        name = (saved.get("model") or {}).get("name")
+    kind = d.get("distill", "none")
+    if kind not in KINDS:
+        raise ConfigError(f"--config.train.distill={kind!r}: use one of {', '.join(KINDS)}.")
+    if bool(d.teacher_checkpoint) == bool(d.teacher_torch_weights):
+        raise ConfigError(
+            f"--config.train.distill={kind!r} needs one teacher: set exactly one of "
+            "--config.train.teacher_checkpoint (a cnnx workdir) and "
+            "--config.train.teacher_torch_weights (with --config.train.teacher_model)."
+        )
+    name, saved = d.teacher_model, {}
+    if d.teacher_checkpoint:
+        saved = (workdir.load_saved_config(d.teacher_checkpoint.rstrip("/")) or {}).get("model")
+        saved = saved or {}
+        name = name or saved.get("name")
     if not name:
         raise ConfigError(
             "Set --config.train.teacher_model to the teacher's registry name (e.g. resnet50)."
         )
-    return name
+    if saved.get("name") != name:
+        return name, {}
+    model = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
+    options = experiment.model_kwargs(ml_collections.ConfigDict({"model": model}), 0)
+    options.pop("num_classes")
+    return name, options
 
 
-def head_classes(name: str, variables: dict) -> int:
+def normalization_problem(config, name: str) -> str | None:
+    """Why the teacher expects inputs normalised otherwise than the student's `data.mean` /
+    `data.std`; None when they agree or the teacher's are unknown.
+
+    The teacher sees the student's normalised batches; fed inputs normalised another way it
+    gives confident logits of shifted features. A workdir's teacher expects its run's mean /
+    std (config.json); torch weights their reference's (`cnnx.convert.input_normalization`,
+    either `transform_input` setting). Only normalisations of the same channel count compare.
+    """
+    import contextlib
+
+    from cnnx import convert
+    from cnnx.train import workdir
+
+    d = config.train
+    if d.teacher_checkpoint:
+        path = d.teacher_checkpoint.rstrip("/")
+        data = (workdir.load_saved_config(path) or {}).get("data") or {}
+        if "mean" not in data or "std" not in data:
+            return None
+        expected = [(tuple(data["mean"]), tuple(data["std"]), f"as its run in {path} was trained")]
+        source = f"--config.train.teacher_checkpoint={d.teacher_checkpoint}"
+    else:
+        expected = [convert.input_normalization(name)]
+        with contextlib.suppress(convert.ConversionError):  # the other transform_input
+            expected.append(convert.input_normalization(name, transform_input=False))
+        source = f"--config.train.teacher_torch_weights={d.teacher_torch_weights}"
+    mean, std = tuple(config.data.mean), tuple(config.data.std)
+    comparable = [e for e in expected if len(e[0]) == len(mean) and len(e[1]) == len(std)]
+    if not comparable or any(
+        np.allclose(mean, m, atol=1e-6) and np.allclose(std, s, atol=1e-6) for m, s, _ in comparable
+    ):
+        return None
+    want_mean, want_std, why = comparable[0]
+    return (
+        f"{source}: the teacher ({name}) expects inputs normalised with mean {list(want_mean)} "
+        f"and std {list(want_std)} ({why}), but the student's config normalises with mean "
+        f"{list(mean)} and std {list(std)}: it would judge other inputs than it learned. Pass "
+        f"--config.data.mean='{tuple(float(v) for v in want_mean)}' "
+        f"--config.data.std='{tuple(float(v) for v in want_std)}', or distil from a teacher "
+        "trained like the student."
+    )
+
+
+def teacher_module(config, num_classes: int):
+    """The teacher's Flax module (`teacher_options`) for `num_classes` classes."""
+    from cnnx import models
+
+    name, options = teacher_options(config)
+    return models.create(name, **{**options, "num_classes": num_classes})
+
+
+def head_classes(name: str, variables: dict, options: dict | None = None) -> int:
     """The class count of model `name`'s variables: the size, in `variables`, of the axis
-    that changes with `num_classes` in the model's own (abstract) variables."""
+    that changes with `num_classes` in the model's own (abstract) variables (built with
+    constructor `options`)."""
     from cnnx import models
 
     def shapes(n):
-        model = models.create(name, num_classes=n)
+        model = models.create(name, **{**(options or {}), "num_classes": n})
         spec = models.get_spec(name)
         r = max(spec.test_resolution, spec.min_resolution)
         x = jax.ShapeDtypeStruct((1, r, r, spec.in_chans), jnp.float32)

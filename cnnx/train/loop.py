@@ -73,6 +73,7 @@ def train_and_evaluate(
     *,
     step_callback=None,
     allow_config_change: bool = False,
+    train_macs: dict | None = None,
 ) -> dict:
     """Trains (resuming from the newest checkpoint in `workdir`) and evaluates.
 
@@ -86,6 +87,8 @@ def train_and_evaluate(
       step_callback: optional `fn(step)` called after each step (tests use it).
       allow_config_change: continue a run whose saved config differs in identity keys,
         recording the change in `<workdir>/config_history.jsonl`.
+      train_macs: with distillation, the step's forward MACs per training image from above
+        train/ (`cnnx.analysis.flops.distillation_macs`), kept in results.json.
 
     Returns:
       The final results (also written to `<workdir>/results.json` by process 0), with
@@ -114,7 +117,7 @@ def train_and_evaluate(
         locked = lock.locked(workdir, take=pidx == 0, agree=agree_with_process_0())
         with Preemption() as preemption, locked:
             return _train_and_evaluate(
-                config, exp, workdir, t_start, changes, preemption, step_callback
+                config, exp, workdir, t_start, changes, preemption, step_callback, train_macs
             )
     except WriteFailed as e:
         raise write_failed_error(workdir, e) from None
@@ -317,7 +320,9 @@ def _step_loop(run: _Run, state, start_step: int, step_callback):
     return state, step, eval_metrics, False
 
 
-def _train_and_evaluate(config, exp, workdir, t_start, changes, preemption, step_callback):
+def _train_and_evaluate(
+    config, exp, workdir, t_start, changes, preemption, step_callback, train_macs=None
+):
     """The run itself, with the workdir checked and locked (see `train_and_evaluate`)."""
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     pidx, _ = process_info()
@@ -356,10 +361,12 @@ def _train_and_evaluate(config, exp, workdir, t_start, changes, preemption, step
     step_fn = build.experiment_train_step(exp, schedule, shardings)
     step_rng = jax.device_put(step_rng, replicated(exp.mesh))
     run = _Run(exp, workdir, inputs, ckpt, step_fn, step_rng, preemption, log)
-    return _run_and_finish(run, state, start_step, step_callback, n_params)
+    return _run_and_finish(run, state, start_step, step_callback, n_params, train_macs)
 
 
-def _run_and_finish(run: _Run, state, start_step: int, step_callback, n_params: int) -> dict:
+def _run_and_finish(
+    run: _Run, state, start_step: int, step_callback, n_params: int, train_macs=None
+) -> dict:
     """The step loop, the final evaluation and results.json; the checkpointer is closed."""
     config, exp, log = run.config, run.exp, run.log
     resumed_at_eval = (
@@ -409,6 +416,8 @@ def _run_and_finish(run: _Run, state, start_step: int, step_callback, n_params: 
         **eval_metrics,
         "warnings": run.health.warnings,
     }
+    if train_macs:
+        results["train_macs"] = train_macs
     if (note := top5_note(exp.model.num_classes)) is not None:
         results["notes"] = [note]
     if log.skipped_total:

@@ -3,6 +3,8 @@ and against torch, the teacher's logits reaching the step's loss without trainin
 student trained end to end from a cnnx workdir's teacher."""
 
 import functools
+import json
+import logging
 import math
 
 import jax
@@ -80,7 +82,7 @@ def test_the_step_distills_from_the_teachers_logits(kind):
     np.testing.assert_allclose(metrics["loss"], jnp.mean(0.3 * labels + 0.7 * term), rtol=1e-5)
 
 
-def test_distillation_without_a_teacher_is_refused():
+def test_distillation_without_a_teacher_is_refused(tmp_path, capsys):
     mesh = make_mesh()
     make = functools.partial(
         steps.make_train_step,
@@ -95,6 +97,12 @@ def test_distillation_without_a_teacher_is_refused():
 
     with pytest.raises(ConfigError, match="needs one teacher"):
         distill.load_teacher(tiny_config(**{"train.distill": "hard"}), 10, (32, 32, 1))
+    # train.py says so before anything is trained or counted (the step's MACs need a teacher).
+    from cnnx import cli
+
+    assert cli.run_training(tiny_config(**{"train.distill": "hard"}), str(tmp_path)) == 2
+    assert "error: --config.train.distill='hard' needs one teacher" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
 
 
 KEY = jax.random.PRNGKey(0)
@@ -142,13 +150,21 @@ def test_a_teacher_from_torch_weights_gives_the_reference_logits(tmp_path):
         distill.load_teacher(config, 10, (64, 64, 1))
 
 
-@pytest.mark.slow  # two LeNet-5 runs of a few steps: ~30 s on the shared host
-def test_a_student_trains_from_a_workdirs_teacher(tmp_path):
+@pytest.mark.slow  # a ResNet-8 teacher's and a LeNet-5 student's runs of 12 steps
+def test_a_distillation_run_from_a_workdirs_teacher_counts_the_teachers_macs(tmp_path, caplog):
+    """The teacher is rebuilt with its run's own model options (a ResNet-8 at half width:
+    depth and width from its config.json); train.py's run states the step's forward MACs
+    per image, student and teacher, as the analysis module counts them, and XLA's count of
+    the compiled step includes the teacher's forward."""
+    from cnnx import cli, models
+    from cnnx.analysis.flops import total_macs
+    from cnnx.analysis.trace import trace
     from cnnx.train.loop import train_and_evaluate
     from tests.train.tiny import tiny_config
 
+    resnet8 = {"model.name": "resnet20_cifar", "model.depth": 8, "model.width_mult": 0.5}
     teacher_dir = str(tmp_path / "teacher")
-    train_and_evaluate(tiny_config(), teacher_dir)
+    train_and_evaluate(tiny_config(**resnet8), teacher_dir)
     config = tiny_config(
         **{
             "train.distill": "soft",
@@ -157,11 +173,49 @@ def test_a_student_trains_from_a_workdirs_teacher(tmp_path):
         }
     )
     teacher = distill.load_teacher(config, 10, (32, 32, 1))
-    assert teacher.name == "lenet5"
+    assert teacher.name == "resnet20_cifar"
     # A teacher of the digits' 10 classes and 1 channel, refused for other students.
     with pytest.raises(ConfigError, match=r"predicts 10 classes, the student 4"):
         distill.load_teacher(config, 4, (32, 32, 1))
     with pytest.raises(ConfigError, match=r"cannot take the student's 32x32 images with 3 chan"):
         distill.load_teacher(config, 10, (32, 32, 3))
-    results = train_and_evaluate(config, str(tmp_path / "student"))
+    student_dir = tmp_path / "student"
+    caplog.set_level(logging.INFO, logger="absl")
+    assert cli.run_training(config, str(student_dir)) == 0
+    results = json.loads((student_dir / "results.json").read_text())
     assert results["status"] == "completed" and np.isfinite(results["eval/loss"])
+    shape = (1, 32, 32, 1)
+    student = total_macs(trace(models.create("lenet5", num_classes=10), shape))
+    module = models.create("resnet20_cifar", depth=8, width_mult=0.5, num_classes=10)
+    teacher = total_macs(trace(module, shape))
+    assert results["train_macs"] == {
+        "student": student,
+        "teacher": teacher,
+        "total": student + teacher,
+    }
+    assert (
+        f"forward MACs per training image (32 px): student lenet5 {student:,} + teacher "
+        f"resnet20_cifar {teacher:,} = {student + teacher:,}"
+    ) in caplog.text
+    assert teacher > 5 * student  # the half-width ResNet-8 is the step's larger part
+    # XLA's FLOPs of the compiled step, per chip (4 of the 32 images on each of 8): at
+    # least the teacher's forward (2 FLOPs per MAC) beside the student's.
+    per_chip = config.train.batch_size // jax.device_count()
+    assert results["gflop_per_step_per_chip"] * 1e9 > 2 * (teacher + student) * per_chip
+
+
+def test_a_teacher_trained_on_other_normalisation_is_refused(tmp_path):
+    """The teacher sees the student's normalised batches: a workdir's teacher whose run used
+    another mean / std is refused before its checkpoint is read, naming the overrides."""
+    from tests.train.tiny import tiny_config
+
+    teacher = tiny_config(**{"data.mean": (0.1,), "data.std": (0.3,)})
+    (tmp_path / "config.json").write_text(teacher.to_json())
+    config = tiny_config(**{"train.distill": "soft", "train.teacher_checkpoint": str(tmp_path)})
+    like_teacher = tiny_config(
+        **{"train.teacher_checkpoint": str(tmp_path), "data.mean": (0.1,), "data.std": (0.3,)}
+    )
+    assert distill.normalization_problem(like_teacher, "lenet5") is None
+    with pytest.raises(ConfigError, match=r"mean \[0\.1\] and std \[0\.3\] \(as its run in") as e:
+        distill.load_teacher(config, 10, (32, 32, 1))
+    assert "--config.data.mean='(0.1,)' --config.data.std='(0.3,)'" in str(e.value)
