@@ -267,9 +267,14 @@ def start_process() -> int | None:
     return None
 
 
-def _distillation_macs(config) -> dict | None:
+def distillation_macs_logged(config, exp=None) -> dict | None:
     """With distillation, the step's forward MACs per training image, logged (student,
-    teacher, total: `cnnx.analysis.flops.distillation_macs`); None without."""
+    teacher, total: `cnnx.analysis.flops.distillation_macs`); None without.
+
+    Args:
+      config: the run's config.
+      exp: its `cnnx.train.experiment.Experiment` (default: `setup(config)`).
+    """
     if config.train.get("distill", "none") == "none":
         return None
     from absl import logging
@@ -278,7 +283,7 @@ def _distillation_macs(config) -> dict | None:
     from cnnx.train.distill import teacher_name
     from cnnx.train.experiment import setup
 
-    exp = setup(config)
+    exp = exp or setup(config)
     macs = distillation_macs(config, exp)
     logging.info(
         "forward MACs per training image (%d px): student %s %s + teacher %s %s = %s",
@@ -314,7 +319,7 @@ def run_training(config, workdir: str, *, allow_config_change: bool = False) -> 
                 config,
                 workdir,
                 allow_config_change=allow_config_change,
-                train_macs=_distillation_macs(config),
+                train_macs=distillation_macs_logged(config),
             )
     except CnnxError as e:
         logging.flush()

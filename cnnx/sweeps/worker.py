@@ -28,10 +28,10 @@ def model_cost(config) -> dict:
     """
     import jax
     import numpy as np
-    from absl import logging
 
     from cnnx.analysis.flops import total_macs
     from cnnx.analysis.trace import trace
+    from cnnx.cli import distillation_macs_logged
     from cnnx.train.experiment import setup
 
     exp = setup(config)
@@ -45,25 +45,9 @@ def model_cost(config) -> dict:
         "macs": int(total_macs(trace(exp.model, shape))),
         "eval_image_size": exp.eval_image_size,
     }
-    if config.train.get("distill", "none") != "none":
-        from cnnx import models
-        from cnnx.train.distill import teacher_name
-
-        # The teacher as `distill.load_teacher` builds it, on the student's training batches.
-        name = teacher_name(config)
-        teacher = models.create(name, num_classes=exp.model.num_classes)
-        student = int(total_macs(trace(exp.model, exp.input_shape)))
-        teacher = int(total_macs(trace(teacher, exp.input_shape)))
-        cost["train_macs"] = {"student": student, "teacher": teacher, "total": student + teacher}
-        logging.info(
-            "forward MACs per training image (%d px): student %s %s + teacher %s %s = %s",
-            exp.image_size,
-            exp.spec.name,
-            f"{student:,}",
-            name,
-            f"{teacher:,}",
-            f"{student + teacher:,}",
-        )
+    train_macs = distillation_macs_logged(config, exp)
+    if train_macs is not None:
+        cost["train_macs"] = train_macs
     return cost
 
 
@@ -110,7 +94,7 @@ def run_trial(
     if hparams:
         write_hparams(workdir, {**hparams, **{k: v[1] for k, v in (snapped or {}).items()}})
     cost = model_cost(config)
-    results = train_and_evaluate(config, workdir)
+    results = train_and_evaluate(config, workdir, train_macs=cost.get("train_macs"))
     out = {
         "status": results.pop("status"),
         "metrics": {k: v for k, v in results.items() if isinstance(v, (int, float))},
