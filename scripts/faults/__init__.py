@@ -8,8 +8,8 @@
 - inputs: folder datasets, oneDNN
 """
 
-from scripts.faults import training
+from scripts.faults import inputs, storage, training
 
-CASES = [*training.CASES]
+CASES = [*training.CASES, *storage.CASES, *inputs.CASES]
 names = [c.name for c in CASES]
 assert len(set(names)) == len(names), "case names must be unique"

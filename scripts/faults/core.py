@@ -75,7 +75,7 @@ class Case:
     setup: str  # the run it starts from
     fault: str  # what it injects
     run: Callable[["Context"], Seen]
-    timeout_s: float = 60.0
+    timeout_s: float = 150.0  # the whole case, every run in it (a shared 2-core host)
 
 
 def _drain(proc: subprocess.Popen) -> None:
@@ -172,6 +172,9 @@ class Context:
             rc = None
         proc.reader.join(timeout=10)
         out = b"".join(proc.chunks).decode(errors="replace")
+        with contextlib.suppress(OSError):  # kept with --keep, for a closer look
+            with open(self.path(f"run-{time.monotonic_ns()}.log"), "w") as f:
+                f.write(" ".join(proc.args_) + "\n" + out)
         return Run(proc.args_, rc, out, time.time() - proc.t0)
 
     def run(self, args, env=None, devices=1, timeout=None, cwd=REPO) -> Run:
