@@ -23,20 +23,17 @@ a bad flag. Runs as root (tmpfs mounts for full and read-only disks); the cases 
 service (the Cloud Storage emulator, PostgreSQL's server binaries) start it on first use.
 """
 
-import fnmatch
 import json
 import os
 import shutil
 import sys
 import tempfile
-import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags
 
 from scripts.faults import CASES
-from scripts.faults.core import OUTCOMES, Context, Shared, classify
+from scripts.faults.core import Shared, figures, run_case, select
 
 _LIST = flags.DEFINE_bool("list", False, "List the cases (name, category, setup, fault) and exit.")
 _CASES = flags.DEFINE_list("cases", [], "Case names or globs (default: all).")
@@ -46,43 +43,6 @@ _TIMEOUT = flags.DEFINE_float(
     "timeout_s", None, "Per-case limit in seconds; a case past it is a hang (default: its own)."
 )
 _KEEP = flags.DEFINE_bool("keep", False, "Keep the cases' temporary folders (printed).")
-
-
-def select(cases, names=(), categories=()):
-    """The cases whose name matches one of `names` (globs) and whose category is listed."""
-    chosen = [
-        c
-        for c in cases
-        if (not names or any(fnmatch.fnmatchcase(c.name, n) for n in names))
-        and (not categories or c.category in categories)
-    ]
-    return chosen
-
-
-def run_case(case, shared, root, timeout_s=None) -> dict:
-    """Runs one case in a folder of its own under `root`; its row of the matrix."""
-    tmp = tempfile.mkdtemp(prefix=f"{case.name}-", dir=root)
-    ctx = Context(tmp, shared, timeout_s or case.timeout_s)
-    t0 = time.time()
-    try:
-        outcome, evidence = classify(case.run(ctx))
-    except Exception as e:  # the matrix's own failure to set a case up: reported, not hidden
-        outcome = "unclear"
-        last = traceback.format_exception_only(e)[-1].strip()
-        evidence = f"the case itself failed: {last[:180]}"
-    return {
-        "case": case.name,
-        "category": case.category,
-        "setup": case.setup,
-        "fault": case.fault,
-        "outcome": outcome,
-        "evidence": evidence,
-        "seconds": round(time.time() - t0, 1),
-    }
-
-
-def figures(rows) -> dict:
-    return {"tried": len(rows), **{o: sum(r["outcome"] == o for r in rows) for o in OUTCOMES}}
 
 
 def main(argv) -> int:

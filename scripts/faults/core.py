@@ -12,14 +12,17 @@ its own checks found lost or wrong. `classify` turns that into one of four outco
 
 import contextlib
 import dataclasses
+import fnmatch
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -76,6 +79,13 @@ class Case:
     fault: str  # what it injects
     run: Callable[["Context"], Seen]
     timeout_s: float = 150.0  # the whole case, every run in it (a shared 2-core host)
+
+
+def _default_signals() -> None:
+    """A child starts with default handlers, even under `nohup ... &` (which ignores SIGINT:
+    Python would then install no KeyboardInterrupt handler and a SIGINT case would be moot)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def _drain(proc: subprocess.Popen) -> None:
@@ -155,6 +165,7 @@ class Context:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_default_signals,
         )
         proc.chunks, proc.t0, proc.args_ = [], time.time(), list(args)
         proc.reader = threading.Thread(target=_drain, args=(proc,), daemon=True)
@@ -172,9 +183,9 @@ class Context:
             rc = None
         proc.reader.join(timeout=10)
         out = b"".join(proc.chunks).decode(errors="replace")
-        with contextlib.suppress(OSError):  # kept with --keep, for a closer look
-            with open(self.path(f"run-{time.monotonic_ns()}.log"), "w") as f:
-                f.write(" ".join(proc.args_) + "\n" + out)
+        log = self.path(f"run-{time.monotonic_ns()}.log")  # kept with --keep, for a closer look
+        with contextlib.suppress(OSError), open(log, "w") as f:
+            f.write(" ".join(proc.args_) + "\n" + out)
         return Run(proc.args_, rc, out, time.time() - proc.t0)
 
     def run(self, args, env=None, devices=1, timeout=None, cwd=REPO) -> Run:
@@ -287,3 +298,40 @@ def checkpoint_steps(workdir: str) -> list[int]:
     if not os.path.isdir(folder):
         return []
     return sorted(int(n) for n in os.listdir(folder) if n.isdigit())
+
+
+def select(cases, names=(), categories=()):
+    """The cases whose name matches one of `names` (globs) and whose category is listed."""
+    chosen = [
+        c
+        for c in cases
+        if (not names or any(fnmatch.fnmatchcase(c.name, n) for n in names))
+        and (not categories or c.category in categories)
+    ]
+    return chosen
+
+
+def run_case(case, shared, root, timeout_s=None) -> dict:
+    """Runs one case in a folder of its own under `root`; its row of the matrix."""
+    tmp = tempfile.mkdtemp(prefix=f"{case.name}-", dir=root)
+    ctx = Context(tmp, shared, timeout_s or case.timeout_s)
+    t0 = time.time()
+    try:
+        outcome, evidence = classify(case.run(ctx))
+    except Exception as e:  # the matrix's own failure to set a case up: reported, not hidden
+        outcome = "unclear"
+        last = traceback.format_exception_only(e)[-1].strip()
+        evidence = f"the case itself failed: {last[:180]}"
+    return {
+        "case": case.name,
+        "category": case.category,
+        "setup": case.setup,
+        "fault": case.fault,
+        "outcome": outcome,
+        "evidence": evidence,
+        "seconds": round(time.time() - t0, 1),
+    }
+
+
+def figures(rows) -> dict:
+    return {"tried": len(rows), **{o: sum(r["outcome"] == o for r in rows) for o in OUTCOMES}}

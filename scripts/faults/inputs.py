@@ -4,19 +4,22 @@ and library (built into a copy of the package, so the checkout's own build is ne
 
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 
-from scripts.faults.core import REPO, TINY, Case, Seen, outcome_of
+from scripts.faults.core import REPO, Case, Seen, outcome_of
 
 # A folder dataset instead of the digits: every file read for training and evaluation.
 FOLDER_FLAGS = [
+    "--config=configs/default.py",
+    "--config.eval.every_steps=100000",
+    "--config.ckpt.every_steps=100",
     "--config.data.train_split=all",
     "--config.data.eval_split=all",
     "--config.data.train_pp=resize|normalize",
     "--config.data.cache=False",
     "--config.data.channels=3",
-    "--config.data.num_classes=None",  # the smoke config's synthetic classes: none here
     "--config.train.num_steps=4",
     "--config.train.batch_size=8",
     "--config.eval.batch_size=8",
@@ -46,13 +49,15 @@ def folder_case(fault, *, expect="ok", examples=None, corrupt=None, match=None):
     def case(ctx):
         root = fault(_dataset(ctx.path("images"))) or ctx.path("images")
         wd = ctx.path("wd")
-        run = ctx.train(wd, f"--config.data.source=folder:{root}", *FOLDER_FLAGS)
+        run = ctx.train(wd, f"--config.data.source=folder:{root}", base=FOLDER_FLAGS)
         seen = Seen([run], expect=expect, match=match)
         if run.rc == 0:
             results = outcome_of(wd)["results"]
             got, bad = results.get("eval/examples"), len(results.get("corrupt_files", []))
             if examples is not None and got != examples:
-                seen.wrong = f"evaluated {got} examples, the folder holds {examples} readable images"
+                seen.wrong = (
+                    f"evaluated {got} examples, the folder holds {examples} readable images"
+                )
             elif corrupt is not None and bad != corrupt:
                 seen.wrong = f"{bad} files counted as corrupt, {corrupt} expected"
             seen.note = f"{got} examples evaluated, {bad} counted as corrupt"
@@ -103,7 +108,7 @@ def _empty_class(root):
 
 
 def _zero_byte(root):
-    open(os.path.join(root, "b", "empty.png"), "w").close()
+    Path(root, "b", "empty.png").touch()
 
 
 def _dangling_link(root):
@@ -172,30 +177,147 @@ def _any_so() -> str:
 
     import numpy
 
-    return sorted(glob.glob(os.path.join(os.path.dirname(numpy.__file__), "**/*.so"), recursive=True))[0]
+    return sorted(
+        glob.glob(os.path.join(os.path.dirname(numpy.__file__), "**/*.so"), recursive=True)
+    )[0]
 
 
 F = f"default smoke on a folder: 2 classes x {PER_CLASS} PNGs, 4 steps"
 N = 2 * PER_CLASS
 CASES = [
-    Case("folder_baseline", "folder", F, "none (the baseline)", folder_case(lambda r: None, examples=N)),
-    Case("folder_link_loop", "folder", F, "a/loop -> .. (a symlink loop)", folder_case(_link_loop, examples=N)),
-    Case("folder_non_utf8_file", "folder", F, "a file name in Latin-1 (caf\\xe9.png)", folder_case(_non_utf8_file, examples=N + 1)),
-    Case("folder_non_utf8_class", "folder", F, "a class folder named b'\\xff\\xfe'", folder_case(_non_utf8_class, expect="error", match=r"UTF-8|utf")),
-    Case("folder_single_class", "folder", F, "class b removed", folder_case(_single_class, expect="error", match=r"one class|class")),
-    Case("folder_200mp_png", "folder", F, "a 200-megapixel PNG of a few kB", folder_case(_huge_png, examples=N, corrupt=1), timeout_s=200),
-    Case("folder_corrupt_images", "folder", F, "a truncated PNG and a text file named .png", folder_case(_corrupt, examples=N - 1, corrupt=2)),
-    Case("folder_all_corrupt", "folder", F, "every file replaced by junk", folder_case(_all_corrupt, expect="error", match=r"corrupt|unreadable|image")),
-    Case("folder_empty_class", "folder", F, "an empty class folder c", folder_case(_empty_class, expect="error", match=r"\bc\b|class")),
-    Case("folder_zero_byte_file", "folder", F, "an empty .png", folder_case(_zero_byte, examples=N, corrupt=1)),
-    Case("folder_dangling_link", "folder", F, "a link to a missing file", folder_case(_dangling_link, expect="any")),
-    Case("folder_pixel_modes", "folder", F, "PNGs in L, RGBA, P and I;16 modes", folder_case(_modes, examples=N + 4)),
-    Case("folder_jpeg_named_png", "folder", F, "a JPEG named .png", folder_case(_jpeg_named_png, examples=N + 1)),
-    Case("folder_missing", "folder", F, "the folder does not exist", folder_case(_missing, expect="error", match=r"images|exist|folder")),
-    Case("onednn_on_unbuilt", "onednn", "default smoke, a package copy without the extension", "CNNX_ONEDNN=on", onednn_case()),
+    Case(
+        "folder_baseline",
+        "folder",
+        F,
+        "none (the baseline)",
+        folder_case(lambda r: None, examples=N),
+    ),
+    Case(
+        "folder_link_loop",
+        "folder",
+        F,
+        "a/loop -> .. (a symlink loop)",
+        folder_case(_link_loop, examples=N),
+    ),
+    Case(
+        "folder_non_utf8_file",
+        "folder",
+        F,
+        "a file name in Latin-1 (caf\\xe9.png)",
+        folder_case(_non_utf8_file, examples=N + 1),
+    ),
+    Case(
+        "folder_non_utf8_class",
+        "folder",
+        F,
+        "a class folder named b'\\xff\\xfe'",
+        folder_case(_non_utf8_class, expect="error", match=r"UTF-8|utf"),
+    ),
+    Case(
+        "folder_single_class",
+        "folder",
+        F,
+        "class b removed",
+        folder_case(_single_class, expect="error", match=r"one class|class"),
+    ),
+    Case(
+        "folder_200mp_png",
+        "folder",
+        F,
+        "a 200-megapixel PNG of a few kB",
+        folder_case(_huge_png, examples=N, corrupt=1),
+        timeout_s=200,
+    ),
+    Case(
+        "folder_corrupt_images",
+        "folder",
+        F,
+        "a truncated PNG and a text file named .png",
+        folder_case(_corrupt, examples=N - 1, corrupt=2),
+    ),
+    Case(
+        "folder_all_corrupt",
+        "folder",
+        F,
+        "every file replaced by junk",
+        folder_case(_all_corrupt, expect="error", match=r"corrupt|unreadable|image"),
+    ),
+    Case(
+        "folder_empty_class",
+        "folder",
+        F,
+        "an empty class folder c",
+        folder_case(_empty_class, expect="error", match=r"\bc\b|class"),
+    ),
+    Case(
+        "folder_zero_byte_file",
+        "folder",
+        F,
+        "an empty .png",
+        folder_case(_zero_byte, examples=N, corrupt=1),
+    ),
+    Case(
+        "folder_dangling_link",
+        "folder",
+        F,
+        "a link to a missing file",
+        folder_case(_dangling_link, expect="any"),
+    ),
+    Case(
+        "folder_pixel_modes",
+        "folder",
+        F,
+        "PNGs in L, RGBA, P and I;16 modes",
+        folder_case(_modes, examples=N + 4),
+    ),
+    Case(
+        "folder_jpeg_named_png",
+        "folder",
+        F,
+        "a JPEG named .png",
+        folder_case(_jpeg_named_png, examples=N + 1),
+    ),
+    Case(
+        "folder_missing",
+        "folder",
+        F,
+        "the folder does not exist",
+        folder_case(_missing, expect="error", match=r"images|exist|folder"),
+    ),
+    Case(
+        "onednn_on_unbuilt",
+        "onednn",
+        "default smoke, a package copy without the extension",
+        "CNNX_ONEDNN=on",
+        onednn_case(),
+    ),
     Case("onednn_bad_value", "onednn", "default smoke", "CNNX_ONEDNN=maybe", onednn_case("maybe")),
-    Case("onednn_truncated", "onednn", "default smoke, the extension built", "the library cut to a third, CNNX_ONEDNN=on", onednn_case(damage="truncate")),
-    Case("onednn_truncated_auto", "onednn", "default smoke, the extension built", "the library cut to a third, CNNX_ONEDNN=auto", onednn_case("auto", damage="truncate", expect="any")),
-    Case("onednn_foreign", "onednn", "default smoke, the extension built", "another .so under its name, CNNX_ONEDNN=on", onednn_case(damage="foreign")),
-    Case("onednn_no_record", "onednn", "default smoke, the extension built", "its size/hash record removed, CNNX_ONEDNN=on", onednn_case(damage="no_record")),
+    Case(
+        "onednn_truncated",
+        "onednn",
+        "default smoke, the extension built",
+        "the library cut to a third, CNNX_ONEDNN=on",
+        onednn_case(damage="truncate"),
+    ),
+    Case(
+        "onednn_truncated_auto",
+        "onednn",
+        "default smoke, the extension built",
+        "the library cut to a third, CNNX_ONEDNN=auto",
+        onednn_case("auto", damage="truncate", expect="any"),
+    ),
+    Case(
+        "onednn_foreign",
+        "onednn",
+        "default smoke, the extension built",
+        "another .so under its name, CNNX_ONEDNN=on",
+        onednn_case(damage="foreign"),
+    ),
+    Case(
+        "onednn_no_record",
+        "onednn",
+        "default smoke, the extension built",
+        "its size/hash record removed, CNNX_ONEDNN=on",
+        onednn_case(damage="no_record"),
+    ),
 ]

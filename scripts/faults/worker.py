@@ -11,8 +11,8 @@ when orbax commits a save:
   nan_at: [STEP, ...]     a NaN pixel in the batch of each of these (1-based) steps
   sleep_s: S              sleep S seconds after each step (a slow run others can meet)
   pause_at: STEP          after STEP, write MARKER/at and wait for MARKER/go (`marker`)
-  fsize_at: [STEP, BYTES] from STEP (0: the start) on, no file may grow past BYTES (RLIMIT_FSIZE: the
-                          kernel fails writes as on a full disk)
+  fsize_at: [STEP, BYTES] from STEP (0: the start) on, no file may grow past BYTES
+                          (RLIMIT_FSIZE: the kernel fails writes as on a full disk)
 """
 
 import json
