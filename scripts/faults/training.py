@@ -46,7 +46,8 @@ def resume(fault: dict | None = None, *, flags=(), chain=(), before=None) -> cal
         runs.append(ctx.train(wd, *flags))
         lost = _retrained(wd, saved)
         ignored = [
-            f"SIG{f['signal']} after step {f['signal_at'][0]} was ignored: the run went on to the end"
+            f"SIG{f.get('signal', 'TERM')} after step {f['signal_at'][0]} was ignored: "
+            "the run went on to the end"
             for f, r in zip((fault, *chain), runs)
             if f
             and f.get("signal", "TERM") != "KILL"
