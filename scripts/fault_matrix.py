@@ -30,24 +30,37 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from absl import app, flags
+from absl import flags
 
-from scripts.faults import CASES
-from scripts.faults.core import Shared, figures, run_case, select
+from cnnx import script_flags
 
-_LIST = flags.DEFINE_bool("list", False, "List the cases (name, category, setup, fault) and exit.")
-_CASES = flags.DEFINE_list("cases", [], "Case names or globs (default: all).")
-_CATEGORIES = flags.DEFINE_list("categories", [], "Only these categories (default: all).")
-_OUTPUT = flags.DEFINE_string("output", None, "Write every case's row and the figures as JSON.")
-_TIMEOUT = flags.DEFINE_float(
-    "timeout_s", None, "Per-case limit in seconds; a case past it is a hang (default: its own)."
+FLAGS = flags.FlagValues()
+_LIST = flags.DEFINE_bool(
+    "list", False, "List the cases (name, category, setup, fault) and exit.", flag_values=FLAGS
 )
-_KEEP = flags.DEFINE_bool("keep", False, "Keep the cases' temporary folders (printed).")
+_CASES = flags.DEFINE_list("cases", [], "Case names or globs (default: all).", flag_values=FLAGS)
+_CATEGORIES = flags.DEFINE_list(
+    "categories", [], "Only these categories (default: all).", flag_values=FLAGS
+)
+_OUTPUT = flags.DEFINE_string(
+    "output", None, "Write every case's row and the figures as JSON.", flag_values=FLAGS
+)
+_TIMEOUT = flags.DEFINE_float(
+    "timeout_s",
+    None,
+    "Per-case limit in seconds; a case past it is a hang (default: the case's own).",
+    flag_values=FLAGS,
+)
+_KEEP = flags.DEFINE_bool(
+    "keep", False, "Keep the cases' temporary folders (printed).", flag_values=FLAGS
+)
 
 
-def main(argv) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+def main(argv: list[str] | None = None) -> int:
+    script_flags.parse(FLAGS, argv, __doc__)
+    from scripts.faults import CASES
+    from scripts.faults.core import Shared, figures, run_case, select
+
     known = {c.category for c in CASES}
     if bad := sorted(set(_CATEGORIES.value) - known):
         print(f"error: unknown categories {bad}; known: {sorted(known)}", file=sys.stderr)
@@ -88,4 +101,4 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-    app.run(lambda argv: sys.exit(main(argv)))
+    sys.exit(main())
