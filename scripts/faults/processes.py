@@ -5,6 +5,7 @@ killed, paused and typo'd sweeps) and one run of two jax.distributed processes.
 import glob
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -73,8 +74,9 @@ def sweep_allow_failed(ctx):
     return Seen([run], expect="any", note="failed trials accepted on request")
 
 
-def sweep_after(fault, *flags, expect="error", match=None):
-    """A completed sweep, then `fault(ctx, wd)`, then the sweep command (with `flags`) again."""
+def sweep_after(fault, *flags, expect="error", match=None, says=None):
+    """A completed sweep, then `fault(ctx, wd)`, then the sweep command (with `flags`) again;
+    `says`: a continuation that must also print an error: line matching it."""
 
     def case(ctx):
         wd = ctx.path("sweep")
@@ -88,7 +90,12 @@ def sweep_after(fault, *flags, expect="error", match=None):
             if len(after) < len(before)
             else None
         )
-        return Seen([first, again], expect=expect, match=match, lost=lost)
+        seen = Seen([first, again], expect=expect, match=match, lost=lost)
+        if says and again.rc == 0:
+            named = [e for e in again.error_lines() if re.search(says, e)]
+            seen.note = f"{named[0][:160]}; went on" if named else ""
+            seen.wrong = None if named else f"exit 0 without an error: line saying /{says}/"
+        return seen
 
     return case
 
@@ -294,7 +301,7 @@ CASES = [
         "sweeps",
         S,
         "the same, then --summarize_only",
-        sweep_after(_torn_journal, "--summarize_only", match=r"offset"),
+        sweep_after(_torn_journal, "--summarize_only", expect="ok", says=r"offset"),
     ),
     Case(
         "sweep_torn_last_line",

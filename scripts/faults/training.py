@@ -59,7 +59,7 @@ def resume(fault: dict | None = None, *, flags=(), chain=(), before=None) -> cal
             runs,
             expect="ok",
             lost=lost,
-            wrong=None if lost else (ignored[:1] or [differs(wd, ref)])[0],
+            wrong=None if lost or runs[-1].rc != 0 else (ignored[:1] or [differs(wd, ref)])[0],
             signals=STOPPED,
             note=f"stopped with {[r.rc for r in runs[:-1]]}, checkpoints {saved}; "
             "the resume equals the uninterrupted run",

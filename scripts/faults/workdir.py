@@ -23,6 +23,11 @@ from scripts.faults.training import (
 )
 
 
+def _slow_kill(step):
+    """SIGKILL after `step` of a run slow enough (0.2 s a step) for its saves to complete."""
+    return {**_signal("KILL", step), "sleep_s": 0.2}
+
+
 def readonly_new(ctx):
     mnt = ctx.path("mnt")
     _mount_tmpfs(mnt, "1m", ro=True)
@@ -144,35 +149,35 @@ CASES = [
         "workdir",
         T + ", SIGKILL at 9",
         "bytes overwritten in the newest step",
-        resume(_signal("KILL", 9), before=_damage("flip")),
+        resume(_slow_kill(9), before=_damage("flip")),
     ),
     Case(
         "truncated_checkpoint",
         "workdir",
         T + ", SIGKILL at 9",
         "the newest step's largest file truncated",
-        resume(_signal("KILL", 9), before=_damage("truncate")),
+        resume(_slow_kill(9), before=_damage("truncate")),
     ),
     Case(
         "emptied_checkpoint",
         "workdir",
         T + ", SIGKILL at 9",
         "the newest step's files removed",
-        resume(_signal("KILL", 9), before=_damage("empty")),
+        resume(_slow_kill(9), before=_damage("empty")),
     ),
     Case(
         "torn_metrics_line",
         "workdir",
         T + ", SIGKILL at 6",
         "half a line appended to train_metrics.jsonl",
-        resume(_signal("KILL", 6), before=_torn_metrics),
+        resume(_slow_kill(6), before=_torn_metrics),
     ),
     Case(
         "garbage_config_json",
         "workdir",
         T + ", SIGKILL at 6",
         "config.json overwritten with junk",
-        resume(_signal("KILL", 6), before=_garbage_config),
+        resume(_slow_kill(6), before=_garbage_config),
     ),
     Case(
         "width_mult_1000",
