@@ -76,7 +76,8 @@ def sigterm_at_startup(ctx):
     proc.terminate()
     first = ctx.finish(proc)
     second = ctx.train(wd)
-    return Seen([first, second], expect="ok", wrong=differs(wd, ref), signals=STOPPED)
+    wrong = differs(wd, ref) if second.rc == 0 else None
+    return Seen([first, second], expect="ok", wrong=wrong, signals=STOPPED)
 
 
 def _damage(how: str):
@@ -155,7 +156,7 @@ def full_disk(step: int, limit: int, then_resume: bool = True):
             second = ctx.train(wd)
             errors = first.error_lines()
             seen.lost = _retrained(wd, saved)
-            seen.wrong = differs(wd, ref)
+            seen.wrong = differs(wd, ref) if errors and second.rc == 0 else None
             seen.runs = [first, second]
             seen.expect, seen.note = "ok", (errors[0][:150] if errors else "") + "; resumed"
             if not errors:  # the first run's message is what this case is about
@@ -198,7 +199,7 @@ def tmpfs_full_then_resume(ctx):
             [first, second] if errors else [first],
             expect="ok" if errors else "error",
             lost=_retrained(wd, saved) or (None if saved else "no checkpoint survived"),
-            wrong=differs(wd, ref) if errors else None,
+            wrong=differs(wd, ref) if errors and second.rc == 0 else None,
             note=f"{errors[0][:120] if errors else ''}; resumed from {saved}",
         )
     finally:
