@@ -1,6 +1,6 @@
 """The fault matrix: tiny runs that meet one fault each, and how each one ends.
 
-    python scripts/fault_matrix.py                         # every case (about 15-25 min)
+    python scripts/fault_matrix.py                         # every case (~40 min, busy 2 cores)
     python scripts/fault_matrix.py --list
     python scripts/fault_matrix.py --categories=signals,config --output=faults.json
     python scripts/fault_matrix.py --cases='sigkill_*,gcs_*' --timeout_s=90
@@ -12,7 +12,8 @@ a storage emulator outage, a PostgreSQL restart, a damaged file, a bad folder da
 config value...) and classifies how it ended (`scripts/faults/core.py`):
 
   survived  one `error:` line saying what is wrong and what to do, or a correct continuation
-            (a resume equal, bit for bit, to the uninterrupted run), the workdir intact;
+            (a resume whose every step's loss and final evaluation equal, bit for bit,
+            the uninterrupted run's), the workdir intact;
   lost      something already written (checkpoint, results, records, trials) lost or damaged;
   unclear   a traceback, a hang (the per-case timeout), a native crash, or no message;
   wrong     a silent wrong result.

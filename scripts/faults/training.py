@@ -1,4 +1,4 @@
-"""Cases of one training run: signals, NaN losses, full disks, workdirs, config values.
+"""Cases of one training run: signals at steps and during saves, NaN losses, full disks.
 
 Each starts from core.TINY (LeNet-5 on digits, 12 steps, a checkpoint every 4) in the case's
 own folder; a resume is compared with the uninterrupted run (losses of every step, the final
