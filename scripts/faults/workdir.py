@@ -24,8 +24,8 @@ from scripts.faults.training import (
 
 
 def _slow_kill(step):
-    """SIGKILL after `step` of a run slow enough (0.2 s a step) for its saves to complete."""
-    return {**_signal("KILL", step), "sleep_s": 0.2}
+    """SIGKILL after `step` of a run slow enough (0.5 s a step) for its saves to complete."""
+    return {**_signal("KILL", step), "sleep_s": 0.5}
 
 
 def readonly_new(ctx):
