@@ -22,6 +22,8 @@ from scripts.faults.training import (
     resume,
 )
 
+SYNC = ("--config.ckpt.asynchronous=false",)  # checkpoints 4 and 8 are complete at step 9
+
 
 def _slow_kill(step):
     """SIGKILL after `step` of a run slow enough (0.5 s a step) for its saves to complete."""
@@ -148,23 +150,23 @@ CASES = [
     Case(
         "damaged_checkpoint",
         "workdir",
-        T + ", SIGKILL at 9",
+        T + ", synchronous saves, SIGKILL at 9",
         "bytes overwritten in the newest step",
-        resume(_slow_kill(9), before=_damage("flip")),
+        resume(_slow_kill(9), flags=SYNC, before=_damage("flip")),
     ),
     Case(
         "truncated_checkpoint",
         "workdir",
-        T + ", SIGKILL at 9",
+        T + ", synchronous saves, SIGKILL at 9",
         "the newest step's largest file truncated",
-        resume(_slow_kill(9), before=_damage("truncate")),
+        resume(_slow_kill(9), flags=SYNC, before=_damage("truncate")),
     ),
     Case(
         "emptied_checkpoint",
         "workdir",
-        T + ", SIGKILL at 9",
+        T + ", synchronous saves, SIGKILL at 9",
         "the newest step's files removed",
-        resume(_slow_kill(9), before=_damage("empty")),
+        resume(_slow_kill(9), flags=SYNC, before=_damage("empty")),
     ),
     Case(
         "torn_metrics_line",
