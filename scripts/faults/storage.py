@@ -23,12 +23,12 @@ def _gs_outcome(gcs, url: str, local: str) -> dict:
     return local
 
 
-def gcs_resume(fault=None, *, outage_s=0.0, damage=False):
+def gcs_resume(fault=None, *, outage_s=0.0, damage=False, flags=()):
     """train.py on gs://: a fault, then the same command; the end equals the local run's."""
 
     def case(ctx):
         gcs = service(ctx, "gcs", Emulator)
-        ref = ctx.shared.reference(ctx)
+        ref = ctx.shared.reference(ctx, tuple(flags))
         wd = gcs.folder()
         marker = ctx.path("marker")
         os.makedirs(marker)
@@ -46,7 +46,7 @@ def gcs_resume(fault=None, *, outage_s=0.0, damage=False):
             gcs.proc.send_signal(signal.SIGCONT)
             runs.append(ctx.finish(proc))
         else:
-            runs.append(ctx.train(wd, fault=fault, env=gcs.env))
+            runs.append(ctx.train(wd, *flags, fault=fault, env=gcs.env))
         if damage:
             fs = gcs.fs()
             steps = sorted(
@@ -60,7 +60,7 @@ def gcs_resume(fault=None, *, outage_s=0.0, damage=False):
             data[len(data) // 2 : len(data) // 2 + 32] = b"\xde\xad\xbe\xef" * 8
             fs.pipe(biggest, bytes(data))
         if runs[-1].rc != 0 or fault or damage:
-            runs.append(ctx.train(wd, env=gcs.env))
+            runs.append(ctx.train(wd, *flags, env=gcs.env))
         local = _gs_outcome(gcs, wd, ctx.path("fetched"))
         return Seen(
             runs,
@@ -244,9 +244,13 @@ CASES = [
     Case(
         "gcs_damaged_object",
         "gcs",
-        G + ", SIGKILL at 9 (0.5 s a step)",
+        G + ", synchronous saves, SIGKILL at 9",
         "bytes overwritten in the newest step's largest object",
-        gcs_resume({"signal_at": [9], "signal": "KILL", "sleep_s": 0.5}, damage=True),
+        gcs_resume(
+            {"signal_at": [9], "signal": "KILL"},
+            damage=True,
+            flags=("--config.ckpt.asynchronous=false",),  # checkpoints 4 and 8 complete at 9
+        ),
     ),
     Case(
         "gcs_unreachable",
