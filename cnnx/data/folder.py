@@ -197,9 +197,23 @@ def _subfolders(directory: str) -> list[str]:
     )
 
 
-def _images_under(folder: str) -> list[str]:
-    """Image files anywhere under `folder`, in a fixed order (as ImageFolder: links followed,
-    but each real folder read once: a link loop would repeat the class's images)."""
+def _images_under(folder: str, split_dir: str, classes: list[str]) -> list[str]:
+    """Image files anywhere under class folder `folder`, in a fixed order (as ImageFolder:
+    links followed, but each real folder read once: a link loop would repeat the images).
+
+    Raises:
+      DataError: a link leads out of the class into another class's folder or into a folder
+        that holds the split's classes: its images would be read under two labels.
+    """
+    own = os.path.realpath(folder)
+    split_real = os.path.realpath(split_dir)
+    name = os.path.basename(folder)
+    others = {os.path.realpath(os.path.join(split_dir, c)): c for c in classes if c != name}
+    if own in others:
+        raise DataError(
+            f"Class folders {name!r} and {others[own]!r} of {shown(split_dir)} are one folder "
+            f"({shown(own)}, through a link): its images would take two labels. Remove the link."
+        )
     out, walked = [], {}
     for parent, dirs, files in os.walk(folder, followlinks=True):
         real = os.path.realpath(parent)
@@ -211,6 +225,14 @@ def _images_under(folder: str) -> list[str]:
             )
             dirs[:] = []
             continue
+        inside = next((c for r, c in others.items() if _within(real, r)), None)
+        if inside is not None or _within(split_real, real):
+            where = f"class {inside!r}'s folder" if inside else "the folder of all the classes"
+            raise DataError(
+                f"Image folder {shown(parent)} is a link to {where} ({shown(real)}): its images "
+                f"would be read under class {name!r} as well. Remove the "
+                "link, or copy the images that belong to this class."
+            )
         walked[real] = parent
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         out.extend(
@@ -219,6 +241,11 @@ def _images_under(folder: str) -> list[str]:
             if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")
         )
     return out
+
+
+def _within(path: str, folder: str) -> bool:
+    """Whether real path `path` is `folder` or lies under it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _interleaved(per_class: list[list[str]]) -> list[tuple[str, int]]:
@@ -316,8 +343,9 @@ def folder_source(root: str, on_corrupt: str) -> FolderSource:
     else:
         split_dirs = {"all": root}
     per_split = {
-        s: {c: _images_under(os.path.join(d, c)) for c in _subfolders(d)}
+        s: {c: _images_under(os.path.join(d, c), d, classes) for c in classes}
         for s, d in split_dirs.items()
+        for classes in [_subfolders(d)]
     }
     if not any(files for split in per_split.values() for files in split.values()):
         raise DataError(

@@ -37,6 +37,22 @@ def test_a_link_loop_reads_each_folder_once(tmp_path, caplog):
     assert any("through a link" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize("target", ["cow", "."])
+def test_a_link_into_another_class_or_the_root_is_refused(tmp_path, target):
+    # ant/loop -> ../cow (or -> ..) used to read cow's images a second time, labelled ant.
+    root = _make(tmp_path, {"ant": 3, "cow": 3})
+    os.symlink(os.path.join("..", target), root / "ant" / "loop")
+    with pytest.raises(DataError, match=r"ant/loop is a link to .*read under class 'ant'"):
+        get_source(data_section(f"folder:{root}")).num_examples("all")
+
+
+def test_a_class_folder_that_links_to_another_class_is_refused(tmp_path):
+    root = _make(tmp_path, {"ant": 3})
+    os.symlink("ant", root / "cow")
+    with pytest.raises(DataError, match=r"'ant' and 'cow' .* are one folder"):
+        get_source(data_section(f"folder:{root}")).num_examples("all")
+
+
 def test_file_names_that_are_not_utf8_are_read_and_named(tmp_path):
     # A Latin-1 name used to crash the run when the file list became a tensor.
     root = _make(tmp_path, {"ant": 2, "cow": 2})
