@@ -302,7 +302,8 @@ def run_training(config, workdir: str, *, allow_config_change: bool = False) -> 
 
     0: finished (or already finished: one line, results.json kept); 143: preempted (SIGTERM),
     with a checkpoint saved; 2: a `CnnxError` (bad config, missing data, divergence,
-    checkpoint trouble, a workdir of another run or in use), printed as one `error:` line.
+    checkpoint trouble, a workdir of another run or in use), printed as one `error:` line;
+    130: interrupted (Ctrl-C, SIGINT), one `error:` line.
     """
     from absl import logging
 
@@ -325,6 +326,15 @@ def run_training(config, workdir: str, *, allow_config_change: bool = False) -> 
         logging.flush()
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: the user's own stop, not a fault to trace back
+        logging.flush()
+        print(
+            f"error: interrupted (Ctrl-C): {workdir} keeps the checkpoints saved so far (a save "
+            "that was under way is left out); run the same command to resume from the newest. "
+            "To stop at a step with a checkpoint of it, send SIGTERM instead.",
+            file=sys.stderr,
+        )
+        return 130
     if results["status"] == "preempted":
         print(f"Preempted at step {results['step']}; checkpoint saved in {workdir}.")
         return 143
