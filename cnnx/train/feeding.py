@@ -22,21 +22,27 @@ from cnnx.data import to_global
 # Batches placed ahead (flax's ImageNet example prefetches 2) and steps allowed in flight.
 PREFETCH = 2
 DEPTH = 3
+# What the train step reads of a batch (`cnnx.train.steps.train_step`); the pipeline's other
+# fields ('index', for linear probes) stay on the host: each placed array costs a transfer.
+STEP_KEYS = ("image", "label")
 
 
-def prefetch_to_device(batches, sharding, size: int = PREFETCH):
+def prefetch_to_device(batches, sharding, size: int = PREFETCH, keys=STEP_KEYS):
     """Yields global arrays of `batches`, the next `size` of them already placed.
 
     Args:
-      batches: an iterator of per-process numpy batches ({'image', 'label'}).
+      batches: an iterator of per-process numpy batches ({'image', 'label', ...}).
       sharding: the batch sharding (`cnnx.parallel.mesh.batch_sharding`).
       size: batches placed ahead (0: place each when it is asked for).
+      keys: the fields placed (None: all).
 
     Yields:
       dicts of `jax.Array`s sharded by `sharding`, in the iterator's order.
     """
     queue = collections.deque()
     for batch in batches:
+        if keys is not None:
+            batch = {k: batch[k] for k in keys}
         queue.append(to_global(batch, sharding))
         if len(queue) > size:
             yield queue.popleft()
