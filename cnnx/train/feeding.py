@@ -11,6 +11,13 @@ how far the host runs ahead of the device.
   outputs it holds) stays bounded. It also keeps XLA:CPU's multi-device collectives from
   deadlocking when dozens of steps and an evaluation are in flight at once (seen with 8
   host-platform devices on 2 cores).
+
+The rules that keep XLA:CPU's collectives safe with many host-platform devices (its client
+runs every device's share of a program on one pool of max(cores, devices) threads, so one
+collective needs them all, and aborts the process when a collective's participants do not all
+arrive within 40 s): only the loop's thread dispatches device work (the device-idle watcher
+of `cnnx.train.throughput` only waits on arrays, and stops before the final evaluation); the
+steps in flight are drained before every evaluation, periodic and final.
 """
 
 import collections

@@ -381,6 +381,7 @@ def _run_and_finish(run: _Run, state, start_step: int, step_callback, n_params: 
         with run.preemption:
             state, step, eval_metrics, preempted = _step_loop(run, state, start_step, step_callback)
         run.profiler.stop(state)
+        run.speed.close()  # only the main thread is left to touch the devices
         if not preempted:
             eval_metrics = run.final_eval(step, state) or eval_metrics
         log.flush_writer()

@@ -147,8 +147,10 @@ class DeviceIdle:
         return taken
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
+        """Ends the watcher thread (again: nothing)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout=10)
 
 
 class Throughput:
