@@ -21,7 +21,7 @@ def _lines(workdir):
 
 
 def _slow_input_and_checkpoints(monkeypatch):
-    """A source that takes 0.2 s per batch (far longer than the step) and checkpoint saves
+    """A source that takes 0.3 s per batch (far longer than the step) and checkpoint saves
     that wait 0.8 s before starting."""
     import time
 
@@ -32,7 +32,7 @@ def _slow_input_and_checkpoints(monkeypatch):
 
     def sleepy_iterate(self, start_step=0):
         for batch in iterate(self, start_step):
-            time.sleep(0.2)
+            time.sleep(0.3)
             yield batch
 
     def slow_save(self, *args, **kwargs):
