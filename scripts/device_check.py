@@ -14,9 +14,10 @@ asynchronous checkpoints and evaluations on) for --steps steps, and reads its re
   ResNet-50 bfloat16 batch 256, EfficientNet-B0 256, ViT-B/16 128, ConvNeXt-T 128 (224 px;
   model.dtype 'auto': bfloat16 on a bf16-capable chip)
 
-and prints per model images/s per chip, MFU, compile time, peak memory and host share, then one
-float32 train step of ResNet-50 (batch 8) on the device against the same step on the CPU (a
-subprocess with JAX_PLATFORMS=cpu; pass: loss within 1e-3 relative). --profile keeps a
+and prints per model images/s per chip, MFU, compile time, peak memory and host share (with
+its causes: input, metrics, logging, checkpoint, other), then one float32 train step of
+ResNet-50 (batch 8) on the device against the same step on the CPU (a subprocess with
+JAX_PLATFORMS=cpu; pass: loss within 1e-3 relative). --profile keeps a
 jax.profiler trace of 5 steps of each model (the files go to --out). `--smoke` runs the same
 machinery with LeNet-5 for a few steps at 32 px (the test on a CPU).
 """
@@ -109,6 +110,10 @@ def summarize(name: str, results: dict) -> dict:
         "compile_s": results.get("compile_s"),
         "peak_memory_mb": results.get("peak_memory_mb"),
         "host_share": results.get("host_share"),
+        # Its parts by cause (cnnx.train.throughput: input, metrics, logging, checkpoint, other).
+        "host_share_parts": {
+            k.split("/", 1)[1]: v for k, v in results.items() if k.startswith("host_share/")
+        },
         "eval_top1": results.get("eval/top1"),
     }
 
@@ -117,12 +122,21 @@ def _cell(value, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def _parts(parts) -> str:
+    """'input 1.2, checkpoint 0.4, other 0.1': the host share's causes in percent, largest
+    first, those under 0.05% left out ('-': none measured)."""
+    if not parts:
+        return "-"
+    shown = [(k, 100 * v) for k, v in sorted(parts.items(), key=lambda kv: -kv[1])]
+    return ", ".join(f"{k} {v:.1f}" for k, v in shown if v >= 0.05) or "none"
+
+
 def table(rows: list[dict]) -> str:
     """The rows as the README's Markdown table."""
     lines = [
         "| model | dtype | images/s/chip | TFLOP/s/chip | MFU | compile s | peak MiB "
-        "| host share |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| host share | of which (%) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in rows:
         mfu = None if r.get("mfu") is None else 100 * r["mfu"]
@@ -133,7 +147,7 @@ def table(rows: list[dict]) -> str:
             f"{_cell(r.get('images_per_s_per_chip'), ',.0f')} | "
             f"{_cell(r.get('tflops_per_chip'), '.1f')} | {percent(mfu)} | "
             f"{_cell(r.get('compile_s'), '.1f')} | {_cell(r.get('peak_memory_mb'), ',.0f')} | "
-            f"{percent(host)} |"
+            f"{percent(host)} | {_parts(r.get('host_share_parts'))} |"
         )
     return "\n".join(lines)
 

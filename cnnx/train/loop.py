@@ -222,7 +222,12 @@ class _Run:
         )
 
     def flush(self, step: int) -> None:
-        self.log.flush(step, self.timer, self.health, self.speed)
+        """A log step: the metrics fetched, then the line and files written (each its own
+        part of the host share)."""
+        with self.speed.phase("metrics"):
+            self.log.check(step)
+        with self.speed.phase("logging"):
+            self.log.flush(step, self.timer, self.health, self.speed)
 
     @contextlib.contextmanager
     def not_training(self):
@@ -232,8 +237,9 @@ class _Run:
 
     def save(self, step: int, state, wait: bool) -> None:
         # Never checkpoint a diverged state; the log window goes on (issue 33).
-        self.log.check(step)
-        with self.timer.excluded():
+        with self.speed.phase("metrics"):
+            self.log.check(step)
+        with self.timer.excluded(), self.speed.phase("checkpoint"):
             if not bool(all_finite(state.params)):
                 raise TrainingDiverged(
                     f"Parameters became non-finite by step {step}; not saving; "
@@ -279,7 +285,7 @@ def _step_loop(run: _Run, state, start_step: int, step_callback):
     in_flight = feeding.InFlight()
     step, eval_metrics, total = start_step, {}, log.total_steps
     while step < total:
-        with timer.waiting_for_data():
+        with timer.waiting_for_data(), run.speed.phase("input"):
             batch = next(batches)
         profiler.before_step(step)
         compiling = step == start_step  # the first call traces and compiles
@@ -317,6 +323,8 @@ def _step_loop(run: _Run, state, start_step: int, step_callback):
             in_flight.drain()  # the steps' own time, not the evaluation's
             state, metrics = run.periodic_eval(step, state)
             eval_metrics = {**eval_metrics, **metrics}
+    # No training step is queued when the final evaluation dispatches its programs.
+    in_flight.drain()
     return state, step, eval_metrics, False
 
 
@@ -380,6 +388,7 @@ def _run_and_finish(
         with run.preemption:
             state, step, eval_metrics, preempted = _step_loop(run, state, start_step, step_callback)
         run.profiler.stop(state)
+        run.speed.close()  # only the main thread is left to touch the devices
         if not preempted:
             eval_metrics = run.final_eval(step, state) or eval_metrics
         log.flush_writer()

@@ -128,7 +128,11 @@ def _scalars(values: dict, prefix: str = "") -> str:
     """'loss 0.7431  top1 75.94' from {'train/top1': 75.94, 'train/loss': 0.7431}."""
     short = {k.removeprefix(prefix): v for k, v in values.items()}
     keys = [k for k in _LINE_ORDER if k in short]
-    keys += [k for k in short if k not in keys and k not in _TIMING + _SPEED]
+    keys += [
+        k
+        for k in short
+        if k not in keys + list(_TIMING + _SPEED) and not k.startswith("host_share/")
+    ]
     return "  ".join(f"{k} {short[k]:.4g}" for k in keys)
 
 
@@ -139,7 +143,8 @@ def train_line(step: int, total: int, summary: dict, eta_s: float) -> str:
       step, total: steps done and the run's length.
       summary: the step's 'train/*' scalars, with `StepTimer`'s step_ms and data_wait_ms
         (compilation, evaluation and checkpoints excluded) and, when measured,
-        `throughput.Throughput`'s images_per_s_per_chip, tflops_per_chip, mfu, host_share.
+        `throughput.Throughput`'s images_per_s_per_chip, tflops_per_chip, mfu, host_share
+        and its parts ('host_share/<cause>').
       eta_s: seconds left (`MetricsLog.eta`).
     """
     step_ms = summary.get("train/step_ms", 0.0)
@@ -152,6 +157,9 @@ def train_line(step: int, total: int, summary: dict, eta_s: float) -> str:
         if "train/mfu" in summary:
             chip += f", MFU {100.0 * summary['train/mfu']:.1f}%"
         chip += f", host share {100.0 * summary.get('train/host_share', 0.0):.0f}%"
+        parts = [(k.split("/")[-1], v) for k, v in summary.items() if "/host_share/" in k]
+        if parts:  # its causes, in points: (input 3, metrics 0, logging 1, checkpoint 0, other 0)
+            chip += f" ({', '.join(f'{k} {100.0 * v:.0f}' for k, v in parts)})"
     return (
         f"step {step}/{total} ({100.0 * step / total:.1f}%)  {_scalars(summary, 'train/')}  | "
         f"{speed} ({step_ms:.1f} ms/step, {summary.get('train/data_wait_ms', 0.0):.1f} of them "

@@ -32,11 +32,17 @@ def test_table_rows_from_results():
         "compile_s": 41.26,
         "peak_memory_mb": 30123.0,
         "host_share": 0.021,
+        "host_share/input": 0.015,
+        "host_share/metrics": 0.0,
+        "host_share/logging": 0.001,
+        "host_share/checkpoint": 0.004,
+        "host_share/other": 0.001,
     }
     rows = [device_check.summarize("resnet50", results), {"model": "vit_b_16", "status": "failed"}]
     text = device_check.table(rows)
     assert "| resnet50 | bfloat16 | 6,123 | 150.0 | 15.2% | 41.3 | 30,123 | 2.1% |" in text
-    assert "| vit_b_16 | failed | - | - | - | - | - | - |" in text
+    assert "| 2.1% | input 1.5, checkpoint 0.4, logging 0.1, other 0.1 |" in text
+    assert "| vit_b_16 | failed | - | - | - | - | - | - | - |" in text
 
 
 @pytest.mark.slow
@@ -46,6 +52,8 @@ def test_smoke_run_trains_and_compares_float32(tmp_path):
     assert row["status"] == "completed", row
     assert row["images_per_s_per_chip"] > 0 and row["compile_s"] > 0
     assert row["mfu"] is None  # no CPU peak
+    assert set(row["host_share_parts"]) == {"input", "metrics", "logging", "checkpoint", "other"}
+    assert sum(row["host_share_parts"].values()) == pytest.approx(row["host_share"], abs=1e-9)
     check = report["float32_check"]
     assert check["ok"] and check["cpu"]["platform"] == "cpu"
     assert json.loads((tmp_path / "device_check.json").read_text())["rows"] == [row]
