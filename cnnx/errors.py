@@ -46,3 +46,8 @@ class WorkdirError(CnnxError):
 class StorageError(CnnxError):
     """A sweep's study storage (journal file or database) cannot be reached or read: the
     message names it, what was found (a damaged journal line: its byte offset) and the repair."""
+
+
+class OutOfMemory(CnnxError, MemoryError):
+    """The host ran out of memory for something cnnx can name (the input pipeline's
+    preprocessing): not a fault of the data's files; the message says what to lower."""

@@ -39,13 +39,15 @@ from absl import logging
 
 from cnnx.data.sources import (
     Source,
+    is_out_of_memory,
+    out_of_memory,
     parse_split,
     process_slice,
     require_tensorflow,
     slice_indices,
     source,
 )
-from cnnx.errors import ConfigError, DataError
+from cnnx.errors import CnnxError, ConfigError, DataError
 
 # What tf.io.decode_image reads (the same extensions torchvision's ImageFolder takes, less
 # the TIFF/PPM/PGM files TensorFlow cannot decode).
@@ -74,8 +76,11 @@ class FolderSource(Source):
     # path (`shown`) -> times it was found unreadable (every epoch and eval pass reads it again).
     corrupt: dict[str, int] = dataclasses.field(default_factory=dict)
     _paths: dict[str, bytes] = dataclasses.field(default_factory=dict)  # shown -> the file
-    # Set when an example and all its stand-ins were unreadable: raised by check().
-    failure: str | None = None
+    # path (`shown`) -> the error preparing it again on the host raised (None: it worked).
+    _errors: dict[str, Exception | None] = dataclasses.field(default_factory=dict)
+    # Raised by check(): an example and all its stand-ins were unreadable, or the host ran out
+    # of memory preparing one (no fault of the file: it is not counted as corrupt).
+    failure: CnnxError | None = None
     can_fail = True
 
     def _entries(self, split: str):
@@ -113,9 +118,14 @@ class FolderSource(Source):
     def describe(self, example):
         return example["path"]
 
-    def record_unreadable(self, path: bytes) -> None:
-        """Host side: an example of `path` could not be read, decoded or preprocessed."""
+    def record_unreadable(self, path: bytes, error: Exception | None = None) -> None:
+        """Host side: an example of `path` could not be read, decoded or preprocessed;
+        `error`: what preparing it again on the host raised (see `Source.record_unreadable`)."""
         name = shown(path)
+        if is_out_of_memory(error):
+            self.failure = out_of_memory(f"preparing {name} of image folder {self.root}", error)
+            return
+        self._errors[name] = error
         self._paths[name] = os.fsencode(path)
         first = name not in self.corrupt
         self.corrupt[name] = self.corrupt.get(name, 0) + 1
@@ -126,27 +136,32 @@ class FolderSource(Source):
                 "In training it is replaced by the next example of the epoch, with that "
                 "example's label; in evaluation it is left out.",
                 name,
-                why_unreadable(path),
+                why_unreadable(path, error),
                 n,
                 self.root,
             )
 
     def record_exhausted(self, paths: Sequence[bytes]) -> None:
-        self.failure = (
+        if self.failure:  # an out-of-memory says more than the files it failed on
+            return
+        why = ", ".join(f"{shown(p)} ({self._why(p)})" for p in paths)
+        self.failure = DataError(
             f"{len(paths)} consecutive examples of image folder {self.root} are unreadable "
-            f"({', '.join(f'{shown(p)} ({why_unreadable(p)})' for p in paths)}): the folder looks "
-            "broken, or the preprocessing fails on every image. Fix the files or the "
-            "preprocessing."
+            f"({why}): the folder looks broken, or the preprocessing fails on every image. Fix "
+            "the files or the preprocessing."
         )
+
+    def _why(self, path: bytes | str) -> str:
+        return why_unreadable(path, self._errors.get(shown(path)))
 
     def check(self) -> None:
         if self.failure:
-            raise DataError(self.failure)
+            raise self.failure
         if self.corrupt and self.on_corrupt == "error":
             names = sorted(self.corrupt)
             raise DataError(
                 f"Corrupt or unreadable image file(s) in {self.root}: "
-                + ", ".join(f"{n} ({why_unreadable(self._paths.get(n, n))})" for n in names[:5])
+                + ", ".join(f"{n} ({self._why(self._paths.get(n, n))})" for n in names[:5])
                 + (f" and {len(names) - 5} more" if len(names) > 5 else "")
                 + ". Delete or replace them, or set --config.data.on_corrupt=skip to skip such "
                 "files (logged and counted)."
@@ -158,8 +173,9 @@ def shown(path: bytes | str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def why_unreadable(path: bytes | str) -> str:
-    """Why a file could not be used, found again on the host (only for files that failed)."""
+def why_unreadable(path: bytes | str, error: Exception | None = None) -> str:
+    """Why a file could not be used, found again on the host (only for files that failed);
+    `error`: what preparing it again raised, named when the file itself reads and decodes."""
     import tensorflow as tf
 
     from cnnx.data.image_header import MAX_IMAGE_PIXELS, pixels
@@ -185,7 +201,9 @@ def why_unreadable(path: bytes | str) -> str:
     except Exception as e:  # TensorFlow's own decode error
         lines = [x for x in str(getattr(e, "message", e)).splitlines() if x.strip()]
         return f"does not decode: {lines[-1].strip()[:120] if lines else type(e).__name__}"
-    return f"decodes ({shape[0]}x{shape[1]}), but the preprocessing fails on it"
+    said = [x.strip() for x in str(getattr(error, "message", error)).splitlines() if x.strip()]
+    detail = f": {type(error).__name__}: {said[0][:120]}" if error is not None and said else ""
+    return f"decodes ({shape[0]}x{shape[1]}), but the preprocessing fails on it{detail}"
 
 
 def _subfolders(directory: str) -> list[str]:

@@ -23,7 +23,7 @@ import numpy as np
 from cnnx.data import pp as pp_lib
 from cnnx.data import repeated, tf_random
 from cnnx.data.batched_ops import resize_to
-from cnnx.data.sources import process_slice
+from cnnx.data.sources import out_of_memory, process_slice
 from cnnx.errors import CnnxError, ConfigError
 
 # In-memory images are resized ahead (once) up to this size (float32 at the model's resolution).
@@ -45,20 +45,30 @@ def presized(images: np.ndarray, pp: str, ctx: pp_lib.PPContext) -> np.ndarray:
     )
 
 
-def prefetch(fn: Callable[[T], dict], tasks: Iterable[T], workers: int = WORKERS) -> Iterator[dict]:
+def prefetch(
+    fn: Callable[[T], dict], tasks: Iterable[T], workers: int = WORKERS, what: str = "batches"
+) -> Iterator[dict]:
     """`fn(task)` for each task, in order, computed by `workers` threads up to `workers` batches
     ahead of the one taken (NumPy releases the GIL in its array work, so large batches use as
-    many cores). An error in `fn` is raised here, at its batch; closing or dropping the
-    iterator stops the work."""
+    many cores). An error in `fn` is raised here, at its batch (running out of memory as
+    `OutOfMemory`, naming `what` was being prepared); closing or dropping the iterator stops
+    the work."""
     with concurrent.futures.ThreadPoolExecutor(workers, "cnnx-in-memory-input") as pool:
         pending: collections.deque = collections.deque()
+
+        def taken():
+            try:
+                return pending.popleft().result()
+            except MemoryError as e:  # no fault of the data: the batch, pp or host is too big
+                raise out_of_memory(f"preparing {what}", e) from None
+
         try:
             for task in tasks:
                 pending.append(pool.submit(fn, task))
                 if len(pending) > workers:
-                    yield pending.popleft().result()
+                    yield taken()
             while pending:
-                yield pending.popleft().result()
+                yield taken()
         finally:
             for future in pending:
                 future.cancel()
@@ -71,6 +81,10 @@ def _probe(fn, pp: str, key: str) -> dict:
         return fn()
     except CnnxError:
         raise
+    except MemoryError as e:  # the pp string may be at fault, but not as `cannot_apply` says
+        raise out_of_memory(
+            f"preparing a first example with --config.data.{key}={pp!r}", e
+        ) from None
     except Exception as e:  # whatever the NumPy ops raised
         raise pp_lib.cannot_apply(pp, key, e) from None
 
@@ -125,7 +139,8 @@ class TrainBatches:
                 yield from self.epoch(e, k)
                 e, k = e + 1, 0
 
-        return prefetch(lambda task: self.batch(*task), endless())
+        what = f"training batches of split {self.spec.split!r} of {self.spec.source.name}"
+        return prefetch(lambda task: self.batch(*task), endless(), what=what)
 
 
 class EvalBatches:
@@ -169,4 +184,5 @@ class EvalBatches:
         """The pass's `num_batches` batches of `local_batch` rows, prefetched."""
         b = self.spec.local_batch
         rows = (np.arange(i * b, (i + 1) * b) for i in range(self.spec.num_batches))
-        return prefetch(self.batch, rows)
+        what = f"evaluation batches of split {self.spec.split!r} of {self.spec.source.name}"
+        return prefetch(self.batch, rows, what=what)

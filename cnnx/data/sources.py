@@ -18,12 +18,13 @@ labels must lie in `[0, num_classes)` (`check_labels`), the one class count of a
 
 import dataclasses
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from cnnx.errors import ConfigError, DataError
+from cnnx.errors import ConfigError, DataError, OutOfMemory
 from cnnx.process_defaults import import_tensorflow
 
 # What a user without TensorFlow installs to read TFDS datasets and image folders.
@@ -141,8 +142,12 @@ class Source:
         del example
         return tf.constant(self.name)
 
-    def record_unreadable(self, what: bytes) -> None:
-        """Host side: the example `describe` names could not be read or preprocessed."""
+    def record_unreadable(self, what: bytes, error: Exception | None = None) -> None:
+        """Host side: the example `describe` names could not be read or preprocessed.
+
+        `error`: what preparing that example raised when tried again on the host (None if it
+        then worked); an out-of-memory is no fault of the example (`is_out_of_memory`).
+        """
 
     def record_exhausted(self, what: list[bytes]) -> None:
         """Host side: an example and every stand-in for it were unreadable."""
@@ -169,6 +174,33 @@ class Source:
           A `tf.data.Dataset` of raw examples (see the module docstring).
         """
         raise NotImplementedError
+
+
+def is_out_of_memory(error: BaseException | None) -> bool:
+    """Whether `error` is the host running out of memory: a `MemoryError` (NumPy, Python) or
+    TensorFlow's `ResourceExhaustedError` ('OOM when allocating tensor ...')."""
+    if isinstance(error, MemoryError):
+        return True
+    tf = sys.modules.get("tensorflow")  # an error of TensorFlow's means it is imported
+    errors = getattr(tf, "errors", None)
+    return errors is not None and isinstance(error, errors.ResourceExhaustedError)
+
+
+def out_of_memory(what: str, error: BaseException) -> OutOfMemory:
+    """The error for an input pipeline that ran out of host memory while doing `what` (e.g.
+    "preprocessing split 'train' of digits"): no fault of the data's files; says what to
+    lower. `error`: the `MemoryError` or `ResourceExhaustedError` caught."""
+    text = str(getattr(error, "message", error))
+    said = re.search(r"(OOM when allocating|Unable to allocate)[^\n]*", text)
+    detail = said.group(0) if said else (text.strip().splitlines() or [""])[0]
+    detail = detail.split(" on /job:")[0][:200]  # TensorFlow's device suffix says nothing
+    return OutOfMemory(
+        f"Out of host memory while {what} ({type(error).__name__}: {detail}); no file is at "
+        "fault. Lower what the input pipeline holds: a smaller --config.train.batch_size (or "
+        "eval.batch_size), a smaller --config.data.shuffle_buffer, --config.data.cache=False, "
+        "a pp string that makes smaller images (a large padding, size or a small crop_pct), "
+        "or give the run more memory."
+    )
 
 
 @dataclasses.dataclass

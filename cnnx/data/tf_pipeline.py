@@ -9,10 +9,12 @@ and prefetched by tf.data; an unreadable file of a folder is replaced by a stand
 or masked out (evaluation), so every epoch keeps its length and order.
 """
 
+import re
+
 import tensorflow as tf
 
 from cnnx.data import pp as pp_lib
-from cnnx.data.sources import Source
+from cnnx.data.sources import Source, is_out_of_memory, out_of_memory
 from cnnx.errors import DataError
 
 
@@ -41,9 +43,11 @@ def _first_readable(ds, source: Source, prepare, fallback) -> tf.data.Dataset:
 
     Each element is (index, example, stand_ins). `prepare(index, loaded_example)` gives the
     features of a candidate; a failing one (any TensorFlow error: a truncated file, a
-    non-image, a decoder's refusal) yields nothing (`ignore_errors` on a one-element dataset)
-    and the next candidate is tried. The failure of the example itself is reported to the
-    source (`record_unreadable`: named, counted, `on_corrupt`); `fallback(index, example)`
+    non-image, a decoder's refusal, but also the host out of memory) yields nothing
+    (`ignore_errors` on a one-element dataset) and the next candidate is tried. The failure
+    of the example itself is reported to the source (`record_unreadable`: named, counted,
+    `on_corrupt`; with the error the example raises when prepared again on the host, which
+    tells an out-of-memory from a bad file); `fallback(index, example)`
     gives the features when every candidate failed, after `record_exhausted` (training: an
     error; evaluation, which has no stand-ins: a masked-out example)."""
 
@@ -53,19 +57,39 @@ def _first_readable(ds, source: Source, prepare, fallback) -> tf.data.Dataset:
         with tf.control_dependencies([done]):
             return tf.identity(done)
 
+    def report(index, *flat, structure):
+        """Host side: the example failed in the pipeline; prepared again here, the error it
+        raises tells the source whether the file is at fault (an out-of-memory is not)."""
+        example = tf.nest.pack_sequence_as(structure, list(flat))
+        try:
+            prepare(index, source.load(example))
+            error = None
+        except Exception as e:  # whatever failed it in the pipeline
+            error = e
+        source.record_unreadable(source.describe(example).numpy(), error)
+
+    def unreadable(index, example):
+        """A dependency that reports `example`'s failure (see `report`)."""
+        flat = tf.nest.flatten(example)
+        done = tf.py_function(
+            lambda i, *f: (report(i, *f, structure=example), True)[1], [index, *flat], tf.bool
+        )
+        with tf.control_dependencies([done]):
+            return tf.identity(done)
+
     def one(index, example, stand_ins):
-        def candidate(i, e, note=None):
-            if note is not None:
-                with tf.control_dependencies([noted(source.record_unreadable, note)]):
+        def candidate(i, e, failed=None):
+            if failed is not None:
+                with tf.control_dependencies([unreadable(*failed)]):
                     i = tf.identity(i)
             return prepare(i, source.load(e))
 
         first = source.describe(example)
         out = tf.data.Dataset.from_tensors((index, example)).map(candidate).ignore_errors()
         for n, (i, e) in enumerate(stand_ins):
-            note = first if n == 0 else None
+            failed = (index, example) if n == 0 else None
             more = tf.data.Dataset.from_tensors((i, e))
-            more = more.map(lambda i, e, note=note: candidate(i, e, note))
+            more = more.map(lambda i, e, failed=failed: candidate(i, e, failed))
             out = out.concatenate(more.ignore_errors())
 
         def last_resort(i, e):
@@ -73,7 +97,7 @@ def _first_readable(ds, source: Source, prepare, fallback) -> tf.data.Dataset:
             if stand_ins:
                 done = noted(lambda n: source.record_exhausted(list(n)), names)
             else:
-                done = noted(source.record_unreadable, first)
+                done = unreadable(i, e)
             with tf.control_dependencies([done]):
                 return fallback(tf.identity(i), e)
 
@@ -102,7 +126,8 @@ def _check_images(image: tf.TensorSpec, ctx: pp_lib.PPContext, pp: str, key: str
 
 
 def _numpy_batches(ds: tf.data.Dataset, source: Source, split: str):
-    """The dataset's batches as NumPy; a read or decode error becomes a `DataError`."""
+    """The dataset's batches as NumPy; a read or decode error becomes a `DataError`, the host
+    running out of memory an `OutOfMemory` (no file is at fault then)."""
     it = ds.as_numpy_iterator()
     while True:
         try:
@@ -110,12 +135,35 @@ def _numpy_batches(ds: tf.data.Dataset, source: Source, split: str):
         except StopIteration:
             return
         except tf.errors.OpError as e:
-            first = e.message.strip().splitlines()[0][:300]
-            raise DataError(
-                f"Reading split {split!r} of {source.name} failed: {first}. A file that "
-                "cannot be read or decoded is the usual cause; check (or remove) it."
-            ) from None
-        yield batch
+            error = e
+        else:
+            yield batch
+            continue
+        source.check()  # what the source found on the host names more (a file, an OOM)
+        if is_out_of_memory(error):
+            raise out_of_memory(f"preparing split {split!r} of {source.name}", error)
+        if isinstance(error, _FILE_ERRORS):
+            cause = "A file that cannot be read is the cause; check (or remove) it."
+        else:
+            cause = (
+                "A file that cannot be decoded, or an example the pp string cannot handle, "
+                "is the usual cause."
+            )
+        raise DataError(
+            f"Reading split {split!r} of {source.name} failed: {_reason(error)}. {cause}"
+        )
+
+
+# TensorFlow's errors that only a file causes (the others may as well be the pp string's).
+_FILE_ERRORS = (tf.errors.DataLossError, tf.errors.NotFoundError, tf.errors.PermissionDeniedError)
+
+
+def _reason(error: tf.errors.OpError) -> str:
+    """The line of a tf.data error that says what failed (not the node or iterator names)."""
+    lines = [re.sub(r"^(\{\{[^}]*\}\}\s*)+", "", x).strip() for x in error.message.splitlines()]
+    lines = [x for x in lines if x and not x.startswith("[[")]
+    told = [x for x in lines if not x.startswith("Error in user-defined function")]
+    return (told or lines or [type(error).__name__])[0][:300]
 
 
 def _spread(repeats: int, batch: int, step):
