@@ -45,9 +45,10 @@ def test_sigterm_at_different_steps_stops_every_process_at_one_step(tmp_path):
     for p, out in zip(procs[2:], outs[2:]):
         assert p.returncode == 143, out[-3000:]
     # Both saved the one step the processes agreed on (JAX's preemption service: the largest
-    # step any process had reached when the notice spread, plus one).
+    # step any process had reported when the notice spread, plus one: step 3 itself when the
+    # notice outran process 0's report of step 3, as on a loaded host).
     (stop,) = _steps(stopped)
-    assert 3 < stop < 12
+    assert 3 <= stop < 12
     for out in outs[2:]:
         assert f"SIGTERM: saved checkpoint at step {stop}; exiting." in out
     with open(os.path.join(stopped, "results.json")) as f:
