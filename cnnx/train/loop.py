@@ -112,7 +112,7 @@ def train_and_evaluate(
     exp.dtype_requested = requested_dtype
     try:
         locked = lock.locked(workdir, take=pidx == 0, agree=agree_with_process_0())
-        with Preemption() as preemption, locked:
+        with Preemption(wd.checkpoints_dir(workdir)) as preemption, locked:
             return _train_and_evaluate(
                 config, exp, workdir, t_start, changes, preemption, step_callback
             )
