@@ -147,10 +147,7 @@ def evaluate_checkpoint(
     """
     config = ml_collections.ConfigDict(config.to_dict())
     if evaluators:
-        if config.get("evals") is None:  # a config saved before evaluators were entries
-            config.evals = ml_collections.ConfigDict()
-        for name, entry in evaluators.items():
-            config.evals[name] = entry
+        entries.add_entries(config, evaluators)
     names = list(evals) or list(evaluators or ()) or [entries.DEFAULT]
     config = with_named_sets(config, names)
     if crop_pct is not None:

@@ -79,6 +79,16 @@ def evaluator(kind: str = "classification", **values) -> ml_collections.ConfigDi
     return e
 
 
+def add_entries(config, new: dict) -> None:
+    """Adds (or replaces) evaluator entries {name: `evaluator(...)`} in `config.evals`, in
+    place, creating the section for a config saved before evaluators were entries."""
+    with config.unlocked():
+        if config.get("evals") is None:
+            config.evals = ml_collections.ConfigDict()
+        for name, entry in new.items():
+            config.evals[name] = entry
+
+
 def _fields(kind: str) -> str:
     return (
         f"a {kind!r} evaluator has every_steps, every_epochs, data.{{{', '.join(DATA_KEYS)}}} "

@@ -7,7 +7,7 @@ Imports neither TensorFlow nor JAX (config files import it).
 
 import ml_collections
 
-from cnnx.evaluate.entries import evaluator
+from cnnx.evaluate.entries import add_entries, evaluator
 
 # The ImageNet test sets (through TFDS), as evaluator entries: name -> (TFDS name, split,
 # classification options). Every one predicts ImageNet's 1000 classes, in TFDS's label order.
@@ -53,8 +53,6 @@ def with_named_sets(config, names) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict(config.to_dict())
     declared = set(config.get("evals") or {})
     added = [n for n in dict.fromkeys(names) if n in IMAGENET_TEST_SETS and n not in declared]
-    if added and config.get("evals") is None:
-        config.evals = ml_collections.ConfigDict()
-    for name in added:
-        config.evals[name] = named_entry(name)
+    if added:
+        add_entries(config, {name: named_entry(name) for name in added})
     return config

@@ -133,10 +133,7 @@ def evaluator_config(config, res: int, crop_pct: float | None = None):
     if crop_pct is not None:  # else the 'eval' entry's, or the run's
         data["crop_pct"] = crop_pct
     entry = entries.evaluator(data=data, options=fields["options"], every_steps=0)
-    with cfg.unlocked():
-        if cfg.get("evals") is None:  # a config saved before evaluators were entries
-            cfg.evals = ml_collections.ConfigDict()
-        cfg.evals[name] = entry
+    entries.add_entries(cfg, {name: entry})
     return cfg, name
 
 
