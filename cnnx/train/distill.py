@@ -120,7 +120,7 @@ def load_teacher(config, num_classes: int, image_shape: tuple[int, int, int]) ->
             f"{num_classes}; distil from a teacher trained on the student's data."
         )
     variables = {k: v for k, v in variables.items() if k in ("params", "batch_stats")}
-    model = teacher_module(config, num_classes)
+    model = _create(name, options, num_classes)
     x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
     try:
         jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x)
@@ -233,9 +233,13 @@ def normalization_problem(config, name: str) -> str | None:
 
 def teacher_module(config, num_classes: int):
     """The teacher's Flax module (`teacher_options`) for `num_classes` classes."""
+    return _create(*teacher_options(config), num_classes)
+
+
+def _create(name: str, options: dict, num_classes: int):
+    """Model `name` with constructor `options` and `num_classes` classes."""
     from cnnx import models
 
-    name, options = teacher_options(config)
     return models.create(name, **{**options, "num_classes": num_classes})
 
 
@@ -246,7 +250,7 @@ def head_classes(name: str, variables: dict, options: dict | None = None) -> int
     from cnnx import models
 
     def shapes(n):
-        model = models.create(name, **{**(options or {}), "num_classes": n})
+        model = _create(name, options or {}, n)
         spec = models.get_spec(name)
         r = max(spec.test_resolution, spec.min_resolution)
         x = jax.ShapeDtypeStruct((1, r, r, spec.in_chans), jnp.float32)
